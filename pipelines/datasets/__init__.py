@@ -1,0 +1,1 @@
+"""Prepared datasets: sources, sharding, manifests and readers."""

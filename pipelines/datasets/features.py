@@ -1,0 +1,65 @@
+"""Rows ↔ model features, from the manifest's statistics (pure numpy, used inside Ray tasks).
+
+Tables: numeric columns standardized with the train split's mean/std, then one
+one-hot group per categorical column, in manifest order — the layout that
+`vae_core.ModelSpec.for_table` expects. Images: uint8 → float32 in [0, 1].
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from pipelines.datasets.manifest import DatasetManifest
+
+
+class FeatureError(ValueError):
+    """Rows that do not fit the dataset's schema; the message names the column."""
+
+
+def image_features(manifest: DatasetManifest, images: np.ndarray) -> np.ndarray:
+    expected = tuple(manifest.image.shape)
+    if tuple(images.shape[1:]) != expected:
+        raise FeatureError(f"images have shape {tuple(images.shape[1:])} (C,H,W); the model expects {expected}")
+    return images.astype(np.float32) * np.float32(1.0 / manifest.image.max_value)
+
+
+def table_features(manifest: DatasetManifest, batch: Mapping[str, np.ndarray]) -> np.ndarray:
+    missing = [c for c in manifest.feature_columns if c not in batch]
+    if missing:
+        raise FeatureError(f"input lacks column(s) {missing} that the model was trained on")
+    n = len(next(iter(batch.values()))) if batch else 0
+    out = np.empty((n, manifest.feature_dim), dtype=np.float32)
+    for j, column in enumerate(manifest.numeric):
+        values = np.asarray(batch[column.name], dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise FeatureError(f"column {column.name!r} has NaN/inf values")
+        out[:, j] = (values - column.mean) / column.std
+    offset = len(manifest.numeric)
+    for column in manifest.categorical:
+        codes = pd.Categorical(np.asarray(batch[column.name]).astype(str), categories=column.levels).codes
+        if (codes < 0).any():
+            bad = np.asarray(batch[column.name])[codes < 0][0]
+            raise FeatureError(f"column {column.name!r} has level {bad!r} that was not in the training data "
+                               f"(levels: {column.levels})")
+        block = np.zeros((n, len(column.levels)), dtype=np.float32)
+        block[np.arange(n), codes] = 1.0
+        out[:, offset:offset + len(column.levels)] = block
+        offset += len(column.levels)
+    return out
+
+
+def features_to_table(manifest: DatasetManifest, features: np.ndarray) -> pd.DataFrame:
+    """Back to the original schema: de-standardized numerics (clipped to the seen range), level names."""
+    columns: dict[str, np.ndarray] = {}
+    for j, column in enumerate(manifest.numeric):
+        values = np.clip(features[:, j] * column.std + column.mean, column.min, column.max)
+        columns[column.name] = np.rint(values).astype(np.int64) if column.integer else values
+    offset = len(manifest.numeric)
+    for column in manifest.categorical:
+        width = len(column.levels)
+        codes = features[:, offset:offset + width].argmax(axis=1)
+        columns[column.name] = np.asarray(column.levels, dtype=object)[codes]
+        offset += width
+    return pd.DataFrame(columns)

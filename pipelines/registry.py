@@ -1,0 +1,127 @@
+"""The model registry: models/<name>/<version>/ with weights (safetensors) and model.json.
+
+A version is complete only with its `_SUCCESS`; `PROMOTED` names the version
+that nightly scoring uses. References: `digits`, `digits@latest`, `digits@3`,
+`digits@PROMOTED`, optionally prefixed with `models/`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from pipelines.layout import model_uri
+from pipelines.naming import validate_name
+
+WEIGHTS = "model.safetensors"
+CARD = "model.json"
+PROMOTED = "PROMOTED"
+
+
+class ModelNotFound(LookupError):
+    """A model reference that names no registered version; the message lists what exists."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str  # a number, "latest" or "PROMOTED"
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelRef":
+        body = text.strip().removeprefix("models/").rstrip("/")
+        name, _, version = body.partition("@")
+        if "/" in name and not version:
+            name, _, version = name.partition("/")
+        version = version or "latest"
+        if version not in ("latest", PROMOTED) and not version.isdigit():
+            raise ModelNotFound(f"model reference {text!r}: version must be a number, 'latest' or 'PROMOTED'")
+        return cls(validate_name(name, "model name"), version)
+
+
+def list_versions(root: str, name: str) -> list[int]:
+    """Registered (committed) versions of `name`, ascending."""
+    from pipelines.storage import list_files
+
+    prefix = model_uri(root, name)
+    versions = set()
+    for entry in list_files(prefix, include_hidden=True):
+        parts = entry.uri[len(prefix) + 1:].split("/")
+        if len(parts) == 2 and parts[0].isdigit() and parts[1] == "_SUCCESS":
+            versions.add(int(parts[0]))
+    return sorted(versions)
+
+
+def resolve_version(root: str, ref: ModelRef) -> int:
+    from pipelines.storage import exists, read_bytes
+
+    versions = list_versions(root, ref.name)
+    if not versions:
+        raise ModelNotFound(f"no registered versions of model {ref.name!r} under {model_uri(root, ref.name)}; "
+                            "train one with `vaepipe train`")
+    if ref.version == "latest":
+        return versions[-1]
+    if ref.version == PROMOTED:
+        pointer = f"{model_uri(root, ref.name)}/{PROMOTED}"
+        if not exists(pointer):
+            raise ModelNotFound(f"model {ref.name!r} has no promoted version; promote one with "
+                                f"`vaepipe promote {ref.name}@<version>` (versions: {versions})")
+        version = int(read_bytes(pointer).decode().strip())
+    else:
+        version = int(ref.version)
+    if version not in versions:
+        raise ModelNotFound(f"model {ref.name!r} has no version {version} (registered: {versions})")
+    return version
+
+
+def register_model(root: str, name: str, weights: bytes, card: dict) -> int:
+    """Write a new version (weights, then model.json, then _SUCCESS) and return its number."""
+    from pipelines.outputs import OutputCommit
+    from pipelines.storage import StorageError, write_bytes, write_json
+
+    for _ in range(20):
+        existing = list_versions(root, name)
+        version = (existing[-1] if existing else 0) + 1
+        prefix = f"{model_uri(root, name)}/{version}"
+        try:
+            with OutputCommit(prefix, job="register") as commit:
+                write_bytes(f"{prefix}/{WEIGHTS}", weights)
+                stamped = {**card, "name": name, "version": version,
+                           "registered_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                write_json(f"{prefix}/{CARD}", stamped)
+                commit.commit(expected_rows=None, metadata={"model": f"{name}@{version}"})
+            return version
+        except StorageError:
+            # another registration took this version number first: take the next one
+            if version in list_versions(root, name) or _leased(prefix):
+                continue
+            raise
+    raise RuntimeError(f"could not allocate a version for model {name!r}")
+
+
+def _leased(prefix: str) -> bool:
+    from pipelines.outputs import LEASE
+    from pipelines.storage import exists
+
+    return exists(f"{prefix}/{LEASE}")
+
+
+def promote(root: str, ref: ModelRef) -> int:
+    from pipelines.storage import write_bytes
+
+    version = resolve_version(root, ref)
+    write_bytes(f"{model_uri(root, ref.name)}/{PROMOTED}", f"{version}\n".encode())
+    return version
+
+
+def load_registered(root: str, reference: str):
+    """(VAE, model card) for a reference; the weights are loaded from safetensors, never unpickled."""
+    from pipelines.storage import read_bytes, read_json
+    from vae_core import model_from_bytes
+
+    ref = ModelRef.parse(reference)
+    version = resolve_version(root, ref)
+    prefix = f"{model_uri(root, ref.name)}/{version}"
+    card = read_json(f"{prefix}/{CARD}")
+    model = model_from_bytes(read_bytes(f"{prefix}/{WEIGHTS}"), json.dumps(card["spec"]))
+    return model, card

@@ -1,0 +1,218 @@
+"""`vaepipe train`: Ray Data streams a prepared dataset into Ray Train workers; the best
+checkpoint is calibrated on the validation split and registered as a new model version.
+
+Everything Ray-specific (datasets, scaling, storage, failure policy) is built
+here from the job config; the per-worker loop is in `train_loop.py`.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from pipelines.datasets.catalog import load_manifest, verify_shards
+from pipelines.datasets.manifest import DatasetManifest
+from pipelines.datasets.reader import read_split, to_model_input
+from pipelines.layout import dataset_uri, run_uri, runs_uri, storage_root
+from pipelines.train_config import ModelConfig, TrainJobConfig
+from vae_core import VAE, ModelSpec, anomaly_scores, model_to_bytes
+
+JOB_FILE = "vaepipe_job.json"
+
+
+class TrainingError(RuntimeError):
+    """A training job that could not run or finish; the message says why and what to do."""
+
+
+@dataclass
+class TrainOutcome:
+    run_id: str
+    run_uri: str
+    model: str  # name@version
+    version: int
+    best_epoch: int
+    metrics: dict
+    history: list[dict]
+    seconds: float
+
+
+def model_spec_for(manifest: DatasetManifest, config: ModelConfig) -> ModelSpec:
+    """The default architecture per data kind: conv + Bernoulli for images, MLP + per-column
+    likelihoods (Gaussian numeric, categorical one-hot groups) for tables."""
+    if manifest.kind == "image":
+        if config.architecture == "mlp":
+            raise TrainingError("model.architecture 'mlp' is for tabular datasets; image datasets use 'conv' "
+                                "(or 'auto')")
+        return ModelSpec.for_images(shape=tuple(manifest.image.shape), latent_dim=config.latent_dim,
+                                    hidden=tuple(config.hidden or (32, 64)))
+    if config.architecture == "conv":
+        raise TrainingError("model.architecture 'conv' needs an image dataset; tables use 'mlp' (or 'auto')")
+    return ModelSpec.for_table(num_numeric=len(manifest.numeric),
+                               categorical_levels=[len(c.levels) for c in manifest.categorical],
+                               latent_dim=config.latent_dim, hidden=tuple(config.hidden or (256, 128)),
+                               variance=config.gaussian_variance)
+
+
+def new_run_id(name: str) -> str:
+    return f"{name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def check_resources(config: TrainJobConfig) -> None:
+    """Fail at once, naming the fields, when a local Ray could never schedule the workers.
+
+    Workers together may use all CPUs but one: Ray Data's read and map tasks need
+    a slot beside them, or the job waits forever (RAY_NOTES.md, hangs 1 and 2).
+    """
+    from pipelines.ray_runtime import cluster_cpus, cluster_gpus
+
+    scaling = config.scaling
+    cpus, gpus = cluster_cpus(), cluster_gpus()
+    wanted = scaling.num_workers * scaling.cpus_per_worker
+    if wanted > cpus - 1:
+        raise TrainingError(
+            f"scaling.num_workers ({scaling.num_workers}) × scaling.cpus_per_worker ({scaling.cpus_per_worker}) = "
+            f"{wanted:g} CPUs, but this Ray cluster has {cpus:g} and Ray Data needs one of them; lower "
+            f"scaling.cpus_per_worker (e.g. {max(0.1, (cpus - 1) / scaling.num_workers):.2g}) or ray.num_cpus")
+    if scaling.use_gpu and scaling.num_workers * scaling.gpus_per_worker > gpus and config.ray.address is None:
+        raise TrainingError(f"scaling.use_gpu is true but this Ray cluster has {gpus:g} GPUs for "
+                            f"{scaling.num_workers} workers; set scaling.use_gpu=false or run on a GPU cluster")
+
+
+def _resolve_dataset(root: str, dataset: str) -> str:
+    return dataset.rstrip("/") if "://" in dataset or dataset.startswith("/") else dataset_uri(root, dataset)
+
+
+@torch.no_grad()
+def validation_scores(model: VAE, dataset: str, manifest: DatasetManifest, batch_size: int = 4096) -> np.ndarray:
+    """Deterministic anomaly scores (negative ELBO at z = posterior mean) of every validation row."""
+    model.eval()
+    scores = []
+    for batch in read_split(dataset, manifest, "val").iter_batches(batch_size=batch_size, batch_format="numpy"):
+        x = to_model_input(torch.from_numpy(np.ascontiguousarray(batch["x"])), manifest)
+        scores.append(anomaly_scores(model, x)["neg_elbo"].numpy())
+    return np.concatenate(scores) if scores else np.empty(0)
+
+
+def calibration_card(scores: np.ndarray, contamination: float) -> dict:
+    quantiles = np.linspace(0.0, 1.0, 201)
+    return {
+        "score": "neg_elbo",
+        "contamination": contamination,
+        "threshold": float(np.quantile(scores, 1.0 - contamination)),
+        "val_rows": int(scores.size),
+        "val_quantile_levels": quantiles.tolist(),
+        "val_quantiles": np.quantile(scores, quantiles).tolist(),
+    }
+
+
+def _save_job_config(run: str, config: TrainJobConfig) -> None:
+    from pipelines.storage import write_json
+
+    write_json(f"{run}/{JOB_FILE}", config.model_dump(mode="json"))
+
+
+def load_run_config(root: str, run_id: str) -> TrainJobConfig:
+    from pipelines.storage import exists, read_json
+
+    run = run_uri(root, run_id)
+    if not exists(f"{run}/{JOB_FILE}"):
+        raise TrainingError(f"no training run {run_id!r} under {runs_uri(root)} (nothing to resume)")
+    return TrainJobConfig.model_validate(read_json(f"{run}/{JOB_FILE}"))
+
+
+def _failure_message(err: Exception) -> str:
+    failures = getattr(err, "worker_failures", None)
+    if failures:
+        rank, cause = sorted(failures.items())[0]
+        return f"worker {rank} failed: {type(cause).__name__}: {str(cause).strip().splitlines()[-1]}"
+    return str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+
+
+def run_training(config: TrainJobConfig, resume: Optional[str] = None,
+                 progress: Callable[[str], None] = print) -> TrainOutcome:
+    import ray.train
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.ray_runtime import ray_session
+    from pipelines.registry import register_model
+    from pipelines.storage import check_access, resolve
+    from pipelines.train_loop import train_loop_per_worker
+
+    started = time.monotonic()
+    root = storage_root(config.storage)
+    check_access(root)
+    dataset = _resolve_dataset(root, config.dataset)
+    manifest = load_manifest(dataset)
+    verify_shards(dataset, manifest, checksums=config.verify_checksums)
+    if manifest.split_rows["train"] < config.scaling.num_workers or manifest.split_rows["val"] == 0:
+        raise TrainingError(f"dataset {dataset} has {manifest.split_rows} rows per split: training needs at least "
+                            f"one train row per worker and a non-empty val split")
+    spec = model_spec_for(manifest, config.model)
+    run_id = resume or new_run_id(config.name)
+    run = run_uri(root, run_id)
+    if not resume:
+        _save_job_config(run, config)
+    progress(f"run {run_id}: {manifest.kind} dataset {manifest.name} ({manifest.split_rows['train']} train / "
+             f"{manifest.split_rows['val']} val rows), {spec.architecture} VAE latent {spec.latent_dim}, "
+             f"{config.scaling.num_workers} worker(s){' on GPU' if config.scaling.use_gpu else ''}")
+
+    runs = resolve(runs_uri(root))
+    with ray_session(config.ray):
+        check_resources(config)
+        resources = {"CPU": config.scaling.cpus_per_worker}
+        if config.scaling.use_gpu:
+            resources["GPU"] = config.scaling.gpus_per_worker
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"loop": config.train.model_dump(mode="json"), "spec": spec.to_json(),
+                               "manifest": manifest.model_dump(mode="json"),
+                               "checkpoint_every": config.checkpoint.every_epochs},
+            scaling_config=ScalingConfig(num_workers=config.scaling.num_workers, use_gpu=config.scaling.use_gpu,
+                                         resources_per_worker=resources),
+            run_config=RunConfig(
+                name=run_id, storage_path=runs.path, storage_filesystem=runs.filesystem,
+                checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.keep,
+                                                   checkpoint_score_attribute="val_neg_elbo",
+                                                   checkpoint_score_order="min"),
+                failure_config=FailureConfig(max_failures=config.max_failures)),
+            datasets={"train": read_split(dataset, manifest, "train"), "val": read_split(dataset, manifest, "val")},
+            # val is not split: each worker evaluates every world_size-th row of the whole split
+            dataset_config=DataConfig(datasets_to_split=["train"]),
+        )
+        try:
+            result = trainer.fit()
+        except ray.train.TrainingFailedError as err:
+            raise TrainingError(f"training run {run_id} failed: {_failure_message(err)}; checkpoints are kept "
+                                f"under {run}/ — fix the cause and `vaepipe train --resume {run_id}`") from None
+        if not result.best_checkpoints:
+            raise TrainingError(f"training run {run_id} reported no checkpoint")
+        best_checkpoint, best_metrics = min(result.best_checkpoints, key=lambda item: item[1]["val_neg_elbo"])
+        from pipelines.checkpoints import load_checkpoint
+
+        with best_checkpoint.as_directory() as directory:
+            model, _, state = load_checkpoint(directory)
+        progress(f"best epoch {best_metrics['epoch']}: val -ELBO {best_metrics['val_neg_elbo']:.3f}; "
+                 "calibrating the anomaly threshold on the validation split")
+        calibration = calibration_card(validation_scores(model, dataset, manifest), config.contamination)
+
+    weights, spec_json = model_to_bytes(model)
+    card = {
+        "spec": json.loads(spec_json),
+        "dataset": {"uri": dataset, "name": manifest.name, "fingerprint": manifest.fingerprint,
+                    "manifest": manifest.model_dump(mode="json")},
+        "training": {"run_id": run_id, "run_uri": run, "best_epoch": best_metrics["epoch"],
+                     "config": config.model_dump(mode="json"), "history": state["history"]},
+        "metrics": {k: best_metrics[k] for k in ("val_neg_elbo", "val_recon_nll", "val_kl", "epoch")},
+        "calibration": calibration,
+    }
+    version = register_model(root, config.name, weights, card)
+    return TrainOutcome(run_id=run_id, run_uri=run, model=f"{config.name}@{version}", version=version,
+                        best_epoch=int(best_metrics["epoch"]), metrics=card["metrics"], history=state["history"],
+                        seconds=time.monotonic() - started)
