@@ -75,7 +75,6 @@ def conv_decoder(latent_dim: int, hidden: tuple[int, ...], channels: int, height
 class VAE(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
-        spec.validate()
         self.spec = spec
         self.likelihood = build_likelihood(spec.likelihood)
         latent, params = spec.latent_dim, self.likelihood.param_dim

@@ -50,9 +50,7 @@ def load_model(directory, map_location="cpu") -> VAE:
     directory = Path(directory)
     spec = ModelSpec.from_json((directory / SPEC_FILE).read_text())
     weights = directory / WEIGHTS_FILE
-    model = _build_with_weights(spec, lambda: safetensors.torch.load_file(weights, device=str(map_location)),
-                                str(weights))
-    return model.to(map_location)
+    return _build_with_weights(spec, lambda: safetensors.torch.load_file(weights), str(weights)).to(map_location)
 
 
 def model_to_bytes(model: VAE) -> tuple[bytes, str]:
