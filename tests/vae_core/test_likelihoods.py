@@ -1,0 +1,84 @@
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.distributions import Categorical, Normal
+
+from vae_core import (BernoulliLikelihood, CategoricalLikelihood, GaussianLikelihood, LikelihoodBlock,
+                      build_likelihood)
+
+
+def test_learned_gaussian_log_prob_matches_torch_normal():
+    torch.manual_seed(0)
+    lik = GaussianLikelihood(4)
+    with torch.no_grad():
+        lik.log_std.copy_(torch.randn(4))
+    mean, x = torch.randn(5, 4), torch.randn(5, 4)
+    expected = Normal(mean, lik.log_std.exp()).log_prob(x).sum(-1)
+    torch.testing.assert_close(lik.log_prob(mean, x), expected)
+
+
+def test_fixed_gaussian_uses_fixed_std():
+    mean, x = torch.randn(5, 3), torch.randn(5, 3)
+    lik = GaussianLikelihood(3, variance="fixed", fixed_std=0.3)
+    torch.testing.assert_close(lik.log_prob(mean, x), Normal(mean, 0.3).log_prob(x).sum(-1))
+
+
+def test_learned_std_is_floored_so_log_prob_stays_finite():
+    lik = GaussianLikelihood(2)
+    with torch.no_grad():
+        lik.log_std.fill_(-100.0)
+    x = torch.zeros(1, 2)
+    assert torch.isfinite(lik.log_prob(x, x)).all()
+    torch.testing.assert_close(lik.log_prob(x, x), Normal(0.0, 1e-3).log_prob(x).sum(-1))
+
+
+def test_categorical_log_prob_matches_torch_categorical_on_one_hot():
+    torch.manual_seed(0)
+    logits, levels = torch.randn(6, 4), torch.randint(0, 4, (6,))
+    lik = CategoricalLikelihood(4)
+    torch.testing.assert_close(lik.log_prob(logits, F.one_hot(levels, 4).float()),
+                               Categorical(logits=logits).log_prob(levels))
+
+
+def test_bernoulli_log_prob_matches_bce_for_continuous_targets():
+    torch.manual_seed(0)
+    logits, x = 3 * torch.randn(5, 7), torch.rand(5, 7)
+    expected = -F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="none").sum(-1)
+    torch.testing.assert_close(BernoulliLikelihood(7).log_prob(logits, x), expected)
+
+
+def test_bernoulli_log_prob_is_finite_for_extreme_logits():
+    logits = torch.tensor([[200.0, -200.0]])
+    assert torch.isfinite(BernoulliLikelihood(2).log_prob(logits, torch.tensor([[0.0, 1.0]]))).all()
+
+
+def test_composite_splits_features_by_block_in_order():
+    torch.manual_seed(0)
+    lik = build_likelihood([LikelihoodBlock("gaussian", 2, variance="fixed"), LikelihoodBlock("categorical", 3)])
+    params, x = torch.randn(4, 5), torch.cat([torch.randn(4, 2), F.one_hot(torch.tensor([0, 2, 1, 1]), 3)], 1)
+    expected = Normal(params[:, :2], 1.0).log_prob(x[:, :2]).sum(-1) + (x[:, 2:] * params[:, 2:].log_softmax(-1)).sum(-1)
+    torch.testing.assert_close(lik.log_prob(params, x), expected)
+    assert lik.param_dim == 5
+
+
+def test_means_are_sigmoid_gaussian_mean_and_softmax():
+    lik = build_likelihood([LikelihoodBlock("bernoulli", 1), LikelihoodBlock("gaussian", 1),
+                            LikelihoodBlock("categorical", 2)])
+    params = torch.tensor([[0.0, 1.5, 0.0, math.log(3.0)]])
+    torch.testing.assert_close(lik.mean(params), torch.tensor([[0.5, 1.5, 0.25, 0.75]]))
+
+
+def test_samples_are_binary_and_one_hot_and_repeat_for_a_seed():
+    lik = build_likelihood([LikelihoodBlock("bernoulli", 3), LikelihoodBlock("categorical", 4)])
+    params = torch.randn(50, 7)
+    first = lik.sample(params, torch.Generator().manual_seed(3))
+    assert set(first[:, :3].unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(first[:, 3:].sum(-1), torch.ones(50))
+    assert torch.equal(first, lik.sample(params, torch.Generator().manual_seed(3)))
+
+
+def test_log_prob_is_float32_for_bf16_params():
+    lik = build_likelihood([LikelihoodBlock("gaussian", 2), LikelihoodBlock("categorical", 2)])
+    out = lik.log_prob(torch.randn(3, 4, dtype=torch.bfloat16), torch.tensor([[0.1, 0.2, 1.0, 0.0]] * 3))
+    assert out.dtype == torch.float32 and out.shape == (3,)

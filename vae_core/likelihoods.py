@@ -1,0 +1,150 @@
+"""Observation models p(x|z) over flattened features x: [B, D].
+
+The decoder emits params: [B, P]; each likelihood reads its `param_dim`
+columns. Mixed tables compose blocks with CompositeLikelihood instead of
+growing a class per combination. log_prob is always computed in float32:
+under bf16 autocast the decoder's params arrive in bf16, whose 8-bit mantissa
+is too coarse for a sum of hundreds of per-feature log terms.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vae_core.noise import seeded_noise
+
+# Floor on a learned std: below it a Gaussian can collapse onto a constant
+# feature and send log_prob to +inf.
+MIN_STD = 1e-3
+LOG_2PI = math.log(2 * math.pi)
+
+
+class Likelihood(nn.Module):
+    """p(x | params) over `size` features, needing `param_dim` decoder outputs."""
+
+    size: int
+    param_dim: int
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | params) summed over features: [B]."""
+        raise NotImplementedError
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """Expected x: [B, D]."""
+        raise NotImplementedError
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One draw x ~ p(x | params): [B, D]."""
+        raise NotImplementedError
+
+
+class BernoulliLikelihood(Likelihood):
+    """params are logits. x may be continuous in [0, 1] (grey pixels), which
+    makes this the continuous cross-entropy rather than a normalized density."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = self.param_dim = size
+
+    def log_prob(self, params, x):
+        # BCE-with-logits uses log-sum-exp internally, stable for large |logits|.
+        bce = F.binary_cross_entropy_with_logits(params.float(), x.float(), reduction="none")
+        return -bce.sum(-1)
+
+    def mean(self, params):
+        return torch.sigmoid(params.float())
+
+    def sample(self, params, generator=None):
+        probs = self.mean(params)
+        return (seeded_noise(torch.rand, probs.shape, probs.device, generator) < probs).float()
+
+
+class GaussianLikelihood(Likelihood):
+    """params are means. The std is not predicted by the decoder: it is one
+    learned parameter per feature ("learned") or a constant ("fixed"), which
+    keeps the model from shrinking the variance on individual rows."""
+
+    def __init__(self, size: int, variance: str = "learned", fixed_std: float = 1.0):
+        super().__init__()
+        self.size = self.param_dim = size
+        if variance == "learned":
+            self.log_std = nn.Parameter(torch.zeros(size))
+        elif variance == "fixed":
+            self.register_buffer("log_std", torch.full((size,), math.log(fixed_std)))
+        else:
+            raise ValueError(f"variance must be 'learned' or 'fixed'; got {variance!r}")
+
+    def clamped_log_std(self) -> torch.Tensor:
+        return self.log_std.float().clamp_min(math.log(MIN_STD))
+
+    def log_prob(self, params, x):
+        log_std = self.clamped_log_std()
+        standardized = (x.float() - params.float()) * torch.exp(-log_std)
+        return (-0.5 * standardized**2 - log_std - 0.5 * LOG_2PI).sum(-1)
+
+    def mean(self, params):
+        return params.float()
+
+    def sample(self, params, generator=None):
+        mean = self.mean(params)
+        eps = seeded_noise(torch.randn, mean.shape, mean.device, generator)
+        return mean + torch.exp(self.clamped_log_std()) * eps
+
+
+class CategoricalLikelihood(Likelihood):
+    """One one-hot group of `size` levels; params are the level logits."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = self.param_dim = size
+
+    def log_prob(self, params, x):
+        return (x.float() * torch.log_softmax(params.float(), dim=-1)).sum(-1)
+
+    def mean(self, params):
+        return torch.softmax(params.float(), dim=-1)
+
+    def sample(self, params, generator=None):
+        # Gumbel-max: argmax(logits + Gumbel noise) is an exact categorical draw.
+        uniform = seeded_noise(torch.rand, params.shape, params.device, generator)
+        uniform = uniform.clamp_min(torch.finfo(torch.float32).tiny)  # log(0) would give -inf noise
+        levels = (params.float() - torch.log(-torch.log(uniform))).argmax(-1)
+        return F.one_hot(levels, self.size).float()
+
+
+class CompositeLikelihood(Likelihood):
+    """Blocks side by side: feature and param columns are split in block order
+    and the log-probabilities add (features are independent given z)."""
+
+    def __init__(self, blocks: list[Likelihood]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.size = sum(b.size for b in blocks)
+        self.param_dim = sum(b.param_dim for b in blocks)
+
+    def _split(self, params, x=None):
+        param_parts = params.split([b.param_dim for b in self.blocks], dim=-1)
+        x_parts = x.split([b.size for b in self.blocks], dim=-1) if x is not None else [None] * len(self.blocks)
+        return zip(self.blocks, param_parts, x_parts)
+
+    def log_prob(self, params, x):
+        return sum(block.log_prob(p, xb) for block, p, xb in self._split(params, x))
+
+    def mean(self, params):
+        return torch.cat([block.mean(p) for block, p, _ in self._split(params)], dim=-1)
+
+    def sample(self, params, generator=None):
+        return torch.cat([block.sample(p, generator) for block, p, _ in self._split(params)], dim=-1)
+
+
+def build_likelihood(spec_blocks) -> CompositeLikelihood:
+    """The likelihood for a sequence of spec.LikelihoodBlock, always a composite
+    so state_dict keys look the same for one block or many."""
+    made = {
+        "bernoulli": lambda b: BernoulliLikelihood(b.size),
+        "gaussian": lambda b: GaussianLikelihood(b.size, b.variance, b.fixed_std),
+        "categorical": lambda b: CategoricalLikelihood(b.size),
+    }
+    return CompositeLikelihood([made[b.kind](b) for b in spec_blocks])

@@ -1,0 +1,135 @@
+"""ModelSpec: everything needed to rebuild a VAE, as a frozen dataclass that
+round-trips through JSON (a saved model is its spec.json plus its weights)."""
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+LIKELIHOOD_KINDS = ("bernoulli", "gaussian", "categorical")
+VARIANCE_KINDS = ("learned", "fixed")
+ARCHITECTURES = ("mlp", "conv")
+# A conv decoder emits one value per pixel, so only per-pixel likelihoods fit it.
+CONV_LIKELIHOOD_KINDS = ("bernoulli", "gaussian")
+
+
+@dataclass(frozen=True)
+class LikelihoodBlock:
+    """A run of `size` consecutive feature columns sharing one likelihood.
+
+    For "categorical", `size` is the number of levels of one one-hot group.
+    For "gaussian", `variance="learned"` is one learned log-std per feature
+    (not predicted by the decoder); "fixed" uses `fixed_std` for every feature.
+    """
+
+    kind: str
+    size: int
+    variance: str = "learned"
+    fixed_std: float = 1.0
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        if self.kind not in LIKELIHOOD_KINDS:
+            raise ValueError(f"likelihood kind {self.kind!r} is unknown; use one of {LIKELIHOOD_KINDS}")
+        if not isinstance(self.size, int) or self.size < 1:
+            raise ValueError(f"likelihood block size must be a positive int; got {self.size!r}")
+        if self.variance not in VARIANCE_KINDS:
+            raise ValueError(f"likelihood variance {self.variance!r} is unknown; use one of {VARIANCE_KINDS}")
+        if not self.fixed_std > 0:
+            raise ValueError(f"likelihood fixed_std must be > 0; got {self.fixed_std!r}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture, input layout and likelihood of one VAE.
+
+    `input_shape` is (D,) for "mlp" and (C, H, W) for "conv". `hidden` is the
+    layer widths (mlp) or channels per stride-2 stage (conv). The likelihood
+    blocks cover the flattened features in order and their sizes sum to D.
+    """
+
+    architecture: str
+    input_shape: tuple[int, ...]
+    latent_dim: int = 16
+    hidden: tuple[int, ...] = (256, 128)
+    # Keyword-only so it can be required while following the defaulted fields.
+    likelihood: tuple[LikelihoodBlock, ...] = field(kw_only=True)
+
+    def __post_init__(self):
+        # Accept the lists and dicts that JSON gives back; store tuples so specs
+        # stay hashable and compare equal after a round trip.
+        object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        blocks = tuple(b if isinstance(b, LikelihoodBlock) else LikelihoodBlock(**b) for b in self.likelihood)
+        object.__setattr__(self, "likelihood", blocks)
+        self.validate()
+
+    @property
+    def feature_dim(self) -> int:
+        return math.prod(self.input_shape)
+
+    def validate(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture {self.architecture!r} is unknown; use one of {ARCHITECTURES}")
+        expected_rank = 1 if self.architecture == "mlp" else 3
+        if len(self.input_shape) != expected_rank or any(not isinstance(s, int) or s < 1 for s in self.input_shape):
+            layout = "(D,)" if self.architecture == "mlp" else "(C, H, W)"
+            raise ValueError(f"input_shape for architecture={self.architecture!r} must be {layout} "
+                             f"of positive ints; got {self.input_shape}")
+        if not isinstance(self.latent_dim, int) or self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be an int >= 1; got {self.latent_dim!r}")
+        if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise ValueError(f"hidden must be a non-empty tuple of positive ints; got {self.hidden!r}")
+        if not self.likelihood:
+            raise ValueError("likelihood is empty; give LikelihoodBlocks whose sizes sum to the feature count")
+        covered = sum(b.size for b in self.likelihood)
+        if covered != self.feature_dim:
+            raise ValueError(f"likelihood block sizes sum to {covered} but input_shape {self.input_shape} "
+                             f"has {self.feature_dim} features; make the blocks cover every feature once")
+        if self.architecture == "conv":
+            self._validate_conv()
+
+    def _validate_conv(self):
+        kinds = [b.kind for b in self.likelihood]
+        if len(kinds) != 1 or kinds[0] not in CONV_LIKELIHOOD_KINDS:
+            raise ValueError(f"conv architecture needs one pixel likelihood block of kind {CONV_LIKELIHOOD_KINDS}; "
+                             f"got {kinds} — use architecture='mlp' for tables")
+        _, height, width = self.input_shape
+        factor = 2 ** len(self.hidden)
+        if height % factor or width % factor:
+            raise ValueError(f"conv architecture with {len(self.hidden)} stages needs height and width divisible "
+                             f"by {factor}; got {height}x{width} — resize images or use architecture='mlp'")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"ModelSpec got unknown fields {sorted(unknown)}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, s: str) -> "ModelSpec":
+        return cls.from_dict(json.loads(s))
+
+    @classmethod
+    def for_images(cls, shape: tuple[int, int, int], latent_dim: int = 16,
+                   hidden: tuple[int, ...] = (32, 64)) -> "ModelSpec":
+        """Conv VAE with a Bernoulli likelihood over pixels scaled to [0, 1]."""
+        return cls("conv", tuple(shape), latent_dim, tuple(hidden),
+                   likelihood=(LikelihoodBlock("bernoulli", math.prod(shape)),))
+
+    @classmethod
+    def for_table(cls, num_numeric: int, categorical_levels: list[int], latent_dim: int = 8,
+                  hidden: tuple[int, ...] = (128, 64), variance: str = "learned") -> "ModelSpec":
+        """MLP VAE over rows laid out as [standardized numerics..., one-hot group 1..., group 2...]."""
+        blocks = [LikelihoodBlock("gaussian", num_numeric, variance=variance)] if num_numeric > 0 else []
+        blocks += [LikelihoodBlock("categorical", levels) for levels in categorical_levels]
+        feature_dim = num_numeric + sum(categorical_levels)
+        return cls("mlp", (feature_dim,), latent_dim, tuple(hidden), likelihood=tuple(blocks))
