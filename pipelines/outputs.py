@@ -148,8 +148,8 @@ class OutputCommit:
     def _lease_busy(self, lease: dict[str, Any]) -> StorageError:
         return StorageError(
             f"another job (holder {lease.get('holder', '?')}) is writing {self.prefix_uri} "
-            f"since {lease.get('acquired_at', '?')}; wait for it, or if that job is dead "
-            f"delete {self.lease_uri} (it expires at {lease.get('expires_at', '?')})"
+            f"since {lease.get('acquired_at', '?')}; wait for it, or delete the lease "
+            f"{self.lease_uri} if that job is dead (it expires at {lease.get('expires_at', '?')})"
         )
 
     def _release_lease(self) -> None:
