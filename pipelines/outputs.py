@@ -21,7 +21,7 @@ import os
 import socket
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Sequence
 
 import pyarrow.parquet as pq
 
@@ -163,8 +163,13 @@ class OutputCommit:
 
     # --- commit ------------------------------------------------------------
 
-    def commit(self, expected_rows: int | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Verify this attempt's parts and write ``_SUCCESS``; returns the manifest."""
+    def commit(self, expected_rows: int | None = None, metadata: dict[str, Any] | None = None,
+               files: Sequence[str] = ()) -> dict[str, Any]:
+        """Verify this attempt's parts and write ``_SUCCESS``; returns the manifest.
+
+        `files` names outputs with fixed names (a registry's ``model.json``): the
+        lease makes this attempt their only writer, so they count as its parts.
+        """
         if not self._holds_lease:
             raise StorageError(
                 f"commit of {self.prefix_uri} outside its `with OutputCommit(...)` block; "
@@ -177,7 +182,8 @@ class OutputCommit:
 
         ours, theirs = [], []
         for entry in list_files(self.prefix_uri):
-            (ours if self.attempt_id in entry.path.rsplit("/", 1)[-1] else theirs).append(entry)
+            name = entry.path.rsplit("/", 1)[-1]
+            (ours if self.attempt_id in name or name in files else theirs).append(entry)
         # Parts of killed or retried attempts are not part of this output.
         for entry in theirs:
             delete_file(entry.uri)

@@ -89,7 +89,7 @@ def register_model(root: str, name: str, weights: bytes, card: dict) -> int:
                 stamped = {**card, "name": name, "version": version,
                            "registered_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
                 write_json(f"{prefix}/{CARD}", stamped)
-                commit.commit(expected_rows=None, metadata={"model": f"{name}@{version}"})
+                commit.commit(expected_rows=None, metadata={"model": f"{name}@{version}"}, files=(WEIGHTS, CARD))
             return version
         except StorageError:
             # another registration took this version number first: take the next one

@@ -94,7 +94,7 @@ def validation_scores(model: VAE, dataset: str, manifest: DatasetManifest, batch
     model.eval()
     scores = []
     for batch in read_split(dataset, manifest, "val").iter_batches(batch_size=batch_size, batch_format="numpy"):
-        x = to_model_input(torch.from_numpy(np.ascontiguousarray(batch["x"])), manifest)
+        x = to_model_input(torch.from_numpy(np.array(batch["x"])), manifest)
         scores.append(anomaly_scores(model, x)["neg_elbo"].numpy())
     return np.concatenate(scores) if scores else np.empty(0)
 

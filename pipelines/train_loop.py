@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+import warnings
 from contextlib import nullcontext
 from typing import Iterator
 
@@ -23,9 +24,20 @@ from pipelines.datasets.reader import to_model_input
 from pipelines.train_config import LoopConfig
 from vae_core import VAE, ModelSpec
 
-# iter_torch_batches' default collation builds a dict of tensors; we need the one column.
-def x_column(batch: dict[str, np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(batch["x"]))
+def x_column_collate():
+    from ray.data.collate_fn import NumpyBatchCollateFn
+
+    class XColumn(NumpyBatchCollateFn):
+        """The one `x` column as a tensor (the default collation builds a dict of every column)."""
+
+        def __call__(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
+            x = batch["x"]
+            # Arrow buffers are read-only; the batch is never written to, so no copy is needed
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.from_numpy(np.ascontiguousarray(x))
+
+    return XColumn()
 
 
 def beta_at(loop: LoopConfig, epoch: int) -> float:
@@ -47,7 +59,7 @@ class CachedSplit:
     """A worker's rows pulled once from Ray Data into one tensor (on the GPU when there is one)."""
 
     def __init__(self, data_iterator, device: torch.device, rows: slice = slice(None)):
-        parts = list(data_iterator.iter_torch_batches(batch_size=4096, collate_fn=x_column, prefetch_batches=1))
+        parts = list(data_iterator.iter_torch_batches(batch_size=4096, collate_fn=x_column_collate(), prefetch_batches=1))
         x = torch.cat(parts) if parts else torch.empty(0)
         self.x = x[rows].contiguous().to(device)
 
@@ -72,7 +84,7 @@ class StreamedSplit:
     def batches(self, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
         shuffle = generator is not None
         iterator = self.data_iterator.iter_torch_batches(
-            batch_size=batch_size, collate_fn=x_column, pin_memory=self.pin_memory,
+            batch_size=batch_size, collate_fn=x_column_collate(), pin_memory=self.pin_memory,
             local_shuffle_buffer_size=batch_size * 8 if shuffle else None,
             local_shuffle_seed=int(torch.randint(0, 2**31, (1,), generator=generator)) if shuffle else None)
         for index, batch in enumerate(iterator):
