@@ -6,146 +6,12 @@ import sys
 from typing import Callable, Sequence
 
 from pipelines import __version__
+from pipelines.errors import UserError
 
-
-def _progress(message: str) -> None:
-    print(f"  {message}", flush=True)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors whose message is written for a person: printed alone, without a traceback."""
-    from pipelines.config_loading import ConfigError
-    from pipelines.datasets.catalog import DatasetError
-    from pipelines.datasets.features import FeatureError
-    from pipelines.datasets.sources import SourceError
-    from pipelines.naming import InvalidName
-    from pipelines.registry import ModelNotFound
-    from pipelines.storage import StorageError
-    from pipelines.train import TrainingError
-
-    return ConfigError, DatasetError, FeatureError, SourceError, InvalidName, StorageError, ModelNotFound, TrainingError
-
-
-# --- storage ------------------------------------------------------------------------
-
-def cmd_storage(args: argparse.Namespace) -> int:
-    from pipelines.object_store import EmbeddedStore
-
-    store = EmbeddedStore()
-    if args.action == "up":
-        info = store.up()
-        print(f"embedded S3 store running at {info.endpoint} (data in {store.root / 'data'})")
-        print(f"credentials for other tools: source {store.root / 'env'}")
-    elif args.action == "down":
-        store.down()
-        print(f"embedded S3 store stopped; data kept in {store.root / 'data'}")
-    else:
-        info = store.status()
-        print(f"embedded S3 store: {'running at ' + info.endpoint if info else 'not running'} ({store.root})")
-        return 0 if info else 3
-    return 0
-
-
-# --- prepare ------------------------------------------------------------------------
-
-def _csv_list(text: str | None) -> list[str] | None:
-    return [part.strip() for part in text.split(",") if part.strip()] if text else None
-
-
-def _shape(text: str) -> tuple[int, int, int]:
-    parts = text.replace("x", ",").split(",")
-    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
-        raise argparse.ArgumentTypeError(f"image shape must be C,H,W (e.g. 1,28,28), got {text!r}")
-    return tuple(int(p) for p in parts)  # type: ignore[return-value]
-
-
-def prepare_config_from_args(args: argparse.Namespace):
-    from pipelines.config_loading import build_config, load_yaml
-    from pipelines.datasets.prepare import PrepareConfig
-
-    data = load_yaml(args.config) if args.config else {}
-    flags = {
-        "source": args.source, "name": args.name, "storage": args.storage, "rows_per_shard": args.rows_per_shard,
-        "columns": _csv_list(args.columns), "categorical": _csv_list(args.categorical),
-        "numeric": _csv_list(args.numeric), "id_column": args.id_column, "label_column": args.label_column,
-        "image_shape": args.image_shape, "impute": args.impute, "overwrite": args.overwrite or None,
-    }
-    data.update({key: value for key, value in flags.items() if value is not None})
-    if "name" not in data and "source" in data:
-        data["name"] = data["source"].removeprefix("builtin:")
-    return build_config(PrepareConfig, data, args.set or (), source=args.config or "command line")
-
-
-def cmd_prepare(args: argparse.Namespace) -> int:
-    from pipelines.datasets.prepare import prepare_dataset
-    from pipelines.layout import dataset_uri, storage_root
-    from pipelines.object_store import apply_store_env
-
-    apply_store_env()
-    config = prepare_config_from_args(args)
-    print(f"preparing dataset {config.name!r} from {config.source}")
-    manifest = prepare_dataset(config, progress=_progress)
-    print(f"dataset {manifest.name}: {manifest.rows} rows ({manifest.split_rows}), {len(manifest.shards)} shards, "
-          f"fingerprint {manifest.fingerprint}")
-    print(f"  at {dataset_uri(storage_root(config.storage), config.name)}/")
-    return 0
-
-
-# --- train ------------------------------------------------------------------------
-
-def train_config_from_args(args: argparse.Namespace):
-    from pipelines.config_loading import ConfigError, build_config, load_config
-    from pipelines.layout import storage_root
-    from pipelines.train import load_run_config
-    from pipelines.train_config import TrainJobConfig
-
-    overrides = list(args.set or ())
-    if args.storage:
-        overrides.append(f"storage={args.storage}")
-    if args.resume:
-        stored = load_run_config(storage_root(args.storage), args.resume)
-        return build_config(TrainJobConfig, stored.model_dump(mode="json"), overrides, source=f"run {args.resume}")
-    if not args.config:
-        raise ConfigError("vaepipe train needs a config file (e.g. configs/digits.yaml) or --resume RUN_ID")
-    return load_config(TrainJobConfig, args.config, overrides)
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from pipelines.object_store import apply_store_env
-    from pipelines.train import run_training
-
-    apply_store_env()
-    config = train_config_from_args(args)
-    outcome = run_training(config, resume=args.resume, progress=_progress)
-    print(f"registered model {outcome.model} (best epoch {outcome.best_epoch}, val -ELBO "
-          f"{outcome.metrics['val_neg_elbo']:.3f} nats) in {outcome.seconds:.0f} s")
-    print(f"  checkpoints: {outcome.run_uri}/")
-    return 0
-
-
-def cmd_promote(args: argparse.Namespace) -> int:
-    from pipelines.layout import storage_root
-    from pipelines.object_store import apply_store_env
-    from pipelines.registry import ModelRef, promote
-
-    apply_store_env()
-    ref = ModelRef.parse(args.model)
-    version = promote(storage_root(args.storage), ref)
-    print(f"promoted {ref.name}@{version}: nightly scoring (models/{ref.name}@PROMOTED) now uses it")
-    return 0
-
-
-# --- demo ---------------------------------------------------------------------------
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from pipelines.demo import run_demo
-
-    return run_demo(progress=_progress)
-
-
-# --- parser -------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipelines.commands import COMMANDS
+
     parser = argparse.ArgumentParser(
         prog="vaepipe",
         description="Train variational autoencoders on Ray from object storage, then score, generate and embed.",
@@ -157,66 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vaepipe {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    storage = commands.add_parser("storage", help="start, stop or check the embedded S3 store (SeaweedFS)",
-                                  description="Run a local S3-compatible server on 127.0.0.1 for laptops and tests. "
-                                              "Data lives under .vaepipe/store (or $VAEPIPE_HOME/store) and survives "
-                                              "down/up; credentials are generated once and written to its env file.")
-    storage.add_argument("action", choices=["up", "down", "status"])
-    storage.set_defaults(handler=cmd_storage)
-
-    prepare = commands.add_parser(
-        "prepare", help="turn a source into sharded Parquet + manifest on storage",
-        description="Read a source, check it, split rows into train/val/test by a hash of their id, compute "
-                    "preprocessing statistics on train, and write datasets/<name>/part-*.parquet + _manifest.json.",
-        epilog="Examples:\n  vaepipe prepare digits\n  vaepipe prepare mnist5k --rows-per-shard 1000\n"
-               "  vaepipe prepare data/customers.csv --name customers --id-column customer_id --categorical plan,region\n"
-               "  vaepipe prepare photos/ --name photos --image-shape 3,32,32",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    prepare.add_argument("source", nargs="?", help="built-in sample (digits, mnist5k, breast_cancer, fair), a CSV or "
-                                                   "Parquet file or prefix (local path or s3://), or an image folder")
-    prepare.add_argument("--name", help="dataset name (default: the built-in sample's name)")
-    prepare.add_argument("--config", help="YAML file with the same fields (flags override it)")
-    prepare.add_argument("--storage", help="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
-    prepare.add_argument("--rows-per-shard", type=int, help="rows per Parquet shard (default: about 8 shards)")
-    prepare.add_argument("--columns", help="comma-separated feature columns to keep (tabular; default all)")
-    prepare.add_argument("--categorical", help="comma-separated columns to treat as categorical")
-    prepare.add_argument("--numeric", help="comma-separated columns that must be numeric")
-    prepare.add_argument("--id-column", help="column with a unique row id (default: row number)")
-    prepare.add_argument("--label-column", help="column kept as a label, not a feature")
-    prepare.add_argument("--image-shape", type=_shape, help="C,H,W to convert and resize images to (C = 1 or 3)")
-    prepare.add_argument("--impute", choices=["error", "mean", "median", "drop"],
-                         help="what to do with NaN/inf and missing values (default: error)")
-    prepare.add_argument("--overwrite", action="store_true", help="replace a dataset that already exists")
-    prepare.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
-    prepare.set_defaults(handler=cmd_prepare)
-
-    train = commands.add_parser(
-        "train", help="train a VAE with Ray Train on a prepared dataset and register the best model",
-        description="Ray Data streams the dataset's shards into Ray Train workers (DDP; GPU with "
-                    "scaling.use_gpu). Each epoch prints the β-weighted training loss and the validation negative "
-                    "ELBO at β=1 (comparable across β), reconstruction and KL. Checkpoints go to "
-                    "<storage>/runs/<run>/; the best one is calibrated and registered as models/<name>/<version>/.",
-        epilog="Examples:\n  vaepipe train configs/digits.yaml\n"
-               "  vaepipe train configs/digits.yaml --set train.epochs=50 --set scaling.num_workers=4 "
-               "--set scaling.use_gpu=true\n  vaepipe train --resume digits-20261125-101500-ab12cd",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("config", nargs="?", help="YAML job config (see configs/)")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a config field, e.g. train.epochs=50 (repeatable)")
-    train.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its last checkpoint")
-    train.add_argument("--storage", help="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
-    train.set_defaults(handler=cmd_train)
-
-    promote = commands.add_parser("promote", help="mark a model version as the one nightly scoring uses",
-                                  description="Write models/<name>/PROMOTED pointing at a registered version.")
-    promote.add_argument("model", help="model reference: NAME@VERSION (or NAME for the latest)")
-    promote.add_argument("--storage", help="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
-    promote.set_defaults(handler=cmd_promote)
-
-    demo = commands.add_parser("demo", help="run the whole pipeline on the digits sample (what `make demo` runs)",
-                               description="Start the embedded store, prepare the digits sample into it and run "
-                                           "every pipeline stage, printing where each output lives.")
-    demo.set_defaults(handler=cmd_demo)
+    for command in COMMANDS:
+        command.register(commands)
     return parser
 
 
@@ -226,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except _user_errors() as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

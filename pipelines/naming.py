@@ -6,11 +6,12 @@ string can never reach outside the prefix a job owns.
 from __future__ import annotations
 
 import re
+from pipelines.errors import UserError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class InvalidName(ValueError):
+class InvalidName(UserError, ValueError):
     pass
 
 

@@ -13,6 +13,8 @@ from pipelines.config_loading import StrictModel
 # Quiet, predictable Ray for batch jobs; these must be set before `import ray`.
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+# Train V2 patches print() into its logger *and* stdout, so every line came twice
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 
 
 class RayConfig(StrictModel):

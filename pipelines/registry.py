@@ -12,13 +12,14 @@ from datetime import datetime, timezone
 
 from pipelines.layout import model_uri
 from pipelines.naming import validate_name
+from pipelines.errors import UserError
 
 WEIGHTS = "model.safetensors"
 CARD = "model.json"
 PROMOTED = "PROMOTED"
 
 
-class ModelNotFound(LookupError):
+class ModelNotFound(UserError, LookupError):
     """A model reference that names no registered version; the message lists what exists."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+from pipelines.errors import UserError
 
 ENV_MAX_ATTEMPTS = "VAEPIPE_S3_MAX_ATTEMPTS"
 DEFAULT_MAX_ATTEMPTS = 5
@@ -35,7 +36,7 @@ REQUEST_TIMEOUT_S = 120.0
 STORE_HINT = "is the store running? for the embedded store run `vaepipe storage up`"
 
 
-class StorageError(Exception):
+class StorageError(UserError):
     """Something about storage is wrong; the message says what and what to do."""
 
 

@@ -22,11 +22,12 @@ from pipelines.datasets.reader import read_split, to_model_input
 from pipelines.layout import dataset_uri, run_uri, runs_uri, storage_root
 from pipelines.train_config import ModelConfig, TrainJobConfig
 from vae_core import VAE, ModelSpec, anomaly_scores, model_to_bytes
+from pipelines.errors import UserError
 
 JOB_FILE = "vaepipe_job.json"
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """A training job that could not run or finish; the message says why and what to do."""
 
 

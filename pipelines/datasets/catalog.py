@@ -6,9 +6,10 @@ import hashlib
 from pydantic import ValidationError
 
 from pipelines.datasets.manifest import MANIFEST_NAME, DatasetManifest
+from pipelines.errors import UserError
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A prepared dataset that is missing, incomplete or damaged; the message names it."""
 
 

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from pipelines.datasets.manifest import DatasetManifest
+from pipelines.errors import UserError
 
 
-class FeatureError(ValueError):
+class FeatureError(UserError, ValueError):
     """Rows that do not fit the dataset's schema; the message names the column."""
 
 

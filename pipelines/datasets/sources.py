@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
+from pipelines.errors import UserError
 
 BUILTIN_SOURCES = {
     "digits": "scikit-learn's 1,797 handwritten digits, 1x8x8 images, labels 0-9",
@@ -23,7 +24,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
 
 
-class SourceError(ValueError):
+class SourceError(UserError, ValueError):
     """The input cannot be turned into a dataset; the message names the file, column or row."""
 
 

@@ -1,0 +1,7 @@
+"""One module per `vaepipe` sub-command; each has `register(commands)` adding its parser.
+
+A new command is a new module here plus one entry in `COMMANDS` (in the order `--help` lists them).
+"""
+from pipelines.commands import demo, prepare, storage, train
+
+COMMANDS = [demo, storage, prepare, train]
