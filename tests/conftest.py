@@ -45,3 +45,29 @@ def s3_store(tmp_path_factory) -> StoreInfo:
 def s3_prefix(s3_store: StoreInfo) -> str:
     """A fresh prefix in the store's bucket, unique to the test."""
     return f"s3://{s3_store.bucket}/test-{uuid.uuid4().hex[:12]}"
+
+
+# --- ray -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3_store: StoreInfo):
+    """One local Ray for the whole session, started after AWS_* point at the test store
+    (its workers inherit the environment). 4 logical CPUs on 2 cores leave room for
+    Ray Data tasks beside fractional train workers (RAY_NOTES.md)."""
+    import shutil
+    import tempfile
+
+    import ray
+
+    from pipelines.ray_runtime import configure_data_context
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # unix socket paths must stay short, so not under pytest's deep tmp_path
+    temp_dir = tempfile.mkdtemp(prefix="vr", dir="/tmp")
+    ray.init(num_cpus=4, include_dashboard=True, _temp_dir=temp_dir, configure_logging=False,
+             log_to_driver=True)
+    configure_data_context()
+    yield ray.cluster_resources()
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
