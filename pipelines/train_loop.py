@@ -137,13 +137,14 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(loop.seed * 1000 + rank)
 
-    model, optimizer_state, start_epoch, history = VAE(spec), None, 0, []
+    model, optimizer_state, start_epoch, history, resumed_at = VAE(spec), None, 0, [], []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             restored, optimizer_state, state = load_checkpoint(directory)
         model.load_state_dict(restored.state_dict())
         start_epoch, history = state["epoch"] + 1, state["history"]
+        resumed_at = state.get("resumed_at", []) + [start_epoch]
         if rank == 0:
             print(f"resumed from the checkpoint of epoch {state['epoch'] + 1}", flush=True)
     model.to(device)
@@ -201,7 +202,8 @@ def train_loop_per_worker(config: dict) -> None:
             with tempfile.TemporaryDirectory() as directory:
                 report_checkpoint = None
                 if rank == 0:
-                    save_checkpoint(directory, model, optimizer, {"epoch": epoch, "history": history})
+                    save_checkpoint(directory, model, optimizer,
+                                    {"epoch": epoch, "history": history, "resumed_at": resumed_at})
                     report_checkpoint = ray.train.Checkpoint.from_directory(directory)
                 ray.train.report(metrics, checkpoint=report_checkpoint)
         else:
