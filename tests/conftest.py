@@ -51,10 +51,10 @@ def s3_prefix(s3_store: StoreInfo) -> str:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(s3_store: StoreInfo):
+def ray_cluster(s3_store: StoreInfo) -> str:
     """One local Ray for the whole session, started after AWS_* point at the test store
     (its workers inherit the environment). 4 logical CPUs on 2 cores leave room for
-    Ray Data tasks beside fractional train workers (RAY_NOTES.md)."""
+    Ray Data tasks beside fractional train workers (RAY_NOTES.md). Yields the GCS address."""
     import shutil
     import tempfile
 
@@ -68,6 +68,15 @@ def ray_cluster(s3_store: StoreInfo):
     ray.init(num_cpus=4, include_dashboard=True, _temp_dir=temp_dir, configure_logging=False,
              log_to_driver=True)
     configure_data_context()
-    yield ray.cluster_resources()
+    address = ray.get_runtime_context().gcs_address
+    # the state API and `vaepipe` subprocesses of the tests find this cluster, not another
+    # Ray running on the machine (with two, Ray's auto-detection refuses to choose)
+    previous = os.environ.get("RAY_ADDRESS")
+    os.environ["RAY_ADDRESS"] = address
+    yield address
+    if previous is None:
+        os.environ.pop("RAY_ADDRESS", None)
+    else:
+        os.environ["RAY_ADDRESS"] = previous
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,0 +1,251 @@
+"""`vaepipe submit` against a real Ray head node started by this module (no mocks)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from pipelines.cli import main
+from pipelines.submit import STORAGE_ENV_VARS
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _live_processes() -> dict[int, tuple[int, str]]:
+    """pid → (parent pid, command line) of every live (non-zombie) process, from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        if state != "Z":
+            table[int(entry.name)] = (int(ppid), cmdline)
+    return table
+
+
+def _processes_of(root_pid: int, temp_dir: Path) -> set[int]:
+    """The `ray start` process, its descendants, and anything else running from this cluster's temp dir."""
+    table = _live_processes()
+    descendants: set[int] = set()
+    frontier = {root_pid} & table.keys()
+    while frontier:
+        descendants |= frontier
+        frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - descendants
+    return descendants | {pid for pid, (_, cmdline) in table.items() if str(temp_dir) in cmdline}
+
+
+def _signal_all(pids: set[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _stop_cluster(head: subprocess.Popen, temp_dir: Path) -> None:
+    # Not `ray stop`: it kills every Ray process on the machine, other sessions' included.
+    # Workers and job drivers run in their own process groups, so signal each pid.
+    pids = _processes_of(head.pid, temp_dir)
+    _signal_all(pids, signal.SIGTERM)
+    deadline = time.monotonic() + 5  # grace for a clean exit; the rest is killed
+    while pids & _live_processes().keys() and time.monotonic() < deadline:
+        head.poll()  # reaps the head once it exits
+        time.sleep(0.2)
+    _signal_all(pids & _live_processes().keys(), signal.SIGKILL)
+    head.wait(timeout=10)
+    time.sleep(0.5)
+    left = _processes_of(head.pid, temp_dir) | (pids & _live_processes().keys())
+    assert not left, f"Ray processes left behind: {sorted(left)}"
+
+
+def _wait_for_jobs_api(address: str, head: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            pytest.fail(f"ray start exited with {head.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(f"{address}/api/jobs/", timeout=2).status_code == 200:
+                return
+        except requests.exceptions.RequestException:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"the Jobs API at {address} did not answer within {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> str:
+    """A real single-node cluster on free ports; yields its Jobs API address."""
+    # Short path: Ray's unix sockets live under it and their paths are capped at 107 bytes.
+    temp_dir = Path(tempfile.mkdtemp(prefix="vp-ray-", dir="/tmp"))
+    dashboard_port = _free_port()
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("AWS_", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")) and key != "PYTHONPATH"}
+    # PYTHONPATH is dropped so that jobs import the shipped working dir, not this checkout.
+    env.update(RAY_AUTH_MODE="disabled", PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    log = temp_dir / "ray-start.log"
+    command = [str(VENV_BIN / "ray"), "start", "--head", "--block", f"--port={_free_port()}",
+               f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
+               f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
+               "--num-cpus=2", f"--temp-dir={temp_dir}", "--disable-usage-stats", "--include-dashboard=true"]
+    with open(log, "w") as log_file:
+        head = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"http://127.0.0.1:{dashboard_port}"
+    try:
+        _wait_for_jobs_api(address, head, log)
+        yield address
+    finally:
+        _stop_cluster(head, temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def client(ray_head):
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(ray_head)
+
+
+def _submit(address: str, *job: str, extra: tuple[str, ...] = ()) -> int:
+    return main(["submit", *job, "--address", address, "--working-dir", str(ROOT), *extra])
+
+
+def _job_id(output: str) -> str:
+    match = re.search(r"submitted (vaepipe-\S+):", output)
+    assert match, output
+    return match.group(1)
+
+
+def _wait_for_end(client, job_id: str, timeout_s: float = 90):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = client.get_job_info(job_id)
+        if str(info.status) in ("SUCCEEDED", "FAILED", "STOPPED"):
+            return info
+        time.sleep(0.5)
+    pytest.fail(f"job {job_id} did not finish within {timeout_s} s")
+
+
+@pytest.mark.timeout(180)
+def test_submitted_job_streams_its_logs_and_writes_its_output(ray_head, client, tmp_path, capsys):
+    code = _submit(ray_head, "prepare", "digits", "--storage", str(tmp_path), "--name", "digits")
+
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "dataset digits: 1797 rows" in out  # printed by the job on the cluster
+    assert f"job {_job_id(out)} SUCCEEDED" in out
+    assert json.loads((tmp_path / "datasets" / "digits" / "_manifest.json").read_text())["rows"] == 1797
+    assert client.get_job_info(_job_id(out)).runtime_env["working_dir"].startswith("gcs://")
+
+
+@pytest.mark.timeout(120)
+def test_no_wait_returns_the_id_at_once_and_the_job_runs_to_success(ray_head, client, tmp_path, capsys):
+    started = time.monotonic()
+    code = _submit(ray_head, "prepare", "digits", "--storage", str(tmp_path), "--name", "digits",
+                   extra=("--no-wait",))
+    seconds = time.monotonic() - started
+
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert seconds < 10, f"--no-wait took {seconds:.1f} s"
+    assert f"ray job stop {_job_id(out)}" in out
+    assert str(_wait_for_end(client, _job_id(out)).status) == "SUCCEEDED"
+    assert (tmp_path / "datasets" / "digits" / "_manifest.json").is_file()
+
+
+@pytest.mark.timeout(120)
+def test_failed_job_exits_non_zero_and_shows_its_error(ray_head, tmp_path, capsys):
+    missing = tmp_path / "missing.csv"
+    code = _submit(ray_head, "prepare", str(missing), "--name", "missing", "--storage", str(tmp_path))
+
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert "FAILED" in err
+    assert f"input {missing} does not exist" in err
+
+
+@pytest.mark.timeout(120)
+def test_secrets_in_the_local_environment_are_not_shipped(ray_head, client, tmp_path, capsys, monkeypatch):
+    secret = f"vaepipe-secret-{secrets.token_hex(8)}"
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "RAY_AUTH_TOKEN"):
+        monkeypatch.setenv(name, secret)
+    for name in STORAGE_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-test-1")
+
+    code = _submit(ray_head, "prepare", "digits", "--storage", str(tmp_path), "--name", "digits",
+                   extra=("--no-wait",))
+
+    out, _ = capsys.readouterr()
+    assert code == 0
+    info = _wait_for_end(client, _job_id(out))
+    assert info.runtime_env["env_vars"] == {"AWS_REGION": "eu-test-1"}
+    assert secret not in json.dumps(info.model_dump(), default=str)
+    assert secret not in client.get_job_logs(_job_id(out))
+
+
+def test_asking_to_ship_a_secret_is_refused(capsys, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-to-be-shipped")
+
+    code = _submit("http://127.0.0.1:9", "prepare", "digits", extra=("--env", "AWS_SECRET_ACCESS_KEY"))
+
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "--env AWS_SECRET_ACCESS_KEY: refusing to ship a secret-looking variable" in err
+
+
+def test_config_outside_the_working_dir_is_refused(tmp_path, capsys):
+    config = tmp_path / "digits.yaml"
+    config.write_text("name: digits\n")
+
+    code = _submit("http://127.0.0.1:9", "train", str(config))
+
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert f"config file {config} is outside the working dir {ROOT}" in err
+
+
+def test_commands_that_are_not_jobs_are_refused(capsys):
+    code = _submit("http://127.0.0.1:9", "storage", "up")
+
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "'storage' is not a job that can be submitted; choose one of prepare, train" in err
+
+
+@pytest.mark.timeout(60)
+def test_unreachable_address_is_one_clear_line(capsys):
+    address = f"http://127.0.0.1:{_free_port()}"
+
+    code = _submit(address, "prepare", "digits")
+
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith(f"error: cannot reach the Ray Jobs API at {address}")
+    assert "ray start --head --dashboard-host 0.0.0.0" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
