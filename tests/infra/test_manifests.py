@@ -12,13 +12,13 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from functools import cache
 from pathlib import Path
 
 import jsonschema
 import kubernetes.client.models as k8s_models
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -172,13 +172,13 @@ def test_kuberay_manifest_matches_the_pinned_crd_schema(where, manifest):
 
 
 def test_crd_schema_check_rejects_a_misspelt_field():
-    where, rayjob = manifests_of("RayJob")[0]
+    _, rayjob = manifests_of("RayJob")[0]
     misspelt = {**rayjob, "spec": {**rayjob["spec"], "shutdownAfterJobFinish": True}}
     assert any("shutdownAfterJobFinish" in error for error in kuberay_errors(misspelt))
 
 
 def test_crd_schema_check_rejects_a_misspelt_field_deep_in_a_pod_template():
-    where, cluster = manifests_of("RayCluster")[0]
+    _, cluster = manifests_of("RayCluster")[0]
     head = cluster["spec"]["headGroupSpec"]
     container = {**head["template"]["spec"]["containers"][0], "imagePullPolicyy": "Always"}
     broken_head = {**head, "template": {"spec": {**head["template"]["spec"], "containers": [container]}}}
@@ -244,7 +244,7 @@ def test_every_manifest_is_of_a_kind_these_tests_check():
 
 
 def test_core_model_check_rejects_a_misspelt_field_and_a_missing_required_one():
-    where, cronjob = manifests_of("CronJob")[0]
+    _, cronjob = manifests_of("CronJob")[0]
     assert any("schedul" in e for e in core_errors({**cronjob, "spec": {**cronjob["spec"], "schedul": "x"}}))
     without_schedule = {k: v for k, v in cronjob["spec"].items() if k != "schedule"}
     assert any("schedule" in e for e in core_errors({**cronjob, "spec": without_schedule}))
@@ -415,7 +415,10 @@ def test_alpha_raycronjob_runs_the_same_job_as_the_portable_cronjob():
 
 
 def test_aws_launcher_config_passes_rays_own_validation():
-    from ray.autoscaler._private.util import prepare_config, validate_config  # what `ray up` runs
+    from ray.autoscaler._private.util import (  # what `ray up` runs
+        prepare_config,
+        validate_config,
+    )
 
     validate_config(prepare_config(load_documents(AWS_LAUNCHER)[0]))
 
