@@ -18,10 +18,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-
-from pipelines.errors import UserError
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from pipelines.errors import UserError
 
 # Storage settings a job needs that are safe to show in the dashboard.
 STORAGE_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "VAEPIPE_STORAGE",
