@@ -136,6 +136,7 @@ def train_loop_per_worker(config: dict) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
     torch.manual_seed(loop.seed * 1000 + rank)
+    torch.set_num_threads(int(config.get("threads", 1)))
 
     model, optimizer_state, start_epoch, history, resumed_at = VAE(spec), None, 0, [], []
     checkpoint = ray.train.get_checkpoint()

@@ -280,16 +280,22 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lambda _: None) -> DatasetManifest:
-    """Load, check, split and shard the source; commit shards + manifest under datasets/<name>/."""
+def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lambda _: None,
+                    source: Optional[SourceTable] = None) -> DatasetManifest:
+    """Load, check, split and shard the source; commit shards + manifest under datasets/<name>/.
+
+    `source` gives the rows directly (arrays built in a notebook or a benchmark);
+    `config.source` then only names where they came from.
+    """
     from pipelines.outputs import OutputCommit
     from pipelines.storage import check_access, write_bytes, write_json
 
     root = storage_root(config.storage)
     target = dataset_uri(root, config.name)
     check_access(root)
-    progress(f"reading {config.source}")
-    source = load_source(config)
+    if source is None:
+        progress(f"reading {config.source}")
+        source = load_source(config)
     arrow, fields = build_arrow_table(source, config)
     rows_per_shard = config.rows_per_shard or default_rows_per_shard(arrow.num_rows)
     shards = []

