@@ -58,6 +58,8 @@ class ScalingConfig(StrictModel):
         0.5, gt=0, description="logical CPUs per worker; workers together must leave at least one CPU "
                                "for Ray Data reads, or the job would wait forever")
     gpus_per_worker: float = Field(1.0, gt=0, description="GPUs per worker when use_gpu")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="where workers go: PACK fills a node first; STRICT_SPREAD puts each on its own node")
     torch_threads: Optional[int] = Field(
         None, ge=1, description="intra-op threads per worker (default: cpus_per_worker rounded down, at least 1; "
                                 "Ray sets 1 — more workers × threads than cores collapses throughput)")
