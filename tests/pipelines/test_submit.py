@@ -2,126 +2,33 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from pipelines.cli import main
 from pipelines.submit import STORAGE_ENV_VARS
+from tests.ray_nodes import free_port, node_env, start_head
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _live_processes() -> dict[int, tuple[int, str]]:
-    """pid → (parent pid, command line) of every live (non-zombie) process, from /proc."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
-        if state != "Z":
-            table[int(entry.name)] = (int(ppid), cmdline)
-    return table
-
-
-def _processes_of(root_pid: int, temp_dir: Path) -> set[int]:
-    """The `ray start` process, its descendants, and anything else running from this cluster's temp dir."""
-    table = _live_processes()
-    descendants: set[int] = set()
-    frontier = {root_pid} & table.keys()
-    while frontier:
-        descendants |= frontier
-        frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - descendants
-    return descendants | {pid for pid, (_, cmdline) in table.items() if str(temp_dir) in cmdline}
-
-
-def _signal_all(pids: set[int], signum: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-
-def _stop_cluster(head: subprocess.Popen, temp_dir: Path) -> None:
-    # Not `ray stop`: it kills every Ray process on the machine, other sessions' included.
-    # Workers and job drivers run in their own process groups, so signal each pid.
-    pids = _processes_of(head.pid, temp_dir)
-    _signal_all(pids, signal.SIGTERM)
-    deadline = time.monotonic() + 5  # grace for a clean exit; the rest is killed
-    while pids & _live_processes().keys() and time.monotonic() < deadline:
-        head.poll()  # reaps the head once it exits
-        time.sleep(0.2)
-    _signal_all(pids & _live_processes().keys(), signal.SIGKILL)
-    head.wait(timeout=10)
-    time.sleep(0.5)
-    left = _processes_of(head.pid, temp_dir) | (pids & _live_processes().keys())
-    assert not left, f"Ray processes left behind: {sorted(left)}"
-
-
-def _wait_for_jobs_api(address: str, head: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if head.poll() is not None:
-            pytest.fail(f"ray start exited with {head.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{address}/api/jobs/", timeout=2).status_code == 200:
-                return
-        except requests.exceptions.RequestException:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"the Jobs API at {address} did not answer within {timeout_s} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
 def ray_head() -> str:
-    """A real single-node cluster on free ports; yields its Jobs API address."""
-    # Short path: Ray's unix sockets live under it and their paths are capped at 107 bytes.
-    temp_dir = Path(tempfile.mkdtemp(prefix="vp-ray-", dir="/tmp"))
-    dashboard_port = _free_port()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("AWS_", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")) and key != "PYTHONPATH"}
-    # PYTHONPATH is dropped so that jobs import the shipped working dir, not this checkout.
-    env.update(RAY_AUTH_MODE="disabled", PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    log = temp_dir / "ray-start.log"
-    command = [str(VENV_BIN / "ray"), "start", "--head", "--block", f"--port={_free_port()}",
-               f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
-               f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
-               "--num-cpus=2", f"--temp-dir={temp_dir}", "--disable-usage-stats", "--include-dashboard=true"]
-    with open(log, "w") as log_file:
-        head = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    address = f"http://127.0.0.1:{dashboard_port}"
+    """A real single-node cluster on free ports; yields its Jobs API address. Jobs here use local
+    storage, so the node gets no storage credentials."""
+    head = start_head(node_env(storage_credentials=False))
     try:
-        _wait_for_jobs_api(address, head, log)
-        yield address
+        yield head.dashboard
     finally:
-        _stop_cluster(head, temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        head.stop()
+        shutil.rmtree(head.temp_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -240,7 +147,7 @@ def test_commands_that_are_not_jobs_are_refused(capsys):
 
 @pytest.mark.timeout(60)
 def test_unreachable_address_is_one_clear_line(capsys):
-    address = f"http://127.0.0.1:{_free_port()}"
+    address = f"http://127.0.0.1:{free_port()}"
 
     code = _submit(address, "prepare", "digits")
 
