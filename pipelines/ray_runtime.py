@@ -36,27 +36,64 @@ def local_num_cpus(config: RayConfig) -> float:
     return config.num_cpus or float(max(4, os.cpu_count() or 1))
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def local_ray(num_cpus: float, **init_kwargs) -> Iterator[str]:
+    """Start a local Ray whose every process knows its own address; yields that GCS address.
+
+    Ray's state API, used inside Ray Train (its placement-group cleaner), finds
+    "its" cluster by auto-detection, which refuses to choose when another Ray
+    runs on the machine — and then leaks placement groups until later jobs hang.
+    Fixing the GCS port before start lets RAY_ADDRESS reach the raylet's
+    environment, which every worker inherits.
+    """
+    import ray
+    from ray._private.services import get_node_ip_address
+
+    port = _free_port()
+    address = f"{get_node_ip_address()}:{port}"
+    saved = {name: os.environ.get(name) for name in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
+    os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))
+    try:
+        ray.init(address="local", num_cpus=num_cpus, **init_kwargs)
+        yield address
+    finally:
+        ray.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @contextmanager
 def ray_session(config: RayConfig) -> Iterator[None]:
     """Use the running Ray if there is one (tests, `ray job submit`), else start one and stop it after."""
     import ray
 
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(config.start_timeout_s))
-    started_here = False
-    if not ray.is_initialized():
-        if config.address:
-            ray.init(address=config.address, log_to_driver=True)
-        elif os.environ.get("RAY_ADDRESS"):
-            ray.init(log_to_driver=True)
-        else:
-            ray.init(num_cpus=local_num_cpus(config), include_dashboard=True, log_to_driver=True)
-        started_here = True
-    configure_data_context()
-    try:
+    if ray.is_initialized():
+        configure_data_context()
         yield
-    finally:
-        if started_here:
+        return
+    if config.address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=config.address, log_to_driver=True)
+        try:
+            configure_data_context()
+            yield
+        finally:
             ray.shutdown()
+        return
+    with local_ray(local_num_cpus(config), include_dashboard=True, log_to_driver=True):
+        configure_data_context()
+        yield
 
 
 def configure_data_context() -> None:

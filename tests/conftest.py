@@ -58,25 +58,14 @@ def ray_cluster(s3_store: StoreInfo) -> str:
     import shutil
     import tempfile
 
-    import ray
-
-    from pipelines.ray_runtime import configure_data_context
+    from pipelines.ray_runtime import configure_data_context, local_ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # unix socket paths must stay short, so not under pytest's deep tmp_path
     temp_dir = tempfile.mkdtemp(prefix="vr", dir="/tmp")
-    ray.init(num_cpus=4, include_dashboard=True, _temp_dir=temp_dir, configure_logging=False,
-             log_to_driver=True)
-    configure_data_context()
-    address = ray.get_runtime_context().gcs_address
-    # the state API and `vaepipe` subprocesses of the tests find this cluster, not another
-    # Ray running on the machine (with two, Ray's auto-detection refuses to choose)
-    previous = os.environ.get("RAY_ADDRESS")
-    os.environ["RAY_ADDRESS"] = address
-    yield address
-    if previous is None:
-        os.environ.pop("RAY_ADDRESS", None)
-    else:
-        os.environ["RAY_ADDRESS"] = previous
-    ray.shutdown()
+    # local_ray sets RAY_ADDRESS for the session: the state API and the `vaepipe`
+    # subprocesses of the tests find this cluster, not another Ray on the machine
+    with local_ray(4, include_dashboard=True, _temp_dir=temp_dir, configure_logging=False, log_to_driver=True) as address:
+        configure_data_context()
+        yield address
     shutil.rmtree(temp_dir, ignore_errors=True)

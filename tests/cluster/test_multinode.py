@@ -1,0 +1,58 @@
+"""Two Ray nodes on one machine, each with its own temp dir: a training job whose workers
+land on both nodes completes and checkpoints to the S3 server, so nothing depends on a
+shared local disk."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
+from pipelines.registry import load_registered
+from pipelines.storage import list_files
+from tests.ray_nodes import node_env, start_head, start_worker, wait_for_nodes
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def two_nodes(s3_store):
+    head = start_head(node_env())
+    worker = None
+    try:
+        worker = start_worker(head, node_env())
+        wait_for_nodes(head, 2)
+        yield head, worker
+    finally:
+        for node in (worker, head):
+            if node is not None:
+                node.stop()
+                shutil.rmtree(node.temp_dir, ignore_errors=True)
+
+
+def test_training_spread_over_two_nodes_checkpoints_to_s3(two_nodes, s3_store):
+    from ray.util.state import list_actors
+
+    head, worker = two_nodes
+    root = f"s3://{s3_store.bucket}/multinode-{uuid.uuid4().hex[:8]}"
+    prepare_dataset(PrepareConfig(name="digits", source="digits", storage=root))
+    env = {**os.environ, "RAY_ADDRESS": head.gcs_address}
+    command = [sys.executable, "-m", "pipelines.cli", "train", "configs/digits.yaml", "--storage", root,
+               "--set", "train.epochs=2", "--set", "scaling.num_workers=2",
+               "--set", "scaling.placement_strategy=STRICT_SPREAD"]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=500)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    workers = list_actors(address=head.dashboard, filters=[("class_name", "=", "RayTrainWorker")], detail=True)
+    assert len({actor["node_id"] for actor in workers}) == 2, "the two workers should run on different nodes"
+    _, card = load_registered(root, "digits")
+    checkpoints = [f.uri for f in list_files(card["training"]["run_uri"], include_hidden=True)
+                   if f.uri.endswith("model.safetensors")]
+    assert checkpoints and all(uri.startswith("s3://") for uri in checkpoints)
+    assert [epoch["epoch"] for epoch in card["training"]["history"]] == [1, 2]
+    # each node really has its own temp dir: the worker node's session lives under its own
+    assert any(worker.temp_dir.glob("session_*"))
