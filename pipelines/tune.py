@@ -88,18 +88,22 @@ def tune_search_space(space: SearchSpace) -> dict:
     return domains
 
 
-def search_algorithm(search: SearchConfig):
+def search_algorithm(search: SearchConfig, concurrency: int):
+    """The sampler, limited to `concurrency` trials at once (TuneConfig.max_concurrent_trials is ignored
+    when a BasicVariantGenerator is passed, so the limit goes to the generator itself)."""
     if search.algorithm == "random":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=search.seed)
+        return BasicVariantGenerator(max_concurrent=concurrency, random_state=search.seed)
     try:
         import optuna  # noqa: F401  (OptunaSearch imports it lazily and fails later, less clearly)
         from ray.tune.search.optuna import OptunaSearch
     except ImportError:
         raise SweepError("search.algorithm 'optuna' needs the optuna package: `pip install optuna` in the "
                          "environment of the Ray cluster, or use search.algorithm: random") from None
-    return OptunaSearch(seed=search.seed)
+    from ray.tune.search import ConcurrencyLimiter
+
+    return ConcurrencyLimiter(OptunaSearch(seed=search.seed), max_concurrent=concurrency)
 
 
 def run_trial(params: dict, template: dict, dataset: str, manifest: dict, train_uri: str) -> None:
@@ -186,7 +190,7 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
                 param_space=tune_search_space(config.search.space),
                 tune_config=tune.TuneConfig(
                     metric=METRIC, mode="min", num_samples=config.search.num_samples,
-                    max_concurrent_trials=concurrency, search_alg=search_algorithm(config.search),
+                    search_alg=search_algorithm(config.search, concurrency),
                     scheduler=ASHAScheduler(time_attr="epoch", max_t=config.train.epochs,
                                             grace_period=early.grace_period,
                                             reduction_factor=early.reduction_factor)),

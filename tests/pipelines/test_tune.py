@@ -48,7 +48,9 @@ def digits_root(s3_store, ray_cluster) -> str:
 def sweep(digits_root):
     from pipelines.tune import run_sweep
 
-    return run_sweep(SweepJobConfig.model_validate(sweep_settings(digits_root, "digits")), promote=True)
+    outcome = run_sweep(SweepJobConfig.model_validate(sweep_settings(digits_root, "digits")), promote=True)
+    print(f"sweep wall time {outcome.seconds:.0f} s\n{outcome.trials.to_string()}")  # shown with pytest -s
+    return outcome
 
 
 # --- the resource rule and config errors (no Ray) ---------------------------
@@ -82,7 +84,7 @@ def test_optuna_without_the_package_is_a_clear_error():
     from pipelines.tune_config import SearchConfig
 
     with pytest.raises(SweepError, match="pip install optuna"):
-        search_algorithm(SearchConfig(algorithm="optuna"))
+        search_algorithm(SearchConfig(algorithm="optuna"), concurrency=2)
 
 
 def test_checkpoints_every_epoch_are_required():
