@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,18 @@ def resolve(uri: str) -> Location:
         )
     absolute = os.path.abspath(os.path.expanduser(local))
     return Location(absolute, _local_filesystem(), absolute)
+
+
+def resolve_without_secrets(uri: str) -> Location:
+    """Like `resolve`, but an S3 filesystem that holds no credentials: the AWS SDK reads them from the
+    environment (or profile, or instance role) of whichever process uses it. For filesystems that Ray
+    pickles into state it writes to storage (Tune's tuner.pkl and experiment state), which must never
+    contain a secret."""
+    location = resolve(uri)
+    if not location.is_s3:
+        return location
+    settings = replace(S3Settings.from_env(), access_key=None, secret_key=None, session_token=None)
+    return Location(location.uri, s3_filesystem(settings), location.path)
 
 
 @lru_cache(maxsize=1)

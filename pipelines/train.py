@@ -11,7 +11,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -20,11 +20,16 @@ from pipelines.datasets.catalog import load_manifest, verify_shards
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.datasets.reader import read_split, to_model_input
 from pipelines.layout import dataset_uri, run_uri, runs_uri, storage_root
-from pipelines.train_config import ModelConfig, TrainJobConfig
+from pipelines.train_config import ModelConfig, ScalingConfig, TrainJobConfig
 from vae_core import VAE, ModelSpec, anomaly_scores, model_to_bytes
+from pipelines.config_loading import StrictModel
 from pipelines.errors import UserError
 
+if TYPE_CHECKING:
+    from pipelines.storage import Location
+
 JOB_FILE = "vaepipe_job.json"
+C = TypeVar("C", bound=StrictModel)
 
 
 class TrainingError(UserError, RuntimeError):
@@ -64,22 +69,28 @@ def new_run_id(name: str) -> str:
     return f"{name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def check_resources(config: TrainJobConfig) -> None:
-    """Fail at once, naming the fields, when a local Ray could never schedule the workers.
+# Ray Data's read and map tasks need a CPU beside a job's train workers, or the job
+# waits forever (RAY_NOTES.md, hangs 1 and 2).
+READ_CPUS = 1.0
 
-    Workers together may use all CPUs but one: Ray Data's read and map tasks need
-    a slot beside them, or the job waits forever (RAY_NOTES.md, hangs 1 and 2).
-    """
+
+def job_cpus(scaling: ScalingConfig) -> float:
+    """Logical CPUs one training job needs to never hang: its workers' CPUs plus one for Ray Data reads."""
+    return scaling.num_workers * scaling.cpus_per_worker + READ_CPUS
+
+
+def check_resources(config: TrainJobConfig) -> None:
+    """Fail at once, naming the fields, when a local Ray could never schedule the workers."""
     from pipelines.ray_runtime import cluster_cpus, cluster_gpus
 
     scaling = config.scaling
     cpus, gpus = cluster_cpus(), cluster_gpus()
-    wanted = scaling.num_workers * scaling.cpus_per_worker
-    if wanted > cpus - 1:
+    if job_cpus(scaling) > cpus:
         raise TrainingError(
             f"scaling.num_workers ({scaling.num_workers}) × scaling.cpus_per_worker ({scaling.cpus_per_worker}) = "
-            f"{wanted:g} CPUs, but this Ray cluster has {cpus:g} and Ray Data needs one of them; lower "
-            f"scaling.cpus_per_worker (e.g. {max(0.1, (cpus - 1) / scaling.num_workers):.2g}) or ray.num_cpus")
+            f"{scaling.num_workers * scaling.cpus_per_worker:g} CPUs, but this Ray cluster has {cpus:g} and Ray Data "
+            f"needs {READ_CPUS:g} of them; lower scaling.cpus_per_worker (e.g. "
+            f"{max(0.1, (cpus - READ_CPUS) / scaling.num_workers):.2g}) or raise ray.num_cpus")
     if scaling.use_gpu and scaling.num_workers * scaling.gpus_per_worker > gpus and config.ray.address is None:
         raise TrainingError(f"scaling.use_gpu is true but this Ray cluster has {gpus:g} GPUs for "
                             f"{scaling.num_workers} workers; set scaling.use_gpu=false or run on a GPU cluster")
@@ -112,22 +123,23 @@ def calibration_card(scores: np.ndarray, contamination: float) -> dict:
     }
 
 
-def _save_job_config(run: str, config: TrainJobConfig) -> None:
+def save_job_config(run: str, config: StrictModel) -> None:
+    """Keep a run's (or sweep's) config beside its checkpoints, so `--resume` needs only the id."""
     from pipelines.storage import write_json
 
     write_json(f"{run}/{JOB_FILE}", config.model_dump(mode="json"))
 
 
-def load_run_config(root: str, run_id: str) -> TrainJobConfig:
+def load_run_config(root: str, run_id: str, model: type[C] = TrainJobConfig) -> C:
     from pipelines.storage import exists, read_json
 
     run = run_uri(root, run_id)
     if not exists(f"{run}/{JOB_FILE}"):
-        raise TrainingError(f"no training run {run_id!r} under {runs_uri(root)} (nothing to resume)")
-    return TrainJobConfig.model_validate(read_json(f"{run}/{JOB_FILE}"))
+        raise TrainingError(f"no run {run_id!r} under {runs_uri(root)} (nothing to resume)")
+    return model.model_validate(read_json(f"{run}/{JOB_FILE}"))
 
 
-def _failure_message(err: Exception) -> str:
+def failure_message(err: Exception) -> str:
     failures = getattr(err, "worker_failures", None)
     if failures:
         rank, cause = sorted(failures.items())[0]
@@ -135,19 +147,10 @@ def _failure_message(err: Exception) -> str:
     return str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
 
 
-def run_training(config: TrainJobConfig, resume: Optional[str] = None,
-                 progress: Callable[[str], None] = print) -> TrainOutcome:
-    import ray.train
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+def load_training_data(config: TrainJobConfig, root: str) -> tuple[str, DatasetManifest]:
+    """(dataset URI, manifest) of the job's dataset, after checking the shards and that every worker gets rows."""
+    from pipelines.storage import check_access
 
-    from pipelines.ray_runtime import ray_session
-    from pipelines.registry import register_model
-    from pipelines.storage import check_access, resolve
-    from pipelines.train_loop import train_loop_per_worker
-
-    started = time.monotonic()
-    root = storage_root(config.storage)
     check_access(root)
     dataset = _resolve_dataset(root, config.dataset)
     manifest = load_manifest(dataset)
@@ -155,68 +158,110 @@ def run_training(config: TrainJobConfig, resume: Optional[str] = None,
     if manifest.split_rows["train"] < config.scaling.num_workers or manifest.split_rows["val"] == 0:
         raise TrainingError(f"dataset {dataset} has {manifest.split_rows} rows per split: training needs at least "
                             f"one train row per worker and a non-empty val split")
-    spec = model_spec_for(manifest, config.model)
-    run_id = resume or new_run_id(config.name)
-    run = run_uri(root, run_id)
-    if not resume:
-        _save_job_config(run, config)
-    progress(f"run {run_id}: {manifest.kind} dataset {manifest.name} ({manifest.split_rows['train']} train / "
-             f"{manifest.split_rows['val']} val rows), {spec.architecture} VAE latent {spec.latent_dim}, "
-             f"{config.scaling.num_workers} worker(s){' on GPU' if config.scaling.use_gpu else ''}")
+    return dataset, manifest
 
-    runs = resolve(runs_uri(root))
-    with ray_session(config.ray):
-        check_resources(config)
-        resources = {"CPU": config.scaling.cpus_per_worker}
-        if config.scaling.use_gpu:
-            resources["GPU"] = config.scaling.gpus_per_worker
-        trainer = TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config={"loop": config.train.model_dump(mode="json"), "spec": spec.to_json(),
-                               "manifest": manifest.model_dump(mode="json"),
-                               "checkpoint_every": config.checkpoint.every_epochs,
-                               "threads": config.scaling.threads},
-            scaling_config=ScalingConfig(num_workers=config.scaling.num_workers, use_gpu=config.scaling.use_gpu,
-                                         resources_per_worker=resources,
-                                         placement_strategy=config.scaling.placement_strategy),
-            run_config=RunConfig(
-                name=run_id, storage_path=runs.path, storage_filesystem=runs.filesystem,
-                checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.keep,
-                                                   checkpoint_score_attribute="val_neg_elbo",
-                                                   checkpoint_score_order="min"),
-                failure_config=FailureConfig(max_failures=config.max_failures)),
-            datasets={"train": read_split(dataset, manifest, "train"), "val": read_split(dataset, manifest, "val")},
-            # val is not split: each worker evaluates every world_size-th row of the whole split
-            dataset_config=DataConfig(datasets_to_split=["train"]),
-        )
-        try:
-            result = trainer.fit()
-        except ray.train.TrainingFailedError as err:
-            raise TrainingError(f"training run {run_id} failed: {_failure_message(err)}; checkpoints are kept "
-                                f"under {run}/ — fix the cause and `vaepipe train --resume {run_id}`") from None
-        if not result.best_checkpoints:
-            raise TrainingError(f"training run {run_id} reported no checkpoint")
-        best_checkpoint, best_metrics = min(result.best_checkpoints, key=lambda item: item[1]["val_neg_elbo"])
-        from pipelines.checkpoints import load_checkpoint
 
-        with best_checkpoint.as_directory() as directory:
-            model, _, state = load_checkpoint(directory)
-        progress(f"best epoch {best_metrics['epoch']}: val -ELBO {best_metrics['val_neg_elbo']:.3f}; "
-                 "calibrating the anomaly threshold on the validation split")
-        calibration = calibration_card(validation_scores(model, dataset, manifest), config.contamination)
+def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifest, spec: ModelSpec, run_name: str,
+                  storage: Location, callbacks: Sequence = ()):
+    """The TorchTrainer of one training run: `train_loop_per_worker` on `config.scaling` workers, checkpoints
+    (best kept by validation negative ELBO) under `storage`/`run_name`/; an existing run there is resumed."""
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
 
+    from pipelines.train_loop import train_loop_per_worker
+
+    resources = {"CPU": config.scaling.cpus_per_worker}
+    if config.scaling.use_gpu:
+        resources["GPU"] = config.scaling.gpus_per_worker
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"loop": config.train.model_dump(mode="json"), "spec": spec.to_json(),
+                           "manifest": manifest.model_dump(mode="json"),
+                           "checkpoint_every": config.checkpoint.every_epochs,
+                           "threads": config.scaling.threads},
+        scaling_config=ScalingConfig(num_workers=config.scaling.num_workers, use_gpu=config.scaling.use_gpu,
+                                     resources_per_worker=resources,
+                                     placement_strategy=config.scaling.placement_strategy),
+        run_config=RunConfig(
+            name=run_name, storage_path=storage.path, storage_filesystem=storage.filesystem,
+            checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.keep,
+                                               checkpoint_score_attribute="val_neg_elbo",
+                                               checkpoint_score_order="min"),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            callbacks=list(callbacks)),
+        datasets={"train": read_split(dataset, manifest, "train"), "val": read_split(dataset, manifest, "val")},
+        # val is not split: each worker evaluates every world_size-th row of the whole split
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+
+
+@dataclass
+class ExportedModel:
+    version: int
+    card: dict
+    history: list[dict]
+
+
+def export_model(root: str, config: TrainJobConfig, dataset: str, manifest: DatasetManifest, checkpoint,
+                 best_metrics: dict, run_id: str, run: str, progress: Callable[[str], None] = print,
+                 training_extra: Optional[dict] = None) -> ExportedModel:
+    """Calibrate a training checkpoint's anomaly threshold on the validation split (needs Ray) and register it
+    as a new version of `config.name`, with a card naming the data, run, config and metrics."""
+    from pipelines.checkpoints import load_checkpoint
+    from pipelines.registry import register_model
+
+    with checkpoint.as_directory() as directory:
+        model, _, state = load_checkpoint(directory)
+    progress(f"best epoch {best_metrics['epoch']}: val -ELBO {best_metrics['val_neg_elbo']:.3f}; "
+             "calibrating the anomaly threshold on the validation split")
+    calibration = calibration_card(validation_scores(model, dataset, manifest), config.contamination)
     weights, spec_json = model_to_bytes(model)
     card = {
         "spec": json.loads(spec_json),
         "dataset": {"uri": dataset, "name": manifest.name, "fingerprint": manifest.fingerprint,
                     "manifest": manifest.model_dump(mode="json")},
-        "training": {"run_id": run_id, "run_uri": run, "best_epoch": best_metrics["epoch"],
+        "training": {"run_id": run_id, "run_uri": run, "best_epoch": int(best_metrics["epoch"]),
                      "config": config.model_dump(mode="json"), "history": state["history"],
-                     "resumed_at_epochs": state.get("resumed_at", [])},
+                     "resumed_at_epochs": state.get("resumed_at", []), **(training_extra or {})},
         "metrics": {k: best_metrics[k] for k in ("val_neg_elbo", "val_recon_nll", "val_kl", "epoch")},
         "calibration": calibration,
     }
-    version = register_model(root, config.name, weights, card)
-    return TrainOutcome(run_id=run_id, run_uri=run, model=f"{config.name}@{version}", version=version,
-                        best_epoch=int(best_metrics["epoch"]), metrics=card["metrics"], history=state["history"],
+    return ExportedModel(register_model(root, config.name, weights, card), card, state["history"])
+
+
+def run_training(config: TrainJobConfig, resume: Optional[str] = None,
+                 progress: Callable[[str], None] = print) -> TrainOutcome:
+    import ray.train
+
+    from pipelines.ray_runtime import ray_session
+    from pipelines.storage import resolve
+
+    started = time.monotonic()
+    root = storage_root(config.storage)
+    dataset, manifest = load_training_data(config, root)
+    spec = model_spec_for(manifest, config.model)
+    run_id = resume or new_run_id(config.name)
+    run = run_uri(root, run_id)
+    if not resume:
+        save_job_config(run, config)
+    progress(f"run {run_id}: {manifest.kind} dataset {manifest.name} ({manifest.split_rows['train']} train / "
+             f"{manifest.split_rows['val']} val rows), {spec.architecture} VAE latent {spec.latent_dim}, "
+             f"{config.scaling.num_workers} worker(s){' on GPU' if config.scaling.use_gpu else ''}")
+
+    with ray_session(config.ray):
+        check_resources(config)
+        trainer = build_trainer(config, dataset, manifest, spec, run_id, resolve(runs_uri(root)))
+        try:
+            result = trainer.fit()
+        except ray.train.TrainingFailedError as err:
+            raise TrainingError(f"training run {run_id} failed: {failure_message(err)}; checkpoints are kept "
+                                f"under {run}/ — fix the cause and `vaepipe train --resume {run_id}`") from None
+        if not result.best_checkpoints:
+            raise TrainingError(f"training run {run_id} reported no checkpoint")
+        best_checkpoint, best_metrics = min(result.best_checkpoints, key=lambda item: item[1]["val_neg_elbo"])
+        exported = export_model(root, config, dataset, manifest, best_checkpoint, best_metrics, run_id, run, progress)
+
+    return TrainOutcome(run_id=run_id, run_uri=run, model=f"{config.name}@{exported.version}",
+                        version=exported.version, best_epoch=int(best_metrics["epoch"]),
+                        metrics=exported.card["metrics"], history=exported.history,
                         seconds=time.monotonic() - started)

@@ -6,29 +6,31 @@ import argparse
 from pipelines.commands.output import progress
 
 
-def train_config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace, model, example: str):
+    """The job config of a `train`/`tune` command: its YAML file + `--set` overrides, or with `--resume ID`
+    the config stored with that run or sweep (+ overrides)."""
     from pipelines.config_loading import ConfigError, build_config, load_config
     from pipelines.layout import storage_root
     from pipelines.train import load_run_config
-    from pipelines.train_config import TrainJobConfig
 
     overrides = list(args.set or ())
     if args.storage:
         overrides.append(f"storage={args.storage}")
     if args.resume:
-        stored = load_run_config(storage_root(args.storage), args.resume)
-        return build_config(TrainJobConfig, stored.model_dump(mode="json"), overrides, source=f"run {args.resume}")
+        stored = load_run_config(storage_root(args.storage), args.resume, model)
+        return build_config(model, stored.model_dump(mode="json"), overrides, source=f"run {args.resume}")
     if not args.config:
-        raise ConfigError("vaepipe train needs a config file (e.g. configs/digits.yaml) or --resume RUN_ID")
-    return load_config(TrainJobConfig, args.config, overrides)
+        raise ConfigError(f"vaepipe {args.command} needs a config file (e.g. {example}) or --resume ID")
+    return load_config(model, args.config, overrides)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pipelines.object_store import apply_store_env
     from pipelines.train import run_training
+    from pipelines.train_config import TrainJobConfig
 
     apply_store_env()
-    config = train_config_from_args(args)
+    config = config_from_args(args, TrainJobConfig, "configs/digits.yaml")
     outcome = run_training(config, resume=args.resume, progress=progress)
     print(f"registered model {outcome.model} (best epoch {outcome.best_epoch}, val -ELBO "
           f"{outcome.metrics['val_neg_elbo']:.3f} nats) in {outcome.seconds:.0f} s")

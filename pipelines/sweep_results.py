@@ -1,0 +1,102 @@
+"""The results table of a sweep: one row per trial with its config and its last and best validation metrics,
+rewritten under runs/<sweep>/ (trials.parquet + trials.csv) each time a trial ends, so a person or a
+report can read it while the sweep runs."""
+from __future__ import annotations
+
+import io
+import json
+from typing import Optional
+
+import pandas as pd
+
+from ray.tune import Callback
+
+METRIC = "val_neg_elbo"  # validation negative ELBO at β=1: comparable across β, unlike the training loss
+TABLE_FILE = "trials.parquet"
+CSV_FILE = "trials.csv"
+_VAL = ("val_neg_elbo", "val_recon_nll", "val_kl")
+
+
+def _kept(result: dict) -> dict:
+    return {key: result.get(key) for key in ("epoch", *_VAL, "checkpoint_path", "timestamp")}
+
+
+def trial_row(trial_id: str, status: str, params: dict, last: dict, best: dict, max_epochs: int,
+              error: Optional[str] = None) -> dict:
+    """One table row. `stopped_early`: ended by the scheduler before `max_epochs` (not by an error)."""
+    epochs = int(last["epoch"]) if last.get("epoch") is not None else 0
+    return {
+        "trial_id": trial_id, "status": status,
+        "stopped_early": status == "TERMINATED" and epochs < max_epochs,
+        "epochs": epochs,
+        "latent_dim": params.get("latent_dim"), "beta": params.get("beta"), "lr": params.get("lr"),
+        "hidden": json.dumps(params["hidden"]) if params.get("hidden") is not None else None,
+        **{key: last.get(key) for key in _VAL},
+        "best_epoch": best.get("epoch"),
+        **{f"best_{key}": best.get(key) for key in _VAL},
+        "best_checkpoint_path": best.get("checkpoint_path"),
+        "last_report_at": last.get("timestamp"),
+        "error": error,
+    }
+
+
+def write_table(sweep_uri: str, rows: list[dict]) -> pd.DataFrame:
+    from pipelines.storage import write_bytes
+
+    frame = pd.DataFrame(rows).sort_values("trial_id", ignore_index=True)
+    parquet = io.BytesIO()
+    frame.to_parquet(parquet, index=False)
+    write_bytes(f"{sweep_uri}/{TABLE_FILE}", parquet.getvalue())
+    write_bytes(f"{sweep_uri}/{CSV_FILE}", frame.to_csv(index=False).encode())
+    return frame
+
+
+def read_table(sweep_uri: str) -> pd.DataFrame:
+    from pipelines.storage import read_bytes
+
+    return pd.read_parquet(io.BytesIO(read_bytes(f"{sweep_uri}/{TABLE_FILE}")))
+
+
+def _error_line(trial) -> str:
+    error = trial.get_error()
+    lines = str(error).strip().splitlines() if error else []
+    return lines[-1] if lines else f"failed; see {trial.path}/error.txt"
+
+
+class TrialTable(Callback):
+    """A Tune callback that keeps each trial's last and best (lowest `METRIC`) result and rewrites the table
+    whenever a trial ends. Its state is saved with Tune's experiment state, so a resumed sweep keeps the rows
+    of trials that finished before the interruption."""
+
+    def __init__(self, sweep_uri: str, max_epochs: int, template_values: dict):
+        """`template_values`: the searched fields' values in the template, for the columns a sweep doesn't vary."""
+        self.sweep_uri, self.max_epochs, self.template_values = sweep_uri, max_epochs, template_values
+        self.last: dict[str, dict] = {}
+        self.best: dict[str, dict] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        kept = self.last[trial.trial_id] = _kept(result)
+        best = self.best.get(trial.trial_id)
+        if result.get(METRIC) is not None and (best is None or result[METRIC] < best[METRIC]):
+            self.best[trial.trial_id] = kept
+
+    def rows(self, trials) -> list[dict]:
+        return [trial_row(t.trial_id, t.status, {**self.template_values, **t.config}, self.last.get(t.trial_id, {}),
+                          self.best.get(t.trial_id, {}), self.max_epochs,
+                          error=_error_line(t) if t.status == "ERROR" else None)
+                for t in trials]
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        write_table(self.sweep_uri, self.rows(trials))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        write_table(self.sweep_uri, self.rows(trials))
+
+    def on_experiment_end(self, trials, **info):
+        write_table(self.sweep_uri, self.rows(trials))
+
+    def get_state(self) -> dict:
+        return {"last": self.last, "best": self.best}
+
+    def set_state(self, state: dict) -> None:
+        self.last, self.best = state["last"], state["best"]
