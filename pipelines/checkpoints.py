@@ -20,10 +20,14 @@ def save_checkpoint(directory: str | Path, model: VAE, optimizer: torch.optim.Op
     (directory / STATE_FILE).write_text(json.dumps(state))
 
 
+def load_checkpoint_state(directory: str | Path) -> dict:
+    """The loop's state (epoch, history) alone, without loading weights."""
+    return json.loads((Path(directory) / STATE_FILE).read_text())
+
+
 def load_checkpoint(directory: str | Path) -> tuple[VAE, dict, dict]:
     """(model, optimizer state dict, loop state) from a checkpoint directory."""
     directory = Path(directory)
     model = load_model(directory)
     optimizer_state = torch.load(directory / OPTIMIZER_FILE, weights_only=True, map_location="cpu")
-    state = json.loads((directory / STATE_FILE).read_text())
-    return model, optimizer_state, state
+    return model, optimizer_state, load_checkpoint_state(directory)

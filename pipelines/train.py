@@ -204,14 +204,20 @@ class ExportedModel:
 
 def export_model(root: str, config: TrainJobConfig, dataset: str, manifest: DatasetManifest, checkpoint,
                  best_metrics: dict, run_id: str, run: str, progress: Callable[[str], None] = print,
-                 training_extra: Optional[dict] = None) -> ExportedModel:
+                 training_extra: Optional[dict] = None, latest_checkpoint=None) -> ExportedModel:
     """Calibrate a training checkpoint's anomaly threshold on the validation split (needs Ray) and register it
-    as a new version of `config.name`, with a card naming the data, run, config and metrics."""
-    from pipelines.checkpoints import load_checkpoint
+    as a new version of `config.name`, with a card naming the data, run, config and metrics.
+
+    The card's history is the whole run's, read from `latest_checkpoint` when given (the best
+    checkpoint knows only the epochs up to itself)."""
+    from pipelines.checkpoints import load_checkpoint, load_checkpoint_state
     from pipelines.registry import register_model
 
     with checkpoint.as_directory() as directory:
         model, _, state = load_checkpoint(directory)
+    if latest_checkpoint is not None:
+        with latest_checkpoint.as_directory() as directory:
+            state = load_checkpoint_state(directory)
     progress(f"best epoch {best_metrics['epoch']}: val -ELBO {best_metrics['val_neg_elbo']:.3f}; "
              "calibrating the anomaly threshold on the validation split")
     calibration = calibration_card(validation_scores(model, dataset, manifest), config.contamination)
@@ -259,7 +265,8 @@ def run_training(config: TrainJobConfig, resume: Optional[str] = None,
         if not result.best_checkpoints:
             raise TrainingError(f"training run {run_id} reported no checkpoint")
         best_checkpoint, best_metrics = min(result.best_checkpoints, key=lambda item: item[1]["val_neg_elbo"])
-        exported = export_model(root, config, dataset, manifest, best_checkpoint, best_metrics, run_id, run, progress)
+        exported = export_model(root, config, dataset, manifest, best_checkpoint, best_metrics, run_id, run, progress,
+                                latest_checkpoint=result.checkpoint)
 
     return TrainOutcome(run_id=run_id, run_uri=run, model=f"{config.name}@{exported.version}",
                         version=exported.version, best_epoch=int(best_metrics["epoch"]),
