@@ -2,6 +2,6 @@
 
 A new command is a new module here plus one entry in `COMMANDS` (in the order `--help` lists them).
 """
-from pipelines.commands import demo, prepare, storage, train
+from pipelines.commands import demo, embed, generate, nightly, prepare, score, storage, train
 
-COMMANDS = [demo, storage, prepare, train]
+COMMANDS = [demo, storage, prepare, train, score, generate, embed, nightly]
