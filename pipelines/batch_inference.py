@@ -105,11 +105,11 @@ def _attempt_filenames(attempt_id: str):
     from ray.data.datasource import FilenameProvider
 
     class AttemptFilenames(FilenameProvider):
-        """`part-<attempt>-<task>.parquet`: a retried write task rewrites its own file (never a
-        second copy), and the commit can tell this attempt's parts from a killed one's."""
+        """`part-<attempt>-<write>-<task>.parquet`: a retried write task rewrites its own file (never
+        a second copy), and the commit can tell this attempt's parts from a killed one's."""
 
         def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-            return f"part-{attempt_id}-{task_index:06d}.parquet"
+            return f"part-{attempt_id}-{write_uuid}-{task_index:06d}.parquet"
 
     return AttemptFilenames()
 

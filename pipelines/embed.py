@@ -82,7 +82,7 @@ def run_embedding(config: EmbedJobConfig, progress: Callable[[str], None] = prin
     latent_dim = int(model.card["spec"]["latent_dim"])
     progress(f"embedding {source.rows} rows of {source.uri} with {model.reference} (latent {latent_dim})")
     with OutputCommit(prefix, job="embed", overwrite=config.overwrite) as commit, ray_session(config.ray):
-        write_parts(map_with_model(read_model_input(source, trained, passthrough), EmbedActor, model, root,
+        write_parts(map_with_model(read_model_input(source, trained, passthrough, config.compute.actors), EmbedActor, model, root,
                                    config.compute, passthrough=passthrough), commit)
         commit.commit(expected_rows=source.rows, metadata={
             "model": model.reference, "input": source.uri, "input_fingerprint": source.fingerprint,

@@ -96,10 +96,12 @@ def open_model_input(root: str, dataset: str, trained: DatasetManifest, split: O
     return ModelInput(uri, manifest, split, rows)
 
 
-def read_model_input(source: ModelInput, trained: DatasetManifest, keep: Sequence[str]):
-    """Ray Dataset of the input's rows with tensor column `x`, preprocessed with the training statistics."""
+def read_model_input(source: ModelInput, trained: DatasetManifest, keep: Sequence[str], min_blocks: int):
+    """Ray Dataset of the input's rows with tensor column `x`, preprocessed with the training statistics,
+    in at least `min_blocks` blocks (one or more per model actor)."""
     from pipelines.datasets.reader import read_split
 
     # the input's shards, the model's statistics (standardization, level order)
     reading = trained.model_copy(update={"shards": source.manifest.shards})
-    return read_split(source.uri, reading, source.split, keep=("row_id", *keep))
+    return read_split(source.uri, reading, source.split, keep=("row_id", *keep),
+                      min_blocks=max(min_blocks, len(source.manifest.shards)))

@@ -169,7 +169,7 @@ def run_scoring(config: ScoreJobConfig, progress: Callable[[str], None] = print)
              f"with {model.reference} on {config.compute.actors} actor(s); threshold {threshold:.3f}")
     # the commit first: a complete output is reported before Ray starts
     with OutputCommit(prefix, job="score", overwrite=config.overwrite) as commit, ray_session(config.ray):
-        dataset = map_with_model(read_model_input(source, trained, passthrough), ScoreActor, model, root,
+        dataset = map_with_model(read_model_input(source, trained, passthrough, config.compute.actors), ScoreActor, model, root,
                                  config.compute, threshold=threshold, iw_samples=config.iw_samples,
                                  passthrough=passthrough)
         write_parts(dataset, commit)
