@@ -1,6 +1,7 @@
 """`vaepipe generate` on the mixed-type `fair` table, end to end on local Ray + SeaweedFS."""
 from __future__ import annotations
 
+import io
 import uuid
 
 import numpy as np
@@ -78,3 +79,15 @@ def test_same_seed_gives_the_same_rows_whatever_the_actor_count(samples, fair_mo
     again = pa.concat_tables([pq.read_table(resolve(uri).path, filesystem=location.filesystem)
                               for uri in list_committed_parts(outcome.output_uri)])
     assert again.to_pandas().sort_values("sample_id").reset_index(drop=True).equals(table)
+
+
+def test_image_samples_are_uint8_with_a_png_grid(digits_zero_model):
+    from PIL import Image
+
+    from pipelines.storage import read_bytes
+
+    outcome, table = generate(digits_zero_model, num_samples=100, seed=1)
+    images = [pixels for pixels in table["image"]]
+    assert len(images) == 100 and np.asarray(images[0]).dtype == np.uint8 and np.asarray(images[0]).shape == (1, 8, 8)
+    grid = Image.open(io.BytesIO(read_bytes(f"{outcome.output_uri}/samples.png")))
+    assert grid.size[0] >= 64
