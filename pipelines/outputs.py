@@ -131,9 +131,10 @@ class OutputCommit:
             self._holds_lease = True
             return
         current = self._read_lease()
-        if current is not None and datetime.fromisoformat(current["expires_at"]) > now:
+        if current is not None and datetime.fromisoformat(current["expires_at"]) > now \
+                and not _holder_is_dead(current.get("holder", "")):
             raise self._lease_busy(current)
-        # The holder is dead (lease expired) or just released it: take over.
+        # The holder is dead (lease expired, or a killed process on this host) or just released it: take over.
         delete_file(self.lease_uri)
         if not conditional_put(self.lease_uri, body):
             raise self._lease_busy(self._read_lease() or current or {})
@@ -227,6 +228,21 @@ class OutputCommit:
             )
         self.manifest = manifest
         return manifest
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """True when the lease holder ran on this host and its process no longer exists, so a job
+    killed here (SIGKILL, OOM) can be re-run at once instead of after the lease expires."""
+    host, _, pid = holder.partition("@")[2].rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _parquet_rows(entry, filesystem) -> int:

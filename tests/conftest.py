@@ -69,3 +69,40 @@ def ray_cluster(s3_store: StoreInfo) -> str:
         configure_data_context()
         yield address
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+# --- trained models (train once per session: a training run costs 30-60 s here) ---
+
+
+@pytest.fixture(scope="session")
+def digits_zero_model(s3_store: StoreInfo, ray_cluster, tmp_path_factory) -> dict:
+    """A conv VAE trained on digit 0 only (the normal class) and the full digits dataset to score.
+
+    The training images are written as an image folder of the zeros that are *not*
+    in the full dataset's test split, so the normals scored later were never seen.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from pipelines.datasets.prepare import PrepareConfig, assign_splits, prepare_dataset
+    from pipelines.datasets.sources import load_builtin
+    from pipelines.train import run_training
+    from pipelines.train_config import TrainJobConfig
+
+    storage = f"s3://{s3_store.bucket}/models-{uuid.uuid4().hex[:12]}"
+    digits = load_builtin("digits")
+    full = PrepareConfig(name="digits", source="digits", storage=storage)
+    prepare_dataset(full)
+    splits = assign_splits(digits.row_ids, full.split)
+    folder = tmp_path_factory.mktemp("zeros") / "0"
+    folder.mkdir()
+    for row_id, image, label, split in zip(digits.row_ids, digits.images, digits.labels, splits):
+        if label == 0 and split != "test":
+            Image.fromarray(image[0]).save(folder / f"{row_id}.png")
+    prepare_dataset(PrepareConfig(name="zeros", source=str(folder.parent), storage=storage))
+    outcome = run_training(TrainJobConfig(
+        name="zeros", dataset="zeros", storage=storage, model={"latent_dim": 4, "hidden": [16, 32]},
+        train={"epochs": 30, "batch_size": 16, "lr": 0.003},
+        scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
+    return {"storage": storage, "model": outcome.model, "name": "zeros", "dataset": "digits",
+            "test_rows": int(np.sum(splits == "test"))}

@@ -25,8 +25,13 @@ def featurize_batch(batch: dict, manifest: DatasetManifest, keep: Sequence[str])
     return out
 
 
-def read_split(dataset: str, manifest: DatasetManifest, split: str | None, keep: Sequence[str] = ()):
-    """Rows of `split` (all rows when None) from the shards the manifest lists, featurized in map_batches."""
+def read_split(dataset: str, manifest: DatasetManifest, split: str | None, keep: Sequence[str] = (),
+               min_blocks: int | None = None):
+    """Rows of `split` (all rows when None) from the shards the manifest lists, featurized in map_batches.
+
+    `min_blocks` asks for at least that many read blocks, so a pool of that many
+    actors all get work even when small shards would be read as one block.
+    """
     import ray.data
     from ray.data.expressions import col
 
@@ -34,7 +39,7 @@ def read_split(dataset: str, manifest: DatasetManifest, split: str | None, keep:
 
     location = resolve(dataset)
     paths = [resolve(uri).path for uri in shard_uris(dataset, manifest)]
-    ds = ray.data.read_parquet(paths, filesystem=location.filesystem)
+    ds = ray.data.read_parquet(paths, filesystem=location.filesystem, override_num_blocks=min_blocks)
     if split is not None:
         ds = ds.filter(expr=col("split") == split)
     return ds.map_batches(featurize_batch, fn_kwargs={"manifest": manifest, "keep": tuple(keep)},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -146,3 +148,19 @@ def test_manifest_holds_no_credentials(s3_prefix, s3_store):
         out.commit(expected_rows=1)
     text = storage.read_bytes(storage.join_uri(s3_prefix, SUCCESS)).decode()
     assert s3_store.secret_key not in text and s3_store.access_key not in text
+
+
+def test_lease_of_a_killed_process_on_this_host_is_taken_over(s3_prefix):
+    import subprocess
+    import sys
+
+    from pipelines.outputs import OutputCommit
+    from pipelines.storage import write_json
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_json(f"{s3_prefix}/_LEASE", {"holder": f"score@{socket.gethostname()}:{dead.pid}", "attempt_id": "x",
+                                       "acquired_at": "2026-01-01T00:00:00+00:00",
+                                       "expires_at": "2999-01-01T00:00:00+00:00"})
+    with OutputCommit(s3_prefix, job="score") as commit:
+        commit.commit(expected_rows=0)

@@ -1,0 +1,164 @@
+"""What `score`, `generate` and `embed` share: a pool of Ray actors that each load the
+registered model once, and Parquet parts written under an `OutputCommit`.
+
+A job subclasses `ModelActor` (one `__call__(batch) -> batch`), maps it over a Ray
+Dataset with `map_with_model`, and writes the result with `write_parts`; the
+commit (and `_SUCCESS`) stays in the job, after its own checks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pyarrow as pa
+from pydantic import Field
+
+from pipelines.config_loading import StrictModel
+from pipelines.datasets.manifest import DatasetManifest
+from pipelines.errors import UserError
+
+
+class BatchJobError(UserError, RuntimeError):
+    """A batch job that could not run or finish; the message says why and what to do."""
+
+
+class ComputeConfig(StrictModel):
+    """The actor pool every batch job runs its model in."""
+
+    actors: int = Field(2, ge=1, description="model actors (ActorPoolStrategy size); each loads the model once")
+    cpus_per_actor: float = Field(
+        0.5, gt=0, description="logical CPUs per actor; fractional on small machines so reads and writes "
+                               "still get scheduled beside the actors")
+    batch_size: int = Field(4096, ge=1, description="rows per model call")
+    use_gpu: bool = False
+    gpus_per_actor: float = Field(1.0, gt=0, description="GPUs per actor when use_gpu (e.g. 0.25 shares one GPU)")
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A model version resolved once on the driver, so every actor loads exactly that version."""
+
+    name: str
+    version: int
+    card: dict
+
+    @property
+    def reference(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def slug(self) -> str:
+        """The model's folder name in output paths (`@` is avoided: URI parsers read it as user@host)."""
+        return f"{self.name}-v{self.version}"
+
+    @property
+    def training_manifest(self) -> DatasetManifest:
+        """The dataset the model was trained on: its schema and preprocessing statistics."""
+        return DatasetManifest.model_validate(self.card["dataset"]["manifest"])
+
+
+def resolve_model(root: str, reference: str) -> RegisteredModel:
+    """The registered version a reference names (`digits@PROMOTED`, `digits@3`, ...) and its card."""
+    from pipelines.layout import model_uri
+    from pipelines.registry import CARD, ModelRef, resolve_version
+    from pipelines.storage import read_json
+
+    ref = ModelRef.parse(reference)
+    version = resolve_version(root, ref)
+    return RegisteredModel(ref.name, version, read_json(f"{model_uri(root, ref.name)}/{version}/{CARD}"))
+
+
+class ModelActor:
+    """Base of the callable classes given to `map_batches`: the model is loaded once per actor,
+    from the registry's safetensors (never unpickled), onto the GPU when the job has one."""
+
+    def __init__(self, root: str, reference: str, use_gpu: bool):
+        import torch
+
+        from pipelines.registry import load_registered
+
+        model, card = load_registered(root, reference)
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.model = model.to(self.device).eval()
+        self.card = card
+        self.manifest = DatasetManifest.model_validate(card["dataset"]["manifest"])
+
+
+def map_with_model(dataset, actor_class: type[ModelActor], model: RegisteredModel, root: str,
+                   compute: ComputeConfig, batch_size: Optional[int] = None, **actor_kwargs: Any):
+    """`dataset.map_batches(actor_class)` on a fixed pool of `compute.actors` model actors."""
+    import ray.data
+
+    return dataset.map_batches(
+        actor_class,
+        fn_constructor_kwargs={"root": root, "reference": model.reference, "use_gpu": compute.use_gpu,
+                               **actor_kwargs},
+        compute=ray.data.ActorPoolStrategy(size=compute.actors),
+        num_cpus=compute.cpus_per_actor,
+        num_gpus=compute.gpus_per_actor if compute.use_gpu else None,
+        batch_size=batch_size or compute.batch_size,
+        batch_format="numpy",
+    )
+
+
+def _attempt_filenames(attempt_id: str):
+    from ray.data.datasource import FilenameProvider
+
+    class AttemptFilenames(FilenameProvider):
+        """`part-<attempt>-<write>-<task>.parquet`: a retried write task rewrites its own file (never
+        a second copy), and the commit can tell this attempt's parts from a killed one's."""
+
+        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+            return f"part-{attempt_id}-{write_uuid}-{task_index:06d}.parquet"
+
+    return AttemptFilenames()
+
+
+def write_parts(dataset, commit) -> None:
+    """Run the dataset and write it as Parquet parts of `commit`'s attempt under its prefix.
+
+    An error meant for a person raised inside a Ray task (bad rows, a schema
+    mismatch) is re-raised here as itself, not as Ray's wrapped task error.
+    """
+    from pipelines.storage import resolve
+
+    location = resolve(commit.prefix_uri)
+    try:
+        dataset.write_parquet(location.path, filesystem=location.filesystem,
+                              filename_provider=_attempt_filenames(commit.attempt_id))
+    except Exception as err:  # Ray wraps task errors in its own exception types
+        cause = user_error_in(err)
+        if cause is None:
+            raise
+        raise type(cause)(str(cause).strip().splitlines()[-1]) from None
+
+
+def user_error_in(err: BaseException) -> Optional[UserError]:
+    """The first UserError in an exception's cause chain (Ray nests task errors two or three deep)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, UserError):
+            return err
+        err = getattr(err, "cause", None) or err.__cause__ or err.__context__
+    return None
+
+
+def read_attempt_parts(commit, columns: Optional[list[str]] = None) -> pa.Table:
+    """This attempt's parts as one table, before the commit: what a summary is computed from."""
+    import pyarrow.parquet as pq
+
+    from pipelines.storage import list_files, resolve
+
+    location = resolve(commit.prefix_uri)
+    paths = [entry.path for entry in list_files(commit.prefix_uri)
+             if commit.attempt_id in entry.path.rsplit("/", 1)[-1] and entry.path.endswith(".parquet")]
+    if not paths:
+        return pa.table({name: pa.array([], type=pa.float64()) for name in columns or ()})
+    return pa.concat_tables([pq.read_table(path, columns=columns, filesystem=location.filesystem)
+                             for path in paths])
+
+
+def output_root(root: str, output: str) -> str:
+    """Where a job's outputs go: `output` as a URI, or a folder under the storage root."""
+    return output.rstrip("/") if "://" in output or output.startswith("/") else f"{root}/{output.strip('/')}"

@@ -1,0 +1,93 @@
+"""`vaepipe generate` on the mixed-type `fair` table, end to end on local Ray + SeaweedFS."""
+from __future__ import annotations
+
+import io
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.generate import GenerateJobConfig, run_generation
+from pipelines.outputs import list_committed_parts, read_success
+from pipelines.storage import resolve
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def fair_model(s3_store, ray_cluster):
+    from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
+    from pipelines.train import run_training
+    from pipelines.train_config import TrainJobConfig
+
+    storage = f"s3://{s3_store.bucket}/fair-{uuid.uuid4().hex[:12]}"
+    manifest = prepare_dataset(PrepareConfig(name="fair", source="fair", storage=storage))
+    outcome = run_training(TrainJobConfig(
+        name="fair", dataset="fair", storage=storage, model={"latent_dim": 4, "hidden": [64, 32]},
+        train={"epochs": 8, "batch_size": 128, "lr": 0.003},
+        scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
+    return {"storage": storage, "model": outcome.model, "manifest": manifest}
+
+
+def generate(model: dict, **fields):
+    config = GenerateJobConfig(model=model["model"], storage=model["storage"], block_rows=1000,
+                               compute={"actors": 2, "cpus_per_actor": 0.25}, **fields)
+    outcome = run_generation(config, progress=lambda _: None)
+    location = resolve(outcome.output_uri)
+    table = pa.concat_tables([pq.read_table(resolve(uri).path, filesystem=location.filesystem)
+                              for uri in list_committed_parts(outcome.output_uri)])
+    return outcome, table.to_pandas().sort_values("sample_id").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def samples(fair_model):
+    return generate(fair_model, num_samples=5000, seed=7)
+
+
+def test_generated_rows_have_the_original_schema(samples, fair_model):
+    outcome, table = samples
+    manifest = fair_model["manifest"]
+    assert list(table.columns) == ["sample_id", *manifest.feature_columns]
+    assert table["sample_id"].tolist() == list(range(5000)) and read_success(outcome.output_uri)["rows"] == 5000
+    for column in manifest.numeric:
+        assert table[column.name].dtype.kind == ("i" if column.integer else "f")
+        assert table[column.name].between(column.min, column.max).all()
+
+
+def test_categorical_values_are_training_levels(samples, fair_model):
+    _, table = samples
+    for column in fair_model["manifest"].categorical:
+        assert set(table[column.name]) <= set(column.levels), column.name
+
+
+def test_numeric_means_and_stds_are_close_to_the_training_data(samples, fair_model):
+    _, table = samples
+    for column in fair_model["manifest"].numeric:
+        values = table[column.name].to_numpy(dtype=float)
+        assert abs(values.mean() - column.mean) < 0.25 * column.std, (column.name, values.mean(), column.mean)
+        assert 0.6 < values.std() / column.std < 1.5, (column.name, values.std(), column.std)
+
+
+def test_same_seed_gives_the_same_rows_whatever_the_actor_count(samples, fair_model):
+    _, table = samples
+    config = GenerateJobConfig(model=fair_model["model"], storage=fair_model["storage"], block_rows=1000,
+                               num_samples=5000, seed=7, run="one-actor", compute={"actors": 1, "cpus_per_actor": 0.25})
+    outcome = run_generation(config, progress=lambda _: None)
+    location = resolve(outcome.output_uri)
+    again = pa.concat_tables([pq.read_table(resolve(uri).path, filesystem=location.filesystem)
+                              for uri in list_committed_parts(outcome.output_uri)])
+    assert again.to_pandas().sort_values("sample_id").reset_index(drop=True).equals(table)
+
+
+def test_image_samples_are_uint8_with_a_png_grid(digits_zero_model):
+    from PIL import Image
+
+    from pipelines.storage import read_bytes
+
+    outcome, table = generate(digits_zero_model, num_samples=100, seed=1)
+    images = [pixels for pixels in table["image"]]
+    assert len(images) == 100 and np.asarray(images[0]).dtype == np.uint8 and np.asarray(images[0]).shape == (1, 8, 8)
+    grid = Image.open(io.BytesIO(read_bytes(f"{outcome.output_uri}/samples.png")))
+    assert grid.size[0] >= 64
