@@ -23,8 +23,8 @@ MAX_TRAVERSED_DIMS = 10
 MAX_LEGEND_CLASSES = 20
 
 
-def report_id(card: dict) -> str:
-    return f"{card['name']}-v{card['version']}"
+def report_id(name: str, version: int) -> str:
+    return f"{name}-v{version}"
 
 
 def loss_curves_png(history: list[dict], best_epoch: int) -> bytes:
@@ -200,5 +200,24 @@ def build_training_report(root: str, reference: str) -> Report:
                                          f"{metrics['val_kl']:.3f} nats",
              "anomaly threshold": f"{card['calibration']['threshold']:.3f} "
                                   f"(contamination {card['calibration']['contamination']})"}
-    return Report(report_id(card), f"Training report: {card['name']}@{card['version']}", facts, sections,
+    return Report(report_id(card["name"], card["version"]), f"Training report: {card['name']}@{card['version']}", facts, sections,
                   f"vaepipe report model {card['name']}@{card['version']}")
+
+
+def model_of_run(root: str, run_id: str) -> str:
+    """`name@version` of the model a training run registered (the newest, if it was registered twice)."""
+    from pipelines.layout import model_uri, run_uri, runs_uri
+    from pipelines.registry import CARD, ModelNotFound, list_versions
+    from pipelines.storage import exists, read_json
+    from pipelines.train import JOB_FILE
+
+    job = f"{run_uri(root, run_id)}/{JOB_FILE}"
+    if not exists(job):
+        raise ModelNotFound(f"no run {run_id!r} under {runs_uri(root)} (no {JOB_FILE}); run ids are printed by "
+                            "`vaepipe train`")
+    name = read_json(job)["name"]
+    for version in reversed(list_versions(root, name)):
+        if read_json(f"{model_uri(root, name)}/{version}/{CARD}")["training"]["run_id"] == run_id:
+            return f"{name}@{version}"
+    raise ModelNotFound(f"run {run_id} registered no version of model {name!r} (it failed or is still running); "
+                        f"report a registered version with `vaepipe report model {name}@<version>`")
