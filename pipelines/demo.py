@@ -55,6 +55,13 @@ def run_demo(progress: Callable[[str], None]) -> int:
              f"(epoch 1: {outcome.history[0]['val_neg_elbo']:.2f}); checkpoints in {outcome.run_uri}/")
     _list_outputs(f"{root}/models/{config.name}/{outcome.version}", progress)
 
+    # the training report (written by run_training) lives in the S3 store; a browser opens a local copy
+    from pipelines.reports.page import INDEX, copy_report, report_uri
+    from pipelines.reports.training import report_id
+
+    local = copy_report(f"{report_uri(root, report_id(config.name, outcome.version))}/{INDEX}", store.root.parent / "reports")
+    print(f"training report: open {local.as_uri()}")
+
     print(f"demo finished in {time.monotonic() - started:.0f} s; the store keeps running "
           f"(`vaepipe storage down` stops it, data is kept)")
     return 0

@@ -127,6 +127,8 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
     from pipelines.layout import storage_root
     from pipelines.outputs import OutputCommit
     from pipelines.ray_runtime import ray_session
+    from pipelines.reports.after_job import report_after_job
+    from pipelines.reports.samples import build_samples_report
     from pipelines.storage import check_access, write_bytes
 
     started = time.monotonic()
@@ -153,4 +155,5 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
             "model": model.reference, "rows_in": config.num_samples, "rows_out": config.num_samples,
             "seed": config.seed, "temperature": config.temperature, "block_rows": config.block_rows,
             "training_fingerprint": manifest.fingerprint, "seconds": round(time.monotonic() - started, 3)})
+    report_after_job(build_samples_report, root, prefix, progress=progress)
     return GenerateOutcome(prefix, model.reference, config.num_samples, time.monotonic() - started)

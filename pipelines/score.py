@@ -107,13 +107,28 @@ class ScoreActor(ModelActor):
         return out
 
 
-def score_summary(neg_elbo: np.ndarray, is_anomaly: np.ndarray, threshold: float,
-                  labels: Optional[np.ndarray] = None, normal_label: Optional[str] = None) -> dict:
-    """Rows, anomaly rate and score quantiles; ROC-AUC and precision@k (k = true anomalies) with labels.
+def anomaly_classes(labels: np.ndarray, normal_label: Optional[str] = None) -> tuple[Optional[np.ndarray], str]:
+    """(True where a row's label marks an anomaly, "") or (None, why the labels cannot say).
 
     Labels mark anomalies as: label != `normal_label` when given, else the larger
-    of exactly two label values (1 / True). Otherwise no label metrics are given.
+    of exactly two label values (1 / True).
     """
+    values = np.asarray(labels).astype(str)
+    if normal_label is not None:
+        positive = values != str(normal_label)
+    elif len(set(values.tolist())) == 2:
+        positive = values == sorted(set(values.tolist()))[-1]
+    else:
+        return None, "skipped: the label has more than two values; pass --normal-label"
+    if positive.all() or not positive.any():
+        return None, "skipped: every row has the same class"
+    return positive, ""
+
+
+def score_summary(neg_elbo: np.ndarray, is_anomaly: np.ndarray, threshold: float,
+                  labels: Optional[np.ndarray] = None, normal_label: Optional[str] = None) -> dict:
+    """Rows, anomaly rate and score quantiles; ROC-AUC and precision@k (k = true anomalies) with labels
+    that mark anomalies (`anomaly_classes`)."""
     summary = {
         "rows": int(neg_elbo.size),
         "anomalies": int(is_anomaly.sum()),
@@ -123,16 +138,9 @@ def score_summary(neg_elbo: np.ndarray, is_anomaly: np.ndarray, threshold: float
     }
     if labels is None:
         return summary
-    values = np.asarray(labels).astype(str)
-    if normal_label is not None:
-        positive = values != str(normal_label)
-    elif len(set(values.tolist())) == 2:
-        positive = values == sorted(set(values.tolist()))[-1]
-    else:
-        summary["label_metrics"] = "skipped: the label has more than two values; pass --normal-label"
-        return summary
-    if positive.all() or not positive.any():
-        summary["label_metrics"] = "skipped: every row has the same class"
+    positive, why_not = anomaly_classes(labels, normal_label)
+    if positive is None:
+        summary["label_metrics"] = why_not
         return summary
     from sklearn.metrics import roc_auc_score
 
@@ -152,6 +160,8 @@ def run_scoring(config: ScoreJobConfig, progress: Callable[[str], None] = print)
     from pipelines.model_input import open_model_input, read_model_input
     from pipelines.outputs import OutputCommit
     from pipelines.ray_runtime import ray_session
+    from pipelines.reports.after_job import report_after_job
+    from pipelines.reports.scores import build_scores_report
     from pipelines.storage import check_access, write_json
 
     started = time.monotonic()
@@ -182,6 +192,7 @@ def run_scoring(config: ScoreJobConfig, progress: Callable[[str], None] = print)
         write_json(f"{prefix}/{SUMMARY}", summary)
         commit.commit(expected_rows=source.rows, metadata={
             "model": model.reference, "input": source.uri, "input_fingerprint": source.fingerprint,
-            "split": config.split, "date": date, "rows_in": source.rows, "rows_out": summary["rows"],
+            "split": config.split, "date": date, "label": label, "normal_label": config.normal_label, "rows_in": source.rows, "rows_out": summary["rows"],
             "seconds": round(time.monotonic() - started, 3), "summary": summary})
+    report_after_job(build_scores_report, root, prefix, progress=progress)
     return ScoreOutcome(prefix, model.reference, source.rows, summary, time.monotonic() - started)

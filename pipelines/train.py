@@ -240,6 +240,8 @@ def run_training(config: TrainJobConfig, resume: Optional[str] = None,
     import ray.train
 
     from pipelines.ray_runtime import ray_session
+    from pipelines.reports.after_job import report_after_job
+    from pipelines.reports.training import build_training_report
     from pipelines.storage import resolve
 
     started = time.monotonic()
@@ -268,6 +270,7 @@ def run_training(config: TrainJobConfig, resume: Optional[str] = None,
         exported = export_model(root, config, dataset, manifest, best_checkpoint, best_metrics, run_id, run, progress,
                                 latest_checkpoint=result.checkpoint)
 
+    report_after_job(build_training_report, root, f"{config.name}@{exported.version}", progress=progress)
     return TrainOutcome(run_id=run_id, run_uri=run, model=f"{config.name}@{exported.version}",
                         version=exported.version, best_epoch=int(best_metrics["epoch"]),
                         metrics=exported.card["metrics"], history=exported.history,

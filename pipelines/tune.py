@@ -149,6 +149,8 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
 
     from pipelines.ray_runtime import cluster_cpus, cluster_gpus, ray_session
     from pipelines.registry import ModelRef, promote as promote_version
+    from pipelines.reports.after_job import report_after_job
+    from pipelines.reports.sweep import build_sweep_report
     from pipelines.storage import exists, read_json, resolve_without_secrets, write_bytes, write_json
     from pipelines.sweep_plots import sweep_figure_png
     from pipelines.sweep_results import METRIC, TrialTable, read_table
@@ -215,6 +217,7 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
     write_json(f"{sweep_uri}/{REGISTERED_FILE}", {"model": model, "trial_id": best["trial_id"]})
     if promote:
         promote_version(root, ModelRef(config.name, str(exported.version)))
+    report_after_job(build_sweep_report, root, sweep_id, progress=progress)
     return SweepOutcome(sweep_id=sweep_id, sweep_uri=sweep_uri, model=model, version=exported.version,
                         promoted=promote, best_trial=str(best["trial_id"]), metrics=exported.card["metrics"],
                         trials=table, concurrency=concurrency, seconds=time.monotonic() - started)

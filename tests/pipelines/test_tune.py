@@ -142,6 +142,15 @@ def test_the_sweep_figure_is_a_png(sweep):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_sweep_ends_with_its_report(sweep, digits_root, tmp_path):
+    from pipelines.reports.page import INDEX, report_uri
+    from tests.pipelines.reports.report_checks import check_report
+
+    check_report(f"{report_uri(digits_root, sweep.sweep_id)}/{INDEX}", tmp_path, {"sweep.png"})
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_a_killed_sweep_resumes_without_repeating_finished_trials(digits_root, tmp_path):
     import ray

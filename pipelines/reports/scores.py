@@ -1,0 +1,143 @@
+"""The scoring report of a scores output (scores/<model>/<dataset>/<date>/): the score distribution with
+the threshold, the top anomalies (images and their reconstructions for image data), and ROC and
+precision–recall curves when the rows carry labels that mark anomalies."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from pipelines.datasets.manifest import DatasetManifest
+from pipelines.reports.page import Figure, Report, Section, html_table
+from pipelines.reports.plotting import figure_png, image_table_png, pyplot
+
+TOP_ANOMALIES = 16
+HISTOGRAM_BINS = 60
+
+
+def report_id(prefix: str) -> str:
+    """scores-<model>-<dataset>-<date> from scores/<model>/<dataset>/<date>."""
+    model, dataset, date = prefix.rstrip("/").split("/")[-3:]
+    return f"scores-{model}-{dataset}-{date}"
+
+
+def read_scores(prefix: str) -> pd.DataFrame:
+    """Every committed row of a scores output (the parts its `_SUCCESS` lists)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.outputs import list_committed_parts
+    from pipelines.storage import resolve
+
+    location = resolve(prefix)
+    return pa.concat_tables([pq.read_table(resolve(uri).path, filesystem=location.filesystem)
+                             for uri in list_committed_parts(prefix)]).to_pandas()
+
+
+def histogram_png(scores: pd.DataFrame, threshold: float, positive: Optional[np.ndarray]) -> bytes:
+    """Histogram of the negative ELBO with the threshold; split into labelled normal / anomalous rows."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(10, 4), constrained_layout=True)
+    values = scores["neg_elbo"].to_numpy()
+    bins = np.histogram_bin_edges(np.append(values, threshold), bins=HISTOGRAM_BINS)
+    if positive is None:
+        axis.hist(values, bins=bins, color="tab:blue", label="all rows")
+    else:
+        axis.hist(values[~positive], bins=bins, alpha=0.6, color="tab:blue", label="labelled normal")
+        axis.hist(values[positive], bins=bins, alpha=0.6, color="tab:orange", label="labelled anomaly")
+    axis.axvline(threshold, color="tab:red", linestyle="--",
+                 label=f"threshold {threshold:.2f} ({int((values > threshold).sum())} rows above)")
+    axis.set_xlabel("anomaly score: negative ELBO (nats)")
+    axis.set_ylabel("rows")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    return figure_png(figure)
+
+
+def roc_pr_png(scores: np.ndarray, positive: np.ndarray) -> bytes:
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    plt = pyplot()
+    figure, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
+    false_positive, true_positive, _ = roc_curve(positive, scores)
+    roc.plot(false_positive, true_positive, label=f"AUC {roc_auc_score(positive, scores):.3f}")
+    roc.plot([0, 1], [0, 1], color="gray", linestyle=":", label="chance")
+    roc.set_xlabel("false positive rate")
+    roc.set_ylabel("true positive rate")
+    roc.set_title("ROC")
+    precision, recall, _ = precision_recall_curve(positive, scores)
+    pr.plot(recall, precision, label=f"average precision {average_precision_score(positive, scores):.3f}")
+    pr.axhline(positive.mean(), color="gray", linestyle=":", label=f"chance ({positive.mean():.3f})")
+    pr.set_xlabel("recall")
+    pr.set_ylabel("precision")
+    pr.set_title("precision–recall")
+    for axis in (roc, pr):
+        axis.legend(loc="lower right" if axis is roc else "upper right")
+        axis.grid(alpha=0.3)
+    return figure_png(figure)
+
+
+def top_anomaly_images(root: str, model_reference: str, input_uri: str, manifest: DatasetManifest,
+                       top: pd.DataFrame) -> Figure:
+    """The top rows' images (read from the scored dataset by row id) above their reconstructions."""
+    import torch
+
+    from pipelines.registry import load_registered
+    from pipelines.reports.data import images, read_rows
+
+    model, _ = load_registered(root, model_reference)
+    rows = read_rows(input_uri, manifest, row_ids=top["row_id"].tolist())
+    order = {row_id: i for i, row_id in enumerate(rows[manifest.id_column].to_pylist())}
+    x = torch.from_numpy(images(manifest, rows)[[order[r] for r in top["row_id"]]] / manifest.image.max_value).float()
+    with model.inference():
+        recon = model.reconstruct(x).float().clamp(0, 1).numpy()
+    png = image_table_png(np.stack([x.numpy(), recon]), ["input", "reconstruction"],
+                          [f"{score:.1f}" for score in top["neg_elbo"]])
+    return Figure("top-anomalies.png", png, f"The {len(top)} highest-scoring rows, highest first, with their "
+                  "scores (negative ELBO) above and the model's reconstructions below.")
+
+
+def build_scores_report(root: str, prefix: str) -> Report:
+    """The report of the committed scores at `prefix` (its rows, `_summary.json` and `_SUCCESS` metadata)."""
+    from pipelines.datasets.catalog import load_manifest
+    from pipelines.outputs import read_success
+    from pipelines.score import SUMMARY, anomaly_classes
+    from pipelines.storage import read_json
+
+    prefix = prefix.rstrip("/")
+    success = read_success(prefix)
+    summary = read_json(f"{prefix}/{SUMMARY}")
+    scores = read_scores(prefix)
+    label = success.get("label")
+    positive, why_not = (anomaly_classes(scores[label].to_numpy(), success.get("normal_label"))
+                         if label and label in scores.columns else (None, "no label column"))
+    threshold = float(summary["threshold"])
+
+    sections = [Section("Score distribution", "", [Figure(
+        "histogram.png", histogram_png(scores, threshold, positive),
+        "Rows above the threshold are flagged is_anomaly." + (f" Labelled anomalies: {label} "
+        + (f"≠ {success['normal_label']}" if success.get("normal_label") is not None else "= its larger value")
+        + "." if positive is not None else ""))])]
+    top = scores.sort_values("neg_elbo", ascending=False, kind="stable").head(TOP_ANOMALIES)
+    shown = [c for c in ("row_id", "neg_elbo", "recon_nll", "kl", "iw_nll", "percentile", "is_anomaly", label)
+             if c and c in top.columns]
+    manifest = load_manifest(success["input"])
+    figures = [top_anomaly_images(root, success["model"], success["input"], manifest, top)] \
+        if manifest.kind == "image" else []
+    sections.append(Section("Top anomalies", "", figures, [html_table(top[shown], sortable=True)]))
+    if positive is not None:
+        sections.append(Section("ROC and precision–recall", "The negative ELBO as a detector of the labelled "
+                                "anomalies, over every threshold.",
+                                [Figure("roc-pr.png", roc_pr_png(scores["neg_elbo"].to_numpy(), positive),
+                                        f"{int(positive.sum())} labelled anomalies among {len(positive)} rows.")]))
+    else:
+        sections.append(Section("ROC and precision–recall", f"Not drawn: {why_not}."))
+    facts = {"scores": prefix, "model": success["model"], "input": str(success.get("input")),
+             "split": str(success.get("split") or "all rows"), "date": str(success.get("date")),
+             "rows": f"{summary['rows']:,}", "threshold": f"{threshold:.3f}",
+             "flagged": f"{summary['anomalies']:,} ({summary['anomaly_rate']:.2%})"}
+    if "roc_auc" in summary:
+        facts["ROC-AUC / precision@k"] = f"{summary['roc_auc']:.3f} / {summary['precision_at_k']:.3f} (k={summary['k']})"
+    return Report(report_id(prefix), f"Scoring report: {success['model']} on {prefix.split('/')[-2]}",
+                  facts, sections, f"vaepipe report scores {prefix}")
