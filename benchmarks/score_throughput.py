@@ -118,7 +118,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as workdir:
         big = prepare(root, "big", args.rows, workdir)
-        small = prepare(root, "small", 2000, workdir)
+        prepare(root, "small", 2000, workdir)
     reference = register_untrained(root, big)
     plain_s = plain_loop(root, "big", reference, args.batch_size)
     fixed_s = vaepipe_score(root, "small", reference, args.batch_size, args.actors)

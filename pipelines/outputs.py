@@ -62,9 +62,11 @@ def read_success(prefix_uri: str) -> dict[str, Any]:
         ) from None
 
 
-def list_committed_parts(prefix_uri: str) -> list[str]:
-    """URIs of the parts a committed output consists of, from its manifest."""
-    return [join_uri(prefix_uri, part["key"]) for part in read_success(prefix_uri)["parts"]]
+def list_committed_parts(prefix_uri: str, suffix: str | None = ".parquet") -> list[str]:
+    """URIs of the parts a committed output consists of, from its manifest: its data files
+    (names ending in `suffix`), or every committed file with `suffix=None` (a PNG grid, a model card)."""
+    return [join_uri(prefix_uri, part["key"]) for part in read_success(prefix_uri)["parts"]
+            if suffix is None or part["key"].endswith(suffix)]
 
 
 def _now() -> datetime:

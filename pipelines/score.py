@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import date as date_type
 from datetime import datetime, timezone
 from typing import Callable, Optional
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipelines.batch_inference import BatchJobError, ComputeConfig, ModelActor
 from pipelines.config_loading import StrictModel
@@ -44,6 +45,12 @@ class ScoreJobConfig(StrictModel):
     overwrite: bool = False
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date_as_text(cls, value):
+        # YAML (and `--set date=2026-11-24`) reads an unquoted date as a date object
+        return value.isoformat() if isinstance(value, (date_type, datetime)) else value
 
     @model_validator(mode="after")
     def _one_threshold(self):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from pipelines.config_loading import StrictModel
 from pipelines.naming import validate_name
@@ -90,10 +90,3 @@ class TrainJobConfig(StrictModel):
     @classmethod
     def _name_is_safe(cls, value: str) -> str:
         return validate_name(value, "model name")
-
-    @model_validator(mode="after")
-    def _warmup_fits(self):
-        if self.train.kl_warmup_epochs > self.train.epochs:
-            raise ValueError(f"train.kl_warmup_epochs ({self.train.kl_warmup_epochs}) exceeds train.epochs "
-                             f"({self.train.epochs})")
-        return self

@@ -33,9 +33,11 @@ def ray_head() -> str:
 
 @pytest.fixture
 def client(ray_head):
-    from ray.job_submission import JobSubmissionClient
+    from pipelines.submit import connect
 
-    return JobSubmissionClient(ray_head)
+    # connect(), not JobSubmissionClient(): Ray would let $RAY_ADDRESS (the test session's own
+    # cluster) win over the address given
+    return connect(ray_head, {})
 
 
 def _submit(address: str, *job: str, extra: tuple[str, ...] = ()) -> int:

@@ -22,7 +22,7 @@ from pipelines.storage import list_files, read_bytes, write_bytes
 from pipelines.train import TrainingError, run_training
 from pipelines.train_config import TrainJobConfig
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_registry_files_are_safetensors_and_json_only(trained, digits_root):
 
 # --- faults ------------------------------------------------------------------------
 
-def _kill_a_worker_after_first_checkpoint(root: str, known_runs: set[str], deadline_s: float = 120) -> int:
+def _kill_a_worker_after_first_checkpoint(root: str, known_runs: set[str], deadline_s: float = 300) -> int:
     """SIGKILL one RayTrainWorker process once the run has written a checkpoint; returns its pid."""
     from ray.util.state import list_actors
 
@@ -137,25 +137,25 @@ def _train_in_background(config: TrainJobConfig, outcome: dict, **kwargs) -> thr
 
 def test_killed_worker_resumes_from_last_checkpoint_without_repeating_epochs(digits_root):
     config = _config(digits_root, name="digits-crash", max_failures=1,
-                     train={"epochs": 12, "batch_size": 8})
+                     train={"epochs": 10, "batch_size": 8})
     before, outcome = _existing_runs(digits_root), {}
     thread = _train_in_background(config, outcome)
     _kill_a_worker_after_first_checkpoint(digits_root, before)
-    thread.join(240)
+    thread.join(400)
     assert "error" not in outcome, outcome.get("error")
     result = outcome["result"]
     _, card = load_registered(digits_root, result.model)
-    assert [e["epoch"] for e in card["training"]["history"]] == list(range(1, 13))
+    assert [e["epoch"] for e in card["training"]["history"]] == list(range(1, 11))
     assert card["training"]["resumed_at_epochs"], "the run should have restarted from a checkpoint"
-    assert 1 <= card["training"]["resumed_at_epochs"][0] < 12
+    assert 1 <= card["training"]["resumed_at_epochs"][0] < 10
 
 
 def test_without_retries_a_crash_fails_clearly_and_resume_finishes_the_run(digits_root):
-    config = _config(digits_root, name="digits-resume", max_failures=0, train={"epochs": 12, "batch_size": 8})
+    config = _config(digits_root, name="digits-resume", max_failures=0, train={"epochs": 10, "batch_size": 8})
     before, outcome = _existing_runs(digits_root), {}
     thread = _train_in_background(config, outcome)
     _kill_a_worker_after_first_checkpoint(digits_root, before)
-    thread.join(240)
+    thread.join(400)
     error = outcome.get("error")
     assert isinstance(error, TrainingError) and "--resume" in str(error)
     assert list_versions(digits_root, "digits-resume") == []
@@ -163,7 +163,7 @@ def test_without_retries_a_crash_fails_clearly_and_resume_finishes_the_run(digit
     assert main(["train", "--resume", run_id, "--storage", digits_root]) == 0
     _, card = load_registered(digits_root, "digits-resume")
     assert card["training"]["run_id"] == run_id
-    assert [e["epoch"] for e in card["training"]["history"]] == list(range(1, 13))
+    assert [e["epoch"] for e in card["training"]["history"]] == list(range(1, 11))
 
 
 # --- refused before any Ray work -------------------------------------------------------
