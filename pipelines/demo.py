@@ -20,9 +20,13 @@ def run_demo(progress: Callable[[str], None]) -> int:
     from pipelines.config_loading import load_config
     from pipelines.datasets.catalog import load_manifest
     from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
+    from pipelines.embed import EmbedJobConfig, run_embedding
+    from pipelines.generate import GenerateJobConfig, run_generation
     from pipelines.layout import dataset_uri, storage_root
     from pipelines.object_store import EmbeddedStore, apply_store_env
     from pipelines.outputs import AlreadyComplete
+    from pipelines.ray_runtime import RayConfig, ray_session
+    from pipelines.score import ScoreJobConfig, run_scoring
     from pipelines.storage import ensure_bucket
     from pipelines.train import run_training
     from pipelines.train_config import TrainJobConfig
@@ -34,10 +38,10 @@ def run_demo(progress: Callable[[str], None]) -> int:
     apply_store_env(store.root, override=True)
     root = storage_root(f"s3://{info.bucket}")
     ensure_bucket(root)
-    print(f"[1/3] embedded S3 store at {info.endpoint}, storage root {root}")
+    print(f"[1/6] embedded S3 store at {info.endpoint}, storage root {root}")
 
     dataset = dataset_uri(root, DEMO_DATASET)
-    print(f"[2/3] prepare {DEMO_DATASET} → {dataset}/")
+    print(f"[2/6] prepare {DEMO_DATASET} → {dataset}/")
     try:
         manifest = prepare_dataset(PrepareConfig(name=DEMO_DATASET, source="digits", storage=root,
                                                  rows_per_shard=256), progress=progress)
@@ -48,12 +52,29 @@ def run_demo(progress: Callable[[str], None]) -> int:
              f"fingerprint {manifest.fingerprint}")
     _list_outputs(dataset, progress)
 
-    print(f"[3/3] train a conv VAE on 2 Ray Train workers ({DEMO_CONFIG.relative_to(DEMO_CONFIG.parents[1])})")
-    config = load_config(TrainJobConfig, DEMO_CONFIG, [f"storage={root}"])
-    outcome = run_training(config, progress=progress)
-    progress(f"registered {outcome.model}: val -ELBO {outcome.metrics['val_neg_elbo']:.2f} nats "
-             f"(epoch 1: {outcome.history[0]['val_neg_elbo']:.2f}); checkpoints in {outcome.run_uri}/")
-    _list_outputs(f"{root}/models/{config.name}/{outcome.version}", progress)
+    # one Ray for every stage: each job would otherwise start and stop its own (~5-10 s each)
+    with ray_session(RayConfig()):
+        print(f"[3/6] train a conv VAE on 2 Ray Train workers ({DEMO_CONFIG.relative_to(DEMO_CONFIG.parents[1])})")
+        config = load_config(TrainJobConfig, DEMO_CONFIG, [f"storage={root}"])
+        outcome = run_training(config, progress=progress)
+        progress(f"registered {outcome.model}: val -ELBO {outcome.metrics['val_neg_elbo']:.2f} nats "
+                 f"(epoch 1: {outcome.history[0]['val_neg_elbo']:.2f}); checkpoints in {outcome.run_uri}/")
+        _list_outputs(f"{root}/models/{config.name}/{outcome.version}", progress)
+
+        print("[4/6] score the test split (anomaly scores against the calibrated threshold)")
+        scored = run_scoring(ScoreJobConfig(model=outcome.model, input=DEMO_DATASET, split="test", storage=root),
+                             progress=progress)
+        progress(f"{scored.rows} rows scored, anomaly rate {scored.summary['anomaly_rate']:.3f} → {scored.output_uri}/")
+
+        print("[5/6] generate 64 digits from the prior")
+        generated = run_generation(GenerateJobConfig(model=outcome.model, num_samples=64, seed=7, storage=root),
+                                   progress=progress)
+        progress(f"{generated.rows} samples + PNG grid → {generated.output_uri}/")
+
+        print("[6/6] embed every row (latent means) for downstream models")
+        embedded = run_embedding(EmbedJobConfig(model=outcome.model, input=DEMO_DATASET, storage=root),
+                                 progress=progress)
+        progress(f"{embedded.rows} embeddings → {embedded.output_uri}/")
 
     # the training report (written by run_training) lives in the S3 store; a browser opens a local copy
     from pipelines.reports.page import INDEX, copy_report, report_uri
