@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import numpy as np
 from pydantic import Field
 
 from pipelines.batch_inference import ComputeConfig, ModelActor
@@ -47,12 +46,11 @@ class EmbedActor(ModelActor):
         self.passthrough = passthrough
 
     def __call__(self, batch: dict) -> dict:
-        import torch
 
-        from pipelines.datasets.reader import to_model_input
+        from pipelines.datasets.reader import batch_tensor, to_model_input
         from vae_core import encode
 
-        x = to_model_input(torch.from_numpy(np.ascontiguousarray(batch["x"])).to(self.device), self.manifest)
+        x = to_model_input(batch_tensor(batch["x"]).to(self.device), self.manifest)
         mu, logvar = (t.float().cpu().numpy() for t in encode(self.model, x))
         out = {"row_id": batch["row_id"]}
         out.update({f"mu_{i}": mu[:, i] for i in range(mu.shape[1])})
@@ -63,7 +61,12 @@ class EmbedActor(ModelActor):
 
 def run_embedding(config: EmbedJobConfig, progress: Callable[[str], None] = print) -> EmbedOutcome:
     """Embed the input and commit embeddings/<model>/<dataset>/; `AlreadyComplete` if it exists."""
-    from pipelines.batch_inference import map_with_model, output_root, resolve_model, write_parts
+    from pipelines.batch_inference import (
+        map_with_model,
+        output_root,
+        resolve_model,
+        write_parts,
+    )
     from pipelines.layout import storage_root
     from pipelines.model_input import open_model_input, read_model_input
     from pipelines.outputs import OutputCommit

@@ -98,12 +98,11 @@ class ScoreActor(ModelActor):
         self.passthrough = passthrough
 
     def __call__(self, batch: dict) -> dict:
-        import torch
 
-        from pipelines.datasets.reader import to_model_input
+        from pipelines.datasets.reader import batch_tensor, to_model_input
         from vae_core import anomaly_scores
 
-        x = to_model_input(torch.from_numpy(np.ascontiguousarray(batch["x"])).to(self.device), self.manifest)
+        x = to_model_input(batch_tensor(batch["x"]).to(self.device), self.manifest)
         scores = {name: value.float().cpu().numpy() for name, value in
                   anomaly_scores(self.model, x, iw_samples=self.iw_samples).items()}
         out = {"row_id": batch["row_id"], **scores}
@@ -161,7 +160,11 @@ def score_summary(neg_elbo: np.ndarray, is_anomaly: np.ndarray, threshold: float
 def run_scoring(config: ScoreJobConfig, progress: Callable[[str], None] = print) -> ScoreOutcome:
     """Score the input and commit scores/<model>/<dataset>/<date>/; `AlreadyComplete` if it exists."""
     from pipelines.batch_inference import (
-        map_with_model, output_root, read_attempt_parts, resolve_model, write_parts,
+        map_with_model,
+        output_root,
+        read_attempt_parts,
+        resolve_model,
+        write_parts,
     )
     from pipelines.layout import storage_root
     from pipelines.model_input import open_model_input, read_model_input

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence, TypeVar
 import numpy as np
 import torch
 
+from pipelines.config_loading import StrictModel
 from pipelines.datasets.catalog import load_manifest, verify_shards
 from pipelines.datasets.manifest import DatasetManifest
-from pipelines.datasets.reader import read_split, to_model_input
+from pipelines.datasets.reader import batch_tensor, read_split, to_model_input
+from pipelines.errors import UserError
 from pipelines.layout import dataset_uri, run_uri, runs_uri, storage_root
 from pipelines.train_config import ModelConfig, ScalingConfig, TrainJobConfig
 from vae_core import VAE, ModelSpec, anomaly_scores, model_to_bytes
-from pipelines.config_loading import StrictModel
-from pipelines.errors import UserError
 
 if TYPE_CHECKING:
     from pipelines.storage import Location
@@ -106,7 +106,7 @@ def validation_scores(model: VAE, dataset: str, manifest: DatasetManifest, batch
     model.eval()
     scores = []
     for batch in read_split(dataset, manifest, "val").iter_batches(batch_size=batch_size, batch_format="numpy"):
-        x = to_model_input(torch.from_numpy(np.array(batch["x"])), manifest)
+        x = to_model_input(batch_tensor(batch["x"]), manifest)
         scores.append(anomaly_scores(model, x)["neg_elbo"].numpy())
     return np.concatenate(scores) if scores else np.empty(0)
 
@@ -165,7 +165,13 @@ def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifes
                   storage: Location, callbacks: Sequence = ()):
     """The TorchTrainer of one training run: `train_loop_per_worker` on `config.scaling` workers, checkpoints
     (best kept by validation negative ELBO) under `storage`/`run_name`/; an existing run there is resumed."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import (
+        CheckpointConfig,
+        DataConfig,
+        FailureConfig,
+        RunConfig,
+        ScalingConfig,
+    )
     from ray.train.torch import TorchTrainer
 
     from pipelines.train_loop import train_loop_per_worker

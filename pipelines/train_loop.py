@@ -8,10 +8,10 @@ all-reduced, so the number is the same whatever the number of workers.
 """
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import time
-import warnings
 from contextlib import nullcontext
 from typing import Iterator
 
@@ -20,9 +20,10 @@ import torch
 
 from pipelines.checkpoints import load_checkpoint, save_checkpoint
 from pipelines.datasets.manifest import DatasetManifest
-from pipelines.datasets.reader import to_model_input
+from pipelines.datasets.reader import batch_tensor, to_model_input
 from pipelines.train_config import LoopConfig
 from vae_core import VAE, ModelSpec
+
 
 def x_column_collate():
     from ray.data.collate_fn import NumpyBatchCollateFn
@@ -31,11 +32,7 @@ def x_column_collate():
         """The one `x` column as a tensor (the default collation builds a dict of every column)."""
 
         def __call__(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
-            x = batch["x"]
-            # Arrow buffers are read-only; the batch is never written to, so no copy is needed
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                return torch.from_numpy(np.ascontiguousarray(x))
+            return batch_tensor(batch["x"])
 
     return XColumn()
 
@@ -128,6 +125,8 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
+    # Ray Train logs every report and checkpoint at INFO; the epoch line below says it once
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     loop = LoopConfig.model_validate(config["loop"])
     manifest = DatasetManifest.model_validate(config["manifest"])
     spec = ModelSpec.from_json(config["spec"])

@@ -46,6 +46,20 @@ def read_split(dataset: str, manifest: DatasetManifest, split: str | None, keep:
                           batch_format="numpy", batch_size=None)
 
 
+def batch_tensor(x: np.ndarray):
+    """A batch column as a torch tensor without a copy.
+
+    Arrow buffers are read-only and torch warns about that; nothing downstream
+    writes into the tensor (`to_model_input` converts images to a new one)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.ascontiguousarray(x))
+
+
 def to_model_input(x, manifest: DatasetManifest):
     """The float tensor a model consumes, from a batch's `x` column (torch, on any device)."""
     import torch
