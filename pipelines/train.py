@@ -161,6 +161,16 @@ def load_training_data(config: TrainJobConfig, root: str) -> tuple[str, DatasetM
     return dataset, manifest
 
 
+def validation_split(dataset: str, manifest: DatasetManifest, config: TrainJobConfig):
+    """The val split for the workers: read once and kept in the object store when it fits the
+    cache budget, since every worker iterates all of it (a separate read and decode per worker
+    otherwise — measured 15-18 s of a 60 s digits run on 2 cores)."""
+    from pipelines.train_loop import should_cache
+
+    split = read_split(dataset, manifest, "val")
+    return split.materialize() if should_cache(config.train, manifest, config.scaling.num_workers) else split
+
+
 def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifest, spec: ModelSpec, run_name: str,
                   storage: Location, callbacks: Sequence = ()):
     """The TorchTrainer of one training run: `train_loop_per_worker` on `config.scaling` workers, checkpoints
@@ -195,7 +205,7 @@ def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifes
                                                checkpoint_score_order="min"),
             failure_config=FailureConfig(max_failures=config.max_failures),
             callbacks=list(callbacks)),
-        datasets={"train": read_split(dataset, manifest, "train"), "val": read_split(dataset, manifest, "val")},
+        datasets={"train": read_split(dataset, manifest, "train"), "val": validation_split(dataset, manifest, config)},
         # val is not split: each worker evaluates every world_size-th row of the whole split
         dataset_config=DataConfig(datasets_to_split=["train"]),
     )
