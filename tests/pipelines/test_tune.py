@@ -141,6 +141,7 @@ def test_the_sweep_figure_is_a_png(sweep):
     assert read_bytes(f"{sweep.sweep_uri}/sweep.png").startswith(b"\x89PNG")
 
 
+@pytest.mark.reliability("process fault")
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_a_killed_sweep_resumes_without_repeating_finished_trials(digits_root, tmp_path):
