@@ -170,9 +170,9 @@ def test_bad_score_references_and_settings_are_refused(model, capsys, args, frag
 
 @pytest.mark.parametrize("argv, fragment", [
     (["prepare", "digits", "--set", "split.tran=0.8"], "split"),
-    (["prepare", "digits", "--set", "split.train=0.95"], "sum to 1"),
+    (["prepare", "digits", "--rows-per-shard", "0"], "rows_per_shard"),
     (["train", "configs/digits.yaml", "--set", "name=a/b"], "contains '/'"),
     (["train", "configs/digits.yaml", "--set", "train.epochs=-3"], "train.epochs"),
-], ids=["split-typo", "split-not-summing-to-one", "model-name-with-slash", "negative-epochs"])
+], ids=["split-typo", "zero-rows-per-shard", "model-name-with-slash", "negative-epochs"])
 def test_bad_job_configs_are_refused(model, capsys, argv, fragment):
     assert_refused(model["storage"], [*argv, "--storage", model["storage"]], capsys, fragment)
