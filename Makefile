@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.vaepipe-installed
 TORCH  := torch==2.13.0
 
-.PHONY: install demo test test-fast clean-store image cluster-configmap
+.PHONY: install demo test test-fast reliability clean-store image cluster-configmap
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 # Skips the slow end-to-end tests (CI runs them all through `make test`).
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# Faults, bad inputs, security and concurrency: runs `pytest -m reliability`, prints README's "Reliability" table.
+reliability: $(STAMP)
+	$(PY) -m tests.reliability.report
 
 # The container image, versions from pyproject.toml (IMAGE=<registry>/vaepipe to name the repository).
 image:

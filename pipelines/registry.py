@@ -23,6 +23,10 @@ class ModelNotFound(UserError, LookupError):
     """A model reference that names no registered version; the message lists what exists."""
 
 
+class ModelLoadError(UserError, ValueError):
+    """Registered weights that are not safetensors (a pickle, a damaged file) or do not fit the card's spec."""
+
+
 @dataclass(frozen=True)
 class ModelRef:
     name: str
@@ -124,5 +128,9 @@ def load_registered(root: str, reference: str):
     version = resolve_version(root, ref)
     prefix = f"{model_uri(root, ref.name)}/{version}"
     card = read_json(f"{prefix}/{CARD}")
-    model = model_from_bytes(read_bytes(f"{prefix}/{WEIGHTS}"), json.dumps(card["spec"]))
+    weights = f"{prefix}/{WEIGHTS}"
+    try:
+        model = model_from_bytes(read_bytes(weights), json.dumps(card["spec"]))
+    except ValueError as err:
+        raise ModelLoadError(f"cannot load {weights}: {err}") from None
     return model, card

@@ -106,3 +106,14 @@ def digits_zero_model(s3_store: StoreInfo, ray_cluster, tmp_path_factory) -> dic
         scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
     return {"storage": storage, "model": outcome.model, "name": "zeros", "dataset": "digits",
             "test_rows": int(np.sum(splits == "test"))}
+
+
+# --- reliability suite (tests/reliability/report.py reads these from the JUnit XML) ---
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """`@pytest.mark.reliability("bad input")`: the kind of fault goes into the test's JUnit properties."""
+    for item in items:
+        marker = item.get_closest_marker("reliability")
+        if marker is not None and marker.args:
+            item.user_properties.append(("kind", marker.args[0]))

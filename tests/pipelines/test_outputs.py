@@ -65,6 +65,7 @@ def test_exception_in_block_leaves_no_success_and_frees_the_lease(out_prefix):
         read_success(out_prefix)
 
 
+@pytest.mark.reliability("concurrency")
 def test_second_writer_fails_fast_with_the_holder(out_prefix):
     with OutputCommit(out_prefix, job="score"):
         with pytest.raises(StorageError, match="another job \\(holder score@.*\\) is writing") as caught:
@@ -97,6 +98,7 @@ def test_commit_deletes_parts_of_other_attempts(out_prefix):
     assert read_success(out_prefix)["rows"] == 2
 
 
+@pytest.mark.reliability("bad input")
 def test_row_count_mismatch_refuses_to_commit(out_prefix):
     with OutputCommit(out_prefix, job="score") as out:
         write_part(out.part_uri(0), 3)
@@ -150,6 +152,7 @@ def test_manifest_holds_no_credentials(s3_prefix, s3_store):
     assert s3_store.secret_key not in text and s3_store.access_key not in text
 
 
+@pytest.mark.reliability("process fault")
 def test_lease_of_a_killed_process_on_this_host_is_taken_over(s3_prefix):
     import subprocess
     import sys

@@ -67,6 +67,7 @@ def deterministic_columns(prefix: str):
         .sort_values("row_id").reset_index(drop=True)
 
 
+@pytest.mark.reliability("process fault")
 def test_killed_scoring_job_rerun_gives_exact_output_and_one_success(digits_zero_model, s3_store):
     """A real SIGKILL of `vaepipe score` (and the local Ray it started) after its first parts land."""
     import os
@@ -128,12 +129,14 @@ def assert_no_scores_written(model: dict) -> None:
                 if "2026-12-31" in f.path and f.path.endswith("_SUCCESS")]
 
 
+@pytest.mark.reliability("bad input")
 def test_unknown_model_version_is_a_clear_error(digits_zero_model, capsys):
     code, err = cli_score(digits_zero_model, capsys, "--model", "zeros@99", "--input", "digits")
     assert code == 2 and "no version 99" in err and "registered: [1]" in err
     assert_no_scores_written(digits_zero_model)
 
 
+@pytest.mark.reliability("bad input")
 def test_input_with_another_schema_is_a_clear_error(digits_zero_model, capsys):
     from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
 
@@ -143,6 +146,7 @@ def test_input_with_another_schema_is_a_clear_error(digits_zero_model, capsys):
     assert_no_scores_written(digits_zero_model)
 
 
+@pytest.mark.reliability("bad input")
 def test_empty_input_is_a_clear_error(digits_zero_model, capsys):
     from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
 

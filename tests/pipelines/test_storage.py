@@ -139,6 +139,7 @@ def test_check_access_passes_for_the_bucket(s3_prefix):
     storage.check_access(s3_prefix, write=True)
 
 
+@pytest.mark.reliability("bad input")
 def test_check_access_names_a_missing_bucket(s3_store):
     with pytest.raises(StorageError) as caught:
         storage.check_access("s3://no-such-bucket/x")
@@ -147,6 +148,7 @@ def test_check_access_names_a_missing_bucket(s3_store):
     assert s3_store.endpoint in message and "create it or fix the URI" in message
 
 
+@pytest.mark.reliability("bad input")
 def test_check_access_wrong_secret_says_credentials_without_the_secret(s3_prefix, monkeypatch):
     wrong = "wrong-secret-" + "9" * 20
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong)
@@ -158,12 +160,14 @@ def test_check_access_wrong_secret_says_credentials_without_the_secret(s3_prefix
     assert wrong not in repr(storage.S3Settings.from_env())
 
 
+@pytest.mark.reliability("bad input")
 def test_check_access_wrong_key_id_says_credentials(s3_prefix, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "NOSUCHKEY")
     with pytest.raises(StorageError, match="credentials were rejected"):
         storage.check_access(s3_prefix)
 
 
+@pytest.mark.reliability("bad input")
 def test_check_access_unreachable_endpoint(s3_store, monkeypatch):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -182,6 +186,7 @@ def test_check_access_local(tmp_path):
         storage.check_access(str(tmp_path / "missing"))
 
 
+@pytest.mark.reliability("bad input")
 def test_bad_max_attempts_is_named(monkeypatch):
     monkeypatch.setenv(storage.ENV_MAX_ATTEMPTS, "many")
     with pytest.raises(StorageError, match=storage.ENV_MAX_ATTEMPTS):

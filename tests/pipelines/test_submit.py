@@ -98,6 +98,7 @@ def test_failed_job_exits_non_zero_and_shows_its_error(ray_head, tmp_path, capsy
     assert f"input {missing} does not exist" in err
 
 
+@pytest.mark.reliability("security")
 @pytest.mark.timeout(120)
 def test_secrets_in_the_local_environment_are_not_shipped(ray_head, client, tmp_path, capsys, monkeypatch):
     secret = f"vaepipe-secret-{secrets.token_hex(8)}"
@@ -118,6 +119,7 @@ def test_secrets_in_the_local_environment_are_not_shipped(ray_head, client, tmp_
     assert secret not in client.get_job_logs(_job_id(out))
 
 
+@pytest.mark.reliability("security")
 def test_asking_to_ship_a_secret_is_refused(capsys, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-to-be-shipped")
 

@@ -135,6 +135,7 @@ def _train_in_background(config: TrainJobConfig, outcome: dict, **kwargs) -> thr
     return thread
 
 
+@pytest.mark.reliability("process fault")
 def test_killed_worker_resumes_from_last_checkpoint_without_repeating_epochs(digits_root):
     config = _config(digits_root, name="digits-crash", max_failures=1,
                      train={"epochs": 10, "batch_size": 8})
@@ -150,6 +151,7 @@ def test_killed_worker_resumes_from_last_checkpoint_without_repeating_epochs(dig
     assert 1 <= card["training"]["resumed_at_epochs"][0] < 10
 
 
+@pytest.mark.reliability("process fault")
 def test_without_retries_a_crash_fails_clearly_and_resume_finishes_the_run(digits_root):
     config = _config(digits_root, name="digits-resume", max_failures=0, train={"epochs": 10, "batch_size": 8})
     before, outcome = _existing_runs(digits_root), {}
@@ -168,6 +170,7 @@ def test_without_retries_a_crash_fails_clearly_and_resume_finishes_the_run(digit
 
 # --- refused before any Ray work -------------------------------------------------------
 
+@pytest.mark.reliability("bad input")
 def test_missing_dataset_is_a_clear_error_and_registers_nothing(digits_root, tmp_path, capsys):
     config = tmp_path / "job.yaml"
     config.write_text("name: ghost\ndataset: no-such-dataset\n")
@@ -183,11 +186,13 @@ def test_missing_dataset_is_a_clear_error_and_registers_nothing(digits_root, tmp
     ("model.latnt_dim=4", "model.latnt_dim"),
     ("scaling.num_workers=0", "scaling.num_workers"),
 ])
+@pytest.mark.reliability("bad input")
 def test_config_errors_name_the_field(digits_root, override, field, capsys):
     assert main(["train", "configs/digits.yaml", "--storage", digits_root, "--set", override]) == 2
     assert field in capsys.readouterr().err
 
 
+@pytest.mark.reliability("bad input")
 def test_changed_shard_is_refused_before_training(digits_root, capsys, tmp_path):
     prepare_dataset(PrepareConfig(name="digits-copy", source="digits", storage=digits_root))
     uri = dataset_uri(digits_root, "digits-copy")

@@ -141,6 +141,7 @@ def test_the_sweep_figure_is_a_png(sweep):
     assert read_bytes(f"{sweep.sweep_uri}/sweep.png").startswith(b"\x89PNG")
 
 
+@pytest.mark.reliability("process fault")
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_sweep_ends_with_its_report(sweep, digits_root, tmp_path):

@@ -73,12 +73,14 @@ def _torch_saved_state_dict(model) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.reliability("security")
 def test_model_from_bytes_refuses_a_torch_pickle():
     model = VAE(SPECS[0])
     with pytest.raises(ValueError, match="is not a safetensors file"):
         model_from_bytes(_torch_saved_state_dict(model), model.spec.to_json())
 
 
+@pytest.mark.reliability("security")
 def test_model_from_bytes_refuses_a_malicious_pickle_without_running_it(tmp_path):
     marker = tmp_path / "pwned"
     with pytest.raises(ValueError, match="is not a safetensors file"):
@@ -86,6 +88,7 @@ def test_model_from_bytes_refuses_a_malicious_pickle_without_running_it(tmp_path
     assert not marker.exists()
 
 
+@pytest.mark.reliability("security")
 def test_load_model_refuses_a_malicious_pickle_without_running_it(tmp_path):
     marker = tmp_path / "pwned"
     save_model(VAE(SPECS[0]), tmp_path / "m")

@@ -122,6 +122,7 @@ def test_prepare_cli_prints_where_the_dataset_lives(s3_prefix, capsys):
     assert len([f for f in list_files(dataset_uri(s3_prefix, "digits"))]) == 2
 
 
+@pytest.mark.reliability("bad input")
 def test_preparing_twice_refuses_without_overwrite_and_replaces_with_it(s3_prefix, capsys):
     assert main(["prepare", "digits", "--storage", s3_prefix]) == 0
     assert main(["prepare", "digits", "--storage", s3_prefix]) == 2
@@ -138,11 +139,13 @@ def _refused(s3_prefix, name: str, capsys, *args: str) -> str:
     return capsys.readouterr().err
 
 
+@pytest.mark.reliability("bad input")
 def test_missing_file_is_named(s3_prefix, tmp_path, capsys):
     err = _refused(s3_prefix, "missing", capsys, str(tmp_path / "nope.csv"))
     assert "nope.csv" in err and "does not exist" in err
 
 
+@pytest.mark.reliability("bad input")
 def test_unreadable_image_is_named(s3_prefix, tmp_path, capsys):
     _png(tmp_path / "imgs" / "a.png")
     (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png at all")
@@ -150,6 +153,7 @@ def test_unreadable_image_is_named(s3_prefix, tmp_path, capsys):
     assert "broken.png" in err
 
 
+@pytest.mark.reliability("bad input")
 def test_inconsistent_image_sizes_without_resize_name_both_files(s3_prefix, tmp_path, capsys):
     _png(tmp_path / "imgs" / "a.png", size=(8, 8))
     _png(tmp_path / "imgs" / "b.png", size=(9, 8))
@@ -157,6 +161,7 @@ def test_inconsistent_image_sizes_without_resize_name_both_files(s3_prefix, tmp_
     assert "a.png" in err and "b.png" in err and "--image-shape" in err
 
 
+@pytest.mark.reliability("bad input")
 def test_non_numeric_value_in_numeric_column_names_column_and_row(s3_prefix, tmp_path, capsys):
     frame = pd.DataFrame({"id": [f"r{i}" for i in range(50)], "age": [str(i) for i in range(50)]})
     frame.loc[17, "age"] = "forty"
@@ -164,6 +169,7 @@ def test_non_numeric_value_in_numeric_column_names_column_and_row(s3_prefix, tmp
     assert "'age'" in err and "'r17'" in err and "'forty'" in err
 
 
+@pytest.mark.reliability("bad input")
 def test_nan_is_an_error_unless_an_impute_policy_is_given(s3_prefix, tmp_path, capsys):
     frame = pd.DataFrame({"a": np.arange(100, dtype=float), "b": np.ones(100)})
     frame.loc[5, "a"] = np.nan
@@ -175,24 +181,28 @@ def test_nan_is_an_error_unless_an_impute_policy_is_given(s3_prefix, tmp_path, c
     assert load_manifest(dataset_uri(s3_prefix, "nans")).rows == 98
 
 
+@pytest.mark.reliability("bad input")
 def test_empty_dataset_is_refused(s3_prefix, tmp_path, capsys):
     (tmp_path / "empty.csv").write_text("a,b\n")
     err = _refused(s3_prefix, "empty", capsys, str(tmp_path / "empty.csv"))
     assert "empty" in err
 
 
+@pytest.mark.reliability("bad input")
 @pytest.mark.parametrize("name", ["../escape", "a/b", "..", ""])
 def test_unsafe_dataset_names_are_refused(s3_prefix, name):
     with pytest.raises((InvalidName, ValueError)):
         PrepareConfig(name=name, source="digits", storage=s3_prefix)
 
 
+@pytest.mark.reliability("bad input")
 def test_duplicate_ids_are_refused(s3_prefix, tmp_path):
     frame = pd.DataFrame({"id": ["a", "b", "a"], "x": [1.0, 2.0, 3.0]})
     with pytest.raises(SourceError, match="'a' appears more than once"):
         prepare_dataset(PrepareConfig(name="dups", source=_csv(tmp_path, frame), storage=s3_prefix, id_column="id"))
 
 
+@pytest.mark.reliability("bad input")
 def test_changed_shard_fails_verification(s3_prefix):
     manifest = prepare_dataset(PrepareConfig(name="digits", source="digits", storage=s3_prefix))
     uri = dataset_uri(s3_prefix, "digits")
