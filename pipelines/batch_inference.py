@@ -8,7 +8,7 @@ commit (and `_SUCCESS`) stays in the job, after its own checks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pyarrow as pa
 from pydantic import Field
@@ -16,6 +16,7 @@ from pydantic import Field
 from pipelines.config_loading import StrictModel
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.errors import UserError
+from pipelines.model_input import ModelInput
 
 
 class BatchJobError(UserError, RuntimeError):
@@ -66,6 +67,42 @@ def resolve_model(root: str, reference: str) -> RegisteredModel:
     ref = ModelRef.parse(reference)
     version = resolve_version(root, ref)
     return RegisteredModel(ref.name, version, read_json(f"{model_uri(root, ref.name)}/{version}/{CARD}"))
+
+
+@dataclass(frozen=True)
+class RowJob:
+    """A batch job over the rows of a prepared input: the registered model, the input checked
+    against the model's training schema, and the columns copied to the output (the label first)."""
+
+    root: str
+    model: RegisteredModel
+    source: ModelInput
+    passthrough: tuple[str, ...]
+
+    @property
+    def label(self) -> Optional[str]:
+        return self.source.manifest.label_column
+
+    def rows(self, min_blocks: int):
+        """The input's rows as a Ray Dataset with tensor column `x`, in at least `min_blocks` blocks."""
+        from pipelines.model_input import read_model_input
+
+        return read_model_input(self.source, self.model.training_manifest, self.passthrough, min_blocks)
+
+
+def open_row_job(storage: Optional[str], reference: str, dataset: str, split: Optional[str],
+                 passthrough: Sequence[str]) -> RowJob:
+    """Resolve the model and check the input before any Ray work (score and embed start here)."""
+    from pipelines.layout import storage_root
+    from pipelines.model_input import open_model_input
+    from pipelines.storage import check_access
+
+    root = storage_root(storage)
+    check_access(root)
+    model = resolve_model(root, reference)
+    source = open_model_input(root, dataset, model.training_manifest, split, passthrough)
+    label = source.manifest.label_column
+    return RowJob(root, model, source, tuple(dict.fromkeys([*([label] if label else []), *passthrough])))
 
 
 class ModelActor:

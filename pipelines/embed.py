@@ -61,31 +61,18 @@ class EmbedActor(ModelActor):
 
 def run_embedding(config: EmbedJobConfig, progress: Callable[[str], None] = print) -> EmbedOutcome:
     """Embed the input and commit embeddings/<model>/<dataset>/; `AlreadyComplete` if it exists."""
-    from pipelines.batch_inference import (
-        map_with_model,
-        output_root,
-        resolve_model,
-        write_parts,
-    )
-    from pipelines.layout import storage_root
-    from pipelines.model_input import open_model_input, read_model_input
+    from pipelines.batch_inference import map_with_model, open_row_job, output_root, write_parts
     from pipelines.outputs import OutputCommit
     from pipelines.ray_runtime import ray_session
-    from pipelines.storage import check_access
 
     started = time.monotonic()
-    root = storage_root(config.storage)
-    check_access(root)
-    model = resolve_model(root, config.model)
-    trained = model.training_manifest
-    source = open_model_input(root, config.input, trained, config.split, config.passthrough)
-    label = source.manifest.label_column
-    passthrough = tuple(dict.fromkeys([*([label] if label else []), *config.passthrough]))
+    job = open_row_job(config.storage, config.model, config.input, config.split, config.passthrough)
+    root, model, source, passthrough = job.root, job.model, job.source, job.passthrough
     prefix = f"{output_root(root, config.output)}/{model.slug}/{source.manifest.name}"
     latent_dim = int(model.card["spec"]["latent_dim"])
     progress(f"embedding {source.rows} rows of {source.uri} with {model.reference} (latent {latent_dim})")
     with OutputCommit(prefix, job="embed", overwrite=config.overwrite) as commit, ray_session(config.ray):
-        write_parts(map_with_model(read_model_input(source, trained, passthrough, config.compute.actors), EmbedActor, model, root,
+        write_parts(map_with_model(job.rows(config.compute.actors), EmbedActor, model, root,
                                    config.compute, passthrough=passthrough), commit)
         commit.commit(expected_rows=source.rows, metadata={
             "model": model.reference, "input": source.uri, "input_fingerprint": source.fingerprint,

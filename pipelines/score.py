@@ -159,29 +159,16 @@ def score_summary(neg_elbo: np.ndarray, is_anomaly: np.ndarray, threshold: float
 
 def run_scoring(config: ScoreJobConfig, progress: Callable[[str], None] = print) -> ScoreOutcome:
     """Score the input and commit scores/<model>/<dataset>/<date>/; `AlreadyComplete` if it exists."""
-    from pipelines.batch_inference import (
-        map_with_model,
-        output_root,
-        read_attempt_parts,
-        resolve_model,
-        write_parts,
-    )
-    from pipelines.layout import storage_root
-    from pipelines.model_input import open_model_input, read_model_input
+    from pipelines.batch_inference import map_with_model, open_row_job, output_root, read_attempt_parts, write_parts
     from pipelines.outputs import OutputCommit
     from pipelines.ray_runtime import ray_session
     from pipelines.reports.after_job import report_after_job
     from pipelines.reports.scores import build_scores_report
-    from pipelines.storage import check_access, write_json
+    from pipelines.storage import write_json
 
     started = time.monotonic()
-    root = storage_root(config.storage)
-    check_access(root)
-    model = resolve_model(root, config.model)
-    trained = model.training_manifest
-    source = open_model_input(root, config.input, trained, config.split, config.passthrough)
-    label = source.manifest.label_column
-    passthrough = tuple(dict.fromkeys([*([label] if label else []), *config.passthrough]))
+    job = open_row_job(config.storage, config.model, config.input, config.split, config.passthrough)
+    root, model, source, passthrough, label = job.root, job.model, job.source, job.passthrough, job.label
     threshold = anomaly_threshold(model.card["calibration"], config.threshold, config.contamination)
     date = config.date or today_utc()
     prefix = f"{output_root(root, config.output)}/{model.slug}/{source.manifest.name}/{date}"
@@ -189,7 +176,7 @@ def run_scoring(config: ScoreJobConfig, progress: Callable[[str], None] = print)
              f"with {model.reference} on {config.compute.actors} actor(s); threshold {threshold:.3f}")
     # the commit first: a complete output is reported before Ray starts
     with OutputCommit(prefix, job="score", overwrite=config.overwrite) as commit, ray_session(config.ray):
-        dataset = map_with_model(read_model_input(source, trained, passthrough, config.compute.actors), ScoreActor, model, root,
+        dataset = map_with_model(job.rows(config.compute.actors), ScoreActor, model, root,
                                  config.compute, threshold=threshold, iw_samples=config.iw_samples,
                                  passthrough=passthrough)
         write_parts(dataset, commit)
