@@ -139,6 +139,19 @@ def _row_params(row: pd.Series) -> dict:
             "hidden": json.loads(row["hidden"]) if isinstance(row["hidden"], str) else None}
 
 
+# Ray Tune copies these from the driver's environment into every trial actor's runtime_env
+# (ray/tune/execution/class_cache.py), where the runtime-env agent logs them and the dashboard
+# shows them (ray#28276). Trials read storage credentials from the cluster's own environment
+# instead — the same identity every other Ray worker uses — so the secrets never travel.
+_SECRET_ENV_VARS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"}
+
+
+def _stop_tune_copying_credentials() -> None:
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE.difference_update(_SECRET_ENV_VARS)
+
+
 def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: bool = False,
               progress: Callable[[str], None] = print) -> SweepOutcome:
     """Run (or resume) a sweep to its end, write its results table and figure, and register the trial with
@@ -179,6 +192,7 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
             tune.with_parameters(run_trial, template=template.model_dump(mode="json"), dataset=dataset,
                                  manifest=manifest.model_dump(mode="json"), train_uri=f"{sweep_uri}/train"),
             {"cpu": TRIAL_DRIVER_CPUS})
+        _stop_tune_copying_credentials()
         if resume:
             progress("resuming: finished trials are kept, unfinished ones continue from their last checkpoint")
             tuner = tune.Tuner.restore(f"{runs.path}/{sweep_id}", trainable, resume_unfinished=True,
