@@ -274,12 +274,22 @@ def write_bytes(uri: str, data: bytes) -> None:
         raise _io_error("write", loc, err) from None
 
 
-def _write_local_atomically(path: Path, data: bytes) -> None:
+def _temp_file_beside(path: Path, data: bytes) -> str:
+    """`data` in a hidden temp file in `path`'s folder, so a rename or link to `path` is atomic."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as tmp_file:
             tmp_file.write(data)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _write_local_atomically(path: Path, data: bytes) -> None:
+    tmp = _temp_file_beside(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -454,11 +464,8 @@ def conditional_put(uri: str, data: bytes) -> bool:
 
 
 def _conditional_put_local(path: Path, data: bytes) -> bool:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temp_file_beside(path, data)
     try:
-        with os.fdopen(fd, "wb") as tmp_file:
-            tmp_file.write(data)
         os.link(tmp, path)
         return True
     except FileExistsError:
