@@ -101,14 +101,19 @@ def test_registry_files_are_safetensors_and_json_only(trained, digits_root):
 # --- faults ------------------------------------------------------------------------
 
 def _kill_a_worker_after_first_checkpoint(root: str, known_runs: set[str], deadline_s: float = 300) -> int:
-    """SIGKILL one RayTrainWorker process once the run has written a checkpoint; returns its pid."""
+    """SIGKILL one RayTrainWorker process once the run has a registered checkpoint; returns its pid.
+
+    A checkpoint's files are on storage before Ray Train's controller registers it; a kill in between
+    restarts the run from scratch. The controller writes its snapshot only after registering, so wait
+    for that file, not for the checkpoint's.
+    """
     from ray.util.state import list_actors
 
     stop = time.monotonic() + deadline_s
     while time.monotonic() < stop:
         runs = {f.uri.split("/runs/")[1].split("/")[0] for f in list_files(runs_uri(root), include_hidden=True)}
         new = runs - known_runs
-        if new and any(f.uri.endswith("model.safetensors")
+        if new and any(f.uri.endswith("checkpoint_manager_snapshot.json")
                        for f in list_files(run_uri(root, new.pop()), include_hidden=True)):
             workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
             if workers:
