@@ -2,7 +2,7 @@
 scores, sampling and safe serialization. Depends only on torch (and safetensors)."""
 
 from vae_core.likelihoods import (BernoulliLikelihood, CategoricalLikelihood, CompositeLikelihood,
-                                  GaussianLikelihood, Likelihood, build_likelihood)
+                                  GaussianLikelihood, Likelihood, ZeroInflatedGaussianLikelihood, build_likelihood)
 from vae_core.models import VAE, Posterior, VAEOutput, build_model
 from vae_core.objectives import (beta_elbo_loss, gaussian_log_density, iw_log_likelihood, kl_diag_gaussian,
                                  kl_per_dim)
@@ -14,7 +14,7 @@ from vae_core.spec import LikelihoodBlock, ModelSpec
 __all__ = [
     "LikelihoodBlock", "ModelSpec",
     "Likelihood", "BernoulliLikelihood", "GaussianLikelihood", "CategoricalLikelihood", "CompositeLikelihood",
-    "build_likelihood",
+    "ZeroInflatedGaussianLikelihood", "build_likelihood",
     "VAE", "VAEOutput", "Posterior", "build_model",
     "kl_per_dim", "kl_diag_gaussian", "gaussian_log_density", "beta_elbo_loss", "iw_log_likelihood",
     "anomaly_scores", "sample_prior", "encode",

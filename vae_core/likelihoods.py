@@ -114,6 +114,33 @@ class CategoricalLikelihood(Likelihood):
         return F.one_hot(levels, self.size).float()
 
 
+class ZeroInflatedGaussianLikelihood(Likelihood):
+    """One numeric column that is exactly zero in a large share of rows (counts, amounts, durations),
+    as features [nonzero, value]: a Bernoulli for whether it is nonzero, and a Gaussian for the
+    standardized value only where it is. A plain Gaussian spends its one std on the spike at zero
+    and cannot produce it; this gives exact zeros in the right proportion and the tail beyond.
+    params are [logit of nonzero, mean of the value]; the std is learned or fixed, as for Gaussian."""
+
+    def __init__(self, variance: str = "learned", fixed_std: float = 1.0):
+        super().__init__()
+        self.size = self.param_dim = 2
+        self.value = GaussianLikelihood(1, variance, fixed_std)
+
+    def log_prob(self, params, x):
+        nonzero, value = x.float()[..., :1], x[..., 1:]
+        hurdle = -F.binary_cross_entropy_with_logits(params[..., :1].float(), nonzero, reduction="none")
+        value_term = self.value.log_prob(params[..., 1:], value) * nonzero.squeeze(-1)
+        return hurdle.squeeze(-1) + value_term
+
+    def mean(self, params):
+        return torch.cat([torch.sigmoid(params[..., :1].float()), params[..., 1:].float()], dim=-1)
+
+    def sample(self, params, generator=None):
+        probability = torch.sigmoid(params[..., :1].float())
+        nonzero = (seeded_noise(torch.rand, probability.shape, probability.device, generator) < probability).float()
+        return torch.cat([nonzero, self.value.sample(params[..., 1:], generator) * nonzero], dim=-1)
+
+
 class CompositeLikelihood(Likelihood):
     """Blocks side by side: feature and param columns are split in block order
     and the log-probabilities add (features are independent given z)."""
@@ -146,5 +173,6 @@ def build_likelihood(spec_blocks) -> CompositeLikelihood:
         "bernoulli": lambda b: BernoulliLikelihood(b.size),
         "gaussian": lambda b: GaussianLikelihood(b.size, b.variance, b.fixed_std),
         "categorical": lambda b: CategoricalLikelihood(b.size),
+        "zero_inflated": lambda b: ZeroInflatedGaussianLikelihood(b.variance, b.fixed_std),
     }
     return CompositeLikelihood([made[b.kind](b) for b in spec_blocks])

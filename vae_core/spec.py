@@ -5,7 +5,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-LIKELIHOOD_KINDS = ("bernoulli", "gaussian", "categorical")
+LIKELIHOOD_KINDS = ("bernoulli", "gaussian", "categorical", "zero_inflated")
 VARIANCE_KINDS = ("learned", "fixed")
 ARCHITECTURES = ("mlp", "conv")
 # A conv decoder emits one value per pixel, so only per-pixel likelihoods fit it.
@@ -19,6 +19,8 @@ class LikelihoodBlock:
     For "categorical", `size` is the number of levels of one one-hot group.
     For "gaussian", `variance="learned"` is one learned log-std per feature
     (not predicted by the decoder); "fixed" uses `fixed_std` for every feature.
+    For "zero_inflated", `size` is 2: one column as [is-nonzero indicator,
+    standardized value (0 where the value is zero)].
     """
 
     kind: str
@@ -34,6 +36,8 @@ class LikelihoodBlock:
             raise ValueError(f"likelihood kind {self.kind!r} is unknown; use one of {LIKELIHOOD_KINDS}")
         if not isinstance(self.size, int) or self.size < 1:
             raise ValueError(f"likelihood block size must be a positive int; got {self.size!r}")
+        if self.kind == "zero_inflated" and self.size != 2:
+            raise ValueError(f"a zero_inflated block covers one column as 2 features; got size {self.size}")
         if self.variance not in VARIANCE_KINDS:
             raise ValueError(f"likelihood variance {self.variance!r} is unknown; use one of {VARIANCE_KINDS}")
         if not self.fixed_std > 0:
@@ -127,9 +131,12 @@ class ModelSpec:
 
     @classmethod
     def for_table(cls, num_numeric: int, categorical_levels: list[int], latent_dim: int = 8,
-                  hidden: tuple[int, ...] = (128, 64), variance: str = "learned") -> "ModelSpec":
-        """MLP VAE over rows laid out as [standardized numerics..., one-hot group 1..., group 2...]."""
+                  hidden: tuple[int, ...] = (128, 64), variance: str = "learned",
+                  num_zero_inflated: int = 0) -> "ModelSpec":
+        """MLP VAE over rows laid out as [standardized numerics..., zero-inflated (indicator, value)
+        pairs..., one-hot group 1..., group 2...]."""
         blocks = [LikelihoodBlock("gaussian", num_numeric, variance=variance)] if num_numeric > 0 else []
+        blocks += [LikelihoodBlock("zero_inflated", 2, variance=variance) for _ in range(num_zero_inflated)]
         blocks += [LikelihoodBlock("categorical", levels) for levels in categorical_levels]
-        feature_dim = num_numeric + sum(categorical_levels)
+        feature_dim = num_numeric + 2 * num_zero_inflated + sum(categorical_levels)
         return cls("mlp", (feature_dim,), latent_dim, tuple(hidden), likelihood=tuple(blocks))

@@ -1,6 +1,8 @@
 """Rows ↔ model features, from the manifest's statistics (pure numpy, used inside Ray tasks).
 
-Tables: numeric columns standardized with the train split's mean/std, then one
+Tables: numeric columns standardized with the train split's statistics (after log1p for
+strongly skewed non-negative ones; mostly-zero ones as an indicator and a value, plain ones
+first, see `DatasetManifest.numeric_in_model_order`), then one
 one-hot group per categorical column, in manifest order — the layout that
 `vae_core.ModelSpec.for_table` expects. Images: uint8 → float32 in [0, 1].
 """
@@ -32,12 +34,16 @@ def table_features(manifest: DatasetManifest, batch: Mapping[str, np.ndarray]) -
         raise FeatureError(f"input lacks column(s) {missing} that the model was trained on")
     n = len(next(iter(batch.values()))) if batch else 0
     out = np.empty((n, manifest.feature_dim), dtype=np.float32)
-    for j, column in enumerate(manifest.numeric):
+    offset = 0
+    for column in manifest.numeric_in_model_order:
         values = np.asarray(batch[column.name], dtype=np.float64)
         if not np.all(np.isfinite(values)):
             raise FeatureError(f"column {column.name!r} has NaN/inf values")
-        out[:, j] = (values - column.mean) / column.std
-    offset = len(manifest.numeric)
+        if column.transform == "log1p" and (values <= -1).any():
+            raise FeatureError(f"column {column.name!r} has value {values[values <= -1][0]:g}, but the model "
+                               f"reads it on a log scale (its training values were >= {column.min:g})")
+        out[:, offset:offset + column.width] = column.to_model(values)
+        offset += column.width
     for column in manifest.categorical:
         codes = pd.Categorical(np.asarray(batch[column.name]).astype(str), categories=column.levels).codes
         if (codes < 0).any():
@@ -52,15 +58,16 @@ def table_features(manifest: DatasetManifest, batch: Mapping[str, np.ndarray]) -
 
 
 def features_to_table(manifest: DatasetManifest, features: np.ndarray) -> pd.DataFrame:
-    """Back to the original schema: de-standardized numerics (clipped to the seen range), level names."""
+    """Back to the original schema: numerics on their original scale (clipped to the seen range), level names."""
     columns: dict[str, np.ndarray] = {}
-    for j, column in enumerate(manifest.numeric):
-        values = np.clip(features[:, j] * column.std + column.mean, column.min, column.max)
+    offset = 0
+    for column in manifest.numeric_in_model_order:
+        values = column.from_model(features[:, offset:offset + column.width].astype(np.float64))
         columns[column.name] = np.rint(values).astype(np.int64) if column.integer else values
-    offset = len(manifest.numeric)
+        offset += column.width
     for column in manifest.categorical:
         width = len(column.levels)
         codes = features[:, offset:offset + width].argmax(axis=1)
         columns[column.name] = np.asarray(column.levels, dtype=object)[codes]
         offset += width
-    return pd.DataFrame(columns)
+    return pd.DataFrame({name: columns[name] for name in manifest.feature_columns})

@@ -10,6 +10,7 @@ import hashlib
 import json
 from typing import Literal, Optional
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST_NAME = "_manifest.json"
@@ -21,6 +22,12 @@ class _Frozen(BaseModel):
 
 
 class NumericColumn(_Frozen):
+    """A numeric feature: its train-split statistics on the original scale, and how it is scaled for
+    the model. A non-negative, strongly right-skewed column (counts, amounts, durations) is modelled
+    as log1p(value): a Gaussian fits that far better, and samples keep the long tail. A column that
+    is exactly zero in a large share of rows is `zero_inflated`: two features, [nonzero, value], where
+    the value's transform and standardization come from its nonzero rows only."""
+
     name: str
     dtype: str
     mean: float
@@ -28,6 +35,42 @@ class NumericColumn(_Frozen):
     min: float
     max: float
     integer: bool = False
+    transform: Literal["identity", "log1p"] = "identity"
+    zero_inflated: bool = False
+    # standardization of the transformed values (None: the original mean/std, i.e. no transform)
+    center: Optional[float] = None
+    scale: Optional[float] = None
+
+    @property
+    def width(self) -> int:
+        """How many model features this column takes."""
+        return 2 if self.zero_inflated else 1
+
+    def to_model(self, values: np.ndarray) -> np.ndarray:
+        """Original values [n] → the feature(s) the model sees: [n, width]."""
+        scaled = (np.log1p(values) if self.transform == "log1p" else values) - self._center
+        scaled = scaled / self._scale
+        if not self.zero_inflated:
+            return scaled[:, None]
+        nonzero = values != 0
+        return np.stack([nonzero, np.where(nonzero, scaled, 0.0)], axis=1)
+
+    def from_model(self, features: np.ndarray) -> np.ndarray:
+        """Model features [n, width] → values on the original scale, clipped to the range seen in
+        training (a zero-inflated column is 0 where its indicator is below one half)."""
+        values = features[:, -1] * self._scale + self._center
+        if self.transform == "log1p":
+            values = np.expm1(values)
+        values = np.clip(values, self.min, self.max)
+        return np.where(features[:, 0] >= 0.5, values, 0.0) if self.zero_inflated else values
+
+    @property
+    def _center(self) -> float:
+        return self.mean if self.center is None else self.center
+
+    @property
+    def _scale(self) -> float:
+        return self.std if self.scale is None else self.scale
 
 
 class CategoricalColumn(_Frozen):
@@ -82,11 +125,17 @@ class DatasetManifest(_Frozen):
         return [c.name for c in self.numeric] + [c.name for c in self.categorical]
 
     @property
+    def numeric_in_model_order(self) -> list[NumericColumn]:
+        """Numeric columns as laid out in the model's features: plain Gaussian ones first, then the
+        zero-inflated pairs (the order `vae_core.ModelSpec.for_table` expects)."""
+        return [c for c in self.numeric if not c.zero_inflated] + [c for c in self.numeric if c.zero_inflated]
+
+    @property
     def feature_dim(self) -> int:
         if self.kind == "image":
             c, h, w = self.image.shape
             return c * h * w
-        return len(self.numeric) + sum(len(c.levels) for c in self.categorical)
+        return sum(c.width for c in self.numeric) + sum(len(c.levels) for c in self.categorical)
 
     def compute_fingerprint(self) -> str:
         """Stable over what determines the data: schema, roles, split and shard contents."""

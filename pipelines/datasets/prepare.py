@@ -184,14 +184,44 @@ def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str
     return table, keep
 
 
-def numeric_stats(name: str, values: np.ndarray, dtype: str) -> NumericColumn:
+# skewness above which a non-negative column is modelled on the log1p scale (an exponential has 2)
+LOG1P_SKEWNESS = 2.0
+# share of exact zeros from which a non-negative column gets a zero-inflated likelihood
+ZERO_INFLATED_SHARE = 0.2
+
+
+def _nonzero_std(values: np.ndarray) -> float:
     std = float(np.std(values))
+    # a constant column would divide by zero when standardized; 1.0 leaves it at 0
+    return std if std > 1e-12 else 1.0
+
+
+def skewness(values: np.ndarray) -> float:
+    centered = values - values.mean()
+    spread = float(np.sqrt(np.mean(centered ** 2)))
+    return float(np.mean(centered ** 3)) / spread ** 3 if spread > 1e-12 else 0.0
+
+
+def numeric_stats(name: str, values: np.ndarray, dtype: str) -> NumericColumn:
+    """Train-split statistics of one numeric column, and how the model sees it (see NumericColumn)."""
+    values = values.astype(np.float64)
+    scaling: dict = {}
+    if values.min() >= 0:
+        nonzero = values[values != 0]
+        if np.mean(values == 0) >= ZERO_INFLATED_SHARE and len(np.unique(nonzero)) > 1:
+            scaling["zero_inflated"] = True
+            values_modelled = nonzero
+        else:
+            values_modelled = values
+        if skewness(values_modelled) > LOG1P_SKEWNESS:
+            scaling["transform"] = "log1p"
+            values_modelled = np.log1p(values_modelled)
+        if scaling:
+            scaling.update(center=float(values_modelled.mean()), scale=_nonzero_std(values_modelled))
     return NumericColumn(
-        name=name, dtype=dtype, mean=float(np.mean(values)),
-        # a constant column would divide by zero when standardized; 1.0 leaves it at 0
-        std=std if std > 1e-12 else 1.0,
+        name=name, dtype=dtype, mean=float(np.mean(values)), std=_nonzero_std(values),
         min=float(np.min(values)), max=float(np.max(values)),
-        integer=bool(np.all(np.equal(np.mod(values, 1), 0))),
+        integer=bool(np.all(np.equal(np.mod(values, 1), 0))), **scaling,
     )
 
 

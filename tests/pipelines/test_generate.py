@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 @pytest.fixture(scope="module")
 def fair_model(s3_store, ray_cluster):
     from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
+    from pipelines.datasets.sources import load_builtin
     from pipelines.train import run_training
     from pipelines.train_config import TrainJobConfig
 
@@ -28,7 +29,9 @@ def fair_model(s3_store, ray_cluster):
         name="fair", dataset="fair", storage=storage, model={"latent_dim": 4, "hidden": [64, 32]},
         train={"epochs": 8, "batch_size": 128, "lr": 0.003},
         scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
-    return {"storage": storage, "model": outcome.model, "manifest": manifest}
+    source = load_builtin("fair").table
+    zero_share = {c.name: float((source[c.name] == 0).mean()) for c in manifest.numeric}
+    return {"storage": storage, "model": outcome.model, "manifest": manifest, "zero_share": zero_share}
 
 
 def generate(model: dict, **fields):
@@ -68,6 +71,16 @@ def test_numeric_means_and_stds_are_close_to_the_training_data(samples, fair_mod
         values = table[column.name].to_numpy(dtype=float)
         assert abs(values.mean() - column.mean) < 0.25 * column.std, (column.name, values.mean(), column.mean)
         assert 0.6 < values.std() / column.std < 1.5, (column.name, values.std(), column.std)
+
+
+def test_mostly_zero_columns_keep_their_share_of_exact_zeros(samples, fair_model):
+    _, table = samples
+    real = fair_model["manifest"]
+    inflated = [c for c in real.numeric if c.zero_inflated]
+    assert {c.name for c in inflated} == {"children", "affairs"}
+    shares = {c.name: fair_model["zero_share"][c.name] for c in inflated}
+    for name, share in shares.items():
+        assert abs((table[name] == 0).mean() - share) < 0.05, (name, (table[name] == 0).mean(), share)
 
 
 def test_same_seed_gives_the_same_rows_whatever_the_actor_count(samples, fair_model):

@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Categorical, Normal
 
-from vae_core import (BernoulliLikelihood, CategoricalLikelihood, GaussianLikelihood, LikelihoodBlock,
-                      build_likelihood)
+from vae_core import (BernoulliLikelihood, CategoricalLikelihood, GaussianLikelihood, LikelihoodBlock, ModelSpec,
+                      ZeroInflatedGaussianLikelihood, build_likelihood)
 
 
 def test_learned_gaussian_log_prob_matches_torch_normal():
@@ -82,3 +82,36 @@ def test_log_prob_is_float32_for_bf16_params():
     lik = build_likelihood([LikelihoodBlock("gaussian", 2), LikelihoodBlock("categorical", 2)])
     out = lik.log_prob(torch.randn(3, 4, dtype=torch.bfloat16), torch.tensor([[0.1, 0.2, 1.0, 0.0]] * 3))
     assert out.dtype == torch.float32 and out.shape == (3,)
+
+
+def test_zero_inflated_log_prob_is_bernoulli_plus_gaussian_only_where_nonzero():
+    torch.manual_seed(0)
+    lik = ZeroInflatedGaussianLikelihood()
+    with torch.no_grad():
+        lik.value.log_std.fill_(math.log(0.5))
+    params = torch.randn(6, 2)
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.3], [1.0, -1.2], [0.0, 0.0], [1.0, 2.0], [0.0, 0.0]])
+    hurdle = -F.binary_cross_entropy_with_logits(params[:, 0], x[:, 0], reduction="none")
+    value = Normal(params[:, 1], 0.5).log_prob(x[:, 1]) * x[:, 0]
+    torch.testing.assert_close(lik.log_prob(params, x), hurdle + value)
+    # the value's mean does not matter where the column is zero
+    moved = params.clone()
+    moved[x[:, 0] == 0, 1] += 5.0
+    torch.testing.assert_close(lik.log_prob(moved, x)[x[:, 0] == 0], lik.log_prob(params, x)[x[:, 0] == 0])
+
+
+def test_zero_inflated_samples_are_exact_zeros_in_proportion_and_repeat_for_a_seed():
+    lik = ZeroInflatedGaussianLikelihood()
+    params = torch.tensor([[math.log(0.3 / 0.7), 2.0]]).repeat(20_000, 1)  # P(nonzero) = 0.3
+    draws = lik.sample(params, torch.Generator().manual_seed(1))
+    nonzero = draws[:, 0] == 1
+    assert abs(nonzero.float().mean() - 0.3) < 0.015
+    assert (draws[~nonzero, 1] == 0).all() and abs(draws[nonzero, 1].mean() - 2.0) < 0.05
+    torch.testing.assert_close(lik.sample(params, torch.Generator().manual_seed(1)), draws)
+
+
+def test_table_spec_lays_out_gaussian_then_zero_inflated_pairs_then_categoricals():
+    spec = ModelSpec.for_table(num_numeric=3, categorical_levels=[4, 2], num_zero_inflated=2)
+    assert [(b.kind, b.size) for b in spec.likelihood] == [
+        ("gaussian", 3), ("zero_inflated", 2), ("zero_inflated", 2), ("categorical", 4), ("categorical", 2)]
+    assert spec.feature_dim == 3 + 4 + 6 and ModelSpec.from_json(spec.to_json()) == spec

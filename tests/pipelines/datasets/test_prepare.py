@@ -65,6 +65,41 @@ def test_builtin_mixed_table_keeps_original_columns_and_records_roles(s3_prefix)
     assert rows["occupation"].isin(occupation.levels).all()
 
 
+def test_skewed_and_mostly_zero_columns_get_their_own_scaling_and_map_back():
+    from pipelines.datasets.features import features_to_table, table_features
+    from pipelines.datasets.manifest import DatasetManifest
+    from pipelines.datasets.prepare import numeric_stats
+
+    rng = np.random.default_rng(0)
+    amounts = rng.lognormal(1.0, 1.2, 5000)  # long right tail
+    affairs = np.where(rng.random(5000) < 0.7, 0.0, rng.lognormal(1.0, 1.2, 5000))  # mostly zero, then a tail
+    ages = rng.normal(40, 10, 5000)
+    skewed, zeros, plain = (numeric_stats(name, values, "float64") for name, values in
+                            [("amount", amounts), ("affairs", affairs), ("age", ages)])
+    assert (skewed.transform, skewed.zero_inflated, skewed.width) == ("log1p", False, 1)
+    assert (zeros.transform, zeros.zero_inflated, zeros.width) == ("log1p", True, 2)
+    assert (plain.transform, plain.zero_inflated, plain.width) == ("identity", False, 1)
+    assert zeros.mean == pytest.approx(affairs.mean()) and zeros.std == pytest.approx(affairs.std())
+
+    features = skewed.to_model(amounts)[:, 0]
+    assert abs(features.mean()) < 1e-9 and features.std() == pytest.approx(1.0)
+    assert features.max() < 6  # on the raw scale the tail sits a dozen standard deviations out
+    pair = zeros.to_model(affairs)
+    np.testing.assert_array_equal(pair[:, 0], affairs != 0)
+    assert pair[affairs != 0, 1].std() == pytest.approx(1.0) and not pair[affairs == 0, 1].any()
+
+    manifest = DatasetManifest.model_construct(kind="table", numeric=[skewed, zeros, plain], categorical=[])
+    features = table_features(manifest, {"amount": amounts, "affairs": affairs, "age": ages})
+    assert features.shape == (5000, 4) == (5000, manifest.feature_dim)
+    np.testing.assert_array_equal(features[:, 2], affairs != 0)  # plain columns first, then the pairs
+    back = features_to_table(manifest, features)
+    assert list(back.columns) == ["amount", "affairs", "age"]
+    for name, values in [("amount", amounts), ("affairs", affairs), ("age", ages)]:
+        np.testing.assert_allclose(back[name], values, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="'amount' has value -3, but the model reads it on a log scale"):
+        table_features(manifest, {"amount": np.array([1.0, -3.0]), "affairs": np.zeros(2), "age": np.ones(2)})
+
+
 def test_statistics_come_from_the_train_split_only(s3_prefix):
     manifest = prepare_dataset(PrepareConfig(name="bc", source="breast_cancer", storage=s3_prefix))
     rows = _read_dataset(s3_prefix, "bc")
