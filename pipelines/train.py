@@ -206,7 +206,9 @@ def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifes
                                                checkpoint_score_attribute="val_neg_elbo",
                                                checkpoint_score_order="min"),
             failure_config=FailureConfig(max_failures=config.max_failures),
-            callbacks=list(callbacks)),
+            callbacks=list(callbacks),
+            # Ray's own setting, read by a worker process when it starts (Ray Jobs un-nice drivers the same way)
+            worker_runtime_env={"env_vars": {"RAY_worker_niceness": str(config.scaling.worker_niceness)}}),
         datasets={"train": read_split(dataset, manifest, "train"), "val": validation_split(dataset, manifest, config)},
         # val is not split: each worker evaluates every world_size-th row of the whole split
         dataset_config=DataConfig(datasets_to_split=["train"]),
