@@ -102,13 +102,34 @@ def digits_zero_model(s3_store: StoreInfo, ray_cluster, tmp_path_factory) -> dic
     prepare_dataset(PrepareConfig(name="zeros", source=str(folder.parent), storage=storage))
     outcome = run_training(TrainJobConfig(
         name="zeros", dataset="zeros", storage=storage, model={"latent_dim": 4, "hidden": [16, 32]},
-        train={"epochs": 30, "batch_size": 16, "lr": 0.003},
+        train={"epochs": 30, "batch_size": 16, "lr": 0.003}, checkpoint={"every_epochs": 5},
         scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
     return {"storage": storage, "model": outcome.model, "name": "zeros", "dataset": "digits",
             "test_rows": int(np.sum(splits == "test"))}
 
 
 # --- reliability suite (tests/reliability/report.py reads these from the JUnit XML) ---
+
+
+@pytest.fixture(scope="session")
+def fair_model(s3_store: StoreInfo, ray_cluster) -> dict:
+    """An MLP VAE on the mixed-type `fair` table (8 epochs, 1 worker), shared by the generate and
+    tabular report tests, with the table's share of exact zeros per numeric column."""
+    from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
+    from pipelines.datasets.sources import load_builtin
+    from pipelines.train import run_training
+    from pipelines.train_config import TrainJobConfig
+
+    storage = f"s3://{s3_store.bucket}/fair-{uuid.uuid4().hex[:12]}"
+    manifest = prepare_dataset(PrepareConfig(name="fair", source="fair", storage=storage))
+    outcome = run_training(TrainJobConfig(
+        name="fair", dataset="fair", storage=storage, model={"latent_dim": 4, "hidden": [64, 32]},
+        train={"epochs": 8, "batch_size": 128, "lr": 0.003}, checkpoint={"every_epochs": 4},
+        scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
+    source = load_builtin("fair").table
+    zero_share = {c.name: float((source[c.name] == 0).mean()) for c in manifest.numeric}
+    return {"storage": storage, "model": outcome.model, "version": outcome.version, "manifest": manifest,
+            "zero_share": zero_share}
 
 
 def pytest_collection_modifyitems(items) -> None:

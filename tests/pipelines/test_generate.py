@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -14,24 +13,6 @@ from pipelines.outputs import list_committed_parts, read_success
 from pipelines.storage import resolve
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-@pytest.fixture(scope="module")
-def fair_model(s3_store, ray_cluster):
-    from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
-    from pipelines.datasets.sources import load_builtin
-    from pipelines.train import run_training
-    from pipelines.train_config import TrainJobConfig
-
-    storage = f"s3://{s3_store.bucket}/fair-{uuid.uuid4().hex[:12]}"
-    manifest = prepare_dataset(PrepareConfig(name="fair", source="fair", storage=storage))
-    outcome = run_training(TrainJobConfig(
-        name="fair", dataset="fair", storage=storage, model={"latent_dim": 4, "hidden": [64, 32]},
-        train={"epochs": 8, "batch_size": 128, "lr": 0.003},
-        scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
-    source = load_builtin("fair").table
-    zero_share = {c.name: float((source[c.name] == 0).mean()) for c in manifest.numeric}
-    return {"storage": storage, "model": outcome.model, "manifest": manifest, "zero_share": zero_share}
 
 
 def generate(model: dict, **fields):

@@ -19,8 +19,8 @@ def test_training_an_image_model_leaves_its_report(digits_zero_model, tmp_path):
     assert "Latent traversals" in page and "zeros@1" in page
 
 
-def test_training_a_table_model_leaves_its_report_with_reconstructed_rows(fair_tiny_model, tmp_path):
-    report = report_id("fair", fair_tiny_model["version"])
-    index = f"{report_uri(fair_tiny_model['storage'], report)}/{INDEX}"
+def test_training_a_table_model_leaves_its_report_with_reconstructed_rows(fair_model, tmp_path):
+    report = report_id("fair", fair_model["version"])
+    index = f"{report_uri(fair_model['storage'], report)}/{INDEX}"
     page = check_report(index, tmp_path, TABLE_FIGURES).read_text()
     assert "<td>reconstruction</td>" in page and "traversals.png" not in page
