@@ -403,7 +403,7 @@ def main() -> None:
     quick = args.quick
     image_loop = LoopConfig(epochs=2 if quick else 20, batch_size=64, lr=2e-3, kl_warmup_epochs=1 if quick else 5,
                             seed=SEED)
-    one_class_loop = LoopConfig(epochs=5 if quick else 50, batch_size=32, lr=2e-3,
+    one_class_loop = LoopConfig(epochs=5 if quick else 200, batch_size=32, lr=2e-3,
                                 kl_warmup_epochs=1 if quick else 10, seed=SEED)
     table_loop = LoopConfig(epochs=3 if quick else 100, batch_size=128, lr=2e-3, kl_warmup_epochs=1 if quick else 10,
                             seed=SEED)
