@@ -6,7 +6,7 @@ statistics by `pipelines.datasets.prepare.build_arrow_table` (the same hash-of-r
 as `vaepipe prepare`: 80 % train / 10 % val / 10 % test), featurized by
 `pipelines.datasets.features`; models are built by `pipelines.train.model_spec_for` with
 the default `ModelConfig`; scores come from `vae_core.anomaly_scores` (what `vaepipe score`
-writes per row, `neg_elbo`), samples from `vae_core.sample_prior(mode="sample")` +
+ranks and thresholds by, `anomaly_score`), samples from `vae_core.sample_prior(mode="sample")` +
 `features_to_table` (what `vaepipe generate` does for tables).
 
 Training runs in-process with a plain loop equivalent to `pipelines/train_loop.py` (same
@@ -62,7 +62,7 @@ from pipelines.datasets.features import features_to_table, image_features, table
 from pipelines.datasets.manifest import DatasetManifest, SplitRule
 from pipelines.datasets.prepare import PrepareConfig, build_arrow_table
 from pipelines.datasets.sources import load_builtin
-from pipelines.train import model_spec_for
+from pipelines.train import SCORE_COLUMN, model_spec_for
 from pipelines.train_config import LoopConfig, ModelConfig
 from pipelines.train_loop import beta_at
 from vae_core import VAE, ModelSpec, anomaly_scores, iw_log_likelihood, sample_prior
@@ -213,7 +213,7 @@ def one_class(name: str, normal_classes: list, loop: LoopConfig) -> dict:
         val_rows = torch.from_numpy(data.labels["val"] == normal)
         model = our_model(data.manifest)
         train(model, data.x["train"][train_rows], data.x["val"][val_rows], loop)
-        scores = {"ours": anomaly_scores(model, x_test)["neg_elbo"].numpy()}
+        scores = {"ours": anomaly_scores(model, x_test)[SCORE_COLUMN].numpy()}
         scores.update(peer_scores(data.x["train"][train_rows].flatten(1).numpy(), x_test.flatten(1).numpy(), loop))
         anomalous = data.labels["test"] != normal
         per_class[str(normal)] = {method: float(roc_auc_score(anomalous, s)) for method, s in scores.items()}
@@ -365,7 +365,7 @@ def markdown(results: dict) -> str:
                          f"{r['parameters']:,} | {r['best_epoch']} / {d['epochs']} |")
     methods = ["ours", "isolation_forest", "pca_reconstruction", "one_class_svm", "pyod_vae"]
     lines += ["", "### One-class anomaly detection: test ROC-AUC (higher is better)", "",
-              "| dataset | normal class | vaepipe score (−ELBO) | IsolationForest | PCA recon. | OneClassSVM | PyOD VAE |",
+              "| dataset | normal class | vaepipe score (anomaly_score) | IsolationForest | PCA recon. | OneClassSVM | PyOD VAE |",
               "|---|---|---|---|---|---|---|"]
     for a in results["anomaly"]:
         for normal, auc in a["per_class"].items():

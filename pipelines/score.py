@@ -36,7 +36,7 @@ class ScoreJobConfig(StrictModel):
     split: Optional[str] = Field(None, description="score only this split of the input (default: every row)")
     passthrough: list[str] = Field(default_factory=list,
                                    description="input columns copied to the output (the label always is)")
-    threshold: Optional[float] = Field(None, description="is_anomaly when neg_elbo > this (default: the card's)")
+    threshold: Optional[float] = Field(None, description="is_anomaly when anomaly_score > this (default: the card's)")
     contamination: Optional[float] = Field(
         None, gt=0, lt=1, description="flag this fraction of the model's validation distribution instead")
     iw_samples: int = Field(0, ge=0, description="importance samples for iw_nll (0 = off; costs k decoder passes)")
@@ -86,11 +86,17 @@ def anomaly_threshold(calibration: dict, threshold: Optional[float], contaminati
     return float(calibration["threshold"])
 
 
+def calibrated_score(calibration: dict) -> str:
+    """The score column the model's calibration is for: what is_anomaly, percentile and ranking use."""
+    return calibration.get("score", "neg_elbo")
+
+
 class ScoreActor(ModelActor):
     def __init__(self, root: str, reference: str, use_gpu: bool, threshold: float, iw_samples: int,
                  passthrough: tuple[str, ...]):
         super().__init__(root, reference, use_gpu)
         calibration = self.card["calibration"]
+        self.score = calibrated_score(calibration)
         self.levels = np.asarray(calibration["val_quantile_levels"], dtype=np.float64)
         self.quantiles = np.asarray(calibration["val_quantiles"], dtype=np.float64)
         self.threshold = threshold
@@ -106,8 +112,8 @@ class ScoreActor(ModelActor):
         scores = {name: value.float().cpu().numpy() for name, value in
                   anomaly_scores(self.model, x, iw_samples=self.iw_samples).items()}
         out = {"row_id": batch["row_id"], **scores}
-        out["percentile"] = 100.0 * np.interp(scores["neg_elbo"], self.quantiles, self.levels)
-        out["is_anomaly"] = scores["neg_elbo"] > self.threshold
+        out["percentile"] = 100.0 * np.interp(scores[self.score], self.quantiles, self.levels)
+        out["is_anomaly"] = scores[self.score] > self.threshold
         for column in self.passthrough:
             out[column] = batch[column]
         return out
@@ -131,16 +137,18 @@ def anomaly_classes(labels: np.ndarray, normal_label: Optional[str] = None) -> t
     return positive, ""
 
 
-def score_summary(neg_elbo: np.ndarray, is_anomaly: np.ndarray, threshold: float,
-                  labels: Optional[np.ndarray] = None, normal_label: Optional[str] = None) -> dict:
-    """Rows, anomaly rate and score quantiles; ROC-AUC and precision@k (k = true anomalies) with labels
-    that mark anomalies (`anomaly_classes`)."""
+def score_summary(scores: np.ndarray, is_anomaly: np.ndarray, threshold: float,
+                  labels: Optional[np.ndarray] = None, normal_label: Optional[str] = None,
+                  score: str = "anomaly_score") -> dict:
+    """Rows, anomaly rate and quantiles of the `score` column; ROC-AUC and precision@k (k = true anomalies)
+    with labels that mark anomalies (`anomaly_classes`)."""
     summary = {
-        "rows": int(neg_elbo.size),
+        "rows": int(scores.size),
         "anomalies": int(is_anomaly.sum()),
-        "anomaly_rate": float(is_anomaly.mean()) if neg_elbo.size else 0.0,
+        "anomaly_rate": float(is_anomaly.mean()) if scores.size else 0.0,
+        "score": score,
         "threshold": threshold,
-        "neg_elbo_quantiles": {f"p{100 * q:g}": float(np.quantile(neg_elbo, q)) for q in SCORE_QUANTILES},
+        "score_quantiles": {f"p{100 * q:g}": float(np.quantile(scores, q)) for q in SCORE_QUANTILES},
     }
     if labels is None:
         return summary
@@ -151,8 +159,8 @@ def score_summary(neg_elbo: np.ndarray, is_anomaly: np.ndarray, threshold: float
     from sklearn.metrics import roc_auc_score
 
     k = int(positive.sum())
-    top_k = np.argsort(-neg_elbo, kind="stable")[:k]
-    summary.update({"roc_auc": float(roc_auc_score(positive, neg_elbo)), "k": k,
+    top_k = np.argsort(-scores, kind="stable")[:k]
+    summary.update({"roc_auc": float(roc_auc_score(positive, scores)), "k": k,
                     "precision_at_k": float(positive[top_k].mean()), "label_anomaly_rate": float(positive.mean())})
     return summary
 
@@ -180,9 +188,10 @@ def run_scoring(config: ScoreJobConfig, progress: Callable[[str], None] = print)
                                  config.compute, threshold=threshold, iw_samples=config.iw_samples,
                                  passthrough=passthrough)
         write_parts(dataset, commit)
-        written = read_attempt_parts(commit, ["neg_elbo", "is_anomaly", *([label] if label else [])])
-        summary = score_summary(written["neg_elbo"].to_numpy(), written["is_anomaly"].to_numpy(), threshold,
-                                written[label].to_numpy() if label else None, config.normal_label)
+        score = calibrated_score(model.card["calibration"])
+        written = read_attempt_parts(commit, [score, "is_anomaly", *([label] if label else [])])
+        summary = score_summary(written[score].to_numpy(), written["is_anomaly"].to_numpy(), threshold,
+                                written[label].to_numpy() if label else None, config.normal_label, score)
         if summary["rows"] != source.rows:
             raise BatchJobError(f"scoring wrote {summary['rows']} rows for {source.rows} input rows; "
                                 f"no _SUCCESS written -- re-run the job")

@@ -102,21 +102,26 @@ def _resolve_dataset(root: str, dataset: str) -> str:
     return dataset.rstrip("/") if "://" in dataset or dataset.startswith("/") else dataset_uri(root, dataset)
 
 
+# the score column that is calibrated, thresholded and ranked (cards written before it existed say "neg_elbo")
+SCORE_COLUMN = "anomaly_score"
+
+
 @torch.no_grad()
 def validation_scores(model: VAE, dataset: str, manifest: DatasetManifest, batch_size: int = 4096) -> np.ndarray:
-    """Deterministic anomaly scores (negative ELBO at z = posterior mean) of every validation row."""
+    """Deterministic anomaly scores (`vae_core.anomaly_scores`' SCORE_COLUMN, at z = posterior mean)
+    of every validation row."""
     model.eval()
     scores = []
     for batch in read_split(dataset, manifest, "val").iter_batches(batch_size=batch_size, batch_format="numpy"):
         x = to_model_input(batch_tensor(batch["x"]), manifest)
-        scores.append(anomaly_scores(model, x)["neg_elbo"].numpy())
+        scores.append(anomaly_scores(model, x)[SCORE_COLUMN].numpy())
     return np.concatenate(scores) if scores else np.empty(0)
 
 
 def calibration_card(scores: np.ndarray, contamination: float) -> dict:
     quantiles = np.linspace(0.0, 1.0, 201)
     return {
-        "score": "neg_elbo",
+        "score": SCORE_COLUMN,
         "contamination": contamination,
         "threshold": float(np.quantile(scores, 1.0 - contamination)),
         "val_rows": int(scores.size),

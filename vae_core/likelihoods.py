@@ -35,6 +35,11 @@ class Likelihood(nn.Module):
         """Expected x: [B, D]."""
         raise NotImplementedError
 
+    def saturated_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """max over params of log p(x | params), summed over features: [B] — the log-likelihood of a
+        model that reproduces x exactly, the reference an anomaly score is measured from (deviance)."""
+        raise NotImplementedError
+
     def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One draw x ~ p(x | params): [B, D]."""
         raise NotImplementedError
@@ -55,6 +60,11 @@ class BernoulliLikelihood(Likelihood):
 
     def mean(self, params):
         return torch.sigmoid(params.float())
+
+    def saturated_log_prob(self, x):
+        # -(entropy of each target intensity): 0 for binary pixels, most negative for grey ones
+        x = x.float()
+        return (torch.special.xlogy(x, x) + torch.special.xlogy(1 - x, 1 - x)).sum(-1)
 
     def sample(self, params, generator=None):
         probs = self.mean(params)
@@ -87,6 +97,11 @@ class GaussianLikelihood(Likelihood):
     def mean(self, params):
         return params.float()
 
+    def saturated_log_prob(self, x):
+        # the density at its own mean: the same for every row (x only sets the batch shape)
+        peak = (-self.clamped_log_std() - 0.5 * LOG_2PI).sum()
+        return peak.expand(x.shape[0])
+
     def sample(self, params, generator=None):
         mean = self.mean(params)
         eps = seeded_noise(torch.randn, mean.shape, mean.device, generator)
@@ -105,6 +120,9 @@ class CategoricalLikelihood(Likelihood):
 
     def mean(self, params):
         return torch.softmax(params.float(), dim=-1)
+
+    def saturated_log_prob(self, x):
+        return torch.zeros(x.shape[0], device=x.device)
 
     def sample(self, params, generator=None):
         # Gumbel-max: argmax(logits + Gumbel noise) is an exact categorical draw.
@@ -135,6 +153,9 @@ class ZeroInflatedGaussianLikelihood(Likelihood):
     def mean(self, params):
         return torch.cat([torch.sigmoid(params[..., :1].float()), params[..., 1:].float()], dim=-1)
 
+    def saturated_log_prob(self, x):
+        return self.value.saturated_log_prob(x) * x[..., 0].float()
+
     def sample(self, params, generator=None):
         probability = torch.sigmoid(params[..., :1].float())
         nonzero = (seeded_noise(torch.rand, probability.shape, probability.device, generator) < probability).float()
@@ -161,6 +182,10 @@ class CompositeLikelihood(Likelihood):
 
     def mean(self, params):
         return torch.cat([block.mean(p) for block, p, _ in self._split(params)], dim=-1)
+
+    def saturated_log_prob(self, x):
+        parts = x.split([b.size for b in self.blocks], dim=-1)
+        return sum(block.saturated_log_prob(part) for block, part in zip(self.blocks, parts))
 
     def sample(self, params, generator=None):
         return torch.cat([block.sample(p, generator) for block, p, _ in self._split(params)], dim=-1)

@@ -13,15 +13,23 @@ def anomaly_scores(model: VAE, x: torch.Tensor, iw_samples: int = 0, seed: int =
       sampled z, so a re-run batch job writes the same numbers;
     - "kl": KL(q(z|x) || p(z)), analytic;
     - "neg_elbo": recon_nll + kl (the negative ELBO with z fixed at mu);
+    - "anomaly_score": neg_elbo + the saturated log-likelihood max log p(x | ·),
+      i.e. the reconstruction deviance plus kl. It ranks rows like neg_elbo
+      except where the best attainable likelihood differs between rows: with a
+      Bernoulli over grey intensities, -ELBO includes each pixel's own entropy
+      and so ranks images by how grey they are; here that part is removed (it is
+      zero for binary pixels, and a constant for Gaussian columns);
     - "iw_nll" (only when iw_samples > 0): -log p(x) estimated with iw_samples
       importance samples (Burda et al. 2015), drawn from a generator seeded with
       `seed` so it too is deterministic.
     """
     with model.inference():
         mu, logvar = model.encode(x)
-        recon_nll = -model.likelihood.log_prob(model.decode(mu), x.reshape(x.shape[0], -1))
+        flat = x.reshape(x.shape[0], -1)
+        recon_nll = -model.likelihood.log_prob(model.decode(mu), flat)
         kl = kl_diag_gaussian(mu, logvar)
-        scores = {"neg_elbo": recon_nll + kl, "recon_nll": recon_nll, "kl": kl}
+        scores = {"neg_elbo": recon_nll + kl, "recon_nll": recon_nll, "kl": kl,
+                  "anomaly_score": recon_nll + kl + model.likelihood.saturated_log_prob(flat)}
         if iw_samples > 0:
             generator = torch.Generator(device=x.device).manual_seed(seed)
             scores["iw_nll"] = -iw_log_likelihood(model, x, k=iw_samples, generator=generator)

@@ -57,7 +57,7 @@ def register(commands) -> None:
     score.add_argument("--split", choices=["train", "val", "test"], help="score one split only (default: all rows)")
     score.add_argument("--passthrough", help="comma-separated input columns to copy to the output")
     threshold = score.add_mutually_exclusive_group()
-    threshold.add_argument("--threshold", type=float, help="is_anomaly when neg_elbo exceeds this")
+    threshold.add_argument("--threshold", type=float, help="is_anomaly when anomaly_score exceeds this")
     threshold.add_argument("--contamination", type=float,
                            help="flag this upper fraction of the model's validation scores")
     score.add_argument("--iw-samples", type=int, help="importance samples for iw_nll (default 0 = off)")

@@ -35,11 +35,15 @@ def read_scores(prefix: str) -> pd.DataFrame:
                              for uri in list_committed_parts(prefix)]).to_pandas()
 
 
-def histogram_png(scores: pd.DataFrame, threshold: float, positive: Optional[np.ndarray]) -> bytes:
-    """Histogram of the negative ELBO with the threshold; split into labelled normal / anomalous rows."""
+SCORE_NAMES = {"anomaly_score": "anomaly score: reconstruction deviance + KL (nats)",
+               "neg_elbo": "anomaly score: negative ELBO (nats)"}
+
+
+def histogram_png(values: np.ndarray, threshold: float, positive: Optional[np.ndarray],
+                  score: str = "anomaly_score") -> bytes:
+    """Histogram of the scores with the threshold; split into labelled normal / anomalous rows."""
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(10, 4), constrained_layout=True)
-    values = scores["neg_elbo"].to_numpy()
     bins = np.histogram_bin_edges(np.append(values, threshold), bins=HISTOGRAM_BINS)
     if positive is None:
         axis.hist(values, bins=bins, color="tab:blue", label="all rows")
@@ -48,7 +52,7 @@ def histogram_png(scores: pd.DataFrame, threshold: float, positive: Optional[np.
         axis.hist(values[positive], bins=bins, alpha=0.6, color="tab:orange", label="labelled anomaly")
     axis.axvline(threshold, color="tab:red", linestyle="--",
                  label=f"threshold {threshold:.2f} ({int((values > threshold).sum())} rows above)")
-    axis.set_xlabel("anomaly score: negative ELBO (nats)")
+    axis.set_xlabel(SCORE_NAMES.get(score, score))
     axis.set_ylabel("rows")
     axis.legend()
     axis.grid(alpha=0.3)
@@ -79,7 +83,7 @@ def roc_pr_png(scores: np.ndarray, positive: np.ndarray) -> bytes:
 
 
 def top_anomaly_images(root: str, model_reference: str, input_uri: str, manifest: DatasetManifest,
-                       top: pd.DataFrame) -> Figure:
+                       top: pd.DataFrame, score: str) -> Figure:
     """The top rows' images (read from the scored dataset by row id) above their reconstructions."""
     import torch
 
@@ -93,9 +97,9 @@ def top_anomaly_images(root: str, model_reference: str, input_uri: str, manifest
     with model.inference():
         recon = model.reconstruct(x).float().clamp(0, 1).numpy()
     png = image_table_png(np.stack([x.numpy(), recon]), ["input", "reconstruction"],
-                          [f"{score:.1f}" for score in top["neg_elbo"]])
+                          [f"{value:.1f}" for value in top[score]])
     return Figure("top-anomalies.png", png, f"The {len(top)} highest-scoring rows, highest first, with their "
-                  "scores (negative ELBO) above and the model's reconstructions below.")
+                  f"scores ({score}) above and the model's reconstructions below.")
 
 
 def build_scores_report(root: str, prefix: str) -> Report:
@@ -113,23 +117,25 @@ def build_scores_report(root: str, prefix: str) -> Report:
     positive, why_not = (anomaly_classes(scores[label].to_numpy(), success.get("normal_label"))
                          if label and label in scores.columns else (None, "no label column"))
     threshold = float(summary["threshold"])
+    score = summary.get("score", "neg_elbo")  # summaries written before anomaly_score name no column
 
     sections = [Section("Score distribution", "", [Figure(
-        "histogram.png", histogram_png(scores, threshold, positive),
+        "histogram.png", histogram_png(scores[score].to_numpy(), threshold, positive, score),
         "Rows above the threshold are flagged is_anomaly." + (f" Labelled anomalies: {label} "
         + (f"≠ {success['normal_label']}" if success.get("normal_label") is not None else "= its larger value")
         + "." if positive is not None else ""))])]
-    top = scores.sort_values("neg_elbo", ascending=False, kind="stable").head(TOP_ANOMALIES)
-    shown = [c for c in ("row_id", "neg_elbo", "recon_nll", "kl", "iw_nll", "percentile", "is_anomaly", label)
+    top = scores.sort_values(score, ascending=False, kind="stable").head(TOP_ANOMALIES)
+    shown = [c for c in ("row_id", "anomaly_score", "neg_elbo", "recon_nll", "kl", "iw_nll", "percentile",
+                         "is_anomaly", label)
              if c and c in top.columns]
     manifest = load_manifest(success["input"])
-    figures = [top_anomaly_images(root, success["model"], success["input"], manifest, top)] \
+    figures = [top_anomaly_images(root, success["model"], success["input"], manifest, top, score)] \
         if manifest.kind == "image" else []
     sections.append(Section("Top anomalies", "", figures, [html_table(top[shown], sortable=True)]))
     if positive is not None:
-        sections.append(Section("ROC and precision–recall", "The negative ELBO as a detector of the labelled "
+        sections.append(Section("ROC and precision–recall", f"The {score} as a detector of the labelled "
                                 "anomalies, over every threshold.",
-                                [Figure("roc-pr.png", roc_pr_png(scores["neg_elbo"].to_numpy(), positive),
+                                [Figure("roc-pr.png", roc_pr_png(scores[score].to_numpy(), positive),
                                         f"{int(positive.sum())} labelled anomalies among {len(positive)} rows.")]))
     else:
         sections.append(Section("ROC and precision–recall", f"Not drawn: {why_not}."))

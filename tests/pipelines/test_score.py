@@ -45,15 +45,21 @@ def test_other_digits_score_above_the_trained_digit(scored):
 def test_summary_is_stored_beside_success(scored):
     stored = read_json(f"{scored.output_uri}/_summary.json")
     assert stored == read_success(scored.output_uri)["summary"]
-    assert set(stored) >= {"rows", "anomaly_rate", "neg_elbo_quantiles", "roc_auc", "precision_at_k"}
+    assert set(stored) >= {"rows", "anomaly_rate", "score_quantiles", "roc_auc", "precision_at_k"}
+    assert stored["score"] == "anomaly_score"
 
 
 def test_score_columns_are_consistent(scored):
     table = read_output(scored.output_uri).to_pandas()
-    assert {"row_id", "neg_elbo", "recon_nll", "kl", "percentile", "is_anomaly", "label"} <= set(table.columns)
+    assert {"row_id", "anomaly_score", "neg_elbo", "recon_nll", "kl", "percentile", "is_anomaly",
+            "label"} <= set(table.columns)
     np.testing.assert_allclose(table["neg_elbo"], table["recon_nll"] + table["kl"], rtol=1e-5)
     assert table["percentile"].between(0, 100).all()
-    assert (table["is_anomaly"] == (table["neg_elbo"] > scored.summary["threshold"])).all()
+    assert (table["is_anomaly"] == (table["anomaly_score"] > scored.summary["threshold"])).all()
+    # the deviance drops each grey pixel's own entropy from -ELBO: never more, and never below the KL
+    assert (table["anomaly_score"] <= table["neg_elbo"] + 1e-3).all()
+    assert (table["anomaly_score"] >= table["kl"] - 1e-3).all()
+    assert (table["anomaly_score"] < table["neg_elbo"] - 1).mean() > 0.9  # digits are mostly grey
 
 
 def test_rescoring_a_complete_date_is_refused_without_overwrite(scored, digits_zero_model):
@@ -63,7 +69,7 @@ def test_rescoring_a_complete_date_is_refused_without_overwrite(scored, digits_z
 
 
 def deterministic_columns(prefix: str):
-    return read_output(prefix).select(["row_id", "neg_elbo", "recon_nll", "kl"]).to_pandas() \
+    return read_output(prefix).select(["row_id", "anomaly_score", "neg_elbo", "recon_nll", "kl"]).to_pandas() \
         .sort_values("row_id").reset_index(drop=True)
 
 
