@@ -104,7 +104,6 @@ class ScoreActor(ModelActor):
         self.passthrough = passthrough
 
     def __call__(self, batch: dict) -> dict:
-
         from pipelines.datasets.reader import batch_tensor, to_model_input
         from vae_core import anomaly_scores
 
@@ -137,9 +136,8 @@ def anomaly_classes(labels: np.ndarray, normal_label: Optional[str] = None) -> t
     return positive, ""
 
 
-def score_summary(scores: np.ndarray, is_anomaly: np.ndarray, threshold: float,
-                  labels: Optional[np.ndarray] = None, normal_label: Optional[str] = None,
-                  score: str = "anomaly_score") -> dict:
+def score_summary(scores: np.ndarray, is_anomaly: np.ndarray, threshold: float, score: str,
+                  labels: Optional[np.ndarray] = None, normal_label: Optional[str] = None) -> dict:
     """Rows, anomaly rate and quantiles of the `score` column; ROC-AUC and precision@k (k = true anomalies)
     with labels that mark anomalies (`anomaly_classes`)."""
     summary = {
@@ -190,15 +188,16 @@ def run_scoring(config: ScoreJobConfig, progress: Callable[[str], None] = print)
         write_parts(dataset, commit)
         score = calibrated_score(model.card["calibration"])
         written = read_attempt_parts(commit, [score, "is_anomaly", *([label] if label else [])])
-        summary = score_summary(written[score].to_numpy(), written["is_anomaly"].to_numpy(), threshold,
-                                written[label].to_numpy() if label else None, config.normal_label, score)
+        summary = score_summary(written[score].to_numpy(), written["is_anomaly"].to_numpy(), threshold, score,
+                                written[label].to_numpy() if label else None, config.normal_label)
         if summary["rows"] != source.rows:
             raise BatchJobError(f"scoring wrote {summary['rows']} rows for {source.rows} input rows; "
                                 f"no _SUCCESS written -- re-run the job")
         write_json(f"{prefix}/{SUMMARY}", summary)
         commit.commit(expected_rows=source.rows, metadata={
             "model": model.reference, "input": source.uri, "input_fingerprint": source.fingerprint,
-            "split": config.split, "date": date, "label": label, "normal_label": config.normal_label, "rows_in": source.rows, "rows_out": summary["rows"],
+            "split": config.split, "date": date, "label": label, "normal_label": config.normal_label,
+            "rows_in": source.rows, "rows_out": summary["rows"],
             "seconds": round(time.monotonic() - started, 3), "summary": summary})
     report_after_job(build_scores_report, root, prefix, progress=progress)
     return ScoreOutcome(prefix, model.reference, source.rows, summary, time.monotonic() - started)
