@@ -140,8 +140,10 @@ def train_loop_per_worker(config: dict) -> None:
     model, optimizer_state, start_epoch, history, resumed_at = VAE(spec), None, 0, [], []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            restored, optimizer_state, state = load_checkpoint(directory)
+        # a private copy per worker: `as_directory` shares one download per node between processes, and a
+        # worker that finishes first may delete it while another still reads (seen: a truncated optimizer.pt)
+        with tempfile.TemporaryDirectory(prefix="vaepipe-resume-") as directory:
+            restored, optimizer_state, state = load_checkpoint(checkpoint.to_directory(directory))
         model.load_state_dict(restored.state_dict())
         start_epoch, history = state["epoch"] + 1, state["history"]
         resumed_at = state.get("resumed_at", []) + [start_epoch]
