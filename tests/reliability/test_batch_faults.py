@@ -51,6 +51,21 @@ def alive_score_actors() -> list:
             if "ScoreActor" in actor.class_name]
 
 
+def kill_live_actors(listed, keep_trying, deadline: float) -> list:
+    """SIGKILL every listed actor whose process exists, listing again until at least one kill lands."""
+    while True:
+        killed = []
+        for actor in listed():
+            try:
+                os.kill(actor.pid, signal.SIGKILL)
+                killed.append(actor)
+            except ProcessLookupError:
+                pass
+        if killed or not keep_trying() or time.monotonic() > deadline:
+            return killed
+        time.sleep(0.2)
+
+
 @pytest.mark.reliability("process fault")
 def test_killed_scoring_actor_is_restarted_and_the_output_is_exact(digits_zero_model, record_property):
     config = ScoreJobConfig(model=digits_zero_model["model"], input=digits_zero_model["dataset"],
@@ -67,22 +82,18 @@ def test_killed_scoring_actor_is_restarted_and_the_output_is_exact(digits_zero_m
     earlier = {actor.actor_id for actor in alive_score_actors()}  # an earlier job's pool may still be closing
     job = threading.Thread(target=score, daemon=True)
     job.start()
+    prefix = f"{digits_zero_model['storage']}/scores/{digits_zero_model['model'].replace('@', '-v')}/digits/2026-10-01"
     deadline = time.monotonic() + 180
-    while not (victims := [a for a in alive_score_actors() if a.actor_id not in earlier]):
+    while not any(a.actor_id not in earlier for a in alive_score_actors()):
         assert job.is_alive(), outcome
         assert time.monotonic() < deadline, "no model actor came up within 180 s"
         time.sleep(0.2)
-    # iw_samples makes the batches slow, so 2 s after start-up the actors are mid-job: kill them all
+    # iw_samples makes the batches slow, so 2 s after start-up the actors are mid-job: kill them all.
+    # The state API can still list an actor whose process has just exited, so list again until a kill lands.
     time.sleep(2)
-    prefix = f"{digits_zero_model['storage']}/scores/{digits_zero_model['model'].replace('@', '-v')}/digits/2026-10-01"
-    killed = []
-    for actor in victims:
-        try:
-            os.kill(actor.pid, signal.SIGKILL)
-            killed.append(actor)
-        except ProcessLookupError:
-            pass
-    assert killed, f"every listed model actor was gone before the kill: {victims}"
+    killed = kill_live_actors(lambda: [a for a in alive_score_actors() if a.actor_id not in earlier],
+                              keep_trying=job.is_alive, deadline=time.monotonic() + 60)
+    assert killed, "no listed model actor had a live process while the job ran"
     assert not is_complete(prefix), "the job finished before the kill; the test needs a slower job"
     job.join(240)
 
