@@ -38,6 +38,11 @@ def test_scores_one_row_per_input_row_with_unique_ids(scored, digits_zero_model)
     assert len(set(ids)) == len(ids)
 
 
+def test_the_input_is_read_in_blocks_for_every_model_actor(scored):
+    # Ray Data's default Parquet reader packs small shards into one block: one part, one busy actor
+    assert len(list_committed_parts(scored.output_uri)) >= 2  # compute.actors
+
+
 def test_other_digits_score_above_the_trained_digit(scored):
     assert scored.summary["roc_auc"] >= 0.9, scored.summary
 
