@@ -135,10 +135,9 @@ def map_with_model(dataset, actor_class: type[ModelActor], model: RegisteredMode
         num_gpus=compute.gpus_per_actor if compute.use_gpu else None,
         batch_size=batch_size or compute.batch_size,
         batch_format="numpy",
-        # a killed actor is restarted and its batches re-run (Ray Data's defaults, stated so a change of
-        # default cannot drop them); the attempt's commit makes these at-least-once retries exactly-once
-        max_restarts=-1,
-        max_task_retries=-1,
+        # a killed actor is restarted and its batches re-run: Ray Data's defaults for actor pools
+        # (max_restarts/max_task_retries -1; passing them is deprecated), asserted by the fault tests;
+        # the attempt's commit makes these at-least-once retries exactly-once
     )
 
 
