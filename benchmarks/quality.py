@@ -75,6 +75,7 @@ from vae_core.spec import LikelihoodBlock
 SEED = 0
 THREADS = 2
 ONE_CLASS_FOLDS = 5
+SPLITS = ("train", "val", "test")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -105,10 +106,9 @@ def load_data(name: str) -> BenchData:
     else:
         frame = pd.DataFrame({c: arrow[c].to_numpy() for c in manifest.feature_columns})
         features = table_features(manifest, {c: frame[c].to_numpy() for c in frame.columns})
-    splits = ("train", "val", "test")
-    return BenchData(manifest, {s: torch.from_numpy(features[split == s]) for s in splits},
-                     {s: labels[split == s] for s in splits},
-                     {s: frame[split == s].reset_index(drop=True) for s in splits} if frame is not None else {})
+    return BenchData(manifest, {s: torch.from_numpy(features[split == s]) for s in SPLITS},
+                     {s: labels[split == s] for s in SPLITS},
+                     {s: frame[split == s].reset_index(drop=True) for s in SPLITS} if frame is not None else {})
 
 
 # --- training (the loop of pipelines/train_loop.py, in one process) ----------------------------
@@ -226,9 +226,8 @@ def one_class(name: str, normal_classes: list, loop: LoopConfig, folds: int) -> 
     from sklearn.metrics import roc_auc_score
 
     data = load_data(name)
-    splits = ("train", "val", "test")
-    x = torch.cat([data.x[s] for s in splits])
-    labels = np.concatenate([data.labels[s] for s in splits])
+    x = torch.cat([data.x[s] for s in SPLITS])
+    labels = np.concatenate([data.labels[s] for s in SPLITS])
     per_class, per_fold = {}, {}
     for normal in normal_classes:
         aucs: dict[str, list[float]] = {}

@@ -1,6 +1,7 @@
 """Connecting to Ray the same way for every job: local on a laptop, or a cluster by address."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from contextlib import contextmanager
@@ -103,6 +104,8 @@ def configure_data_context() -> None:
     # progress bars flood job logs and CI (ray#47735): only on a terminal
     context.enable_progress_bars = sys.stdout.isatty()
     context.print_on_execution_start = False
+    # the v1 Parquet reader (score and embed, reader.read_split) logs its size sampling at INFO on every job
+    logging.getLogger("ray.data._internal.datasource.parquet_datasource").setLevel(logging.WARNING)
 
 
 def cluster_cpus() -> float:

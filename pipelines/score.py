@@ -86,9 +86,10 @@ def anomaly_threshold(calibration: dict, threshold: Optional[float], contaminati
     return float(calibration["threshold"])
 
 
-def calibrated_score(calibration: dict) -> str:
-    """The score column the model's calibration is for: what is_anomaly, percentile and ranking use."""
-    return calibration.get("score", "neg_elbo")
+def score_column(record: dict) -> str:
+    """The score column a calibration card or a stored score summary is about: what is_anomaly,
+    percentile and ranking use. Records written before anomaly_score existed name none: neg_elbo."""
+    return record.get("score", "neg_elbo")
 
 
 class ScoreActor(ModelActor):
@@ -96,7 +97,7 @@ class ScoreActor(ModelActor):
                  passthrough: tuple[str, ...]):
         super().__init__(root, reference, use_gpu)
         calibration = self.card["calibration"]
-        self.score = calibrated_score(calibration)
+        self.score = score_column(calibration)
         self.levels = np.asarray(calibration["val_quantile_levels"], dtype=np.float64)
         self.quantiles = np.asarray(calibration["val_quantiles"], dtype=np.float64)
         self.threshold = threshold
@@ -186,7 +187,7 @@ def run_scoring(config: ScoreJobConfig, progress: Callable[[str], None] = print)
                                  config.compute, threshold=threshold, iw_samples=config.iw_samples,
                                  passthrough=passthrough)
         write_parts(dataset, commit)
-        score = calibrated_score(model.card["calibration"])
+        score = score_column(model.card["calibration"])
         written = read_attempt_parts(commit, [score, "is_anomaly", *([label] if label else [])])
         summary = score_summary(written[score].to_numpy(), written["is_anomaly"].to_numpy(), threshold, score,
                                 written[label].to_numpy() if label else None, config.normal_label)

@@ -7,7 +7,6 @@ bytes through the object store and onto a GPU; the worker divides by 255.
 """
 from __future__ import annotations
 
-import logging
 from typing import Sequence
 
 import numpy as np
@@ -45,8 +44,6 @@ def read_split(dataset: str, manifest: DatasetManifest, split: str | None, keep:
     # Ray Data's v2 Parquet reader bin-packs files into ~128 MiB read units and ignores
     # override_num_blocks (seen: 8 digits shards read as one block, one of two model actors idle)
     context.use_datasource_v2 = v2 and min_blocks is None
-    # the v1 reader logs its size-sampling estimates at INFO on every job
-    logging.getLogger("ray.data._internal.datasource.parquet_datasource").setLevel(logging.WARNING)
     try:
         ds = ray.data.read_parquet(paths, filesystem=location.filesystem, override_num_blocks=min_blocks)
     finally:

@@ -106,7 +106,7 @@ def build_scores_report(root: str, prefix: str) -> Report:
     """The report of the committed scores at `prefix` (its rows, `_summary.json` and `_SUCCESS` metadata)."""
     from pipelines.datasets.catalog import load_manifest
     from pipelines.outputs import read_success
-    from pipelines.score import SUMMARY, anomaly_classes
+    from pipelines.score import SUMMARY, anomaly_classes, score_column
     from pipelines.storage import read_json
 
     prefix = prefix.rstrip("/")
@@ -117,7 +117,7 @@ def build_scores_report(root: str, prefix: str) -> Report:
     positive, why_not = (anomaly_classes(scores[label].to_numpy(), success.get("normal_label"))
                          if label and label in scores.columns else (None, "no label column"))
     threshold = float(summary["threshold"])
-    score = summary.get("score", "neg_elbo")  # summaries written before anomaly_score name no column
+    score = score_column(summary)
 
     sections = [Section("Score distribution", "", [Figure(
         "histogram.png", histogram_png(scores[score].to_numpy(), threshold, positive, score),
