@@ -49,7 +49,7 @@ class TrainOutcome:
 
 
 def model_spec_for(manifest: DatasetManifest, config: ModelConfig) -> ModelSpec:
-    """The default architecture per data kind: conv + Bernoulli for images, MLP + per-column
+    """The default architecture per data kind: conv + Bernoulli (or Gaussian) pixels for images, MLP + per-column
     likelihoods (Gaussian numeric, zero-inflated Gaussian for mostly-zero numeric columns,
     categorical one-hot groups) for tables."""
     if manifest.kind == "image":
@@ -57,14 +57,15 @@ def model_spec_for(manifest: DatasetManifest, config: ModelConfig) -> ModelSpec:
             raise TrainingError("model.architecture 'mlp' is for tabular datasets; image datasets use 'conv' "
                                 "(or 'auto')")
         return ModelSpec.for_images(shape=tuple(manifest.image.shape), latent_dim=config.latent_dim,
-                                    hidden=tuple(config.hidden or (32, 64)))
+                                    hidden=tuple(config.hidden or (32, 64)), pixels=config.image_likelihood,
+                                    variance=config.gaussian_variance or "shared")
     if config.architecture == "conv":
         raise TrainingError("model.architecture 'conv' needs an image dataset; tables use 'mlp' (or 'auto')")
     zero_inflated = sum(c.zero_inflated for c in manifest.numeric)
     return ModelSpec.for_table(num_numeric=len(manifest.numeric) - zero_inflated, num_zero_inflated=zero_inflated,
                                categorical_levels=[len(c.levels) for c in manifest.categorical],
                                latent_dim=config.latent_dim, hidden=tuple(config.hidden or (256, 128)),
-                               variance=config.gaussian_variance)
+                               variance=config.gaussian_variance or "learned")
 
 
 def new_run_id(name: str) -> str:

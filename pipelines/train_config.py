@@ -16,8 +16,13 @@ class ModelConfig(StrictModel):
     latent_dim: int = Field(16, ge=1, le=4096, description="size of the latent code z")
     hidden: Optional[list[int]] = Field(
         None, description="mlp layer widths or conv channels per stage (default (32, 64) conv, (256, 128) mlp)")
-    gaussian_variance: Literal["learned", "fixed"] = Field(
-        "learned", description="decoder variance of numeric columns: one learned std per column, or fixed 1")
+    image_likelihood: Literal["bernoulli", "gaussian"] = Field(
+        "bernoulli", description="pixel likelihood of image datasets: bernoulli (cross-entropy over intensities "
+                                 "in [0, 1], the density model) or gaussian (squared error over a learned noise "
+                                 "level, which ranks anomalies in grey images better)")
+    gaussian_variance: Optional[Literal["learned", "shared", "fixed"]] = Field(
+        None, description="decoder std of Gaussian features: learned per feature, shared (one learned std for all), "
+                          "or fixed 1; default learned for table columns, shared for gaussian pixels")
 
     @field_validator("hidden")
     @classmethod

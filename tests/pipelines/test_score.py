@@ -47,6 +47,29 @@ def test_other_digits_score_above_the_trained_digit(scored):
     assert scored.summary["roc_auc"] >= 0.9, scored.summary
 
 
+def test_a_model_with_gaussian_pixels_scores_by_squared_error_and_ranks_other_digits_higher(digits_zero_model):
+    from pipelines.registry import load_registered
+    from pipelines.train import run_training
+    from pipelines.train_config import TrainJobConfig
+    from vae_core import LikelihoodBlock
+
+    storage = digits_zero_model["storage"]
+    outcome = run_training(TrainJobConfig(
+        name="zeros-gaussian", dataset="zeros", storage=storage,
+        model={"latent_dim": 4, "hidden": [16, 32], "image_likelihood": "gaussian"},
+        train={"epochs": 30, "batch_size": 16, "lr": 0.003}, checkpoint={"every_epochs": 30},
+        scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
+    model, _ = load_registered(storage, outcome.model)
+    assert model.spec.likelihood == (LikelihoodBlock("gaussian", 64, variance="shared", init_std=0.1),)
+
+    result = score({**digits_zero_model, "model": outcome.model}, split="test", date="2026-11-23", normal_label="0")
+    assert result.summary["roc_auc"] >= 0.9, result.summary
+    table = read_output(result.output_uri).to_pandas()
+    # one noise level: the saturated log-likelihood is the same for every image, so the score is -ELBO shifted
+    shift = table["anomaly_score"] - table["neg_elbo"]
+    assert shift.max() - shift.min() < 1e-3
+
+
 def test_summary_is_stored_beside_success(scored):
     stored = read_json(f"{scored.output_uri}/_summary.json")
     assert stored == read_success(scored.output_uri)["summary"]

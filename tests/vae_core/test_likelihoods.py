@@ -24,6 +24,31 @@ def test_fixed_gaussian_uses_fixed_std():
     torch.testing.assert_close(lik.log_prob(mean, x), Normal(mean, 0.3).log_prob(x).sum(-1))
 
 
+def test_shared_gaussian_learns_one_std_for_every_feature():
+    lik = GaussianLikelihood(5, variance="shared")
+    assert [p.shape for p in lik.parameters()] == [torch.Size([1])]
+    with torch.no_grad():
+        lik.log_std.fill_(math.log(0.2))
+    mean, x = torch.randn(4, 5), torch.randn(4, 5)
+    torch.testing.assert_close(lik.log_prob(mean, x), Normal(mean, 0.2).log_prob(x).sum(-1))
+    torch.testing.assert_close(lik.saturated_log_prob(x), Normal(mean, 0.2).log_prob(mean).sum(-1))
+
+
+def test_learned_and_shared_stds_start_at_init_std():
+    for variance in ("learned", "shared"):
+        lik = build_likelihood([LikelihoodBlock("gaussian", 3, variance=variance, init_std=0.1)])
+        torch.testing.assert_close(lik.blocks[0].clamped_log_std().exp(), torch.full((3,), 0.1))
+
+
+def test_shared_gaussian_ranks_rows_by_squared_error_alone():
+    # a per-feature std would weigh the error on feature 0 differently from feature 1
+    lik = GaussianLikelihood(2, variance="shared")
+    mean = torch.zeros(3, 2)
+    x = torch.tensor([[0.3, 0.0], [0.0, 0.3], [0.2, 0.2]])
+    deviance = lik.saturated_log_prob(x) - lik.log_prob(mean, x)
+    torch.testing.assert_close(deviance, 0.5 * (x**2).sum(-1))
+
+
 def test_learned_std_is_floored_so_log_prob_stays_finite():
     lik = GaussianLikelihood(2)
     with torch.no_grad():

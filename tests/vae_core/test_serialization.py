@@ -25,10 +25,11 @@ def _deterministic_outputs(model, x):
         return mu, logvar, params, model.likelihood.log_prob(params, x.flatten(1))
 
 
-SPECS = [ModelSpec.for_table(3, [2, 3], latent_dim=2, hidden=(16,)), ModelSpec.for_images((1, 8, 8), hidden=(4, 8))]
+SPECS = [ModelSpec.for_table(3, [2, 3], latent_dim=2, hidden=(16,)), ModelSpec.for_images((1, 8, 8), hidden=(4, 8)),
+         ModelSpec.for_images((1, 8, 8), hidden=(4, 8), pixels="gaussian")]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=["mlp", "conv"])
+@pytest.mark.parametrize("spec", SPECS, ids=["mlp", "conv", "conv-gaussian"])
 def test_save_and_load_directory_reproduces_outputs_bit_for_bit(spec, tmp_path):
     model = _trained_looking(spec)
     save_model(model, tmp_path / "m")
@@ -40,7 +41,7 @@ def test_save_and_load_directory_reproduces_outputs_bit_for_bit(spec, tmp_path):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=["mlp", "conv"])
+@pytest.mark.parametrize("spec", SPECS, ids=["mlp", "conv", "conv-gaussian"])
 def test_bytes_round_trip_reproduces_outputs_bit_for_bit(spec):
     model = _trained_looking(spec)
     weights, spec_json = model_to_bytes(model)

@@ -22,8 +22,19 @@ def test_image_spec_is_conv_with_one_bernoulli_block_over_all_pixels():
     assert spec.feature_dim == 3072
 
 
+def test_image_spec_with_gaussian_pixels_shares_one_std_by_default():
+    spec = ModelSpec.for_images((1, 8, 8), pixels="gaussian")
+    assert spec.likelihood == (LikelihoodBlock("gaussian", 64, variance="shared", init_std=0.1),)
+
+
+def test_image_spec_with_a_table_likelihood_is_rejected_naming_the_choices():
+    with pytest.raises(ValueError, match="pixels must be one of .*'categorical'"):
+        ModelSpec.for_images((1, 8, 8), pixels="categorical")
+
+
 @pytest.mark.parametrize("spec", [
     ModelSpec.for_table(2, [3, 4], variance="fixed"),
+    ModelSpec.for_images((1, 8, 8), pixels="gaussian"),
     ModelSpec.for_images((1, 28, 28), latent_dim=5, hidden=(16, 32)),
     ModelSpec("mlp", (6,), likelihood=(LikelihoodBlock("gaussian", 6, variance="fixed", fixed_std=0.5),)),
 ])
