@@ -65,7 +65,9 @@ def ray_cluster(s3_store: StoreInfo) -> str:
     temp_dir = tempfile.mkdtemp(prefix="vr", dir="/tmp")
     # local_ray sets RAY_ADDRESS for the session: the state API and the `vaepipe`
     # subprocesses of the tests find this cluster, not another Ray on the machine
-    with local_ray(4, include_dashboard=True, _temp_dir=temp_dir, configure_logging=False, log_to_driver=True) as address:
+    # daemons at idle priority, as `vaepipe` runs its own local Ray (RayConfig.daemon_priority)
+    with local_ray(4, "idle", include_dashboard=True, _temp_dir=temp_dir, configure_logging=False,
+                   log_to_driver=True) as address:
         configure_data_context()
         yield address
     shutil.rmtree(temp_dir, ignore_errors=True)
