@@ -59,7 +59,7 @@ _DAEMON_PROCESS_TYPES = ("dashboard", "log_monitor", "monitor")
 _DAEMON_TITLES = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 
 
-def _processes() -> dict[int, tuple[int, str]]:
+def process_table() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, command line) of every process we can read, from /proc."""
     table = {}
     for entry in os.listdir("/proc"):
@@ -74,17 +74,21 @@ def _processes() -> dict[int, tuple[int, str]]:
     return table
 
 
-def _local_daemons(node) -> set[int]:
+def descendants(table: dict[int, tuple[int, str]], roots: set[int]) -> set[int]:
+    """The roots still in `table` (from `process_table`) and every process below them."""
+    found, frontier = set(), roots & table.keys()
+    while frontier:
+        found |= frontier
+        frontier = {pid for pid, (parent, _) in table.items() if parent in frontier} - found
+    return found
+
+
+def _local_daemons(node, table: dict[int, tuple[int, str]]) -> set[int]:
     """pids of the node's daemons and of their descendants (the dashboard's module processes)."""
-    table = _processes()
     roots = {info.process.pid for kind in _DAEMON_PROCESS_TYPES for info in node.all_processes.get(kind, [])}
     raylets = {info.process.pid for info in node.all_processes.get("raylet", [])}
     roots |= {pid for pid, (parent, cmd) in table.items() if parent in raylets and cmd.startswith(_DAEMON_TITLES)}
-    daemons, frontier = set(), roots & table.keys()
-    while frontier:
-        daemons |= frontier
-        frontier = {pid for pid, (parent, _) in table.items() if parent in frontier} - daemons
-    return daemons
+    return descendants(table, roots)
 
 
 def idle_priority_for_daemons(node, wait_s: float = 10.0) -> int:
@@ -98,9 +102,9 @@ def idle_priority_for_daemons(node, wait_s: float = 10.0) -> int:
         return 0
     deadline = time.monotonic() + wait_s
     while True:
-        daemons = _local_daemons(node)
-        table = _processes()
-        titles = {table[pid][1].split(" ", 1)[0] for pid in daemons if pid in table}
+        table = process_table()
+        daemons = _local_daemons(node, table)
+        titles = {table[pid][1].split(" ", 1)[0] for pid in daemons}
         if set(_DAEMON_TITLES) <= titles or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -116,7 +120,8 @@ def idle_priority_for_daemons(node, wait_s: float = 10.0) -> int:
 
 
 @contextmanager
-def local_ray(num_cpus: float, daemon_priority: str = "normal", **init_kwargs) -> Iterator[str]:
+def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "normal",
+              **init_kwargs) -> Iterator[str]:
     """Start a local Ray whose every process knows its own address; yields that GCS address.
 
     Ray's state API, used inside Ray Train (its placement-group cleaner), finds

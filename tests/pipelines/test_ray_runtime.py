@@ -5,24 +5,9 @@ import os
 
 import pytest
 
+from pipelines.ray_runtime import descendants, process_table
+
 pytestmark = pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
-
-
-def _descendants(root: int) -> dict[int, str]:
-    """pid -> command line of every process below `root`."""
-    parents, commands = {}, {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
-                commands[int(entry)] = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError):
-            continue
-    found, frontier = {}, {root}
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in found}
-        found.update({pid: commands[pid] for pid in frontier})
-    return found
 
 
 def _policies(pid: int) -> set[int]:
@@ -37,7 +22,8 @@ def test_a_local_rays_daemons_run_at_idle_priority_and_its_core_and_workers_do_n
         return os.getpid()
 
     worker = ray.get(worker_pid.remote())
-    processes = _descendants(os.getpid())
+    table = process_table()
+    processes = {pid: table[pid][1] for pid in descendants(table, {os.getpid()}) - {os.getpid()}}
     assert worker in processes
 
     def pids(*marks: str) -> list[int]:
