@@ -1,0 +1,1 @@
+"""Measurements of models and their outputs: pure functions over arrays (numpy, pandas, scikit-learn), no I/O."""
