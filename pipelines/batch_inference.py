@@ -8,7 +8,7 @@ commit (and `_SUCCESS`) stays in the job, after its own checks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pyarrow as pa
 from pydantic import Field
@@ -17,6 +17,7 @@ from pipelines.config_loading import StrictModel
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.errors import UserError
 from pipelines.model_input import ModelInput
+from pipelines.naming import validate_name
 
 
 class BatchJobError(UserError, RuntimeError):
@@ -61,12 +62,11 @@ class RegisteredModel:
 def resolve_model(root: str, reference: str) -> RegisteredModel:
     """The registered version a reference names (`digits@PROMOTED`, `digits@3`, ...) and its card."""
     from pipelines.layout import model_uri
-    from pipelines.registry import CARD, ModelRef, resolve_version
-    from pipelines.storage import read_json
+    from pipelines.registry import CARD, ModelRef, read_card, resolve_version
 
     ref = ModelRef.parse(reference)
     version = resolve_version(root, ref)
-    return RegisteredModel(ref.name, version, read_json(f"{model_uri(root, ref.name)}/{version}/{CARD}"))
+    return RegisteredModel(ref.name, version, read_card(f"{model_uri(root, ref.name)}/{version}/{CARD}"))
 
 
 @dataclass(frozen=True)
@@ -90,11 +90,18 @@ class RowJob:
         return read_model_input(self.source, self.model.training_manifest, self.passthrough, min_blocks)
 
 
+# the column the featurized input travels in through the Ray pipeline (datasets.reader)
+MODEL_INPUT_COLUMN = "x"
+
+
 def open_row_job(storage: Optional[str], reference: str, dataset: str, split: Optional[str],
-                 passthrough: Sequence[str]) -> RowJob:
-    """Resolve the model and check the input before any Ray work (score and embed start here)."""
+                 passthrough: Sequence[str], output_columns: Callable[[RegisteredModel], Sequence[str]]) -> RowJob:
+    """Resolve the model and check the input before any Ray work (score and embed start here).
+
+    `output_columns(model)` names the columns the job writes itself; a passthrough column (or the
+    label, always copied) of the same name would overwrite them or be overwritten, so it is refused."""
     from pipelines.layout import storage_root
-    from pipelines.model_input import open_model_input
+    from pipelines.model_input import InputSchemaError, open_model_input
     from pipelines.storage import check_access
 
     root = storage_root(storage)
@@ -102,7 +109,16 @@ def open_row_job(storage: Optional[str], reference: str, dataset: str, split: Op
     model = resolve_model(root, reference)
     source = open_model_input(root, dataset, model.training_manifest, split, passthrough)
     label = source.manifest.label_column
-    return RowJob(root, model, source, tuple(dict.fromkeys([*([label] if label else []), *passthrough])))
+    copied = tuple(dict.fromkeys([*([label] if label else []), *passthrough]))
+    taken = {*output_columns(model), MODEL_INPUT_COLUMN}
+    for column in copied:
+        if column in taken:
+            role = "the label column" if column == label else "passthrough column"
+            raise InputSchemaError(f"{role} {column!r} of input {source.uri} has the name of a column this job "
+                                   f"writes ({', '.join(sorted(taken))}); "
+                                   + ("rename the label in the source and prepare it again" if column == label
+                                      else "leave it out of --passthrough"))
+    return RowJob(root, model, source, copied)
 
 
 class ModelActor:
@@ -141,36 +157,82 @@ def map_with_model(dataset, actor_class: type[ModelActor], model: RegisteredMode
     )
 
 
-def _attempt_filenames(attempt_id: str):
-    from ray.data.datasource import FilenameProvider
+def _attempt_parquet_sink(path: str, filesystem, attempt_id: str):
+    from ray.data import Datasink
 
-    class AttemptFilenames(FilenameProvider):
-        """`part-<attempt>-<write>-<task>.parquet`: a retried write task rewrites its own file (never
-        a second copy), and the commit can tell this attempt's parts from a killed one's."""
+    class AttemptParquetSink(Datasink):
+        """One Parquet file per write task, `part-<attempt>-<task>.parquet` directly under `path`.
 
-        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-            return f"part-{attempt_id}-{write_uuid}-{task_index:06d}.parquet"
+        A retried task rewrites its own file (never a second copy). Each task returns the name and
+        size of what it wrote, and the driver keeps that list (`written`): the commit lists exactly
+        these files, whatever else appears under the prefix."""
 
-    return AttemptFilenames()
+        def __init__(self):
+            self.written: list[tuple[str, int]] = []
+
+        def write(self, blocks, ctx) -> list[tuple[str, int]]:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            from ray.data.block import BlockAccessor
+
+            tables = [BlockAccessor.for_block(block).to_arrow() for block in blocks]
+            tables = [table for table in tables if table.num_rows]
+            if not tables:
+                return []
+            table = pa.concat_tables(tables, promote_options="default")
+            name = f"part-{attempt_id}-{ctx.task_idx:06d}.parquet"
+            # pyarrow reports an upload error only at close(): the `with` makes it raise here
+            with filesystem.open_output_stream(f"{path}/{name}") as stream:
+                pq.write_table(table, stream, compression="zstd")
+                size = stream.tell()
+            return [(name, size)]
+
+        def on_write_complete(self, write_result) -> None:
+            self.written = [item for task in write_result.write_returns for item in (task or [])]
+
+    return AttemptParquetSink()
 
 
 def write_parts(dataset, commit) -> None:
-    """Run the dataset and write it as Parquet parts of `commit`'s attempt under its prefix.
+    """Run the dataset and write it as Parquet parts of `commit`'s attempt under its prefix, recording
+    each part the writers report (`OutputCommit.record`).
 
-    An error meant for a person raised inside a Ray task (bad rows, a schema
-    mismatch) is re-raised here as itself, not as Ray's wrapped task error.
+    An error meant for a person raised inside a Ray task (bad rows, a schema mismatch, storage that
+    went away) is re-raised here as itself, not as Ray's wrapped task error.
     """
     from pipelines.storage import resolve
 
     location = resolve(commit.prefix_uri)
+    sink = _attempt_parquet_sink(location.path, location.filesystem, commit.attempt_id)
     try:
-        dataset.write_parquet(location.path, filesystem=location.filesystem,
-                              filename_provider=_attempt_filenames(commit.attempt_id))
+        dataset.write_datasink(sink)
     except Exception as err:  # Ray wraps task errors in its own exception types
         cause = user_error_in(err)
         if cause is None:
-            raise
+            storage = storage_error_in(err, commit.prefix_uri)
+            if storage is None:
+                raise
+            raise storage from None
         raise type(cause)(str(cause).strip().splitlines()[-1]) from None
+    commit.record([name for name, _ in sink.written], [size for _, size in sink.written])
+
+
+def storage_error_in(err: BaseException, prefix: str) -> Optional[UserError]:
+    """A StorageError for an I/O failure of pyarrow or the network somewhere in a Ray task error's
+    cause chain (the store went away, a bucket was removed), naming the output; None otherwise."""
+    from pipelines.redaction import redact
+    from pipelines.storage import S3Settings, StorageError
+
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError):
+            detail = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            where = f" at {S3Settings.from_env().endpoint_label}" if prefix.startswith("s3://") else ""
+            return StorageError(f"cannot write {prefix}{where}: {redact(detail)}; nothing was committed -- "
+                                "re-run the job when storage is reachable")
+        err = getattr(err, "cause", None) or err.__cause__ or err.__context__
+    return None
 
 
 def user_error_in(err: BaseException) -> Optional[UserError]:
@@ -185,14 +247,13 @@ def user_error_in(err: BaseException) -> Optional[UserError]:
 
 
 def read_attempt_parts(commit, columns: Optional[list[str]] = None) -> pa.Table:
-    """This attempt's parts as one table, before the commit: what a summary is computed from."""
+    """This attempt's recorded Parquet parts as one table, before the commit: what a summary is computed from."""
     import pyarrow.parquet as pq
 
-    from pipelines.storage import list_files, resolve
+    from pipelines.storage import resolve
 
     location = resolve(commit.prefix_uri)
-    paths = [entry.path for entry in list_files(commit.prefix_uri)
-             if commit.attempt_id in entry.path.rsplit("/", 1)[-1] and entry.path.endswith(".parquet")]
+    paths = [resolve(uri).path for uri in commit.recorded_uris if uri.endswith(".parquet")]
     if not paths:
         return pa.table({name: pa.array([], type=pa.float64()) for name in columns or ()})
     return pa.concat_tables([pq.read_table(path, columns=columns, filesystem=location.filesystem)
@@ -200,5 +261,11 @@ def read_attempt_parts(commit, columns: Optional[list[str]] = None) -> pa.Table:
 
 
 def output_root(root: str, output: str) -> str:
-    """Where a job's outputs go: `output` as a URI, or a folder under the storage root."""
-    return output.rstrip("/") if "://" in output or output.startswith("/") else f"{root}/{output.strip('/')}"
+    """Where a job's outputs go: `output` as a URI, or a folder under the storage root (whose every
+    segment must be a plain name: `..` would leave the root)."""
+    if "://" in output or output.startswith("/"):
+        return output.rstrip("/")
+    segments = output.strip("/").split("/")
+    for segment in segments:
+        validate_name(segment, f"output folder {output!r}: segment")
+    return f"{root}/{'/'.join(segments)}"

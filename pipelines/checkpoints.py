@@ -11,6 +11,8 @@ from vae_core import VAE, load_model, save_model
 
 STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.pt"
+# beside a run's checkpoints when its workers stopped because training diverged (train_loop.divergence)
+DIVERGED_FILE = "_DIVERGED.json"
 
 
 def save_checkpoint(directory: str | Path, model: VAE, optimizer: torch.optim.Optimizer, state: dict) -> None:

@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
                "embedded store started by `vaepipe storage up` is used.",
     )
     parser.add_argument("--version", action="version", version=f"vaepipe {__version__}")
+    parser.add_argument("--allow-system-paths", action="store_true",
+                        help="allow a local storage root or output under a system directory (/etc, /usr, ...), "
+                             "which is refused by default as a likely typo")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     for command in COMMANDS:
@@ -29,17 +32,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
+    from pipelines.redaction import redact
+
+    from pipelines.storage import ENV_ALLOW_SYSTEM_PATHS
+
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    allowed_before = os.environ.get(ENV_ALLOW_SYSTEM_PATHS)
+    if args.allow_system_paths:
+        os.environ[ENV_ALLOW_SYSTEM_PATHS] = "1"
     try:
         return handler(args)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        # one line a person can act on; whatever a library quoted into it, never a secret
+        print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if allowed_before is None:
+            os.environ.pop(ENV_ALLOW_SYSTEM_PATHS, None)
+        else:
+            os.environ[ENV_ALLOW_SYSTEM_PATHS] = allowed_before
 
 
 if __name__ == "__main__":

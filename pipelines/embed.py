@@ -59,6 +59,11 @@ class EmbedActor(ModelActor):
         return out
 
 
+def embedding_columns(model) -> list[str]:
+    latent_dim = int(model.card["spec"]["latent_dim"])
+    return ["row_id", *(f"{kind}_{i}" for kind in ("mu", "logvar") for i in range(latent_dim))]
+
+
 def run_embedding(config: EmbedJobConfig, progress: Callable[[str], None] = print) -> EmbedOutcome:
     """Embed the input and commit embeddings/<model>/<dataset>/; `AlreadyComplete` if it exists."""
     from pipelines.batch_inference import map_with_model, open_row_job, output_root, write_parts
@@ -66,7 +71,8 @@ def run_embedding(config: EmbedJobConfig, progress: Callable[[str], None] = prin
     from pipelines.ray_runtime import ray_session
 
     started = time.monotonic()
-    job = open_row_job(config.storage, config.model, config.input, config.split, config.passthrough)
+    job = open_row_job(config.storage, config.model, config.input, config.split, config.passthrough,
+                       output_columns=embedding_columns)
     root, model, source, passthrough = job.root, job.model, job.source, job.passthrough
     prefix = f"{output_root(root, config.output)}/{model.slug}/{source.manifest.name}"
     latent_dim = int(model.card["spec"]["latent_dim"])

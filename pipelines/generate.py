@@ -23,12 +23,13 @@ from typing import Callable, Optional
 import numpy as np
 from pydantic import Field
 
-from pipelines.batch_inference import ComputeConfig, ModelActor
+from pipelines.batch_inference import BatchJobError, ComputeConfig, ModelActor
 from pipelines.config_loading import StrictModel
 from pipelines.naming import validate_name
 from pipelines.ray_runtime import RayConfig
 
 GRID = "samples.png"
+SAMPLE_ID = "sample_id"
 GRID_SAMPLES = 64
 
 
@@ -88,7 +89,7 @@ class GenerateActor(ModelActor):
         from vae_core import sample_prior
 
         generator = torch.Generator(device=self.device).manual_seed(block_seed(self.seed, block))
-        ids = {"sample_id": np.arange(start, start + rows, dtype=np.int64)}
+        ids = {SAMPLE_ID: np.arange(start, start + rows, dtype=np.int64)}
         if self.manifest.kind == "image":
             x = sample_prior(self.model, rows, self.temperature, generator, mode="mean")
             pixels = torch.round(x.float().clamp(0, 1) * self.manifest.image.max_value).to(torch.uint8)
@@ -129,13 +130,16 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
     from pipelines.ray_runtime import ray_session
     from pipelines.reports.after_job import report_after_job
     from pipelines.reports.samples import build_samples_report
-    from pipelines.storage import check_access, write_bytes
+    from pipelines.storage import check_access
 
     started = time.monotonic()
     root = storage_root(config.storage)
     check_access(root)
     model = resolve_model(root, config.model)
     manifest = model.training_manifest
+    if SAMPLE_ID in manifest.feature_columns:
+        raise BatchJobError(f"model {model.reference} has a feature column named {SAMPLE_ID!r}, the column generate "
+                            "numbers its rows with; rename it in the source and train again")
     prefix = f"{output_root(root, config.output)}/{model.slug}/{config.run_name()}"
     blocks = sample_blocks(config.num_samples, config.block_rows)
     progress(f"generating {config.num_samples} {manifest.kind} rows from {model.reference} "
@@ -145,13 +149,11 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
         work = ray.data.from_items(blocks, override_num_blocks=len(blocks))
         write_parts(map_with_model(work, GenerateActor, model, root, config.compute, batch_size=1,
                                    seed=config.seed, temperature=config.temperature), commit)
-        files: tuple[str, ...] = ()
         if manifest.kind == "image":
-            first = read_attempt_parts(commit).sort_by("sample_id").slice(0, GRID_SAMPLES)
+            first = read_attempt_parts(commit).sort_by(SAMPLE_ID).slice(0, GRID_SAMPLES)
             images = np.stack(first[manifest.image.column].to_numpy(zero_copy_only=False))
-            write_bytes(f"{prefix}/{GRID}", image_grid_png(images.reshape(-1, *manifest.image.shape)))
-            files = (GRID,)
-        commit.commit(expected_rows=config.num_samples, files=files, metadata={
+            commit.write(GRID, image_grid_png(images.reshape(-1, *manifest.image.shape)))
+        commit.commit(expected_rows=config.num_samples, metadata={
             "model": model.reference, "rows_in": config.num_samples, "rows_out": config.num_samples,
             "seed": config.seed, "temperature": config.temperature, "block_rows": config.block_rows,
             "training_fingerprint": manifest.fingerprint, "seconds": round(time.monotonic() - started, 3)})

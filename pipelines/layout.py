@@ -9,9 +9,15 @@ DEFAULT_STORAGE_ROOT = "s3://vaepipe"
 
 
 def storage_root(explicit: str | None = None) -> str:
-    """The root URI jobs read and write: the explicit value, else $VAEPIPE_STORAGE, else s3://vaepipe."""
-    root = explicit or os.environ.get("VAEPIPE_STORAGE") or DEFAULT_STORAGE_ROOT
-    return root.rstrip("/")
+    """The root URI jobs read and write: the explicit value, else $VAEPIPE_STORAGE, else s3://vaepipe.
+
+    Checked before any job uses it: no `..` or credentials in it, no system directory."""
+    from pipelines.storage import check_output_location
+
+    given = explicit or os.environ.get("VAEPIPE_STORAGE") or DEFAULT_STORAGE_ROOT
+    root = given.rstrip("/") or "/"  # "/" itself must stay "/", not become "" (the current directory)
+    check_output_location(root)
+    return root
 
 
 def dataset_uri(root: str, name: str) -> str:

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from pipelines.layout import model_uri
 from pipelines.naming import validate_name
 from pipelines.errors import UserError
@@ -17,6 +19,51 @@ from pipelines.errors import UserError
 WEIGHTS = "model.safetensors"
 CARD = "model.json"
 PROMOTED = "PROMOTED"
+
+
+class Calibration(BaseModel):
+    """The anomaly threshold a card carries; every number finite (a diverged model is never registered,
+    and a card edited to NaN must not flag every row)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    threshold: float
+    contamination: float = Field(gt=0, lt=1)
+    val_quantile_levels: list[float] = Field(min_length=2)
+    val_quantiles: list[float] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _curve(self):
+        if len(self.val_quantile_levels) != len(self.val_quantiles):
+            raise ValueError("val_quantile_levels and val_quantiles differ in length")
+        if any(b < a for a, b in zip(self.val_quantiles, self.val_quantiles[1:])):
+            raise ValueError("val_quantiles must not decrease")
+        return self
+
+
+class CardDataset(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    fingerprint: str
+    manifest: dict
+
+
+class ModelCard(BaseModel):
+    """What every job reads from `model.json` (the rest of the card rides along unvalidated)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    spec: dict
+    dataset: CardDataset
+    calibration: Calibration
+
+
+def read_card(uri: str) -> dict:
+    """The model card at `uri`, validated (see `ModelCard`), as a dict."""
+    from pipelines.storage import read_record
+
+    return read_record(ModelCard, uri, "model card").model_dump()
 
 
 class ModelNotFound(UserError, LookupError):
@@ -71,7 +118,11 @@ def resolve_version(root: str, ref: ModelRef) -> int:
         if not exists(pointer):
             raise ModelNotFound(f"model {ref.name!r} has no promoted version; promote one with "
                                 f"`vaepipe promote {ref.name}@<version>` (versions: {versions})")
-        version = int(read_bytes(pointer).decode().strip())
+        text = read_bytes(pointer).decode(errors="replace").strip()
+        if not text.isdigit():
+            raise ModelNotFound(f"{pointer} holds {text[:40]!r}, not a version number; promote a version again "
+                                f"with `vaepipe promote {ref.name}@<version>` (versions: {versions})")
+        version = int(text)
     else:
         version = int(ref.version)
     if version not in versions:
@@ -82,7 +133,7 @@ def resolve_version(root: str, ref: ModelRef) -> int:
 def register_model(root: str, name: str, weights: bytes, card: dict) -> int:
     """Write a new version (weights, then model.json, then _SUCCESS) and return its number."""
     from pipelines.outputs import OutputCommit
-    from pipelines.storage import StorageError, write_bytes, write_json
+    from pipelines.storage import StorageError, json_bytes
 
     for _ in range(20):
         existing = list_versions(root, name)
@@ -90,11 +141,11 @@ def register_model(root: str, name: str, weights: bytes, card: dict) -> int:
         prefix = f"{model_uri(root, name)}/{version}"
         try:
             with OutputCommit(prefix, job="register") as commit:
-                write_bytes(f"{prefix}/{WEIGHTS}", weights)
+                commit.write(WEIGHTS, weights)
                 stamped = {**card, "name": name, "version": version,
                            "registered_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-                write_json(f"{prefix}/{CARD}", stamped)
-                commit.commit(expected_rows=None, metadata={"model": f"{name}@{version}"}, files=(WEIGHTS, CARD))
+                commit.write(CARD, json_bytes(stamped))
+                commit.commit(expected_rows=None, metadata={"model": f"{name}@{version}"})
             return version
         except StorageError:
             # another registration took this version number first: take the next one
@@ -121,13 +172,13 @@ def promote(root: str, ref: ModelRef) -> int:
 
 def load_registered(root: str, reference: str):
     """(VAE, model card) for a reference; the weights are loaded from safetensors, never unpickled."""
-    from pipelines.storage import read_bytes, read_json
+    from pipelines.storage import read_bytes
     from vae_core import model_from_bytes
 
     ref = ModelRef.parse(reference)
     version = resolve_version(root, ref)
     prefix = f"{model_uri(root, ref.name)}/{version}"
-    card = read_json(f"{prefix}/{CARD}")
+    card = read_card(f"{prefix}/{CARD}")
     weights = f"{prefix}/{WEIGHTS}"
     try:
         model = model_from_bytes(read_bytes(weights), json.dumps(card["spec"]))

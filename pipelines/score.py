@@ -22,6 +22,8 @@ from pipelines.config_loading import StrictModel
 from pipelines.ray_runtime import RayConfig
 
 SUMMARY = "_summary.json"
+# what a scores part holds besides the label and passthrough columns
+SCORE_COLUMNS = ("row_id", "anomaly_score", "neg_elbo", "recon_nll", "kl", "iw_nll", "percentile", "is_anomaly")
 SCORE_QUANTILES = (0.5, 0.9, 0.99, 0.999)
 
 
@@ -174,7 +176,8 @@ def run_scoring(config: ScoreJobConfig, progress: Callable[[str], None] = print)
     from pipelines.storage import write_json
 
     started = time.monotonic()
-    job = open_row_job(config.storage, config.model, config.input, config.split, config.passthrough)
+    job = open_row_job(config.storage, config.model, config.input, config.split, config.passthrough,
+                       output_columns=lambda _: SCORE_COLUMNS)
     root, model, source, passthrough, label = job.root, job.model, job.source, job.passthrough, job.label
     threshold = anomaly_threshold(model.card["calibration"], config.threshold, config.contamination)
     date = config.date or today_utc()

@@ -20,11 +20,13 @@ import uuid
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
 from pipelines.errors import UserError
+from pipelines.redaction import redact
 
 ENV_MAX_ATTEMPTS = "VAEPIPE_S3_MAX_ATTEMPTS"
 DEFAULT_MAX_ATTEMPTS = 5
@@ -32,6 +34,8 @@ DEFAULT_REGION = "us-east-1"
 # Connect fails fast on a dead endpoint; requests get room for a 100+ MB part upload.
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 120.0
+
+M = TypeVar("M")
 
 STORE_HINT = "is the store running? for the embedded store run `vaepipe storage up`"
 
@@ -73,11 +77,18 @@ class S3Settings:
                 f"{ENV_MAX_ATTEMPTS}={raw_attempts!r} is not a positive integer; "
                 f"set it to e.g. {DEFAULT_MAX_ATTEMPTS} or unset it"
             ) from None
-        endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
-        if endpoint and urlparse(endpoint).scheme not in ("http", "https"):
-            raise StorageError(
-                f"AWS_ENDPOINT_URL={endpoint!r} must start with http:// or https://"
-            )
+        name = "AWS_ENDPOINT_URL_S3" if env.get("AWS_ENDPOINT_URL_S3") else "AWS_ENDPOINT_URL"
+        endpoint = env.get(name) or None
+        if endpoint:
+            parsed = urlparse(endpoint)
+            if parsed.username is not None or parsed.password is not None:
+                # never echoed: the part before '@' is a secret the user put in the wrong place
+                raise StorageError(
+                    f"{name} holds credentials (user:password@ before the host); remove them from the URL "
+                    "and set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) instead"
+                )
+            if parsed.scheme not in ("http", "https"):
+                raise StorageError(f"{name}={redact(endpoint)!r} must start with http:// or https://")
         return cls(
             endpoint_url=endpoint.rstrip("/") if endpoint else None,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
@@ -91,7 +102,7 @@ class S3Settings:
     @property
     def endpoint_label(self) -> str:
         """Where requests go, for messages (never includes credentials)."""
-        return self.endpoint_url or f"AWS S3 (region {self.region})"
+        return redact(self.endpoint_url) if self.endpoint_url else f"AWS S3 (region {self.region})"
 
 
 @dataclass(frozen=True)
@@ -146,8 +157,14 @@ def join_uri(base: str, *parts: str) -> str:
 
 
 def resolve(uri: str) -> Location:
-    """Parse a URI into a Location; S3 filesystems are built from the environment."""
+    """Parse a URI into a Location; S3 filesystems are built from the environment.
+
+    S3 keys are literal on AWS (`..` and `//` are kept as characters, SeaweedFS and MinIO
+    normalise them), so an S3 or file:// URI with such a segment would mean different
+    objects on different servers: it is refused, as are credentials in the URI."""
     parsed = urlparse(uri)
+    if parsed.scheme in ("s3", "file"):
+        _check_uri_is_plain(uri, parsed)
     if parsed.scheme == "s3":
         bucket = parsed.netloc
         if not bucket:
@@ -161,10 +178,48 @@ def resolve(uri: str) -> Location:
         local = uri
     else:
         raise StorageError(
-            f"unsupported storage URI {uri!r}: use s3://bucket/prefix or a local path"
+            f"unsupported storage URI {redact(uri)!r}: use s3://bucket/prefix or a local path"
         )
     absolute = os.path.abspath(os.path.expanduser(local))
     return Location(absolute, _local_filesystem(), absolute)
+
+
+def _check_uri_is_plain(uri: str, parsed) -> None:
+    if "@" in parsed.netloc:
+        raise StorageError(f"storage URI {redact(uri)!r} holds credentials before its host; remove them: "
+                           "credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
+    body = parsed.path.removeprefix("/").removesuffix("/")
+    problems = {"": "an empty segment (//)", ".": "a '.' segment", "..": "a '..' segment"}
+    found = [problems[segment] for segment in body.split("/") if body and segment in problems]
+    found += ["a backslash"] if "\\" in body else []
+    if found:
+        raise StorageError(f"storage URI {uri!r} has {found[0]} in its path; write the prefix plainly "
+                           "(s3://bucket/a/b): S3 keeps such segments literally, so it would name other objects "
+                           "on AWS than on MinIO or SeaweedFS")
+
+
+# Where an operating system keeps itself: a storage root (or output) there is almost always a typo
+# (`file:///etc`) and would write job outputs among system files.
+SYSTEM_DIRECTORIES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
+                      "/sbin", "/sys", "/usr", "/var/lib", "/var/log", "/var/run", "/var/spool")
+ENV_ALLOW_SYSTEM_PATHS = "VAEPIPE_ALLOW_SYSTEM_PATHS"
+
+
+def check_output_location(uri: str) -> None:
+    """Refuse to write under the filesystem root or a system directory unless allowed
+    (`vaepipe --allow-system-paths ...`, which sets VAEPIPE_ALLOW_SYSTEM_PATHS=1)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        _check_uri_is_plain(uri, parsed)
+        return
+    location = resolve(uri)
+    if os.environ.get(ENV_ALLOW_SYSTEM_PATHS) == "1":
+        return
+    path = os.path.realpath(location.path)
+    if path == "/" or any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRECTORIES):
+        raise StorageError(f"refusing to write under {path}: it is a system directory (or the filesystem root); "
+                           "choose a storage root of your own (--storage /data/vaepipe or s3://bucket/prefix), or "
+                           "pass `vaepipe --allow-system-paths ...` if you really mean it")
 
 
 def resolve_without_secrets(uri: str) -> Location:
@@ -264,7 +319,10 @@ def write_bytes(uri: str, data: bytes) -> None:
     """Write an object whole: readers see the old content or the new, never a part."""
     loc = resolve(uri)
     if not loc.is_s3:
-        _write_local_atomically(Path(loc.path), data)
+        try:
+            _write_local_atomically(Path(loc.path), data)
+        except OSError as err:
+            raise _io_error("write", loc, err) from None
         return
     try:
         # pyarrow reports upload errors only at close(): the `with` makes them raise.
@@ -304,12 +362,27 @@ def read_json(uri: str) -> Any:
         raise StorageError(f"{uri} is not valid JSON ({err}); rewrite or delete it") from None
 
 
-def _json_bytes(obj: Any) -> bytes:
+def read_record(model: type[M], uri: str, what: str) -> M:
+    """`model` (a pydantic model) validated from the JSON at `uri`. A hand-edited or damaged file is a
+    StorageError naming the file and its first bad field, not a KeyError or a traceback later."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(read_json(uri))
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise StorageError(f"{uri} is not a valid {what}: {field}: {first['msg']} — it was changed or damaged "
+                           "after it was written; re-run the job that writes it") from None
+
+
+def json_bytes(obj: Any) -> bytes:
+    """`obj` as the JSON text every stored record uses (indented, sorted keys)."""
     return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
 
 
 def write_json(uri: str, obj: Any) -> None:
-    write_bytes(uri, _json_bytes(obj))
+    write_bytes(uri, json_bytes(obj))
 
 
 def exists(uri: str) -> bool:
@@ -380,7 +453,9 @@ def delete_prefix(uri: str) -> None:
 
 def _io_error(verb: str, loc: Location, err: OSError) -> StorageError:
     where = f" at {S3Settings.from_env().endpoint_label}" if loc.is_s3 else ""
-    return StorageError(f"cannot {verb} {loc.uri}{where}: {err}")
+    # strerror alone for local errors: str(err) repeats the path, and we name it already
+    detail = err.strerror if not loc.is_s3 and err.strerror else str(err)
+    return StorageError(f"cannot {verb} {loc.uri}{where}: {redact(detail)}")
 
 
 # --- S3 control plane (boto3) ----------------------------------------------
@@ -423,7 +498,10 @@ def ensure_bucket(uri: str, settings: S3Settings | None = None) -> None:
     """Create the URI's bucket if missing (used by `vaepipe storage up` and the demo)."""
     loc = resolve(uri)
     if not loc.is_s3:
-        Path(loc.path).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(loc.path).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _io_error("create", loc, err) from None
         return
     settings = settings or S3Settings.from_env()
     client = s3_client(settings)
@@ -451,7 +529,10 @@ def conditional_put(uri: str, data: bytes) -> bool:
     """
     loc = resolve(uri)
     if not loc.is_s3:
-        return _conditional_put_local(Path(loc.path), data)
+        try:
+            return _conditional_put_local(Path(loc.path), data)
+        except OSError as err:
+            raise _io_error("write", loc, err) from None
     settings = S3Settings.from_env()
     try:
         s3_client(settings).put_object(Bucket=loc.bucket, Key=loc.key, Body=data, IfNoneMatch="*")

@@ -27,8 +27,33 @@ from pipelines.errors import UserError
 STORAGE_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "VAEPIPE_STORAGE",
                     "VAEPIPE_S3_MAX_ATTEMPTS")
 
-# Never shipped, whatever --env says: these names carry credentials.
-SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|KEY$|^AWS_ACCESS_KEY_ID$", re.IGNORECASE)
+# Never shipped, whatever --env says: a name with one of these words (split at `_`, `-` and case) carries a
+# credential by convention. Whole words, so MONKEY or KEYBOARD_LAYOUT pass; KEY_PEM, MY_PASS, API_KEY do not.
+SECRET_WORDS = frozenset({
+    "SECRET", "SECRETS", "TOKEN", "TOKENS", "PASSWORD", "PASSWD", "PASS", "PWD", "PASSPHRASE", "CREDENTIAL",
+    "CREDENTIALS", "CRED", "CREDS", "KEY", "KEYS", "APIKEY", "PRIVATE", "PEM", "P12", "PFX", "CERT", "AUTH",
+    "SIGNATURE", "SESSION", "COOKIE", "DSN", "SALT", "OTP",
+    # database connection strings carry their password by convention (DATABASE_URL, DB_URL, PG_CONN)
+    "DB", "DATABASE", "CONN", "CONNECTION",
+})
+# ...and a value that holds a credential is refused whatever its name: a URL with user:password@,
+# or a PEM block (a private key or certificate pasted into a variable)
+PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]+-----")
+
+
+def secret_reason(name: str, value: str | None) -> str | None:
+    """Why a variable must not be shipped to a job, or None when it may be."""
+    from pipelines.redaction import has_url_credentials
+
+    words = {word.upper() for word in re.split(r"[_\-.]+|(?<=[a-z])(?=[A-Z])", name) if word}
+    found = sorted(words & SECRET_WORDS)
+    if found:
+        return f"its name has {found[0]!r}, which marks a credential"
+    if value is not None and has_url_credentials(value):
+        return "its value is a URL with a user or password in it"
+    if value is not None and PEM_BLOCK.search(value):
+        return "its value holds a PEM block (a key or certificate)"
+    return None
 
 # The working dir upload is capped at 100 MiB and includes .git unless excluded
 # (ray#45602, #55877); local data and stores are read from storage, not shipped.
@@ -52,15 +77,20 @@ class JobRequest:
 
 
 def shipped_env_vars(environ: Mapping[str, str], extra_names: Sequence[str] = ()) -> dict[str, str]:
-    """The storage settings set here, plus the names asked for; refuses names that look secret."""
+    """The storage settings set here, plus the names asked for; refuses anything that looks secret, by
+    name or by value (the storage settings too: an endpoint URL can carry user:password@)."""
     for name in extra_names:
-        if SECRET_NAME.search(name):
-            raise SubmitError(f"--env {name}: refusing to ship a secret-looking variable; env_vars are shown in the "
-                              "Ray dashboard. Give the cluster its credentials through its own identity "
-                              "(IAM role, Kubernetes Secret, or the environment of `ray start`)")
         if name not in environ:
             raise SubmitError(f"--env {name}: not set in this environment, so there is no value to pass")
-    return {name: environ[name] for name in (*STORAGE_ENV_VARS, *extra_names) if name in environ}
+    shipped = {name: environ[name] for name in (*STORAGE_ENV_VARS, *extra_names) if name in environ}
+    for name, value in shipped.items():
+        reason = secret_reason(name, value)
+        if reason:
+            where = f"--env {name}" if name in extra_names else name
+            raise SubmitError(f"{where}: refusing to ship it to the job ({reason}); env_vars are shown in the Ray "
+                              "dashboard. Give the cluster its credentials through its own identity (IAM role, "
+                              "Kubernetes Secret, or the environment of `ray start`)")
+    return shipped
 
 
 def default_working_dir(start: Path) -> Path:

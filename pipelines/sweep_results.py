@@ -18,7 +18,7 @@ _VAL = ("val_neg_elbo", "val_recon_nll", "val_kl")
 
 
 def _kept(result: dict) -> dict:
-    return {key: result.get(key) for key in ("epoch", *_VAL, "checkpoint_path", "timestamp")}
+    return {key: result.get(key) for key in ("epoch", *_VAL, "checkpoint_path", "timestamp", "diverged_at_epoch")}
 
 
 def trial_row(trial_id: str, status: str, params: dict, last: dict, best: dict, max_epochs: int,
@@ -35,6 +35,7 @@ def trial_row(trial_id: str, status: str, params: dict, last: dict, best: dict, 
         "best_epoch": best.get("epoch"),
         **{f"best_{key}": best.get(key) for key in _VAL},
         "best_checkpoint_path": best.get("checkpoint_path"),
+        "diverged_at_epoch": last.get("diverged_at_epoch"),
         "last_report_at": last.get("timestamp"),
         "error": error,
     }

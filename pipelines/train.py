@@ -139,12 +139,35 @@ def save_job_config(run: str, config: StrictModel) -> None:
 
 
 def load_run_config(root: str, run_id: str, model: type[C] = TrainJobConfig) -> C:
-    from pipelines.storage import exists, read_json
+    from pipelines.storage import exists, read_record
 
     run = run_uri(root, run_id)
     if not exists(f"{run}/{JOB_FILE}"):
         raise TrainingError(f"no run {run_id!r} under {runs_uri(root)} (nothing to resume)")
-    return model.model_validate(read_json(f"{run}/{JOB_FILE}"))
+    return read_record(model, f"{run}/{JOB_FILE}", "job config")
+
+
+# What a checkpoint's weights are shaped by: changing one on --resume cannot load them. (A sweep also
+# keeps its search: Tune resumes the space it started with.)
+FIELDS_FIXED_ON_RESUME = ("dataset", "model", "search")
+
+
+def check_resume_changes(stored: StrictModel, resumed: StrictModel, run_id: str) -> None:
+    """Refuse, before Ray starts, an override on `--resume` that the run's checkpoints cannot take."""
+    before, after = stored.model_dump(mode="json"), resumed.model_dump(mode="json")
+
+    def changes(path: str, old, new):
+        if isinstance(old, dict) and isinstance(new, dict):
+            for key in sorted(set(old) | set(new)):
+                yield from changes(f"{path}.{key}", old.get(key), new.get(key))
+        elif old != new:
+            yield path, old, new
+
+    for section in FIELDS_FIXED_ON_RESUME:
+        for field, old, new in changes(section, before.get(section), after.get(section)):
+            raise TrainingError(f"--resume {run_id} --set {field}={json.dumps(new)}: {field} is {json.dumps(old)} in "
+                                f"the run's checkpoints and cannot change on resume; start a new run instead "
+                                f"(without --resume)")
 
 
 def failure_message(err: Exception) -> str:
@@ -153,6 +176,31 @@ def failure_message(err: Exception) -> str:
         rank, cause = sorted(failures.items())[0]
         return f"worker {rank} failed: {type(cause).__name__}: {str(cause).strip().splitlines()[-1]}"
     return str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+
+
+def check_not_diverged(run: str, config: TrainJobConfig, run_id: str) -> None:
+    """Refuse to register a run whose workers stopped because training diverged (`train_loop.divergence`
+    leaves DIVERGED_FILE in the run)."""
+    from pipelines.checkpoints import DIVERGED_FILE
+    from pipelines.storage import exists, read_json
+
+    if not exists(f"{run}/{DIVERGED_FILE}"):
+        return
+    record = read_json(f"{run}/{DIVERGED_FILE}")
+    raise TrainingError(
+        f"training run {run_id} diverged at epoch {record.get('diverged_at_epoch', '?')}: "
+        f"{record.get('diverged_because', 'the loss exploded')}; nothing was registered. Lower train.lr "
+        f"(now {config.train.lr:g}; try {config.train.lr / 10:g}) or set train.grad_clip, then train again")
+
+
+def check_finite_metrics(metrics: dict, calibration: dict, where: str) -> None:
+    """A model whose best metrics or calibration are non-finite must never be registered (nor scored with)."""
+    numbers = {**{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+               "calibration.threshold": calibration["threshold"]}
+    bad = sorted(name for name, value in numbers.items() if not np.isfinite(value))
+    if bad or not np.all(np.isfinite(calibration["val_quantiles"])):
+        raise TrainingError(f"{where}: {', '.join(bad) or 'the validation score quantiles'} are NaN/inf: the "
+                            "model is broken (training diverged); nothing was registered — lower train.lr")
 
 
 def load_training_data(config: TrainJobConfig, root: str) -> tuple[str, DatasetManifest]:
@@ -202,7 +250,7 @@ def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifes
         train_loop_config={"loop": config.train.model_dump(mode="json"), "spec": spec.to_json(),
                            "manifest": manifest.model_dump(mode="json"),
                            "checkpoint_every": config.checkpoint.every_epochs,
-                           "threads": config.scaling.threads},
+                           "threads": config.scaling.threads, "run_uri": f"{storage.uri}/{run_name}"},
         scaling_config=ScalingConfig(num_workers=config.scaling.num_workers, use_gpu=config.scaling.use_gpu,
                                      resources_per_worker=resources,
                                      placement_strategy=config.scaling.placement_strategy),
@@ -247,6 +295,7 @@ def export_model(root: str, config: TrainJobConfig, dataset: str, manifest: Data
     progress(f"best epoch {best_metrics['epoch']}: val -ELBO {best_metrics['val_neg_elbo']:.3f}; "
              "calibrating the anomaly threshold on the validation split")
     calibration = calibration_card(validation_scores(model, dataset, manifest), config.contamination)
+    check_finite_metrics(best_metrics, calibration, f"run {run_id}, epoch {best_metrics['epoch']}")
     weights, spec_json = model_to_bytes(model)
     card = {
         "spec": json.loads(spec_json),
@@ -268,7 +317,8 @@ def run_training(config: TrainJobConfig, resume: Optional[str] = None,
     from pipelines.ray_runtime import ray_session
     from pipelines.reports.after_job import report_after_job
     from pipelines.reports.training import build_training_report
-    from pipelines.storage import resolve
+    from pipelines.checkpoints import DIVERGED_FILE
+    from pipelines.storage import delete_file, resolve
 
     started = time.monotonic()
     root = storage_root(config.storage)
@@ -276,20 +326,22 @@ def run_training(config: TrainJobConfig, resume: Optional[str] = None,
     spec = model_spec_for(manifest, config.model)
     run_id = resume or new_run_id(config.name)
     run = run_uri(root, run_id)
-    if not resume:
-        save_job_config(run, config)
+    # a resumed run keeps the overrides it was resumed with (epochs, lr, ...): the stored config is what ran
+    save_job_config(run, config)
     progress(f"run {run_id}: {manifest.kind} dataset {manifest.name} ({manifest.split_rows['train']} train / "
              f"{manifest.split_rows['val']} val rows), {spec.architecture} VAE latent {spec.latent_dim}, "
              f"{config.scaling.num_workers} worker(s){' on GPU' if config.scaling.use_gpu else ''}")
 
     with ray_session(config.ray):
         check_resources(config)
+        delete_file(f"{run}/{DIVERGED_FILE}")  # a resumed run is judged by how it goes now
         trainer = build_trainer(config, dataset, manifest, spec, run_id, resolve(runs_uri(root)))
         try:
             result = trainer.fit()
         except ray.train.TrainingFailedError as err:
             raise TrainingError(f"training run {run_id} failed: {failure_message(err)}; checkpoints are kept "
                                 f"under {run}/ — fix the cause and `vaepipe train --resume {run_id}`") from None
+        check_not_diverged(run, config, run_id)
         if not result.best_checkpoints:
             raise TrainingError(f"training run {run_id} reported no checkpoint")
         best_checkpoint, best_metrics = min(result.best_checkpoints, key=lambda item: item[1]["val_neg_elbo"])

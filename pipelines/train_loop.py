@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from pipelines.checkpoints import load_checkpoint, save_checkpoint
+from pipelines.checkpoints import DIVERGED_FILE, load_checkpoint, save_checkpoint
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.datasets.reader import batch_tensor, to_model_input
 from pipelines.train_config import LoopConfig
@@ -116,6 +116,24 @@ def evaluate(model: VAE, split, manifest: DatasetManifest, device: torch.device,
             "val_rows": int(count)}
 
 
+# A run has diverged when its validation loss ends up this many times its own scale above what the
+# untrained model scored: learning made the model far worse than random weights (seen with lr 1000:
+# val −ELBO 2.8e28 against ~40 untrained on digits). Overfitting stays far below this.
+DIVERGENCE_FACTOR = 10.0
+
+
+def divergence(metrics: dict, untrained_val_neg_elbo: float) -> str | None:
+    """Why an epoch's metrics show a diverged run (non-finite, or val −ELBO exploded), or None."""
+    bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
+    if bad:
+        return f"{', '.join(bad)} became NaN/inf"
+    limit = untrained_val_neg_elbo + DIVERGENCE_FACTOR * max(abs(untrained_val_neg_elbo), 1.0)
+    if metrics["val_neg_elbo"] > limit:
+        return (f"val −ELBO {metrics['val_neg_elbo']:.4g} nats is far above the untrained model's "
+                f"{untrained_val_neg_elbo:.4g}")
+    return None
+
+
 def _autocast(loop: LoopConfig, device: torch.device):
     enabled = loop.mixed_precision == "bf16" or (loop.mixed_precision == "auto" and device.type == "cuda")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if enabled else nullcontext()
@@ -124,6 +142,8 @@ def _autocast(loop: LoopConfig, device: torch.device):
 def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
+
+    from pipelines.storage import write_json
 
     # Ray Train logs every report and checkpoint at INFO; the epoch line below says it once
     logging.getLogger("ray.train").setLevel(logging.WARNING)
@@ -138,6 +158,7 @@ def train_loop_per_worker(config: dict) -> None:
     torch.set_num_threads(int(config.get("threads", 1)))
 
     model, optimizer_state, start_epoch, history, resumed_at = VAE(spec), None, 0, [], []
+    untrained: float | None = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         # a private copy per worker: `as_directory` shares one download per node between processes, and a
@@ -147,6 +168,8 @@ def train_loop_per_worker(config: dict) -> None:
         model.load_state_dict(restored.state_dict())
         start_epoch, history = state["epoch"] + 1, state["history"]
         resumed_at = state.get("resumed_at", []) + [start_epoch]
+        # checkpoints written before the yardstick was kept: the first epoch's value is the closest we have
+        untrained = state.get("untrained_val_neg_elbo", history[0]["val_neg_elbo"] if history else None)
         if rank == 0:
             print(f"resumed from the checkpoint of epoch {state['epoch'] + 1}", flush=True)
     model.to(device)
@@ -165,6 +188,9 @@ def train_loop_per_worker(config: dict) -> None:
         train_split = StreamedSplit(train_iterator, pin, loop.seed)
         val_split = StreamedSplit(val_iterator, pin, loop.seed, rank, world, strided=True)
 
+    if untrained is None:
+        # the yardstick for divergence: what the model scores before any step
+        untrained = evaluate(model, val_split, manifest, device, max(loop.batch_size, 512))["val_neg_elbo"]
     for epoch in range(start_epoch, loop.epochs):
         beta = beta_at(loop, epoch)
         generator = torch.Generator().manual_seed(loop.seed * 100_003 + epoch * 101 + rank)
@@ -192,9 +218,17 @@ def train_loop_per_worker(config: dict) -> None:
             "samples_per_s": rows / max(slowest, 1e-9), "epoch_seconds": slowest,
             **evaluate(model, val_split, manifest, device, max(loop.batch_size, 512)),
         }
-        if not all(math.isfinite(v) for v in metrics.values()):
-            raise FloatingPointError(f"epoch {epoch + 1}: loss became NaN/inf ({metrics}); lower train.lr "
-                                     "or set train.grad_clip")
+        why = divergence(metrics, untrained)
+        if why is not None:
+            # every worker sees the same all-reduced numbers, so all stop here, without a checkpoint: a
+            # diverged epoch never becomes "best", and the driver refuses to register the run
+            record = {"diverged_at_epoch": epoch + 1, "diverged_because": why}
+            if rank == 0:
+                print(f"epoch {epoch + 1}/{loop.epochs}: training diverged: {why}", flush=True)
+                # Train keeps only metrics that come with a checkpoint: the driver learns of this from the run
+                write_json(f"{config['run_uri']}/{DIVERGED_FILE}", record)
+            ray.train.report({**{k: (v if math.isfinite(v) else math.inf) for k, v in metrics.items()}, **record})
+            return
         history.append(metrics)
         if rank == 0:
             print(f"epoch {epoch + 1}/{loop.epochs}  β {beta:.3g}  train loss {metrics['train_loss']:.3f}  "
@@ -205,7 +239,8 @@ def train_loop_per_worker(config: dict) -> None:
                 report_checkpoint = None
                 if rank == 0:
                     save_checkpoint(directory, model, optimizer,
-                                    {"epoch": epoch, "history": history, "resumed_at": resumed_at})
+                                    {"epoch": epoch, "history": history, "resumed_at": resumed_at,
+                                     "untrained_val_neg_elbo": untrained})
                     report_checkpoint = ray.train.Checkpoint.from_directory(directory)
                 ray.train.report(metrics, checkpoint=report_checkpoint)
         else:

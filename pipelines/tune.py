@@ -128,9 +128,13 @@ def run_trial(params: dict, template: dict, dataset: str, manifest: dict, train_
 
 
 def _best_row(table: pd.DataFrame, sweep_uri: str) -> pd.Series:
-    ranked = table[table["best_val_neg_elbo"].notna() & table["best_checkpoint_path"].notna()]
+    """The trial to register: the lowest best validation −ELBO among trials that have a checkpoint and did
+    not diverge (a diverged trial is not registered, even from a checkpoint before it diverged)."""
+    diverged = table["diverged_at_epoch"].notna() if "diverged_at_epoch" in table else False
+    ranked = table[table["best_val_neg_elbo"].notna() & table["best_checkpoint_path"].notna() & ~diverged]
     if ranked.empty:
-        raise SweepError(f"no trial of the sweep reported a checkpoint (see the errors in {sweep_uri}/trials.csv)")
+        raise SweepError(f"no trial of the sweep reported a checkpoint without diverging (see the errors and "
+                         f"diverged_at_epoch in {sweep_uri}/trials.csv; diverged trials need a lower lr)")
     return ranked.loc[ranked["best_val_neg_elbo"].idxmin()]
 
 
@@ -178,8 +182,7 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
     if resume and exists(f"{sweep_uri}/{REGISTERED_FILE}"):
         raise SweepError(f"sweep {sweep_id} already finished and registered "
                          f"{read_json(f'{sweep_uri}/{REGISTERED_FILE}')['model']}; nothing to resume")
-    if not resume:
-        save_job_config(sweep_uri, config)
+    save_job_config(sweep_uri, config)
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
     with ray_session(config.ray):

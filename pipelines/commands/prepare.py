@@ -27,6 +27,7 @@ def prepare_config_from_args(args: argparse.Namespace):
         "columns": _csv_list(args.columns), "categorical": _csv_list(args.categorical),
         "numeric": _csv_list(args.numeric), "id_column": args.id_column, "label_column": args.label_column,
         "image_shape": args.image_shape, "impute": args.impute, "overwrite": args.overwrite or None,
+        "follow_symlinks": args.follow_symlinks or None,
     }
     data.update({key: value for key, value in flags.items() if value is not None})
     if "name" not in data and "source" in data:
@@ -72,6 +73,9 @@ def register(commands) -> None:
     prepare.add_argument("--image-shape", type=_shape, help="C,H,W to convert and resize images to (C = 1 or 3)")
     prepare.add_argument("--impute", choices=["error", "mean", "median", "drop"],
                          help="what to do with NaN/inf and missing values (default: error)")
+    prepare.add_argument("--follow-symlinks", action="store_true",
+                         help="read symlinked files and folders of a local source (refused by default: a link can "
+                              "pull in data from outside the folder)")
     prepare.add_argument("--overwrite", action="store_true", help="replace a dataset that already exists")
     prepare.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     prepare.set_defaults(handler=cmd_prepare)

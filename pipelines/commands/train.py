@@ -11,14 +11,16 @@ def config_from_args(args: argparse.Namespace, model, example: str):
     the config stored with that run or sweep (+ overrides)."""
     from pipelines.config_loading import ConfigError, build_config, load_config
     from pipelines.layout import storage_root
-    from pipelines.train import load_run_config
+    from pipelines.train import check_resume_changes, load_run_config
 
     overrides = list(args.set or ())
     if args.storage:
         overrides.append(f"storage={args.storage}")
     if args.resume:
         stored = load_run_config(storage_root(args.storage), args.resume, model)
-        return build_config(model, stored.model_dump(mode="json"), overrides, source=f"run {args.resume}")
+        resumed = build_config(model, stored.model_dump(mode="json"), overrides, source=f"run {args.resume}")
+        check_resume_changes(stored, resumed, args.resume)
+        return resumed
     if not args.config:
         raise ConfigError(f"vaepipe {args.command} needs a config file (e.g. {example}) or --resume ID")
     return load_config(model, args.config, overrides)

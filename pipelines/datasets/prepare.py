@@ -21,7 +21,8 @@ from pydantic import Field, field_validator, model_validator
 
 from pipelines.config_loading import StrictModel
 from pipelines.datasets.manifest import (
-    MANIFEST_NAME, SPLITS, CategoricalColumn, DatasetManifest, ImageSpec, NumericColumn, ShardInfo, SplitRule,
+    MANIFEST_NAME, SPLITS, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec, NumericColumn, ShardInfo,
+    SplitRule,
 )
 from pipelines.datasets.sources import (
     BUILTIN_SOURCES, IMAGE_SUFFIXES, SourceError, SourceTable, load_builtin, load_image_folder, load_table,
@@ -48,6 +49,8 @@ class PrepareConfig(StrictModel):
     label_column: Optional[str] = None
     image_shape: Optional[tuple[int, int, int]] = Field(None, description="C,H,W to convert and resize images to")
     impute: Literal["error", "mean", "median", "drop"] = "error"
+    follow_symlinks: bool = Field(False, description="read files that are symlinks (or inside linked folders) of a "
+                                                     "local source; off: such a link is refused")
     overwrite: bool = False
 
     @field_validator("name")
@@ -254,17 +257,37 @@ def load_source(config: PrepareConfig) -> SourceTable:
     local = Path(spec)
     if "://" not in spec and local.is_dir() and any(
             p.suffix.lower() in IMAGE_SUFFIXES for p in local.rglob("*")):
-        return load_image_folder(spec, config.image_shape)
+        return load_image_folder(spec, config.image_shape, config.follow_symlinks)
     if "://" not in spec and not local.exists():
         raise SourceError(f"input {spec} does not exist (nor is it a built-in sample: "
                           f"{', '.join(BUILTIN_SOURCES)})")
-    return load_table(spec, config.id_column, config.label_column)
+    return load_table(spec, config.id_column, config.label_column, config.follow_symlinks)
+
+
+def check_user_columns(source: SourceTable) -> None:
+    """No user column may take a name prepare gives a column of its own (`SYSTEM_COLUMNS`, and the
+    label's or the image's column): one would overwrite the other in every shard, silently."""
+    taken = {name: "a column vaepipe adds to every shard" for name in SYSTEM_COLUMNS}
+    if source.kind == "image":
+        taken[ImageSpec.model_fields["column"].default] = "the image column"
+    if source.label_name is not None:
+        if source.label_name in taken:
+            raise SourceError(f"{source.description}: the label column is named {source.label_name!r}, which is "
+                              f"{taken[source.label_name]}; rename it in the source (reserved: "
+                              f"{sorted(taken)})")
+        taken[source.label_name] = "the label column"
+    for column in source.table.columns if source.table is not None else ():
+        if column in taken:
+            hint = " (or pass --id-column row_id if it is the row id)" if column == "row_id" else ""
+            raise SourceError(f"{source.description}: column {column!r} has the name of {taken[column]}; rename "
+                              f"it in the source{hint} (reserved: {sorted(taken)})")
 
 
 def build_arrow_table(source: SourceTable, config: PrepareConfig) -> tuple[pa.Table, dict]:
     """The rows to store and the manifest fields describing them."""
     if source.rows == 0:
         raise SourceError(f"{source.description}: the dataset is empty (0 rows)")
+    check_user_columns(source)
     check_unique_ids(source.row_ids, source.description)
     splits = assign_splits(source.row_ids, config.split)
     fields: dict = {}
@@ -318,7 +341,7 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lam
     `config.source` then only names where they came from.
     """
     from pipelines.outputs import OutputCommit
-    from pipelines.storage import check_access, write_bytes, write_json
+    from pipelines.storage import check_access, write_json
 
     root = storage_root(config.storage)
     target = dataset_uri(root, config.name)
@@ -332,9 +355,9 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lam
     with OutputCommit(target, job="prepare", overwrite=config.overwrite) as commit:
         for index, start in enumerate(range(0, arrow.num_rows, rows_per_shard)):
             data = _parquet_bytes(arrow.slice(start, rows_per_shard))
-            part = commit.part_uri(index)
-            write_bytes(part, data)
-            shards.append(ShardInfo(key=part.rsplit("/", 1)[1], rows=min(rows_per_shard, arrow.num_rows - start),
+            name = commit.part_name(index)
+            commit.write(name, data)
+            shards.append(ShardInfo(key=name, rows=min(rows_per_shard, arrow.num_rows - start),
                                     size=len(data), sha256=hashlib.sha256(data).hexdigest()))
             progress(f"wrote {shards[-1].key} ({shards[-1].rows} rows)")
         manifest = DatasetManifest(

@@ -10,6 +10,8 @@ from typing import Optional
 
 import pandas as pd
 
+from pipelines.naming import validate_name
+
 INDEX = "index.html"
 REPORTS = "reports"
 
@@ -39,8 +41,6 @@ class Report:
 
 
 def report_uri(root: str, report_id: str) -> str:
-    from pipelines.naming import validate_name
-
     return f"{root.rstrip('/')}/{REPORTS}/{validate_name(report_id, 'report id')}"
 
 
@@ -117,7 +117,6 @@ def write_report(root: str, report: Report) -> str:
 
     A report is a view of outputs that are already committed, so writing it again replaces it."""
     from pipelines.outputs import OutputCommit
-    from pipelines.storage import write_bytes
 
     prefix = report_uri(root, report.id)
     figures = [figure for section in report.sections for figure in section.figures]
@@ -126,23 +125,30 @@ def write_report(root: str, report: Report) -> str:
         raise ValueError(f"report {report.id} names a figure file twice: {sorted(names)}")
     with OutputCommit(prefix, job="report", overwrite=True) as commit:
         for figure in figures:
-            write_bytes(f"{prefix}/{figure.name}", figure.png)
-        write_bytes(f"{prefix}/{INDEX}", render_html(report).encode())
-        commit.commit(expected_rows=None, metadata={"report": report.id, "title": report.title},
-                      files=(*names, INDEX))
+            commit.write(figure.name, figure.png)
+        commit.write(INDEX, render_html(report).encode())
+        commit.commit(expected_rows=None, metadata={"report": report.id, "title": report.title})
     return f"{prefix}/{INDEX}"
 
 
 def copy_report(index_uri: str, local_dir: str) -> Path:
-    """Download a committed report to <local_dir>/<id>/ (its listed files only); returns the local index.html."""
+    """Download a committed report to <local_dir>/<id>/ (its listed files only); returns the local index.html.
+
+    Every file lands inside that folder: `read_success` refuses a manifest whose keys are not plain
+    file names, and each destination is checked again after resolving links."""
     from pipelines.outputs import read_success
-    from pipelines.storage import read_bytes
+    from pipelines.storage import StorageError, read_bytes
 
     prefix = index_uri.rsplit("/", 1)[0]
-    target = Path(local_dir).expanduser().resolve() / prefix.rsplit("/", 1)[1]
+    target = Path(local_dir).expanduser().resolve() / validate_name(prefix.rsplit("/", 1)[1], "report id")
+    parts = read_success(prefix)["parts"]
     target.mkdir(parents=True, exist_ok=True)
-    for part in read_success(prefix)["parts"]:
-        (target / part["key"]).write_bytes(read_bytes(f"{prefix}/{part['key']}"))
+    for part in parts:
+        destination = (target / part["key"]).resolve()
+        if destination.parent != target:
+            raise StorageError(f"{prefix}/_SUCCESS lists {part['key']!r}, which would be written outside {target}; "
+                               "nothing more was copied")
+        destination.write_bytes(read_bytes(f"{prefix}/{part['key']}"))
     return target / INDEX
 
 

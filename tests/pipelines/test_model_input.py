@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pipelines.datasets.manifest import (
-    CategoricalColumn, DatasetManifest, ImageSpec, NumericColumn, SplitRule,
+    CategoricalColumn, DatasetManifest, ImageSpec, NumericColumn, ShardInfo, SplitRule,
 )
 from pipelines.model_input import schema_differences
 
@@ -13,7 +13,8 @@ def table(numeric=("age", "income"), levels=("a", "b")) -> DatasetManifest:
         split=SplitRule(fractions={"train": 1.0, "val": 0.0, "test": 0.0}),
         numeric=[NumericColumn(name=n, dtype="float64", mean=0, std=1, min=0, max=1) for n in numeric],
         categorical=[CategoricalColumn(name="plan", dtype="object", levels=list(levels), train_counts=[1] * len(levels))],
-        arrow_schema={}, shards=[], created_at="2026-01-01")
+        arrow_schema={}, shards=[ShardInfo(key="part-0.parquet", rows=10, size=1, sha256="0")],
+        created_at="2026-01-01")
 
 
 def images(shape=(1, 8, 8)) -> DatasetManifest:

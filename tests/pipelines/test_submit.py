@@ -119,15 +119,35 @@ def test_secrets_in_the_local_environment_are_not_shipped(ray_head, client, tmp_
     assert secret not in client.get_job_logs(_job_id(out))
 
 
-@pytest.mark.reliability("security")
-def test_asking_to_ship_a_secret_is_refused(capsys, monkeypatch):
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-to-be-shipped")
+SECRETS = {"AWS_SECRET_ACCESS_KEY": "not-to-be-shipped", "MY_PASS": "hunter22", "DB_URL": "postgres://db.internal/x",
+           "API_PRIVATE_KEY_PEM": "-----BEGIN PRIVATE KEY-----\nMIIE", "apiKey": "abc123456",
+           "SERVICE_ENDPOINT": "https://svc:s3cr3t-value@svc.internal/", "CERT_BUNDLE": "x",
+           "LICENSE_BLOB": "-----BEGIN RSA PRIVATE KEY-----"}
 
-    code = _submit("http://127.0.0.1:9", "prepare", "digits", extra=("--env", "AWS_SECRET_ACCESS_KEY"))
+
+@pytest.mark.reliability("security")
+@pytest.mark.parametrize("name, value", SECRETS.items(), ids=list(SECRETS))
+def test_asking_to_ship_a_secret_is_refused(capsys, monkeypatch, name, value):
+    """A secret is refused by its name (a credential word) or by its value (user:password@ in a URL, a PEM
+    block), and the value is never printed."""
+    monkeypatch.setenv(name, value)
+
+    code = _submit("http://127.0.0.1:9", "prepare", "digits", extra=("--env", name))
 
     _, err = capsys.readouterr()
     assert code == 2
-    assert "--env AWS_SECRET_ACCESS_KEY: refusing to ship a secret-looking variable" in err
+    assert err.startswith(f"error: --env {name}: refusing to ship it") and len(err.strip().splitlines()) == 1, err
+    assert value not in err
+
+
+@pytest.mark.reliability("security")
+def test_an_endpoint_url_with_credentials_is_not_shipped(capsys, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://USER:SECRET-PASS@127.0.0.1:9000")
+
+    code = _submit("http://127.0.0.1:9", "prepare", "digits")
+
+    _, err = capsys.readouterr()
+    assert code == 2 and "SECRET-PASS" not in err and "USER" not in err, err
 
 
 def test_config_outside_the_working_dir_is_refused(tmp_path, capsys):
