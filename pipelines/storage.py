@@ -550,8 +550,10 @@ def check_conditional_writes(uri: str) -> None:
 def _probe_conditional_writes(settings: S3Settings, prefix_uri: str) -> None:
     bucket = urlparse(prefix_uri).netloc
     probe = join_uri(prefix_uri, f"_vaepipe_conditional_probe-{uuid.uuid4().hex[:8]}")
+    # A refused first write created nothing: its error, not a cleanup's, is the one to report.
+    first = conditional_put(probe, b"1")
     try:
-        first, second = conditional_put(probe, b"1"), conditional_put(probe, b"2")
+        second = conditional_put(probe, b"2")
     finally:
         delete_file(probe)
     if not (first and not second):

@@ -111,48 +111,94 @@ def vaepipe(store, identity, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=420)
 
 
-def all_keys(store) -> list[str]:
-    from pipelines.storage import s3_client
+def succeeds(run: subprocess.CompletedProcess) -> bool:
+    return run.returncode == 0 and "not authorized" not in run.stdout + run.stderr
 
-    client = s3_client(storage.S3Settings(endpoint_url=store.info.endpoint, access_key=store.admin.access_key,
-                                          secret_key=store.admin.secret_key, region=store.info.region))
+
+def all_keys(store) -> set[str]:
+    client = storage.s3_client(storage.S3Settings(
+        endpoint_url=store.info.endpoint, access_key=store.admin.access_key, secret_key=store.admin.secret_key,
+        region=store.info.region))
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=store.info.bucket)
-    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+
+def outside_the_granted_prefixes(store, keys: set[str]) -> list[str]:
+    key_root = store.storage_root.split("/", 3)[3]
+    granted = tuple(f"{key_root}/{prefix}/" for prefix in OUTPUT_PREFIXES)
+    # the storage root's directory marker (pyarrow's recursive create_dir) is the one key above them
+    return sorted(k for k in keys if not k.startswith(granted) and k != f"{key_root}/")
+
+
+@pytest.fixture(scope="module")
+def trained_as_jobs(restricted_store) -> dict:
+    """digits prepared by the admin, then trained (2 epochs, 1 worker) by the jobs identity."""
+    store = restricted_store
+    prepared = vaepipe(store, store.admin, "prepare", "digits")
+    assert prepared.returncode == 0, prepared.stderr[-3000:]
+    before = all_keys(store)
+    trained = vaepipe(store, store.jobs, "train", "configs/digits.yaml", "--set", "train.epochs=2",
+                      "--set", "scaling.num_workers=1", "--set", "scaling.cpus_per_worker=0.5",
+                      "--set", "ray.num_cpus=4")
+    return {"run": trained, "written": all_keys(store) - before}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_training_as_the_jobs_identity_registers_a_model_writing_only_granted_keys(
+        trained_as_jobs, restricted_store, act_as):
+    from pipelines.outputs import is_complete
+
+    run = trained_as_jobs["run"]
+    assert succeeds(run) and "registered model digits@1" in run.stdout, run.stderr[-3000:]
+    act_as(restricted_store.admin)
+    assert is_complete(f"{restricted_store.storage_root}/models/digits/1")
+    written = trained_as_jobs["written"]
+    assert any("/runs/" in k and k.endswith("/model.safetensors") for k in written)  # Ray Train's checkpoints
+    assert outside_the_granted_prefixes(restricted_store, written) == []
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_train_and_score_pass_as_the_jobs_identity_and_write_only_granted_keys(restricted_store, act_as):
-    store = restricted_store
-    prepared = vaepipe(store, store.admin, "prepare", "digits")
-    assert prepared.returncode == 0, prepared.stderr[-3000:]
-    before = set(all_keys(store))
-
-    trained = vaepipe(store, store.jobs, "train", "configs/digits.yaml", "--set", "train.epochs=2",
-                      "--set", "scaling.num_workers=1", "--set", "scaling.cpus_per_worker=0.5",
-                      "--set", "ray.num_cpus=4")
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    assert "registered model digits@1" in trained.stdout
-    scored = vaepipe(store, store.jobs, "score", "--model", "digits@1", "--input", "digits", "--date", "2026-12-01",
-                     "--actors", "1", "--cpus-per-actor", "0.5")
-    assert scored.returncode == 0, scored.stderr[-3000:]
-
-    act_as(store.admin)
+def test_score_generate_embed_nightly_and_report_pass_as_the_jobs_identity(
+        trained_as_jobs, restricted_store, act_as):
     from pipelines.outputs import is_complete
 
-    root = store.storage_root
-    assert is_complete(f"{root}/models/digits/1")
-    assert is_complete(f"{root}/scores/digits-v1/digits/2026-12-01")
-    key_root = root.split("/", 3)[3]
-    written = set(all_keys(store)) - before
-    granted = tuple(f"{key_root}/{prefix}/" for prefix in OUTPUT_PREFIXES)
-    # the storage root's own directory marker (pyarrow's create_dir) is the one key above them
-    assert sorted(k for k in written if not k.startswith(granted) and k != f"{key_root}/") == []
-    assert any(k.startswith(f"{key_root}/runs/") and k.endswith("/model.safetensors") for k in written)
+    store, root = restricted_store, restricted_store.storage_root
+    before = all_keys(store)
+    small = ("--actors", "1", "--cpus-per-actor", "0.5")
+    runs = {
+        "score": vaepipe(store, store.jobs, "score", "--model", "digits@1", "--input", "digits",
+                         "--date", "2026-12-01", *small),
+        "promote": vaepipe(store, store.jobs, "promote", "digits@1"),
+        "nightly": vaepipe(store, store.jobs, "nightly", "configs/nightly.yaml", "--date", "2026-12-02",
+                           "--set", "compute.actors=1"),
+        "generate": vaepipe(store, store.jobs, "generate", "--model", "digits@1", "--num-samples", "64", *small),
+        "embed": vaepipe(store, store.jobs, "embed", "--model", "digits@1", "--input", "digits", *small),
+        "report": vaepipe(store, store.jobs, "report", "model", "digits@1"),
+    }
+    assert {job: run.returncode for job, run in runs.items() if not succeeds(run)} == {}, \
+        {job: run.stderr[-2000:] for job, run in runs.items() if not succeeds(run)}
+    act_as(store.admin)
+    for output in ("scores/digits-v1/digits/2026-12-01", "scores/digits-v1/digits/2026-12-02",
+                   "embeddings/digits-v1/digits", "reports/digits-v1"):
+        assert is_complete(f"{root}/{output}"), output
+    written = all_keys(store) - before
+    assert any(k.startswith(root.split("/", 3)[3] + "/samples/digits-v1/") and k.endswith("/_SUCCESS")
+               for k in written)
+    assert outside_the_granted_prefixes(store, written) == []
 
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_job_writing_outside_the_granted_prefixes_fails_naming_the_action_and_key(
+        trained_as_jobs, restricted_store):
+    store = restricted_store
     elsewhere = f"s3://{store.info.bucket}/elsewhere"
     refused = vaepipe(store, store.jobs, "score", "--model", "digits@1", "--input", "digits", "--date", "2026-12-01",
                       "--actors", "1", "--cpus-per-actor", "0.5", "--output", elsewhere)
     assert refused.returncode == 2
-    assert refused.stderr.startswith(f"error: not authorized to s3:PutObject on {elsewhere}/"), refused.stderr[-2000:]
-    assert not [k for k in all_keys(store) if k.startswith("elsewhere/")]
+    assert refused.stderr.startswith(f"error: not authorized to s3:PutObject on {elsewhere}/digits-v1/digits/"
+                                     "2026-12-01/_vaepipe_conditional_probe-"), refused.stderr[-2000:]
+    assert "storage_policy.py" in refused.stderr and "credentials were rejected" not in refused.stderr
+    assert [k for k in all_keys(store) if k.startswith("elsewhere/")] == []
