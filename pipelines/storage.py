@@ -38,7 +38,7 @@ STORE_HINT = "is the store running? for the embedded store run `vaepipe storage 
 POLICY_HINT = ("check the policy of the identity in use: the one vaepipe's jobs need is rendered by "
                "`python3 pipelines/storage_policy.py <storage root>` from infra/iam/vaepipe-bucket-policy.json")
 CREDENTIAL_HINT = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE"
-# Error codes that mean the request's credentials were not accepted (boto3 spelling, pyarrow spelling).
+# Error codes that mean the request's credentials were not accepted, as boto3 and as pyarrow spell them.
 # AccessDenied is not among them: it answers an authenticated request the identity may not make.
 CREDENTIAL_ERROR_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                                     "TokenRefreshRequired", "InvalidClientTokenId"})
@@ -53,6 +53,7 @@ IAM_ACTION_OF_OPERATION = {
     "DeleteObject": "s3:DeleteObject", "DeleteObjects": "s3:DeleteObject",
     "AbortMultipartUpload": "s3:AbortMultipartUpload",
     "HeadBucket": "s3:ListBucket", "ListObjects": "s3:ListBucket", "ListObjectsV2": "s3:ListBucket",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads", "ListParts": "s3:ListMultipartUploadParts",
     "CreateBucket": "s3:CreateBucket",
 }
 _PYARROW_AWS_ERROR = re.compile(r"AWS Error (\S+) during (\w+) operation")
