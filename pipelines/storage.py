@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -38,6 +39,29 @@ REQUEST_TIMEOUT_S = 120.0
 M = TypeVar("M")
 
 STORE_HINT = "is the store running? for the embedded store run `vaepipe storage up`"
+POLICY_HINT = ("check the policy of the identity in use: the one vaepipe's jobs need is rendered by "
+               "`python3 pipelines/storage_policy.py <storage root>` from infra/iam/vaepipe-bucket-policy.json")
+CREDENTIAL_HINT = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE"
+# Error codes that mean the request's credentials were not accepted, as boto3 and as pyarrow spell them.
+# AccessDenied is not among them: it answers an authenticated request the identity may not make.
+CREDENTIAL_ERROR_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+                                    "TokenRefreshRequired", "InvalidClientTokenId"})
+PYARROW_CREDENTIAL_ERRORS = frozenset({"INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH", "INVALID_CLIENT_TOKEN_ID",
+                                       "INVALID_SIGNATURE", "INCOMPLETE_SIGNATURE", "MISSING_AUTHENTICATION_TOKEN",
+                                       "UNRECOGNIZED_CLIENT"})
+# The IAM action that authorizes each S3 operation as pyarrow names it in its errors.
+IAM_ACTION_OF_OPERATION = {
+    "HeadObject": "s3:GetObject", "GetObject": "s3:GetObject",
+    "PutObject": "s3:PutObject", "CopyObject": "s3:PutObject", "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject", "CompleteMultipartUpload": "s3:PutObject",
+    "DeleteObject": "s3:DeleteObject", "DeleteObjects": "s3:DeleteObject",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "HeadBucket": "s3:ListBucket", "ListObjects": "s3:ListBucket", "ListObjectsV2": "s3:ListBucket",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads", "ListParts": "s3:ListMultipartUploadParts",
+    "CreateBucket": "s3:CreateBucket",
+}
+_PYARROW_AWS_ERROR = re.compile(r"AWS Error (\S+) during (\w+) operation")
+_PYARROW_KEY = re.compile(r"key '([^']*)' in bucket '([^']*)'")
 
 
 class StorageError(UserError):
@@ -452,10 +476,23 @@ def delete_prefix(uri: str) -> None:
 
 
 def _io_error(verb: str, loc: Location, err: OSError) -> StorageError:
-    where = f" at {S3Settings.from_env().endpoint_label}" if loc.is_s3 else ""
-    # strerror alone for local errors: str(err) repeats the path, and we name it already
-    detail = err.strerror if not loc.is_s3 and err.strerror else str(err)
-    return StorageError(f"cannot {verb} {loc.uri}{where}: {redact(detail)}")
+    """A pyarrow error as a message for people; S3 authorization and credential errors say which."""
+    if not loc.is_s3:
+        # strerror alone for local errors: str(err) repeats the path, and we name it already
+        return StorageError(f"cannot {verb} {loc.uri}: {redact(err.strerror or str(err))}")
+    endpoint = S3Settings.from_env().endpoint_label
+    failed = _PYARROW_AWS_ERROR.search(str(err))
+    if failed:
+        code, operation = failed.groups()
+        # pyarrow names the key it was working on, which may differ from `loc` (a multipart part, a parent marker).
+        named = _PYARROW_KEY.search(str(err))
+        target = f"s3://{named.group(2)}/{named.group(1)}".rstrip("/") if named else loc.uri
+        if code in PYARROW_CREDENTIAL_ERRORS:
+            return _credentials_rejected(endpoint, loc.bucket)
+        if code == "ACCESS_DENIED":
+            action = IAM_ACTION_OF_OPERATION.get(operation, f"s3:{operation}")
+            return _not_authorized(action, target, endpoint, head=operation.startswith("Head"))
+    return StorageError(f"cannot {verb} {loc.uri} at {endpoint}: {redact(str(err))}")
 
 
 # --- S3 control plane (boto3) ----------------------------------------------
@@ -466,7 +503,8 @@ def check_access(uri: str, write: bool = False) -> None:
 
     Call it before any Ray Data work: Ray can hang silently on bad S3
     credentials. With ``write=True`` also proves the credentials may write
-    (a tiny hidden probe object is put and deleted).
+    under ``uri`` (a tiny hidden probe object is put there and deleted): pass the
+    prefix the job will write, which is the one its identity may write.
     """
     loc = resolve(uri)
     if not loc.is_s3:
@@ -476,12 +514,32 @@ def check_access(uri: str, write: bool = False) -> None:
     client = s3_client(settings)
     try:
         client.head_bucket(Bucket=loc.bucket)
-        if write:
-            probe_key = join_uri(loc.key, f"_vaepipe_write_probe-{uuid.uuid4().hex[:8]}").lstrip("/")
-            client.put_object(Bucket=loc.bucket, Key=probe_key, Body=b"")
-            client.delete_object(Bucket=loc.bucket, Key=probe_key)
     except Exception as err:  # noqa: BLE001 -- translated into a message for people
-        raise _s3_error(err, settings, loc.bucket) from None
+        reason = _reason_for_forbidden_head(client, loc.bucket, err)
+        raise _s3_error(reason, settings, loc.bucket, "s3:ListBucket", f"s3://{loc.bucket}") from None
+    if write:
+        # Under `uri` itself: the prefix about to be written is the one the identity may write.
+        probe = loc.child(f"_vaepipe_write_probe-{uuid.uuid4().hex[:8]}")
+        try:
+            client.put_object(Bucket=loc.bucket, Key=probe.key, Body=b"")
+        except Exception as err:  # noqa: BLE001
+            raise _s3_error(err, settings, loc.bucket, "s3:PutObject", probe.uri) from None
+        try:
+            client.delete_object(Bucket=loc.bucket, Key=probe.key)
+        except Exception as err:  # noqa: BLE001
+            raise _s3_error(err, settings, loc.bucket, "s3:DeleteObject", probe.uri) from None
+
+
+def _reason_for_forbidden_head(client, bucket: str, err: Exception) -> Exception:
+    """A HEAD answer has no body, so its 403 does not say whether the credentials were rejected or
+    the identity is not authorized; an empty listing of the same bucket (a GET) answers with the code."""
+    if _error_code(err) not in ("403", "Forbidden"):
+        return err
+    try:
+        client.list_objects_v2(Bucket=bucket, MaxKeys=0)
+    except Exception as reason:  # noqa: BLE001
+        return reason
+    return err
 
 
 def _check_local_access(path: Path, write: bool) -> None:
@@ -510,7 +568,8 @@ def ensure_bucket(uri: str, settings: S3Settings | None = None) -> None:
         return
     except Exception as err:  # noqa: BLE001
         if _error_code(err) not in ("404", "NoSuchBucket", "NotFound"):
-            raise _s3_error(err, settings, loc.bucket) from None
+            reason = _reason_for_forbidden_head(client, loc.bucket, err)
+            raise _s3_error(reason, settings, loc.bucket, "s3:ListBucket", f"s3://{loc.bucket}") from None
     try:
         kwargs: dict[str, Any] = {"Bucket": loc.bucket}
         if settings.region != "us-east-1":
@@ -518,7 +577,7 @@ def ensure_bucket(uri: str, settings: S3Settings | None = None) -> None:
         client.create_bucket(**kwargs)
     except Exception as err:  # noqa: BLE001
         if _error_code(err) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise _s3_error(err, settings, loc.bucket) from None
+            raise _s3_error(err, settings, loc.bucket, "s3:CreateBucket", f"s3://{loc.bucket}") from None
 
 
 def conditional_put(uri: str, data: bytes) -> bool:
@@ -541,7 +600,7 @@ def conditional_put(uri: str, data: bytes) -> bool:
         # 409 ConditionalRequestConflict: a concurrent conditional write to the key won.
         if _error_code(err) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
             return False
-        raise _s3_error(err, settings, loc.bucket) from None
+        raise _s3_error(err, settings, loc.bucket, "s3:PutObject", loc.uri) from None
 
 
 def _conditional_put_local(path: Path, data: bytes) -> bool:
@@ -556,21 +615,26 @@ def _conditional_put_local(path: Path, data: bytes) -> bool:
 
 
 def check_conditional_writes(uri: str) -> None:
-    """Prove once per process and bucket that the server honours ``If-None-Match``.
+    """Prove once per process and output prefix that the server honours ``If-None-Match``.
 
     Older servers (SeaweedFS 3.96) silently ignore it, which would break the
-    exactly-once commit; we probe rather than trust.
+    exactly-once commit; we probe rather than trust. The probe object lies under
+    `uri` (the prefix the job is about to write, so a least-privilege identity may
+    write it there) with a hidden name that listings of outputs skip.
     """
     loc = resolve(uri)
     if loc.is_s3:
-        _probe_conditional_writes(S3Settings.from_env(), loc.bucket)
+        _probe_conditional_writes(S3Settings.from_env(), loc.uri)
 
 
 @lru_cache(maxsize=16)
-def _probe_conditional_writes(settings: S3Settings, bucket: str) -> None:
-    probe = f"s3://{bucket}/_vaepipe_conditional_probe-{uuid.uuid4().hex[:8]}"
+def _probe_conditional_writes(settings: S3Settings, prefix_uri: str) -> None:
+    bucket = urlparse(prefix_uri).netloc
+    probe = join_uri(prefix_uri, f"_vaepipe_conditional_probe-{uuid.uuid4().hex[:8]}")
+    # A refused first write created nothing: its error, not a cleanup's, is the one to report.
+    first = conditional_put(probe, b"1")
     try:
-        first, second = conditional_put(probe, b"1"), conditional_put(probe, b"2")
+        second = conditional_put(probe, b"2")
     finally:
         delete_file(probe)
     if not (first and not second):
@@ -588,8 +652,19 @@ def _error_code(err: Exception) -> str:
     return code if code and not code.isdigit() else str(status or code)
 
 
-def _s3_error(err: Exception, settings: S3Settings, bucket: str) -> StorageError:
-    """Turn a boto3/botocore exception into a message a person can act on."""
+def _credentials_rejected(endpoint: str, bucket: str) -> StorageError:
+    return StorageError(f"credentials were rejected by {endpoint} for bucket '{bucket}' ({CREDENTIAL_HINT})")
+
+
+def _not_authorized(action: str, target: str, endpoint: str, head: bool = False) -> StorageError:
+    # A 403 answer to HEAD has no body to tell a refused identity from refused credentials.
+    also = f"; a HEAD request is refused the same way for rejected credentials ({CREDENTIAL_HINT})" if head else ""
+    return StorageError(f"not authorized to {action} on {target} at {endpoint} ({POLICY_HINT}){also}")
+
+
+def _s3_error(err: Exception, settings: S3Settings, bucket: str, action: str, target: str) -> StorageError:
+    """Turn a boto3/botocore exception of request `action` (an IAM action such as ``s3:PutObject``)
+    on `target` (``s3://bucket/key``) into a message a person can act on."""
     from botocore.exceptions import (
         ConnectionClosedError,
         ConnectTimeoutError,
@@ -612,10 +687,9 @@ def _s3_error(err: Exception, settings: S3Settings, bucket: str) -> StorageError
         return StorageError(
             f"bucket '{bucket}' does not exist at {endpoint}; create it or fix the URI"
         )
-    if code in ("403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden"):
-        return StorageError(
-            f"credentials were rejected by {endpoint} for bucket '{bucket}' "
-            "(check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE)"
-        )
+    if code in CREDENTIAL_ERROR_CODES:
+        return _credentials_rejected(endpoint, bucket)
+    if code in ("AccessDenied", "403", "Forbidden"):
+        return _not_authorized(action, target, endpoint, head=code != "AccessDenied")
     detail = getattr(err, "response", {}).get("Error", {}).get("Message") or type(err).__name__
     return StorageError(f"S3 request to {endpoint} for bucket '{bucket}' failed: {code} {detail}")
