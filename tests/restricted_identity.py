@@ -1,5 +1,5 @@
 """An embedded S3 store (SeaweedFS) with two identities: an admin, and the jobs' identity whose only
-rights are the shipped policy template rendered for one storage root (`pipelines.storage_policy`).
+rights are the shipped policy template rendered for one storage root (`pipelines.storage.policy`).
 
 SeaweedFS evaluates an identity's attached IAM policy documents itself (Resource ARNs with
 wildcards, `s3:prefix` conditions on ListBucket, multipart actions implied by s3:PutObject),
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from pipelines.object_store import DEFAULT_BUCKET, StoreInfo, running_store
-from pipelines.storage_policy import render_bucket_policy
+from pipelines.storage.embedded_server import DEFAULT_BUCKET, StoreInfo, running_store
+from pipelines.storage.policy import render_bucket_policy
 
 JOBS_POLICY = "vaepipe-jobs"
 STORAGE_PREFIX = "vaepipe"

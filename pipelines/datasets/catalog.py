@@ -5,7 +5,8 @@ import hashlib
 
 from pydantic import ValidationError
 
-from pipelines.datasets.manifest import MANIFEST_NAME, DatasetManifest, fingerprint_of
+from pipelines.datasets.manifest import DatasetManifest, fingerprint_of
+from pipelines.storage.layout import MANIFEST_FILE
 from pipelines.errors import UserError
 
 
@@ -15,15 +16,15 @@ class DatasetError(UserError, ValueError):
 
 def load_manifest(dataset: str) -> DatasetManifest:
     """The manifest of the dataset at URI `dataset`, only if its `_SUCCESS` says it is complete."""
-    from pipelines.outputs import is_complete
-    from pipelines.storage import exists, read_json
+    from pipelines.storage.commit import is_complete
+    from pipelines.storage.objects import exists, read_json
 
-    if not exists(f"{dataset}/{MANIFEST_NAME}"):
-        raise DatasetError(f"no dataset at {dataset} (no {MANIFEST_NAME}); run `vaepipe prepare` first")
+    if not exists(f"{dataset}/{MANIFEST_FILE}"):
+        raise DatasetError(f"no dataset at {dataset} (no {MANIFEST_FILE}); run `vaepipe prepare` first")
     if not is_complete(dataset):
         raise DatasetError(f"dataset at {dataset} is incomplete (no _SUCCESS): a prepare was interrupted; "
                            "run `vaepipe prepare ... --overwrite` again")
-    uri = f"{dataset}/{MANIFEST_NAME}"
+    uri = f"{dataset}/{MANIFEST_FILE}"
     raw = read_json(uri)
     try:
         manifest = DatasetManifest.model_validate(raw)
@@ -50,7 +51,7 @@ def verify_shards(dataset: str, manifest: DatasetManifest, checksums: bool = Tru
 
     import pyarrow.parquet as pq
 
-    from pipelines.storage import list_files, read_bytes, resolve
+    from pipelines.storage.objects import list_files, read_bytes, resolve
 
     sizes = {entry.uri.rsplit("/", 1)[1]: entry.size for entry in list_files(dataset, recursive=False)}
     location = resolve(dataset)
@@ -88,7 +89,7 @@ def verify_shards(dataset: str, manifest: DatasetManifest, checksums: bool = Tru
 def _footer_rows(path: str, filesystem, uri: str) -> int:
     import pyarrow.parquet as pq
 
-    from pipelines.storage import StorageError
+    from pipelines.storage.objects import StorageError
     from pipelines.redaction import redact
 
     try:

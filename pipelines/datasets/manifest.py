@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pipelines.naming import validate_name
 
-MANIFEST_NAME = "_manifest.json"
 SPLITS = ("train", "val", "test")
 # columns prepare writes into every shard beside the features and the label
 SYSTEM_COLUMNS = ("row_id", "split")

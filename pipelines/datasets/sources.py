@@ -124,7 +124,7 @@ def _table_files(uri: str, follow_symlinks: bool = False) -> tuple[object, list[
     """The filesystem and the CSV/Parquet files at `uri` (one file, or every one under a prefix)."""
     import pyarrow.fs as pafs
 
-    from pipelines.storage import resolve
+    from pipelines.storage.objects import resolve
 
     location = resolve(uri)
     fs, path = location.filesystem, location.path

@@ -11,9 +11,8 @@ from typing import Optional
 import pandas as pd
 
 from pipelines.naming import validate_name
+from pipelines.storage.layout import REPORT_INDEX, report_uri
 
-INDEX = "index.html"
-REPORTS = "reports"
 
 
 @dataclass
@@ -38,10 +37,6 @@ class Report:
     facts: dict[str, str]
     sections: list[Section]
     command: str  # the `vaepipe report ...` that rebuilds it
-
-
-def report_uri(root: str, report_id: str) -> str:
-    return f"{root.rstrip('/')}/{REPORTS}/{validate_name(report_id, 'report id')}"
 
 
 def html_table(frame: pd.DataFrame, sortable: bool = False, float_format: str = "{:.4g}") -> str:
@@ -116,7 +111,7 @@ def write_report(root: str, report: Report) -> str:
     """Write the PNGs, then index.html, and commit reports/<id>/; returns the URI of index.html.
 
     A report is a view of outputs that are already committed, so writing it again replaces it."""
-    from pipelines.outputs import OutputCommit
+    from pipelines.storage.commit import OutputCommit
 
     prefix = report_uri(root, report.id)
     figures = [figure for section in report.sections for figure in section.figures]
@@ -126,9 +121,9 @@ def write_report(root: str, report: Report) -> str:
     with OutputCommit(prefix, job="report", overwrite=True) as commit:
         for figure in figures:
             commit.write(figure.name, figure.png)
-        commit.write(INDEX, render_html(report).encode())
+        commit.write(REPORT_INDEX, render_html(report).encode())
         commit.commit(expected_rows=None, metadata={"report": report.id, "title": report.title})
-    return f"{prefix}/{INDEX}"
+    return f"{prefix}/{REPORT_INDEX}"
 
 
 def copy_report(index_uri: str, local_dir: str) -> Path:
@@ -136,8 +131,8 @@ def copy_report(index_uri: str, local_dir: str) -> Path:
 
     Every file lands inside that folder: `read_success` refuses a manifest whose keys are not plain
     file names, and each destination is checked again after resolving links."""
-    from pipelines.outputs import read_success
-    from pipelines.storage import StorageError, read_bytes
+    from pipelines.storage.commit import read_success
+    from pipelines.storage.objects import StorageError, read_bytes
 
     prefix = index_uri.rsplit("/", 1)[0]
     target = Path(local_dir).expanduser().resolve() / validate_name(prefix.rsplit("/", 1)[1], "report id")
@@ -149,12 +144,12 @@ def copy_report(index_uri: str, local_dir: str) -> Path:
             raise StorageError(f"{prefix}/_SUCCESS lists {part['key']!r}, which would be written outside {target}; "
                                "nothing more was copied")
         destination.write_bytes(read_bytes(f"{prefix}/{part['key']}"))
-    return target / INDEX
+    return target / REPORT_INDEX
 
 
 def where_to_open(index_uri: str, command: str, local_copy: Optional[Path] = None) -> str:
     """The line that tells a person how to open a report (`command` rebuilds it)."""
-    from pipelines.storage import resolve
+    from pipelines.storage.objects import resolve
 
     if local_copy is not None:
         return f"open {local_copy.as_uri()}"

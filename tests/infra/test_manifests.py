@@ -25,7 +25,7 @@ from packaging.specifiers import SpecifierSet
 from referencing import Registry, Resource
 
 import pipelines
-from pipelines.cli import build_parser
+from pipelines.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -474,7 +474,7 @@ def test_credential_check_finds_a_literal_value(leak):
     assert inline_credentials(leak) != []
 
 
-# --- IAM policy (the template rendered by pipelines/storage_policy.py) ----------------------------
+# --- IAM policy (the template rendered by pipelines/storage/policy.py) ----------------------------
 
 OUTPUT_PREFIXES = ("runs", "models", "scores", "samples", "embeddings", "reports")
 WRITE_ACTIONS = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
@@ -483,7 +483,7 @@ STORAGE_ROOTS = {"s3://my-bucket/vaepipe": "my-bucket/vaepipe/", "s3://my-bucket
 
 
 def bucket_policy_statements(storage_uri: str, prepare: bool = False) -> list[dict]:
-    from pipelines.storage_policy import render_bucket_policy
+    from pipelines.storage.policy import render_bucket_policy
 
     return render_bucket_policy(storage_uri, prepare=prepare)["Statement"]
 

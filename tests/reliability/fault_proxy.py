@@ -1,6 +1,6 @@
 """A fault-injecting TCP proxy on 127.0.0.1 in front of an HTTP (S3) server, for tests.
 
-No toxiproxy, `tc netem` or iptables here (STORAGE_NOTES.md), so faults are made
+No toxiproxy, `tc netem` or iptables here (docs/design.md, "Storage facts"), so faults are made
 by a small asyncio proxy in a background thread. It reads each HTTP request
 head on the client side, so a fault hits one *request*, not a whole keep-alive
 connection, and forwards responses untouched (clients do not pipeline, so the

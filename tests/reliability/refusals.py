@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.cli import main
-from pipelines.storage import resolve, s3_client
+from pipelines.cli.main import main
+from pipelines.storage.objects import resolve, s3_client
 
 
 def objects(root: str) -> dict[str, str]:

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 from pipelines.datasets.catalog import load_manifest, shard_uris
-from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
-from pipelines.layout import dataset_uri
-from pipelines.storage import read_bytes, write_bytes
+from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
+from pipelines.storage.layout import dataset_uri
+from pipelines.storage.objects import read_bytes, write_bytes
 from tests.reliability.refusals import assert_refused, objects
 
 pytestmark = [pytest.mark.reliability("bad input"), pytest.mark.slow, pytest.mark.timeout(300)]

@@ -19,14 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 from pipelines.datasets.catalog import load_manifest, shard_uris
-from pipelines.datasets.manifest import MANIFEST_NAME, fingerprint_of
-from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
-from pipelines.layout import dataset_uri
-from pipelines.outputs import SUCCESS, OutputCommit, is_complete, read_success
-from pipelines.registry import list_versions
-from pipelines.storage import StorageError, conditional_put, exists, read_json, resolve, write_bytes, write_json
+from pipelines.datasets.manifest import fingerprint_of
+from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
+from pipelines.storage.layout import MANIFEST_FILE, dataset_uri
+from pipelines.storage.commit import SUCCESS, OutputCommit, is_complete, read_success
+from pipelines.storage.registry import list_versions
+from pipelines.storage.objects import StorageError, conditional_put, exists, read_json, resolve, write_bytes, write_json
 from tests.reliability.refusals import assert_refused, objects
 
 pytestmark = [pytest.mark.reliability("bad input"), pytest.mark.timeout(300)]
@@ -211,6 +211,7 @@ def read_only_dir(tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("os.link", refuse)
         patch.setattr("tempfile.mkstemp", refuse)
+        patch.setattr("tempfile.TemporaryFile", refuse)
         yield mount
 
 
@@ -228,7 +229,7 @@ def test_a_storage_root_that_is_a_file_is_named(tmp_path, capsys):
 # --- 7. secrets in URLs --------------------------------------------------------------------------------------
 
 def test_credentials_in_the_endpoint_url_are_refused_and_never_printed(s3_prefix, capsys, monkeypatch):
-    from pipelines.storage import clear_caches
+    from pipelines.storage.objects import clear_caches
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://USERNAME:SUPERSECRET@127.0.0.1:9")
     clear_caches()
@@ -264,11 +265,11 @@ def edited_dataset(root: str, name: str, edit, refingerprint: bool = False) -> s
     recomputed, as a careful hand would); the dataset's URI."""
     assert prepare_dataset(PrepareConfig(name=name, source="digits", storage=root, rows_per_shard=256))
     uri = dataset_uri(root, name)
-    manifest = read_json(f"{uri}/{MANIFEST_NAME}")
+    manifest = read_json(f"{uri}/{MANIFEST_FILE}")
     edit(manifest)
     if refingerprint:
         manifest["fingerprint"] = fingerprint_of(manifest)
-    write_json(f"{uri}/{MANIFEST_NAME}", manifest)
+    write_json(f"{uri}/{MANIFEST_FILE}", manifest)
     return uri
 
 
@@ -346,9 +347,9 @@ def test_a_storage_root_in_a_system_directory_needs_the_flag(tmp_path, capsys, r
 
 
 def test_resume_with_another_latent_size_is_refused_before_ray(s3_prefix, capsys, monkeypatch):
-    from pipelines.config_loading import load_config
-    from pipelines.train import save_job_config
-    from pipelines.train_config import TrainJobConfig
+    from pipelines.config import load_config
+    from pipelines.jobs.train import save_job_config
+    from pipelines.training.config import TrainJobConfig
 
     run_id = "digits-20260101-000000-abcdef"
     save_job_config(f"{s3_prefix}/runs/{run_id}", load_config(TrainJobConfig, "configs/digits.yaml",
@@ -357,7 +358,7 @@ def test_resume_with_another_latent_size_is_refused_before_ray(s3_prefix, capsys
     def no_ray(config):
         raise AssertionError("Ray was started for a resume that cannot work")
 
-    monkeypatch.setattr("pipelines.ray_runtime.ray_session", no_ray)
+    monkeypatch.setattr("pipelines.runtime.ray_session.ray_session", no_ray)
     assert_refused(s3_prefix, ["train", "--resume", run_id, "--storage", s3_prefix, "--set", "model.latent_dim=32"],
                    capsys, "model.latent_dim", "16", "32")
 
@@ -369,7 +370,7 @@ def test_resume_with_another_latent_size_is_refused_before_ray(s3_prefix, capsys
 def test_a_diverged_training_run_is_not_registered(digits_zero_model, ray_cluster, capsys, lr):
     storage = digits_zero_model["storage"]
     before = list_versions(storage, "diverged")
-    err = assert_refused(storage, ["train", "configs/digits.yaml", "--storage", storage, "--set", "name=diverged",
+    assert_refused(storage, ["train", "configs/digits.yaml", "--storage", storage, "--set", "name=diverged",
                                    "--set", "dataset=digits", "--set", f"train.lr={lr}", "--set", "train.epochs=4",
                                    "--set", "scaling.num_workers=1", "--set", "train.kl_warmup_epochs=0"],
                          capsys, "diverged at epoch", "Lower train.lr")
@@ -407,7 +408,7 @@ def test_when_the_store_dies_mid_score_the_error_names_the_cause(digits_zero_mod
 
 
 def test_an_error_inside_a_commit_block_is_not_replaced_by_the_lease_cleanup(s3_prefix, monkeypatch):
-    from pipelines.storage import clear_caches
+    from pipelines.storage.objects import clear_caches
 
     with pytest.raises(ZeroDivisionError):
         with pytest.warns(UserWarning, match="could not release the lease"):
