@@ -53,14 +53,15 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config ({source}):"]
+    """One line naming every bad field: `invalid config (digits.yaml): train.epochs: ...; model.x: unknown field`."""
+    problems = []
     for item in err.errors():
         field = ".".join(str(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
-            lines.append(f"  {field}: unknown field (check the spelling; see --help or configs/ for valid keys)")
+            problems.append(f"{field}: unknown field (check the spelling; see --help or configs/ for valid keys)")
         else:
-            lines.append(f"  {field}: {item['msg']}")
-    return "\n".join(lines)
+            problems.append(f"{field}: {item['msg']}")
+    return f"invalid config ({source}): " + "; ".join(problems)
 
 
 def bundled_configs() -> list[str]:

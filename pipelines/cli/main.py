@@ -53,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except UserError as err:
         # one line a person can act on; whatever a library quoted into it, never a secret
-        print(f"error: {redact(str(err))}", file=sys.stderr)
+        line = "; ".join(part.strip() for part in str(err).splitlines() if part.strip())
+        print(f"error: {redact(line)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

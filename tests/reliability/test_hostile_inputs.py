@@ -393,16 +393,16 @@ def test_when_the_store_dies_mid_score_the_error_names_the_cause(digits_zero_mod
     model = digits_zero_model
     env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
     # the first upload of a scores part (its request line names the output's date folder and the part)
-    with FaultProxy(urlparse(s3_store.endpoint).port, outage_from=b"/2026-10-01/part-", lifetime_s=300) as proxy:
+    with FaultProxy(urlparse(s3_store.endpoint).port, outage_from=b"/2026-10-17/part-", lifetime_s=300) as proxy:
         env.update(AWS_ENDPOINT_URL=proxy.endpoint, VAEPIPE_S3_MAX_ATTEMPTS="2", PYTHONPATH=os.getcwd())
         job = subprocess.run([sys.executable, "-m", "pipelines.cli", "score", "--model", model["model"], "--input",
-                              model["dataset"], "--storage", model["storage"], "--date", "2026-10-01",
+                              model["dataset"], "--storage", model["storage"], "--date", "2026-10-17",
                               "--set", "ray.num_cpus=4"], env=env, capture_output=True, text=True, timeout=360)
     last = job.stderr.strip().splitlines()[-1] if job.stderr.strip() else ""
     assert job.returncode == 2, job.stderr[-3000:]
     assert last.startswith("error: cannot write") and "scores/" in last and "_LEASE" not in last, last
     assert proxy.counts.outage_resets > 0
-    prefix = f"{model['storage']}/scores/{model['name']}-v{model['model'].split('@')[1]}/digits/2026-10-01"
+    prefix = f"{model['storage']}/scores/{model['name']}-v{model['model'].split('@')[1]}/digits/2026-10-17"
     assert not is_complete(prefix)
     assert s3_store.secret_key not in job.stdout + job.stderr
 

@@ -159,7 +159,8 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(digits_root, t
 
     from pipelines.storage.layout import runs_uri
     from pipelines.storage.objects import list_files
-    from pipelines.training.sweep_table import TABLE_FILE, read_table
+    from pipelines.storage.layout import SWEEP_TABLE as TABLE_FILE
+    from pipelines.training.sweep_table import read_table
     from pipelines.jobs.tune import load_sweep_config, run_sweep
 
     config_file = tmp_path / "sweep.yaml"
