@@ -8,12 +8,15 @@ named in `categorical`, otherwise numerical. Missing values are dropped per colu
 - Column shapes: the mean over columns of KSComplement (numerical: 1 − the two-sample
   Kolmogorov–Smirnov statistic) or TVComplement (categorical: 1 − the total variation distance
   between the level frequencies).
-- Column-pair trends: the mean over column pairs of CorrelationSimilarity (two numerical
-  columns: 1 − |Pearson r real − Pearson r synthetic| / 2; a pair with a constant column in either
-  table is left out) or ContingencySimilarity (any other pair: 1 − the total variation distance
-  between the two tables' joint frequencies; a numerical column is cut into 10 equal-width bins
-  of *its own table's* range first — real and synthetic are binned separately, as sdmetrics does).
-- Overall: the mean of the two.
+- Column-pair trends: the mean over the column pairs *that are related in the real table* of
+  CorrelationSimilarity (two numerical columns: 1 − |Pearson r real − Pearson r synthetic| / 2,
+  counted only when |r real| > 0.5 and neither column is constant in either table) or
+  ContingencySimilarity (any other pair: 1 − the total variation distance between the two
+  tables' joint frequencies, counted only when the real pair's Cramér's V > 0.3; a numerical
+  column is cut into 10 equal-width bins of *its own table's* range first — real and synthetic
+  are binned separately, as sdmetrics does). These thresholds are sdmetrics 0.32's QualityReport
+  defaults; pass 0 to count every pair (its metrics' own default). No pair over them: NaN.
+- Overall: the mean of the two (of the one that is not NaN).
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ from scipy.stats import ks_2samp
 # sdmetrics rounds before its KS test (sys.float_info.dig - 1 decimals) so float noise is not a difference
 KS_DECIMALS = 14
 PAIR_BINS = 10
+# sdmetrics 0.32 QualityReport: a pair counts when the real table relates its columns this much
+REAL_CORRELATION_THRESHOLD = 0.5   # |Pearson r| of two numerical columns
+REAL_ASSOCIATION_THRESHOLD = 0.3   # Cramér's V of any other pair (numerical columns binned)
 
 
 def ks_complement(real: pd.Series, synthetic: pd.Series) -> float:
@@ -57,32 +63,46 @@ def equal_width_bins(values: pd.Series, bins: int = PAIR_BINS) -> np.ndarray:
     return np.digitize(x, bins=edges)
 
 
-def correlation_similarity(real: pd.DataFrame, synthetic: pd.DataFrame) -> float:
+def correlation_similarity(real: pd.DataFrame, synthetic: pd.DataFrame, real_threshold: float = 0.0) -> float:
     """1 − |Pearson r real − Pearson r synthetic| / 2 of a two-column numerical pair; NaN when a
-    column is constant in either table (sdmetrics leaves such a pair out)."""
+    column is constant in either table or |r real| <= `real_threshold` (sdmetrics leaves such a pair out)."""
     real, synthetic = real.dropna(), synthetic.dropna()
     if (real.nunique() < 2).any() or (synthetic.nunique() < 2).any():
         return float("nan")
     a, b = real.columns
     r_real = np.corrcoef(real[a].astype(float), real[b].astype(float))[0, 1]
+    if abs(r_real) <= real_threshold:
+        return float("nan")
     r_synthetic = np.corrcoef(synthetic[a].astype(float), synthetic[b].astype(float))[0, 1]
     return float(1.0 - abs(r_real - r_synthetic) / 2.0)
 
 
-def contingency_similarity(real: pd.DataFrame, synthetic: pd.DataFrame) -> float:
-    """1 − the total variation distance between two discrete columns' joint frequencies."""
+def contingency_similarity(real: pd.DataFrame, synthetic: pd.DataFrame, real_threshold: float = 0.0) -> float:
+    """1 − the total variation distance between two discrete columns' joint frequencies; NaN when the
+    real pair's Cramér's V is <= `real_threshold` (> 0 only; or a level is alone in its column)."""
+    from scipy.stats.contingency import association
+
     def joint(frame: pd.DataFrame) -> pd.Series:
         return frame.groupby(list(frame.columns), dropna=False).size() / len(frame)
 
+    if real_threshold > 0:
+        table = real.groupby(list(real.columns), dropna=False).size().unstack(fill_value=0)
+        if table.to_numpy().sum() == 0 or min(table.shape) < 2:
+            return float("nan")
+        if association(table.to_numpy(), method="cramer") <= real_threshold:
+            return float("nan")
     p, q = joint(real), joint(synthetic)
     cells = p.index.union(q.index)
     return float(1.0 - 0.5 * (p.reindex(cells, fill_value=0.0) - q.reindex(cells, fill_value=0.0)).abs().sum())
 
 
-def column_pair_trend_scores(real: pd.DataFrame, synthetic: pd.DataFrame,
-                             categorical: Sequence[str]) -> dict[tuple[str, str], float]:
+def column_pair_trend_scores(real: pd.DataFrame, synthetic: pd.DataFrame, categorical: Sequence[str],
+                             correlation_threshold: float = REAL_CORRELATION_THRESHOLD,
+                             association_threshold: float = REAL_ASSOCIATION_THRESHOLD,
+                             ) -> dict[tuple[str, str], float]:
     """Per pair of `real`'s columns (in column order): CorrelationSimilarity for two numerical
-    columns, ContingencySimilarity otherwise (numerical columns binned, each table by its own range)."""
+    columns, ContingencySimilarity otherwise (numerical columns binned, each table by its own range);
+    NaN for a pair the real table does not relate over the thresholds."""
     numeric = [c for c in real.columns if c not in categorical]
     real_discrete = real.copy()
     synthetic_discrete = synthetic[list(real.columns)].copy()
@@ -92,20 +112,24 @@ def column_pair_trend_scores(real: pd.DataFrame, synthetic: pd.DataFrame,
     scores = {}
     for a, b in itertools.combinations(real.columns, 2):
         if a in numeric and b in numeric:
-            scores[(a, b)] = correlation_similarity(real[[a, b]], synthetic[[a, b]])
+            scores[(a, b)] = correlation_similarity(real[[a, b]], synthetic[[a, b]], correlation_threshold)
         else:
-            scores[(a, b)] = contingency_similarity(real_discrete[[a, b]], synthetic_discrete[[a, b]])
+            scores[(a, b)] = contingency_similarity(real_discrete[[a, b]], synthetic_discrete[[a, b]],
+                                                    association_threshold)
     return scores
 
 
-def quality_scores(real: pd.DataFrame, synthetic: pd.DataFrame, categorical: Sequence[str]) -> dict[str, float]:
+def quality_scores(real: pd.DataFrame, synthetic: pd.DataFrame, categorical: Sequence[str],
+                   correlation_threshold: float = REAL_CORRELATION_THRESHOLD,
+                   association_threshold: float = REAL_ASSOCIATION_THRESHOLD) -> dict[str, float]:
     """SDMetrics QualityReport's numbers: {"column_shapes", "column_pair_trends", "overall"} in [0, 1],
     higher is closer; `synthetic` must have `real`'s columns (others are ignored)."""
     missing = [c for c in real.columns if c not in synthetic.columns]
     if missing:
         raise ValueError(f"synthetic rows lack column(s) {missing} of the real table")
     shapes = float(np.mean(list(column_shape_scores(real, synthetic, categorical).values())))
-    pairs = list(column_pair_trend_scores(real, synthetic, categorical).values())
+    pairs = list(column_pair_trend_scores(real, synthetic, categorical, correlation_threshold,
+                                          association_threshold).values())
     trends = float(np.nanmean(pairs)) if pairs and not np.all(np.isnan(pairs)) else float("nan")
     overall = float(np.nanmean([shapes, trends]))
     return {"column_shapes": shapes, "column_pair_trends": trends, "overall": overall}
