@@ -77,6 +77,8 @@ class SynthesisConfig(StrictModel):
 # several steps per pass; the same number of updates whatever the size.
 MIN_BATCH, MAX_BATCH, ROWS_PER_BATCH = 32, 512, 8
 DEFAULT_STEPS = 3000
+# a best validation step this early in the run is reported as a warning
+EARLY_BEST_SHARE = 0.05
 
 
 def training_budget(rows: int) -> tuple[int, int]:
@@ -222,5 +224,9 @@ def train_steps(model: VAE, x_train: torch.Tensor, x_val: Optional[torch.Tensor]
     if best_state is not None:
         model.load_state_dict(best_state)
         stopped += f"; kept the best validation step {best_step}"
+        if best_step <= EARLY_BEST_SHARE * steps:
+            # the symptom: validation loss rising from the first epochs on (outliers under a learned std)
+            stopped += (f" — WARNING: the best step is in the first {EARLY_BEST_SHARE:.0%} of the run; validation "
+                        "loss rose while training went on: look for outlying values or use transform 'quantile'")
     return FitReport(steps=steps, batch_size=batch, best_step=best_step, stopped=stopped, kl=kl,
                      val_neg_elbo=None if x_val is None else best, seconds=0.0, history=history)
