@@ -13,7 +13,7 @@ with the real 30 % (the holdout, so copying training rows earns nothing):
   (`dcr_closer_to_training_share`; about 0.5 when nothing is copied).
 - fit + sample seconds (wall; SDV's measured inside its interpreter, without its import time).
 
-Ours is `pipelines.tabular_synthesis.fit` with its defaults, in this process (no Ray): the spec, loss
+Ours is `pipelines.training.tabular_synthesis.fit` with its defaults, in this process (no Ray): the spec, loss
 and features the training jobs use. SDV pins pandas < 3 while vaepipe runs on pandas 3, so the peers
 and sdmetrics run under another interpreter (`--sdv-python`, default `.venv-sdv/bin/python`, see README
 "Model quality"); without it their cells say so and our own metrics stand in.
@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from pipelines.metrics.synthesis_quality import dcr_closer_to_training_share, quality_scores
-from pipelines.tabular_synthesis import SynthesisConfig, fit
+from pipelines.training.tabular_synthesis import SynthesisConfig, fit
 
 SEED = 0
 THREADS = 1  # a small MLP on 2 shared cores: 2 threads ran 5-40x slower per step under load (OpenMP barriers)

@@ -17,7 +17,7 @@ import torch
 import vae_core.likelihoods
 from benchmarks.synthesis import TABLES, THREADS, split
 from pipelines.datasets.features import table_features
-from pipelines.tabular_synthesis import SynthesisConfig, fit
+from pipelines.training.tabular_synthesis import SynthesisConfig, fit
 
 
 def main() -> None:

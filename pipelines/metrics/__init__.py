@@ -1,1 +1,2 @@
-"""Pure measurement functions (numpy / pandas / scipy, no I/O, no Ray) over real and generated data."""
+"""Measures as pure functions (numpy, pandas, scikit-learn; no I/O, no Ray): anomaly-score summaries and
+thresholds, and what later measures of data and models need."""

@@ -5,7 +5,7 @@ import pytest
 
 from pipelines.datasets.features import features_to_table, table_features
 from pipelines.datasets.manifest import DatasetManifest, SplitRule, quantile_normal, quantile_normal_inverse
-from pipelines.datasets.prepare import PrepareConfig, build_arrow_table, numeric_dtype, numeric_stats
+from pipelines.datasets.preparation import PrepareConfig, build_arrow_table, numeric_dtype, numeric_stats
 from pipelines.datasets.sources import SourceTable
 
 
