@@ -33,6 +33,9 @@ def load_manifest(dataset: str) -> DatasetManifest:
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise DatasetError(f"{uri} is not a valid manifest: {field}: {first['msg']}; it was changed after "
                            "prepare — re-run `vaepipe prepare ... --overwrite`") from None
+    if manifest.rows and not manifest.shards:
+        raise DatasetError(f"{uri} is not a valid manifest: shards: it lists none for {manifest.rows} rows; "
+                           "re-run `vaepipe prepare ... --overwrite`")
     if not isinstance(raw, dict) or fingerprint_of(raw) != manifest.fingerprint:
         raise DatasetError(f"{uri} does not match its own fingerprint: it was edited after prepare (a changed "
                            "split, row count or shard list would mislead every job that reads it); re-run "

@@ -38,11 +38,14 @@ class NumericColumn(_Frozen):
     min: float
     max: float
     integer: bool = False
-    transform: Literal["identity", "log1p"] = "identity"
+    transform: Literal["identity", "log1p", "quantile"] = "identity"
     zero_inflated: bool = False
     # standardization of the transformed values (None: the original mean/std, i.e. no transform)
     center: Optional[float] = None
     scale: Optional[float] = None
+    # transform "quantile": the train values at evenly spaced probabilities 0..1 (the empirical quantile
+    # function); the model sees Φ⁻¹(F(value)), a standard normal whatever the column's shape
+    quantiles: Optional[list[float]] = None
 
     @property
     def width(self) -> int:
@@ -51,8 +54,10 @@ class NumericColumn(_Frozen):
 
     def to_model(self, values: np.ndarray) -> np.ndarray:
         """Original values [n] → the feature(s) the model sees: [n, width]."""
-        scaled = (np.log1p(values) if self.transform == "log1p" else values) - self._center
-        scaled = scaled / self._scale
+        if self.transform == "quantile":
+            scaled = quantile_normal(values, np.asarray(self.quantiles))
+        else:
+            scaled = ((np.log1p(values) if self.transform == "log1p" else values) - self._center) / self._scale
         if not self.zero_inflated:
             return scaled[:, None]
         nonzero = values != 0
@@ -61,7 +66,10 @@ class NumericColumn(_Frozen):
     def from_model(self, features: np.ndarray) -> np.ndarray:
         """Model features [n, width] → values on the original scale, clipped to the range seen in
         training (a zero-inflated column is 0 where its indicator is below one half)."""
-        values = features[:, -1] * self._scale + self._center
+        if self.transform == "quantile":
+            values = quantile_normal_inverse(features[:, -1], np.asarray(self.quantiles))
+        else:
+            values = features[:, -1] * self._scale + self._center
         if self.transform == "log1p":
             values = np.expm1(values)
         values = np.clip(values, self.min, self.max)
@@ -74,6 +82,31 @@ class NumericColumn(_Frozen):
     @property
     def _scale(self) -> float:
         return self.std if self.scale is None else self.scale
+
+
+# Φ⁻¹ of the quantile transform is taken at probabilities clipped to [ε, 1 − ε]: the model's
+# features stay within ±3.1, so no training value, however far out, weighs more than that.
+QUANTILE_EPSILON = 1e-3
+
+
+def quantile_normal(values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """Φ⁻¹(F(value)) with F the empirical CDF given by `quantiles` (values at probabilities
+    linspace(0, 1, K)); a value repeated over a run of quantiles (a point mass: a spike at 0, an
+    integer level) gets the middle of its run's probabilities."""
+    from scipy.special import ndtri
+
+    probabilities = np.linspace(0.0, 1.0, len(quantiles))
+    low = np.interp(values, quantiles, probabilities)
+    high = 1.0 - np.interp(-values, -quantiles[::-1], probabilities)
+    return ndtri(np.clip(0.5 * (low + high), QUANTILE_EPSILON, 1 - QUANTILE_EPSILON))
+
+
+def quantile_normal_inverse(features: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """Model features back through F⁻¹(Φ(feature)): values within the train range, with the
+    train column's point masses (any feature in a run's probability band maps to its value)."""
+    from scipy.special import ndtr
+
+    return np.interp(ndtr(features), np.linspace(0.0, 1.0, len(quantiles)), quantiles)
 
 
 class CategoricalColumn(_Frozen):
@@ -131,6 +164,9 @@ class DatasetManifest(_Frozen):
     impute: str = "error"
     arrow_schema: dict[str, str]
     shards: list[ShardInfo]
+    # the source's feature columns in its own order (None: manifests written before it was kept,
+    # whose rows come back numeric columns first)
+    column_order: Optional[list[str]] = None
     fingerprint: str = ""
     created_at: str
 
@@ -167,7 +203,8 @@ class DatasetManifest(_Frozen):
         if sum(self.split_rows.values()) != self.rows:
             raise ValueError(f"split_rows {self.split_rows} add up to {sum(self.split_rows.values())}, "
                              f"not rows {self.rows}")
-        if sum(shard.rows for shard in self.shards) != self.rows:
+        # (a manifest built in memory, for rows that never went to storage, lists no shards)
+        if self.shards and sum(shard.rows for shard in self.shards) != self.rows:
             raise ValueError(f"shards hold {sum(shard.rows for shard in self.shards)} rows, not rows {self.rows}")
         keys = [shard.key for shard in self.shards]
         if len(set(keys)) != len(keys):

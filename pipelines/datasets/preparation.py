@@ -200,9 +200,20 @@ def skewness(values: np.ndarray) -> float:
     return float(np.mean(centered ** 3)) / spread ** 3 if spread > 1e-12 else 0.0
 
 
-def numeric_stats(name: str, values: np.ndarray, dtype: str) -> NumericColumn:
-    """Train-split statistics of one numeric column, and how the model sees it (see NumericColumn)."""
+# quantile transform: the train values at this many evenly spaced probabilities (fewer rows: every row)
+QUANTILE_POINTS = 1001
+
+
+def numeric_stats(name: str, values: np.ndarray, dtype: str, transform: str = "auto",
+                  zero_inflated: Optional[bool] = None) -> NumericColumn:
+    """Train-split statistics of one numeric column, and how the model sees it (see NumericColumn).
+
+    `transform` "auto" chooses identity / log1p (skewed, non-negative) and zero-inflation by the
+    rules below; "identity", "log1p" or "quantile" is taken as given (log1p needs values > -1).
+    `zero_inflated` overrides the zero-share rule (None: the rule decides)."""
     values = values.astype(np.float64)
+    if transform != "auto":
+        return _numeric_stats_with(name, values, dtype, transform, zero_inflated)
     scaling: dict = {}
     if values.min() >= 0:
         nonzero = values[values != 0]
@@ -221,6 +232,39 @@ def numeric_stats(name: str, values: np.ndarray, dtype: str) -> NumericColumn:
         min=float(np.min(values)), max=float(np.max(values)),
         integer=bool(np.all(np.equal(np.mod(values, 1), 0))), **scaling,
     )
+
+
+def _numeric_stats_with(name: str, values: np.ndarray, dtype: str, transform: str,
+                        zero_inflated: Optional[bool]) -> NumericColumn:
+    """numeric_stats for a transform chosen by the caller."""
+    if transform == "log1p" and values.min() <= -1:
+        raise SourceError(f"column {name!r} has value {values.min():g}; transform log1p needs values > -1")
+    nonzero = values[values != 0]
+    if zero_inflated is None:
+        zero_inflated = bool(values.min() >= 0 and np.mean(values == 0) >= ZERO_INFLATED_SHARE
+                             and len(np.unique(nonzero)) > 1)
+    modelled = nonzero if zero_inflated else values
+    scaling: dict = {"transform": transform, "zero_inflated": zero_inflated}
+    if transform == "quantile":
+        points = min(QUANTILE_POINTS, len(modelled))
+        scaling["quantiles"] = np.quantile(modelled, np.linspace(0.0, 1.0, points)).tolist()
+    else:
+        modelled = np.log1p(modelled) if transform == "log1p" else modelled
+        scaling.update(center=float(modelled.mean()), scale=_nonzero_std(modelled))
+    return NumericColumn(
+        name=name, dtype=dtype, mean=float(np.mean(values)), std=_nonzero_std(values),
+        min=float(np.min(values)), max=float(np.max(values)),
+        integer=bool(np.all(np.equal(np.mod(values, 1), 0))), **scaling,
+    )
+
+
+def numeric_dtype(series: pd.Series, values: np.ndarray) -> str:
+    """The dtype a numeric column has in its source: its own when the source typed it (Parquet, a
+    DataFrame), else (CSV text) int64 when every value is a whole number, float64 otherwise."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return str(series.dtype)
+    finite = values[np.isfinite(values)]
+    return "int64" if finite.size and np.all(np.mod(finite, 1) == 0) else "float64"
 
 
 def categorical_stats(name: str, values: np.ndarray, train: np.ndarray, dtype: str) -> CategoricalColumn:
@@ -278,8 +322,11 @@ def check_user_columns(source: SourceTable) -> None:
                               f"it in the source{hint} (reserved: {sorted(taken)})")
 
 
-def build_arrow_table(source: SourceTable, config: PrepareConfig) -> tuple[pa.Table, dict]:
-    """The rows to store and the manifest fields describing them."""
+def build_arrow_table(source: SourceTable, config: PrepareConfig,
+                      numeric_options: Optional[dict[str, dict]] = None) -> tuple[pa.Table, dict]:
+    """The rows to store and the manifest fields describing them. `numeric_options` maps a numeric
+    column to keyword arguments of `numeric_stats` (its transform, zero-inflation)."""
+    numeric_options = numeric_options or {}
     if source.rows == 0:
         raise SourceError(f"{source.description}: the dataset is empty (0 rows)")
     check_user_columns(source)
@@ -300,10 +347,13 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig) -> tuple[pa.Ta
         train = (splits == "train") & keep
         if not train.any():
             raise SourceError(f"{source.description}: no rows left in the train split")
-        fields["numeric"] = [numeric_stats(c, table[c].to_numpy()[train], str(source.table[c].dtype))
+        fields["numeric"] = [numeric_stats(c, table[c].to_numpy()[train],
+                                           numeric_dtype(source.table[c], table[c].to_numpy()),
+                                           **numeric_options.get(c, {}))
                              for c in numeric]
         fields["categorical"] = [categorical_stats(c, table[c].to_numpy()[keep], train[keep],
                                                    str(source.table[c].dtype)) for c in categorical]
+        fields["column_order"] = [c for c in source.table.columns if c in set(numeric) | set(categorical)]
     if not keep.any():
         raise SourceError(f"{source.description}: no rows left after dropping rows with missing values")
     columns["row_id"] = pa.array(source.row_ids[keep].astype(str).tolist(), type=pa.string())
