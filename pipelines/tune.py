@@ -64,7 +64,7 @@ def concurrent_trials(config: SweepJobConfig, cpus: float, gpus: float) -> int:
             f"one trial needs scaling.num_workers ({scaling.num_workers}) × scaling.cpus_per_worker "
             f"({scaling.cpus_per_worker:g}) + {READ_CPUS:g} (Ray Data reads) + {TRIAL_DRIVER_CPUS:g} = "
             f"{per_trial:g} CPUs{f' and {scaling.num_workers * scaling.gpus_per_worker:g} GPUs' if scaling.use_gpu else ''}"
-            f", but this Ray cluster has {cpus:g} CPUs{f' and {gpus:g} GPUs' if scaling.use_gpu else ''}; lower "
+            f", but this Ray cluster has at most {cpus:g} CPUs{f' and {gpus:g} GPUs' if scaling.use_gpu else ''}; lower "
             f"scaling.num_workers or scaling.cpus_per_worker, or raise ray.num_cpus")
     return min(config.search.max_concurrent_trials, fits)
 
@@ -160,7 +160,8 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from pipelines.ray_runtime import cluster_cpus, cluster_gpus, ray_session
+    from pipelines.cluster_capacity import cluster_capacity, scale_up_for, worker_bundles
+    from pipelines.ray_runtime import ray_session
     from pipelines.registry import ModelRef, promote as promote_version
     from pipelines.reports.after_job import report_after_job
     from pipelines.reports.sweep import build_sweep_report
@@ -183,7 +184,15 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
     with ray_session(config.ray):
-        concurrency = concurrent_trials(config, cluster_cpus(), cluster_gpus())
+        # sized on what the cluster has, or can grow to (an autoscaling cluster), then asked for and waited for
+        capacity = cluster_capacity()
+        scaling = config.scaling
+        trial = worker_bundles(scaling.num_workers, scaling.cpus_per_worker, scaling.gpus_per_worker,
+                               scaling.use_gpu) + [{"CPU": READ_CPUS}, {"CPU": TRIAL_DRIVER_CPUS}]
+        concurrency = max(1, capacity.copies_that_fit(trial, concurrent_trials(
+            config, capacity.total("CPU"), capacity.total("GPU"))))  # 0 fits: scale_up_for names what never can
+        scale_up_for(capacity, trial * concurrency, config.ray.scale_up_timeout_s, progress,
+                     f"{concurrency} trial(s) at once: their workers, Ray Data reads and trial drivers")
         progress(f"sweep {sweep_id}: {config.search.num_samples} sample(s) of {list(tune_search_space(config.search.space))} "
                  f"on {manifest.name}, {concurrency} trial(s) at a time ({config.scaling.num_workers} worker(s) × "
                  f"{config.scaling.cpus_per_worker:g} CPU + {READ_CPUS:g} for reads each), ASHA on {METRIC} "
