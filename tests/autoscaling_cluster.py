@@ -196,19 +196,23 @@ class ClusterWatch:
         return self
 
 
-def wait_until_jobs_are_accepted(head: AutoscalingHead, timeout_s: float = 120) -> None:
+def wait_until_jobs_are_accepted(head: AutoscalingHead, timeout_s: float = 180) -> None:
     """Until a job submitted to the head runs to its end. The Jobs API answers before the head's dashboard
     agent, which runs the jobs, has registered; a job submitted in between is refused ("No available agent
     to submit job, please try again later"), which on 2 busy cores lasted long enough to fail a test."""
     import pytest
 
     deadline = time.monotonic() + timeout_s
-    submission_id = f"readiness-{os.getpid()}-{time.monotonic_ns()}"
     while time.monotonic() < deadline:
-        reply = requests.post(f"{head.dashboard}/api/jobs/", json={"entrypoint": "true", "submission_id": submission_id},
-                              timeout=10)
-        if reply.status_code == 200:
-            break
+        # a fresh id each time: a submission that timed out on our side may still have been taken
+        submission_id = f"readiness-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            reply = requests.post(f"{head.dashboard}/api/jobs/", timeout=30,
+                                  json={"entrypoint": "true", "submission_id": submission_id})
+            if reply.status_code == 200:
+                break
+        except requests.exceptions.RequestException:
+            pass  # the head is busy starting: it answers later
         time.sleep(1)
     else:
         pytest.fail(f"the Jobs API at {head.dashboard} accepted no job within {timeout_s} s")
