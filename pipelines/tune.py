@@ -64,7 +64,8 @@ def concurrent_trials(config: SweepJobConfig, cpus: float, gpus: float) -> int:
             f"one trial needs scaling.num_workers ({scaling.num_workers}) × scaling.cpus_per_worker "
             f"({scaling.cpus_per_worker:g}) + {READ_CPUS:g} (Ray Data reads) + {TRIAL_DRIVER_CPUS:g} = "
             f"{per_trial:g} CPUs{f' and {scaling.num_workers * scaling.gpus_per_worker:g} GPUs' if scaling.use_gpu else ''}"
-            f", but this Ray cluster has at most {cpus:g} CPUs{f' and {gpus:g} GPUs' if scaling.use_gpu else ''}; lower "
+            f", but this Ray cluster has at most {cpus:g} CPUs{f' and {gpus:g} GPUs' if scaling.use_gpu else ''}"
+            f"; lower "
             f"scaling.num_workers or scaling.cpus_per_worker, or raise ray.num_cpus")
     return min(config.search.max_concurrent_trials, fits)
 

@@ -115,7 +115,8 @@ def test_jobs_that_train_wait_for_cold_nodes(where, spec):
 
 def test_a_gpu_training_config_on_the_cpu_only_tune_cluster_would_be_caught():
     (_, tune_job), = [(w, s) for w, s in RAYJOBS if "rayjob-tune" in w]
-    command, config = entrypoint_config({**tune_job, "entrypoint": tune_job["entrypoint"] + " --set scaling.use_gpu=true"})
+    on_gpu = {**tune_job, "entrypoint": tune_job["entrypoint"] + " --set scaling.use_gpu=true"}
+    command, config = entrypoint_config(on_gpu)
     bundles, uses_gpu = requested_bundles(command, config)
     capacity = cluster_capacity_of(tune_job["rayClusterSpec"])
     assert uses_gpu and not capacity.holds(bundles)
@@ -164,7 +165,8 @@ def deletion_errors(spec: dict) -> list[str]:
             errors.append(f"deletionRules[{i}]: TTLSeconds must be non-negative")
             continue
         if selector and policy in ("DeleteCluster", "DeleteWorkers"):
-            errors.append(f"deletionRules[{i}]: DeletionPolicyType '{policy}' not supported when ClusterSelector is set")
+            errors.append(f"deletionRules[{i}]: DeletionPolicyType '{policy}' not supported when ClusterSelector "
+                          "is set")
             continue
         if autoscaling and policy == "DeleteWorkers":
             errors.append(f"deletionRules[{i}]: DeletionPolicyType 'DeleteWorkers' not supported with autoscaling "
@@ -196,7 +198,8 @@ def test_however_the_job_ends_its_cluster_is_deleted_and_later_the_rayjob_too(wh
     for ending in endings:
         policies = {r["policy"]: r["condition"].get("ttlSeconds", 0) for r in rules
                     if r["condition"].get(ending[0]) == ending[1]}
-        assert {"DeleteCluster", "DeleteSelf"} <= set(policies), f"{where}: {ending} leaves {set(DELETE_ORDER) - set(policies)}"
+        missing = {"DeleteCluster", "DeleteSelf"} - set(policies)
+        assert not missing, f"{where}: a job ending {ending} never gets {missing}"
         assert policies["DeleteCluster"] <= 3600, f"{where}: {ending} keeps a whole cluster over an hour"
 
 
