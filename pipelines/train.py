@@ -102,7 +102,7 @@ def check_resources(config: TrainJobConfig) -> None:
                             f"{scaling.num_workers} workers; set scaling.use_gpu=false or run on a GPU cluster")
     bundles = worker_bundles(scaling.num_workers, scaling.cpus_per_worker, scaling.gpus_per_worker, scaling.use_gpu)
     scale_up_for(capacity, bundles + [{"CPU": READ_CPUS}], config.ray.scale_up_timeout_s, print,
-                 "scaling.num_workers train workers and 1 CPU for Ray Data reads")
+                 f"{scaling.num_workers} train worker(s) and {READ_CPUS:g} CPU for Ray Data reads")
 
 
 def _resolve_dataset(root: str, dataset: str) -> str:
