@@ -28,11 +28,12 @@ if __package__ in (None, ""):  # run as a script: the repository root is where `
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.train_throughput import tabular_source  # noqa: E402
-from pipelines.datasets.prepare import PrepareConfig, prepare_dataset  # noqa: E402
-from pipelines.object_store import running_store  # noqa: E402
-from pipelines.storage import clear_caches, ensure_bucket  # noqa: E402
-from pipelines.train import run_training  # noqa: E402
-from pipelines.train_config import TrainJobConfig  # noqa: E402
+from pipelines.datasets.preparation import PrepareConfig
+from pipelines.jobs.prepare import prepare_dataset  # noqa: E402
+from pipelines.storage.embedded_server import running_store  # noqa: E402
+from pipelines.storage.objects import clear_caches, ensure_bucket  # noqa: E402
+from pipelines.jobs.train import run_training  # noqa: E402
+from pipelines.training.config import TrainJobConfig  # noqa: E402
 
 EPOCHS = 2
 BATCH_SIZE = 4096

@@ -11,10 +11,13 @@ import json
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-MANIFEST_NAME = "_manifest.json"
+from pipelines.naming import validate_name
+
 SPLITS = ("train", "val", "test")
+# columns prepare writes into every shard beside the features and the label
+SYSTEM_COLUMNS = ("row_id", "split")
 
 
 class _Frozen(BaseModel):
@@ -88,15 +91,28 @@ class ImageSpec(_Frozen):
 
 class ShardInfo(_Frozen):
     key: str
-    rows: int
-    size: int
+    rows: int = Field(ge=0)
+    size: int = Field(ge=0)
     sha256: str
+
+    @field_validator("key")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # a shard is a file directly in the dataset's folder: never "../other/part" or an absolute path
+        return validate_name(value, "shard key")
 
 
 class SplitRule(_Frozen):
     method: Literal["hash_of_row_id"] = "hash_of_row_id"
     fractions: dict[str, float]
     seed: str = "vaepipe"
+
+    @field_validator("fractions")
+    @classmethod
+    def _the_three_splits(cls, value: dict[str, float]) -> dict[str, float]:
+        if set(value) != set(SPLITS):
+            raise ValueError(f"must have exactly the splits {list(SPLITS)}, has {sorted(value)}")
+        return value
 
 
 class DatasetManifest(_Frozen):
@@ -137,8 +153,39 @@ class DatasetManifest(_Frozen):
             return c * h * w
         return sum(c.width for c in self.numeric) + sum(len(c.levels) for c in self.categorical)
 
+    @field_validator("split_rows")
+    @classmethod
+    def _rows_of_the_three_splits(cls, value: dict[str, int]) -> dict[str, int]:
+        if set(value) != set(SPLITS):
+            raise ValueError(f"must count exactly the splits {list(SPLITS)}, counts {sorted(value)}")
+        if any(count < 0 for count in value.values()):
+            raise ValueError(f"row counts must be >= 0, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _counts_agree(self):
+        if sum(self.split_rows.values()) != self.rows:
+            raise ValueError(f"split_rows {self.split_rows} add up to {sum(self.split_rows.values())}, "
+                             f"not rows {self.rows}")
+        if sum(shard.rows for shard in self.shards) != self.rows:
+            raise ValueError(f"shards hold {sum(shard.rows for shard in self.shards)} rows, not rows {self.rows}")
+        keys = [shard.key for shard in self.shards]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"shard {sorted(k for k in keys if keys.count(k) > 1)[0]!r} is listed more than once")
+        return self
+
     def compute_fingerprint(self) -> str:
         """Stable over what determines the data: schema, roles, split and shard contents."""
-        payload = self.model_dump(exclude={"fingerprint", "created_at", "source"})
-        blob = json.dumps(payload, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:32]
+        return fingerprint_of(self.model_dump(mode="json"))
+
+
+# left out of the fingerprint: what it is, and what may change without changing the data
+_NOT_FINGERPRINTED = ("fingerprint", "created_at", "source")
+
+
+def fingerprint_of(manifest: dict) -> str:
+    """The fingerprint of a manifest as stored (JSON). Computed from the stored fields, not from the
+    model's, so a field added to DatasetManifest later leaves older manifests' fingerprints valid."""
+    payload = {key: value for key, value in manifest.items() if key not in _NOT_FINGERPRINTED}
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]

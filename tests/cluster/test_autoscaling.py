@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
-from pipelines.registry import list_versions, load_registered
+from pipelines.cli.main import main
+from pipelines.datasets.preparation import PrepareConfig
+from pipelines.jobs.prepare import prepare_dataset
+from pipelines.storage.registry import list_versions, load_registered
 from tests.autoscaling_cluster import AutoscalingHead, start_autoscaling_head
 
 pytestmark = [pytest.mark.slow]
@@ -67,8 +68,8 @@ def test_attached_with_no_cpu_up_the_train_check_asks_the_autoscaler_and_nodes_c
     watch = cluster.watch()
     run = attached(cluster, """
         import json, ray, time
-        from pipelines.train import check_resources
-        from pipelines.train_config import TrainJobConfig
+        from pipelines.jobs.train import check_resources
+        from pipelines.training.config import TrainJobConfig
 
         ray.init()
         cpus_before = ray.cluster_resources().get("CPU", 0.0)
@@ -104,7 +105,7 @@ def test_a_request_that_can_never_be_met_fails_naming_it(cluster, digits_root, r
     timeout_s = 8
     run = attached(cluster, f"""
         import ray, time
-        from pipelines.cluster_capacity import ScaleUpError, request_and_wait
+        from pipelines.runtime.cluster_capacity import ScaleUpError, request_and_wait
 
         ray.init()
         started = time.monotonic()
@@ -126,7 +127,7 @@ def test_a_request_that_can_never_be_met_fails_naming_it(cluster, digits_root, r
     started = time.monotonic()
     job = attached(cluster, f"""
         import sys
-        from pipelines.cli import main
+        from pipelines.cli.main import main
         sys.exit(main(["train", "configs/digits.yaml", "--storage", {digits_root!r},
                        "--set", "scaling.use_gpu=true", "--set", "ray.scale_up_timeout_s=60"]))
     """, timeout_s=120)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import build_parser
-from pipelines.cluster_capacity import Capacity, node_types_from_autoscaling_config, pack, worker_bundles
-from pipelines.train import READ_CPUS
+from pipelines.cli.main import build_parser
+from pipelines.runtime.cluster_capacity import Capacity, node_types_from_autoscaling_config, pack, worker_bundles
+from pipelines.training.trainer import READ_CPUS
 from tests.infra.test_manifests import CONFIGS_MOUNT, ROOT, ids, manifests_of, rayjob_specs
 
 # Seconds a cold node may take to join: instance start, GPU driver and device plugin, pulling the image.
@@ -33,10 +33,10 @@ CLUSTER_README = ROOT / "cluster" / "README.md"
 
 def entrypoint_config(spec: dict):
     """(command, the job's effective config) from the RayJob's entrypoint, as `vaepipe` would load it."""
-    from pipelines.config_loading import load_config
-    from pipelines.nightly import nightly_config
-    from pipelines.train_config import TrainJobConfig
-    from pipelines.tune_config import SweepJobConfig
+    from pipelines.config import load_config
+    from pipelines.jobs.nightly import nightly_config
+    from pipelines.training.config import TrainJobConfig
+    from pipelines.training.sweep_config import SweepJobConfig
 
     _, command, *arguments = shlex.split(spec["entrypoint"])
     args = build_parser().parse_args([command, *arguments])
@@ -49,7 +49,7 @@ def entrypoint_config(spec: dict):
 
 def requested_bundles(command: str, config) -> tuple[list[dict], bool]:
     """The bundles the job needs at once (a sweep: all its concurrent trials) and whether it uses GPUs."""
-    from pipelines.tune import TRIAL_DRIVER_CPUS
+    from pipelines.jobs.tune import TRIAL_DRIVER_CPUS
 
     if command == "nightly":
         compute = config.compute

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.local_extra import MissingLocalExtra, import_local_extra
+from pipelines.cli.main import main
+from pipelines.local_extra import import_local_extra
 
 
 def block(monkeypatch, *packages: str) -> None:
@@ -54,7 +54,7 @@ def test_the_sample_loads_when_its_package_is_installed():
 
 
 def test_storage_up_without_the_weed_binary_names_the_extra(monkeypatch, tmp_path, capsys):
-    from pipelines import object_store
+    from pipelines.storage import embedded_server as object_store
 
     monkeypatch.setattr(object_store.sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
