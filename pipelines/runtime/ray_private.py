@@ -6,9 +6,10 @@ a job in the middle of a run.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 # Ray Data's v1 Parquet datasource logs its size sampling at INFO on every read (score, embed)
 PARQUET_DATASOURCE_LOGGER = "ray.data._internal.datasource.parquet_datasource"
@@ -65,3 +66,30 @@ def stop_tune_propagating(names: set[str]) -> None:
     from ray.tune.execution import class_cache
 
     class_cache.ENV_VARS_TO_PROPAGATE.difference_update(names)
+
+
+# The private Ray names runtime.cluster_capacity reads, as "module:attribute", each reached through
+# ray_internal() (a test imports every one).
+RAY_INTERNALS = (
+    "ray._private.state:state",  # .get_cluster_config(): the GCS cluster config (source 1)
+    "ray.autoscaler._private.kuberay.autoscaling_config:AutoscalingConfigProducer",  # source 2
+    "ray._private.ray_constants:DEBUG_AUTOSCALING_STATUS",  # the v1 autoscaler's status key in the GCS KV
+    "ray.experimental.internal_kv:_internal_kv_get",  # reads that key
+    "ray.autoscaler.v2.utils:is_autoscaler_v2",  # whether the cluster runs autoscaler v2
+)
+
+
+class RayInternalsChanged(RuntimeError):
+    """A private Ray name vaepipe reads is gone: the installed Ray is not the one this module was written for."""
+
+
+def ray_internal(path: str) -> Any:
+    """The object at `path` ("module:attribute", one of RAY_INTERNALS); raises RayInternalsChanged naming it."""
+    module_name, attribute = path.split(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as err:
+        import ray
+
+        raise RayInternalsChanged(f"vaepipe reads Ray's private {path}, which Ray {ray.__version__} does not "
+                                  f"have ({err}); update pipelines/runtime/ray_private.py and runtime/cluster_capacity.py") from None

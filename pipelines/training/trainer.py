@@ -26,20 +26,26 @@ def job_cpus(scaling: ScalingConfig) -> float:
 
 
 def check_resources(config: TrainJobConfig) -> None:
-    """Fail at once, naming the fields, when a local Ray could never schedule the workers."""
-    from pipelines.runtime.ray_session import cluster_cpus, cluster_gpus
+    """Fail at once, naming the fields, when the Ray cluster could never schedule the workers: a Ray that
+    vaepipe started as it is, an autoscaling cluster at its largest; on the latter, ask its autoscaler for
+    the workers and wait for them (ray.scale_up_timeout_s)."""
+    from pipelines.runtime.cluster_capacity import cluster_capacity, scale_up_for, worker_bundles
 
     scaling = config.scaling
-    cpus, gpus = cluster_cpus(), cluster_gpus()
+    capacity = cluster_capacity()
+    cpus, gpus = capacity.total("CPU"), capacity.total("GPU")
     if job_cpus(scaling) > cpus:
         raise TrainingError(
             f"scaling.num_workers ({scaling.num_workers}) × scaling.cpus_per_worker ({scaling.cpus_per_worker}) = "
-            f"{scaling.num_workers * scaling.cpus_per_worker:g} CPUs, but this Ray cluster has {cpus:g} and Ray Data "
+            f"{scaling.num_workers * scaling.cpus_per_worker:g} CPUs, but {capacity.phrase} {cpus:g} and Ray Data "
             f"needs {READ_CPUS:g} of them; lower scaling.cpus_per_worker (e.g. "
             f"{max(0.1, (cpus - READ_CPUS) / scaling.num_workers):.2g}) or raise ray.num_cpus")
-    if scaling.use_gpu and scaling.num_workers * scaling.gpus_per_worker > gpus and config.ray.address is None:
-        raise TrainingError(f"scaling.use_gpu is true but this Ray cluster has {gpus:g} GPUs for "
+    if scaling.use_gpu and scaling.num_workers * scaling.gpus_per_worker > gpus:
+        raise TrainingError(f"scaling.use_gpu is true but {capacity.phrase} {gpus:g} GPUs for "
                             f"{scaling.num_workers} workers; set scaling.use_gpu=false or run on a GPU cluster")
+    bundles = worker_bundles(scaling.num_workers, scaling.cpus_per_worker, scaling.gpus_per_worker, scaling.use_gpu)
+    scale_up_for(capacity, bundles + [{"CPU": READ_CPUS}], config.ray.scale_up_timeout_s, print,
+                 f"{scaling.num_workers} train worker(s) and {READ_CPUS:g} CPU for Ray Data reads")
 
 
 def failure_message(err: Exception) -> str:

@@ -367,8 +367,8 @@ def test_configs_configmap_holds_exactly_the_files_in_configs():
 
 @pytest.mark.parametrize("where,spec", rayjob_specs(), ids=ids(rayjob_specs()))
 def test_rayjob_sets_its_cleanup_deadline_and_retries_explicitly(where, spec):
-    assert spec["shutdownAfterJobFinishes"] is True
-    assert {"ttlSecondsAfterFinished", "activeDeadlineSeconds", "backoffLimit"} <= set(spec)
+    # clean-up by deletionRules: test_rayjobs_fit_their_clusters.py checks them as KubeRay does
+    assert {"deletionStrategy", "activeDeadlineSeconds", "backoffLimit"} <= set(spec)
     assert spec["activeDeadlineSeconds"] > 0
 
 
