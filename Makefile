@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.vaepipe-installed
 TORCH  := torch==2.13.0
 
-.PHONY: install demo test test-fast reliability clean-store image cluster-configmap
+.PHONY: install demo test test-fast reliability clean-store image image-constraints cluster-configmap
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,6 +36,11 @@ reliability: $(STAMP)
 # The container image, versions from pyproject.toml (IMAGE=<registry>/vaepipe to name the repository).
 image:
 	infra/docker/build.sh
+
+# The image's dependency pins: every package `[project] dependencies` resolves to in the tested .venv, at its
+# version there (not the [local] or [dev] extras). Run after a dependency change; tests/infra checks it covers them.
+image-constraints: $(STAMP)
+	$(PY) infra/docker/image_constraints.py > infra/docker/constraints.txt
 
 # The KubeRay jobs mount configs/ from this ConfigMap; tests/infra fail when it is out of date.
 cluster-configmap:

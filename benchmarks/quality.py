@@ -2,9 +2,9 @@
 
 One run, fixed seeds, the same data and splits for every model. It measures our own code
 paths: the datasets are the built-in sources turned into rows, splits and preprocessing
-statistics by `pipelines.datasets.prepare.build_arrow_table` (the same hash-of-row-id split
+statistics by `pipelines.jobs.prepare.build_arrow_table` (the same hash-of-row-id split
 as `vaepipe prepare`: 80 % train / 10 % val / 10 % test), featurized by
-`pipelines.datasets.features`; models are built by `pipelines.train.model_spec_for` with
+`pipelines.datasets.features`; models are built by `pipelines.jobs.train.model_spec_for` with
 the default `ModelConfig` (for one-class images, `ANOMALY_MODEL`: Gaussian pixels); scores come from `vae_core.anomaly_scores` (what `vaepipe score`
 ranks and thresholds by, `anomaly_score`), samples from `vae_core.sample_prior(mode="sample")` +
 `features_to_table` (what `vaepipe generate` does for tables).
@@ -65,11 +65,12 @@ from torch import nn
 
 from pipelines.datasets.features import features_to_table, image_features, table_features
 from pipelines.datasets.manifest import DatasetManifest, SplitRule
-from pipelines.datasets.prepare import PrepareConfig, build_arrow_table
+from pipelines.datasets.preparation import PrepareConfig, build_arrow_table
 from pipelines.datasets.sources import load_builtin
-from pipelines.train import SCORE_COLUMN, model_spec_for
-from pipelines.train_config import LoopConfig, ModelConfig
-from pipelines.train_loop import beta_at
+from pipelines.metrics.anomaly import SCORE_COLUMN
+from pipelines.training.model_spec import model_spec_for
+from pipelines.training.config import LoopConfig, ModelConfig
+from pipelines.training.loop import beta_at
 from vae_core import VAE, ModelSpec, anomaly_scores, iw_log_likelihood, sample_prior
 from vae_core.spec import LikelihoodBlock
 

@@ -36,7 +36,7 @@ def synthetic_table(rows: int, seed: int = 0) -> pd.DataFrame:
 
 
 def prepare(root: str, name: str, rows: int, workdir: str):
-    from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
+    from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
 
     path = f"{workdir}/{name}.parquet"
     pq.write_table(pa.Table.from_pandas(synthetic_table(rows), preserve_index=False), path)
@@ -48,9 +48,10 @@ def prepare(root: str, name: str, rows: int, workdir: str):
 def register_untrained(root: str, manifest) -> str:
     import json
 
-    from pipelines.registry import register_model
-    from pipelines.train import calibration_card, model_spec_for
-    from pipelines.train_config import ModelConfig
+    from pipelines.storage.registry import register_model
+    from pipelines.metrics.anomaly import calibration_card
+    from pipelines.training.model_spec import model_spec_for
+    from pipelines.training.config import ModelConfig
     from vae_core import VAE, model_to_bytes
 
     torch.manual_seed(0)
@@ -68,8 +69,8 @@ def plain_loop(root: str, dataset: str, reference: str, batch_size: int) -> floa
     """Seconds to score every row with one process: read each shard, score, write a Parquet per shard."""
     from pipelines.datasets.catalog import load_manifest, shard_uris
     from pipelines.datasets.features import table_features
-    from pipelines.registry import load_registered
-    from pipelines.storage import read_bytes, write_bytes
+    from pipelines.storage.registry import load_registered
+    from pipelines.storage.objects import read_bytes, write_bytes
     from vae_core import anomaly_scores
 
     started = time.perf_counter()
@@ -100,8 +101,8 @@ def vaepipe_score(root: str, dataset: str, reference: str, batch_size: int, acto
 
 
 def main() -> None:
-    from pipelines.object_store import apply_store_env
-    from pipelines.storage import check_access, ensure_bucket
+    from pipelines.storage.embedded_server import apply_store_env
+    from pipelines.storage.objects import check_access, ensure_bucket
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)

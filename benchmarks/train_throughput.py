@@ -26,13 +26,14 @@ import torch
 
 from pipelines.datasets.catalog import load_manifest, shard_uris
 from pipelines.datasets.features import image_features, table_features
-from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
+from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
 from pipelines.datasets.sources import SourceTable
-from pipelines.layout import dataset_uri
-from pipelines.object_store import running_store
-from pipelines.storage import clear_caches, ensure_bucket, read_bytes
-from pipelines.train import model_spec_for, run_training
-from pipelines.train_config import ModelConfig, TrainJobConfig
+from pipelines.storage.layout import dataset_uri
+from pipelines.storage.embedded_server import running_store
+from pipelines.storage.objects import clear_caches, ensure_bucket, read_bytes
+from pipelines.jobs.train import run_training
+from pipelines.training.model_spec import model_spec_for
+from pipelines.training.config import ModelConfig, TrainJobConfig
 from vae_core import VAE
 
 

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from pipelines.object_store import StoreInfo, running_store
-from pipelines.storage import clear_caches
+from pipelines.storage.embedded_server import StoreInfo, running_store
+from pipelines.storage.objects import clear_caches
 
 # --- object storage --------------------------------------------------------
 
@@ -54,11 +54,11 @@ def s3_prefix(s3_store: StoreInfo) -> str:
 def ray_cluster(s3_store: StoreInfo) -> str:
     """One local Ray for the whole session, started after AWS_* point at the test store
     (its workers inherit the environment). 4 logical CPUs on 2 cores leave room for
-    Ray Data tasks beside fractional train workers (RAY_NOTES.md). Yields the GCS address."""
+    Ray Data tasks beside fractional train workers (docs/design.md). Yields the GCS address."""
     import shutil
     import tempfile
 
-    from pipelines.ray_runtime import configure_data_context, local_ray
+    from pipelines.runtime.ray_session import configure_data_context, local_ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # unix socket paths must stay short, so not under pytest's deep tmp_path
@@ -76,6 +76,14 @@ def ray_cluster(s3_store: StoreInfo) -> str:
 # --- trained models (train once per session: a training run costs 30-60 s here) ---
 
 
+def write_training_report(storage: str, model: str) -> None:
+    """What `vaepipe train` writes after the job (the CLI writes reports, the job does not)."""
+    from pipelines.reports.after_job import report_after_job
+    from pipelines.reports.training import build_training_report
+
+    assert report_after_job(build_training_report, storage, model, progress=lambda _: None) is not None
+
+
 @pytest.fixture(scope="session")
 def digits_zero_model(s3_store: StoreInfo, ray_cluster, tmp_path_factory) -> dict:
     """A conv VAE trained on digit 0 only (the normal class) and the full digits dataset to score.
@@ -86,10 +94,11 @@ def digits_zero_model(s3_store: StoreInfo, ray_cluster, tmp_path_factory) -> dic
     import numpy as np
     from PIL import Image
 
-    from pipelines.datasets.prepare import PrepareConfig, assign_splits, prepare_dataset
+    from pipelines.datasets.preparation import PrepareConfig, assign_splits
+    from pipelines.jobs.prepare import prepare_dataset
     from pipelines.datasets.sources import load_builtin
-    from pipelines.train import run_training
-    from pipelines.train_config import TrainJobConfig
+    from pipelines.jobs.train import run_training
+    from pipelines.training.config import TrainJobConfig
 
     storage = f"s3://{s3_store.bucket}/models-{uuid.uuid4().hex[:12]}"
     digits = load_builtin("digits")
@@ -106,6 +115,7 @@ def digits_zero_model(s3_store: StoreInfo, ray_cluster, tmp_path_factory) -> dic
         name="zeros", dataset="zeros", storage=storage, model={"latent_dim": 4, "hidden": [16, 32]},
         train={"epochs": 30, "batch_size": 16, "lr": 0.003}, checkpoint={"every_epochs": 5},
         scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
+    write_training_report(storage, outcome.model)
     return {"storage": storage, "model": outcome.model, "name": "zeros", "dataset": "digits",
             "test_rows": int(np.sum(splits == "test"))}
 
@@ -117,10 +127,10 @@ def digits_zero_model(s3_store: StoreInfo, ray_cluster, tmp_path_factory) -> dic
 def fair_model(s3_store: StoreInfo, ray_cluster) -> dict:
     """An MLP VAE on the mixed-type `fair` table (8 epochs, 1 worker), shared by the generate and
     tabular report tests, with the table's share of exact zeros per numeric column."""
-    from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
+    from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
     from pipelines.datasets.sources import load_builtin
-    from pipelines.train import run_training
-    from pipelines.train_config import TrainJobConfig
+    from pipelines.jobs.train import run_training
+    from pipelines.training.config import TrainJobConfig
 
     storage = f"s3://{s3_store.bucket}/fair-{uuid.uuid4().hex[:12]}"
     manifest = prepare_dataset(PrepareConfig(name="fair", source="fair", storage=storage))
@@ -128,6 +138,7 @@ def fair_model(s3_store: StoreInfo, ray_cluster) -> dict:
         name="fair", dataset="fair", storage=storage, model={"latent_dim": 4, "hidden": [64, 32]},
         train={"epochs": 8, "batch_size": 128, "lr": 0.003}, checkpoint={"every_epochs": 4},
         scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
+    write_training_report(storage, outcome.model)
     source = load_builtin("fair").table
     zero_share = {c.name: float((source[c.name] == 0).mean()) for c in manifest.numeric}
     return {"storage": storage, "model": outcome.model, "version": outcome.version, "manifest": manifest,
@@ -135,8 +146,13 @@ def fair_model(s3_store: StoreInfo, ray_cluster) -> dict:
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """`@pytest.mark.reliability("bad input")`: the kind of fault goes into the test's JUnit properties."""
+    """`@pytest.mark.reliability("bad input")`: the kind of fault goes into the test's JUnit properties.
+
+    A test that uses the session's Ray (directly or through a trained model) is `slow`, whether or not it
+    says so: `make test-fast` (-m "not slow") must never start Ray."""
     for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
         marker = item.get_closest_marker("reliability")
         if marker is not None and marker.args:
             item.user_properties.append(("kind", marker.args[0]))

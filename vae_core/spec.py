@@ -12,6 +12,15 @@ ARCHITECTURES = ("mlp", "conv")
 CONV_LIKELIHOOD_KINDS = ("bernoulli", "gaussian")
 PIXEL_INIT_STD = 0.1
 
+# The model every entry point builds unless told otherwise — `vaepipe train`, `vaepipe tune`'s template, the
+# benchmarks and a notebook calling `ModelSpec.for_images` / `for_table` — defined here once.
+DEFAULT_LATENT_DIM = 16
+DEFAULT_CONV_HIDDEN = (32, 64)      # channels per stride-2 stage
+DEFAULT_MLP_HIDDEN = (256, 128)     # layer widths
+DEFAULT_PIXELS = "bernoulli"        # the density model of grey images; "gaussian" ranks anomalies better
+DEFAULT_PIXEL_VARIANCE = "shared"   # of Gaussian pixels: one learned noise level
+DEFAULT_COLUMN_VARIANCE = "learned"  # of Gaussian table columns: one learned std per column
+
 
 @dataclass(frozen=True)
 class LikelihoodBlock:
@@ -60,9 +69,8 @@ class ModelSpec:
 
     architecture: str
     input_shape: tuple[int, ...]
-    latent_dim: int = 16
-    hidden: tuple[int, ...] = (256, 128)
-    # Keyword-only so it can be required while following the defaulted fields.
+    latent_dim: int
+    hidden: tuple[int, ...]
     likelihood: tuple[LikelihoodBlock, ...] = field(kw_only=True)
 
     def __post_init__(self):
@@ -128,9 +136,9 @@ class ModelSpec:
         return cls.from_dict(json.loads(s))
 
     @classmethod
-    def for_images(cls, shape: tuple[int, int, int], latent_dim: int = 16,
-                   hidden: tuple[int, ...] = (32, 64), pixels: str = "bernoulli",
-                   variance: str = "shared") -> "ModelSpec":
+    def for_images(cls, shape: tuple[int, int, int], latent_dim: int = DEFAULT_LATENT_DIM,
+                   hidden: tuple[int, ...] = DEFAULT_CONV_HIDDEN, pixels: str = DEFAULT_PIXELS,
+                   variance: str = DEFAULT_PIXEL_VARIANCE) -> "ModelSpec":
         """Conv VAE over pixels scaled to [0, 1]: a Bernoulli per pixel (the continuous cross-entropy,
         the usual density model), or `pixels="gaussian"` with `variance` ("shared": one learned std)."""
         if pixels not in CONV_LIKELIHOOD_KINDS:
@@ -143,8 +151,8 @@ class ModelSpec:
         return cls("conv", tuple(shape), latent_dim, tuple(hidden), likelihood=(block,))
 
     @classmethod
-    def for_table(cls, num_numeric: int, categorical_levels: list[int], latent_dim: int = 8,
-                  hidden: tuple[int, ...] = (128, 64), variance: str = "learned",
+    def for_table(cls, num_numeric: int, categorical_levels: list[int], latent_dim: int = DEFAULT_LATENT_DIM,
+                  hidden: tuple[int, ...] = DEFAULT_MLP_HIDDEN, variance: str = DEFAULT_COLUMN_VARIANCE,
                   num_zero_inflated: int = 0) -> "ModelSpec":
         """MLP VAE over rows laid out as [standardized numerics..., zero-inflated (indicator, value)
         pairs..., one-hot group 1..., group 2...]."""

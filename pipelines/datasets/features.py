@@ -57,17 +57,42 @@ def table_features(manifest: DatasetManifest, batch: Mapping[str, np.ndarray]) -
     return out
 
 
+def _numpy_dtype(dtype: str) -> np.dtype | None:
+    """The numpy dtype a manifest's dtype string names, or None (text, pandas-only dtypes)."""
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return None
+
+
+def _levels_as_source(levels: list[str], dtype: str) -> np.ndarray:
+    """Level names (stored as text) back in the column's source dtype: 3.0 for a float code column,
+    True for a boolean one, text otherwise."""
+    target = _numpy_dtype(dtype)
+    if target is not None and target.kind == "b":
+        return np.asarray([level == "True" for level in levels])
+    if target is not None and target.kind in "iuf":
+        return np.asarray(levels, dtype=np.float64).astype(target)
+    return np.asarray(levels, dtype=object)
+
+
 def features_to_table(manifest: DatasetManifest, features: np.ndarray) -> pd.DataFrame:
-    """Back to the original schema: numerics on their original scale (clipped to the seen range), level names."""
+    """Back to the source's schema: its columns in its order (`manifest.column_order`) with its dtypes;
+    numerics on their original scale, clipped to the seen range, whole numbers where every training
+    value was one (kept in a float dtype when the source's was float); categorical levels as in the source."""
     columns: dict[str, np.ndarray] = {}
     offset = 0
     for column in manifest.numeric_in_model_order:
         values = column.from_model(features[:, offset:offset + column.width].astype(np.float64))
-        columns[column.name] = np.rint(values).astype(np.int64) if column.integer else values
+        values = np.rint(values) if column.integer else values
+        target = _numpy_dtype(column.dtype)
+        if target is None or target.kind not in "iuf":  # manifests from before dtypes were recorded ('str')
+            target = np.dtype(np.int64) if column.integer else np.dtype(np.float64)
+        columns[column.name] = values.astype(target)
         offset += column.width
     for column in manifest.categorical:
         width = len(column.levels)
         codes = features[:, offset:offset + width].argmax(axis=1)
-        columns[column.name] = np.asarray(column.levels, dtype=object)[codes]
+        columns[column.name] = _levels_as_source(column.levels, column.dtype)[codes]
         offset += width
-    return pd.DataFrame({name: columns[name] for name in manifest.feature_columns})
+    return pd.DataFrame({name: columns[name] for name in manifest.column_order or manifest.feature_columns})

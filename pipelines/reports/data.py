@@ -17,7 +17,7 @@ def read_rows(dataset: str, manifest: DatasetManifest, split: Optional[str] = No
     import pyarrow.dataset as ds
 
     from pipelines.datasets.catalog import shard_uris
-    from pipelines.storage import resolve
+    from pipelines.storage.objects import resolve
 
     location = resolve(dataset)
     data = ds.dataset([resolve(uri).path for uri in shard_uris(dataset, manifest)], format="parquet",

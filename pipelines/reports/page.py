@@ -10,8 +10,9 @@ from typing import Optional
 
 import pandas as pd
 
-INDEX = "index.html"
-REPORTS = "reports"
+from pipelines.naming import validate_name
+from pipelines.storage.layout import REPORT_INDEX, report_uri
+
 
 
 @dataclass
@@ -36,12 +37,6 @@ class Report:
     facts: dict[str, str]
     sections: list[Section]
     command: str  # the `vaepipe report ...` that rebuilds it
-
-
-def report_uri(root: str, report_id: str) -> str:
-    from pipelines.naming import validate_name
-
-    return f"{root.rstrip('/')}/{REPORTS}/{validate_name(report_id, 'report id')}"
 
 
 def html_table(frame: pd.DataFrame, sortable: bool = False, float_format: str = "{:.4g}") -> str:
@@ -116,8 +111,7 @@ def write_report(root: str, report: Report) -> str:
     """Write the PNGs, then index.html, and commit reports/<id>/; returns the URI of index.html.
 
     A report is a view of outputs that are already committed, so writing it again replaces it."""
-    from pipelines.outputs import OutputCommit
-    from pipelines.storage import write_bytes
+    from pipelines.storage.commit import OutputCommit
 
     prefix = report_uri(root, report.id)
     figures = [figure for section in report.sections for figure in section.figures]
@@ -126,29 +120,36 @@ def write_report(root: str, report: Report) -> str:
         raise ValueError(f"report {report.id} names a figure file twice: {sorted(names)}")
     with OutputCommit(prefix, job="report", overwrite=True) as commit:
         for figure in figures:
-            write_bytes(f"{prefix}/{figure.name}", figure.png)
-        write_bytes(f"{prefix}/{INDEX}", render_html(report).encode())
-        commit.commit(expected_rows=None, metadata={"report": report.id, "title": report.title},
-                      files=(*names, INDEX))
-    return f"{prefix}/{INDEX}"
+            commit.write(figure.name, figure.png)
+        commit.write(REPORT_INDEX, render_html(report).encode())
+        commit.commit(expected_rows=None, metadata={"report": report.id, "title": report.title})
+    return f"{prefix}/{REPORT_INDEX}"
 
 
 def copy_report(index_uri: str, local_dir: str) -> Path:
-    """Download a committed report to <local_dir>/<id>/ (its listed files only); returns the local index.html."""
-    from pipelines.outputs import read_success
-    from pipelines.storage import read_bytes
+    """Download a committed report to <local_dir>/<id>/ (its listed files only); returns the local index.html.
+
+    Every file lands inside that folder: `read_success` refuses a manifest whose keys are not plain
+    file names, and each destination is checked again after resolving links."""
+    from pipelines.storage.commit import read_success
+    from pipelines.storage.objects import StorageError, read_bytes
 
     prefix = index_uri.rsplit("/", 1)[0]
-    target = Path(local_dir).expanduser().resolve() / prefix.rsplit("/", 1)[1]
+    target = Path(local_dir).expanduser().resolve() / validate_name(prefix.rsplit("/", 1)[1], "report id")
+    parts = read_success(prefix)["parts"]
     target.mkdir(parents=True, exist_ok=True)
-    for part in read_success(prefix)["parts"]:
-        (target / part["key"]).write_bytes(read_bytes(f"{prefix}/{part['key']}"))
-    return target / INDEX
+    for part in parts:
+        destination = (target / part["key"]).resolve()
+        if destination.parent != target:
+            raise StorageError(f"{prefix}/_SUCCESS lists {part['key']!r}, which would be written outside {target}; "
+                               "nothing more was copied")
+        destination.write_bytes(read_bytes(f"{prefix}/{part['key']}"))
+    return target / REPORT_INDEX
 
 
 def where_to_open(index_uri: str, command: str, local_copy: Optional[Path] = None) -> str:
     """The line that tells a person how to open a report (`command` rebuilds it)."""
-    from pipelines.storage import resolve
+    from pipelines.storage.objects import resolve
 
     if local_copy is not None:
         return f"open {local_copy.as_uri()}"

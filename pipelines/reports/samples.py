@@ -9,6 +9,7 @@ import pandas as pd
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.reports.page import Figure, Report, Section
 from pipelines.reports.plotting import figure_png, image_grid_png, pyplot
+from pipelines.storage.layout import samples_report_id
 
 MAX_ROWS = 20_000  # of each side: enough for smooth histograms and correlations, cheap to read
 GRID_IMAGES = 64
@@ -85,18 +86,12 @@ def tabular_comparison(manifest: DatasetManifest, real: pd.DataFrame, synthetic:
     ]
 
 
-def report_id(prefix: str) -> str:
-    """samples-<model>-<run> from samples/<model>/<run>."""
-    model, run = prefix.rstrip("/").split("/")[-2:]
-    return f"samples-{model}-{run}"
-
-
 def _read_parts(prefix: str, limit: int) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.outputs import list_committed_parts
-    from pipelines.storage import resolve
+    from pipelines.storage.commit import list_committed_parts
+    from pipelines.storage.objects import resolve
 
     location, tables, rows = resolve(prefix), [], 0
     for uri in list_committed_parts(prefix):
@@ -109,8 +104,8 @@ def _read_parts(prefix: str, limit: int) -> pd.DataFrame:
 
 def build_samples_report(root: str, prefix: str) -> Report:
     """The report of the committed samples at `prefix`, against the train split of the model's dataset."""
-    from pipelines.batch_inference import resolve_model
-    from pipelines.outputs import read_success
+    from pipelines.batch.model_actors import resolve_model
+    from pipelines.storage.commit import read_success
     from pipelines.reports.data import images, read_rows
 
     prefix = prefix.rstrip("/")
@@ -132,5 +127,5 @@ def build_samples_report(root: str, prefix: str) -> Report:
     else:
         section = Section("Real vs synthetic columns", "", tabular_comparison(manifest, real_rows.to_pandas(),
                                                                                 synthetic))
-    return Report(report_id(prefix), f"Generated samples: {model.reference}", facts, [section],
+    return Report(samples_report_id(prefix), f"Generated samples: {model.reference}", facts, [section],
                   f"vaepipe report samples {prefix}")

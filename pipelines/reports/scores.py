@@ -16,19 +16,13 @@ TOP_ANOMALIES = 16
 HISTOGRAM_BINS = 60
 
 
-def report_id(prefix: str) -> str:
-    """scores-<model>-<dataset>-<date> from scores/<model>/<dataset>/<date>."""
-    model, dataset, date = prefix.rstrip("/").split("/")[-3:]
-    return f"scores-{model}-{dataset}-{date}"
-
-
 def read_scores(prefix: str) -> pd.DataFrame:
     """Every committed row of a scores output (the parts its `_SUCCESS` lists)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.outputs import list_committed_parts
-    from pipelines.storage import resolve
+    from pipelines.storage.commit import list_committed_parts
+    from pipelines.storage.objects import resolve
 
     location = resolve(prefix)
     return pa.concat_tables([pq.read_table(resolve(uri).path, filesystem=location.filesystem)
@@ -87,7 +81,7 @@ def top_anomaly_images(root: str, model_reference: str, input_uri: str, manifest
     """The top rows' images (read from the scored dataset by row id) above their reconstructions."""
     import torch
 
-    from pipelines.registry import load_registered
+    from pipelines.storage.registry import load_registered
     from pipelines.reports.data import images, read_rows
 
     model, _ = load_registered(root, model_reference)
@@ -105,13 +99,14 @@ def top_anomaly_images(root: str, model_reference: str, input_uri: str, manifest
 def build_scores_report(root: str, prefix: str) -> Report:
     """The report of the committed scores at `prefix` (its rows, `_summary.json` and `_SUCCESS` metadata)."""
     from pipelines.datasets.catalog import load_manifest
-    from pipelines.outputs import read_success
-    from pipelines.score import SUMMARY, anomaly_classes, score_column
-    from pipelines.storage import read_json
+    from pipelines.storage.commit import read_success
+    from pipelines.metrics.anomaly import anomaly_classes, score_column
+    from pipelines.storage.layout import SUMMARY_FILE, parse_scores_uri, scores_report_id
+    from pipelines.storage.objects import read_json
 
     prefix = prefix.rstrip("/")
     success = read_success(prefix)
-    summary = read_json(f"{prefix}/{SUMMARY}")
+    summary = read_json(f"{prefix}/{SUMMARY_FILE}")
     scores = read_scores(prefix)
     label = success.get("label")
     positive, why_not = (anomaly_classes(scores[label].to_numpy(), success.get("normal_label"))
@@ -145,5 +140,5 @@ def build_scores_report(root: str, prefix: str) -> Report:
              "flagged": f"{summary['anomalies']:,} ({summary['anomaly_rate']:.2%})"}
     if "roc_auc" in summary:
         facts["ROC-AUC / precision@k"] = f"{summary['roc_auc']:.3f} / {summary['precision_at_k']:.3f} (k={summary['k']})"
-    return Report(report_id(prefix), f"Scoring report: {success['model']} on {prefix.split('/')[-2]}",
+    return Report(scores_report_id(prefix), f"Scoring report: {success['model']} on {parse_scores_uri(prefix)[1]}",
                   facts, sections, f"vaepipe report scores {prefix}")

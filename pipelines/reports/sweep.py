@@ -1,24 +1,21 @@
 """The sweep report of runs/<sweep>/: validation NLL against β and latent size, the rate–distortion
-scatter (`pipelines.sweep_plots`), and every trial in a table sortable by any column."""
+scatter (`pipelines.reports.sweep_figure`), and every trial in a table sortable by any column."""
 from __future__ import annotations
 
+from pipelines.errors import SweepError
 from pipelines.reports.page import Figure, Report, Section, html_table
-
-TABLE_COLUMNS = ("trial_id", "status", "epochs", "stopped_early", "latent_dim", "beta", "lr", "hidden",
-                 "best_val_neg_elbo", "best_val_recon_nll", "best_val_kl", "best_epoch", "error")
 
 
 def build_sweep_report(root: str, sweep_id: str) -> Report:
     """The report of a sweep's results table (readable while the sweep runs; final once it registered a model)."""
-    from pipelines.layout import run_uri
-    from pipelines.storage import exists, read_json
-    from pipelines.sweep_plots import sweep_figure_png
-    from pipelines.sweep_results import TABLE_FILE, read_table
-    from pipelines.tune import REGISTERED_FILE, SweepError
+    from pipelines.reports.sweep_figure import sweep_figure_png
+    from pipelines.storage.layout import REGISTERED_FILE, SWEEP_TABLE, run_uri
+    from pipelines.storage.objects import exists, read_json
+    from pipelines.training.sweep_table import display_columns, read_table
 
     sweep = run_uri(root, sweep_id)
-    if not exists(f"{sweep}/{TABLE_FILE}"):
-        raise SweepError(f"no sweep results at {sweep}/{TABLE_FILE}: {sweep_id} is not a sweep id, or none of "
+    if not exists(f"{sweep}/{SWEEP_TABLE}"):
+        raise SweepError(f"no sweep results at {sweep}/{SWEEP_TABLE}: {sweep_id} is not a sweep id, or none of "
                          "its trials has reported yet (sweep ids are printed by `vaepipe tune`)")
     table = read_table(sweep)
     registered = read_json(f"{sweep}/{REGISTERED_FILE}") if exists(f"{sweep}/{REGISTERED_FILE}") else None
@@ -35,7 +32,18 @@ def build_sweep_report(root: str, sweep_id: str) -> Report:
             "Each trial's best validation negative ELBO (at β = 1, so trials with different β compare) against β "
             "and latent size, and its KL (rate) against reconstruction NLL (distortion).")]),
         Section("Trials", "Click a column header to sort.",
-                tables=[html_table(table[[c for c in TABLE_COLUMNS if c in table.columns]]
+                tables=[html_table(table[[c for c in (*display_columns(), "error") if c in table.columns]]
                                    .sort_values("best_val_neg_elbo", na_position="last"), sortable=True)]),
     ]
     return Report(sweep_id, f"Sweep report: {sweep_id}", facts, sections, f"vaepipe report sweep {sweep_id}")
+
+
+def write_sweep_figure(sweep_uri: str, table) -> str:
+    """The sweep figure beside the sweep's results table (runs/<sweep>/sweep.png); its URI."""
+    from pipelines.reports.sweep_figure import sweep_figure_png
+    from pipelines.storage.layout import SWEEP_FIGURE
+    from pipelines.storage.objects import write_bytes
+
+    uri = f"{sweep_uri}/{SWEEP_FIGURE}"
+    write_bytes(uri, sweep_figure_png(table))
+    return uri

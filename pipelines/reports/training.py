@@ -13,6 +13,7 @@ from pipelines.datasets.manifest import DatasetManifest
 from pipelines.reports.data import features, labels, read_rows
 from pipelines.reports.page import Figure, Report, Section, html_table
 from pipelines.reports.plotting import figure_png, image_grid_png, image_table_png, pyplot
+from pipelines.storage.layout import training_report_id
 
 MAX_ROWS = 2000
 RECONSTRUCTIONS = 16  # images; 8 to a row, each row of inputs above its reconstructions
@@ -22,9 +23,6 @@ TRAVERSAL_STEPS = np.linspace(-3.0, 3.0, 9)  # in prior standard deviations
 MAX_TRAVERSED_DIMS = 10
 MAX_LEGEND_CLASSES = 20
 
-
-def report_id(name: str, version: int) -> str:
-    return f"{name}-v{version}"
 
 
 def loss_curves_png(history: list[dict], best_epoch: int) -> bytes:
@@ -154,7 +152,7 @@ def _prior_section(model, manifest: DatasetManifest, rows) -> Section:
 
 def build_training_report(root: str, reference: str) -> Report:
     """The report of a registered model (`digits@3`, `digits@PROMOTED`, ...)."""
-    from pipelines.registry import load_registered
+    from pipelines.storage.registry import load_registered
     from vae_core import encode
 
     model, card = load_registered(root, reference)
@@ -200,16 +198,16 @@ def build_training_report(root: str, reference: str) -> Report:
                                          f"{metrics['val_kl']:.3f} nats",
              "anomaly threshold": f"{card['calibration']['threshold']:.3f} "
                                   f"(contamination {card['calibration']['contamination']})"}
-    return Report(report_id(card["name"], card["version"]), f"Training report: {card['name']}@{card['version']}", facts, sections,
+    return Report(training_report_id(card["name"], card["version"]), f"Training report: {card['name']}@{card['version']}",
+                  facts, sections,
                   f"vaepipe report model {card['name']}@{card['version']}")
 
 
 def model_of_run(root: str, run_id: str) -> str:
     """`name@version` of the model a training run registered (the newest, if it was registered twice)."""
-    from pipelines.layout import model_uri, run_uri, runs_uri
-    from pipelines.registry import CARD, ModelNotFound, list_versions
-    from pipelines.storage import exists, read_json
-    from pipelines.train import JOB_FILE
+    from pipelines.storage.layout import CARD_FILE, JOB_FILE, model_version_uri, run_uri, runs_uri
+    from pipelines.storage.objects import exists, read_json
+    from pipelines.storage.registry import ModelNotFound, list_versions
 
     job = f"{run_uri(root, run_id)}/{JOB_FILE}"
     if not exists(job):
@@ -217,7 +215,7 @@ def model_of_run(root: str, run_id: str) -> str:
                             "`vaepipe train`")
     name = read_json(job)["name"]
     for version in reversed(list_versions(root, name)):
-        if read_json(f"{model_uri(root, name)}/{version}/{CARD}")["training"]["run_id"] == run_id:
+        if read_json(f"{model_version_uri(root, name, version)}/{CARD_FILE}")["training"]["run_id"] == run_id:
             return f"{name}@{version}"
     raise ModelNotFound(f"run {run_id} registered no version of model {name!r} (it failed or is still running); "
                         f"report a registered version with `vaepipe report model {name}@<version>`")

@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
-from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
-from pipelines.registry import load_registered
-from pipelines.storage import list_files
+from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
+from pipelines.storage.registry import load_registered
+from pipelines.storage.objects import list_files
 from tests.ray_nodes import node_env, start_head, start_worker, wait_for_nodes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

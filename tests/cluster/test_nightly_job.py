@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.outputs import is_complete, read_success
+from pipelines.cli.main import main
+from pipelines.storage.commit import is_complete, read_success
 from tests.ray_nodes import node_env, start_head
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

@@ -25,7 +25,7 @@ from packaging.specifiers import SpecifierSet
 from referencing import Registry, Resource
 
 import pipelines
-from pipelines.cli import build_parser
+from pipelines.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -367,8 +367,8 @@ def test_configs_configmap_holds_exactly_the_files_in_configs():
 
 @pytest.mark.parametrize("where,spec", rayjob_specs(), ids=ids(rayjob_specs()))
 def test_rayjob_sets_its_cleanup_deadline_and_retries_explicitly(where, spec):
-    assert spec["shutdownAfterJobFinishes"] is True
-    assert {"ttlSecondsAfterFinished", "activeDeadlineSeconds", "backoffLimit"} <= set(spec)
+    # clean-up by deletionRules: test_rayjobs_fit_their_clusters.py checks them as KubeRay does
+    assert {"deletionStrategy", "activeDeadlineSeconds", "backoffLimit"} <= set(spec)
     assert spec["activeDeadlineSeconds"] > 0
 
 
@@ -474,35 +474,57 @@ def test_credential_check_finds_a_literal_value(leak):
     assert inline_credentials(leak) != []
 
 
-# --- IAM policy ----------------------------------------------------------------------------------
+# --- IAM policy (the template rendered by pipelines/storage/policy.py) ----------------------------
 
 OUTPUT_PREFIXES = ("runs", "models", "scores", "samples", "embeddings", "reports")
 WRITE_ACTIONS = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
+# A storage root under a prefix, as the README's example, and one at the bucket root.
+STORAGE_ROOTS = {"s3://my-bucket/vaepipe": "my-bucket/vaepipe/", "s3://my-bucket": "my-bucket/"}
 
 
-def bucket_policy_statements() -> list[dict]:
-    return json.loads((ROOT / "infra" / "iam" / "vaepipe-bucket-policy.json").read_text())["Statement"]
+def bucket_policy_statements(storage_uri: str, prepare: bool = False) -> list[dict]:
+    from pipelines.storage.policy import render_bucket_policy
+
+    return render_bucket_policy(storage_uri, prepare=prepare)["Statement"]
 
 
 def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def test_bucket_policy_writes_only_the_output_prefixes():
-    written = {resource for s in bucket_policy_statements() if WRITE_ACTIONS & set(as_list(s["Action"]))
-               for resource in as_list(s["Resource"])}
-    assert written == {f"arn:aws:s3:::VAEPIPE_BUCKET/{prefix}/*" for prefix in OUTPUT_PREFIXES}
-
-
-def test_bucket_policy_reads_datasets_and_outputs_and_nothing_else():
-    read = {resource for s in bucket_policy_statements() if "s3:GetObject" in as_list(s["Action"])
+def written_resources(statements: list[dict]) -> set[str]:
+    return {resource for s in statements if WRITE_ACTIONS & set(as_list(s["Action"]))
             for resource in as_list(s["Resource"])}
-    assert read == {f"arn:aws:s3:::VAEPIPE_BUCKET/{p}/*" for p in ("datasets", *OUTPUT_PREFIXES)}
 
 
-def test_bucket_policy_has_no_wildcard_action_and_conditions_every_listing():
-    statements = bucket_policy_statements()
+@pytest.mark.parametrize("storage_uri", STORAGE_ROOTS)
+def test_bucket_policy_writes_only_the_output_prefixes_and_the_root_marker(storage_uri):
+    root = STORAGE_ROOTS[storage_uri]
+    outputs = {f"arn:aws:s3:::{root}{prefix}/*" for prefix in OUTPUT_PREFIXES}
+    # pyarrow's recursive create_dir (Ray Train's storage) writes an empty marker at the storage root
+    marker = {f"arn:aws:s3:::{root}"} if root != "my-bucket/" else set()
+    assert written_resources(bucket_policy_statements(storage_uri)) == outputs | marker
+
+
+@pytest.mark.parametrize("storage_uri", STORAGE_ROOTS)
+def test_bucket_policy_reads_datasets_and_outputs_and_nothing_else(storage_uri):
+    root = STORAGE_ROOTS[storage_uri]
+    read = {resource for s in bucket_policy_statements(storage_uri) if "s3:GetObject" in as_list(s["Action"])
+            for resource in as_list(s["Resource"])}
+    assert read == {f"arn:aws:s3:::{root}{p}/*" for p in ("datasets", *OUTPUT_PREFIXES)}
+
+
+@pytest.mark.parametrize("storage_uri", STORAGE_ROOTS)
+def test_bucket_policy_has_no_wildcard_action_and_conditions_every_listing(storage_uri):
+    key_root = STORAGE_ROOTS[storage_uri].split("/", 1)[1]
+    statements = bucket_policy_statements(storage_uri)
     assert all(s["Effect"] == "Allow" and "*" not in "".join(as_list(s["Action"])) for s in statements)
     assert all("Condition" in s for s in statements if "s3:ListBucket" in as_list(s["Action"]))
     listed = {p for s in statements for p in s.get("Condition", {}).get("StringLike", {}).get("s3:prefix", [])}
-    assert listed == {f"{p}/*" for p in ("datasets", *OUTPUT_PREFIXES)}
+    assert listed == {f"{key_root}{p}/*" for p in ("datasets", *OUTPUT_PREFIXES)}
+
+
+def test_the_prepare_identity_may_also_write_datasets():
+    added = written_resources(bucket_policy_statements("s3://my-bucket/vaepipe", prepare=True)) \
+        - written_resources(bucket_policy_statements("s3://my-bucket/vaepipe"))
+    assert added == {"arn:aws:s3:::my-bucket/vaepipe/datasets/*"}

@@ -1,6 +1,6 @@
 """A fault-injecting TCP proxy on 127.0.0.1 in front of an HTTP (S3) server, for tests.
 
-No toxiproxy, `tc netem` or iptables here (STORAGE_NOTES.md), so faults are made
+No toxiproxy, `tc netem` or iptables here (docs/design.md, "Storage facts"), so faults are made
 by a small asyncio proxy in a background thread. It reads each HTTP request
 head on the client side, so a fault hits one *request*, not a whole keep-alive
 connection, and forwards responses untouched (clients do not pipeline, so the
@@ -11,7 +11,9 @@ Faults, chosen per request:
 - ``delay_s``: every request waits this long before it is forwarded;
 - ``reset_rate``: this fraction of requests get the connection reset (RST);
 - ``slowdown_rate``: this fraction get ``503 SlowDown`` (S3's throttling reply);
-- ``outage_after``: after this many requests every request is reset (a full outage).
+- ``outage_after``: after this many requests every request is reset (a full outage);
+- ``outage_from``: the first request whose request line contains these bytes, and every request after
+  it, is reset (an outage that starts at a known step of a job, e.g. its first part upload).
 
 Rates are applied evenly and deterministically (request n is hit when
 ``floor((n+1)·rate) > floor(n·rate)``), so with a rate ≤ 1/2 no two requests in
@@ -55,6 +57,7 @@ class FaultProxy:
     reset_rate: float = 0.0
     slowdown_rate: float = 0.0
     outage_after: int | None = None
+    outage_from: bytes | None = None
     lifetime_s: float = 120.0
     counts: FaultCounts = field(default_factory=FaultCounts)
 
@@ -83,10 +86,12 @@ class FaultProxy:
 
     # --- which request gets which fault --------------------------------------
 
-    def _next_fault(self) -> str | None:
+    def _next_fault(self, request_line: bytes = b"") -> str | None:
         with self._lock:
             n = self.counts.requests
             self.counts.requests += 1
+            if self.outage_from is not None and self.outage_from in request_line and self.outage_after is None:
+                self.outage_after = n
             if self.outage_after is not None and n >= self.outage_after:
                 self.counts.outage_resets += 1
                 return "reset"
@@ -135,7 +140,7 @@ class FaultProxy:
     async def _forward_requests(self, client_reader, client_writer, upstream_writer) -> None:
         while True:
             head = await client_reader.readuntil(b"\r\n\r\n")
-            fault = self._next_fault()
+            fault = self._next_fault(head.split(b"\r\n", 1)[0])
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             if fault == "reset":

@@ -10,34 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 from pipelines.datasets.catalog import load_manifest, shard_uris
-from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
-from pipelines.layout import dataset_uri
-from pipelines.storage import read_bytes, resolve, s3_client, write_bytes
+from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
+from pipelines.storage.layout import dataset_uri
+from pipelines.storage.objects import read_bytes, write_bytes
+from tests.reliability.refusals import assert_refused, objects
 
 pytestmark = [pytest.mark.reliability("bad input"), pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def objects(root: str) -> dict[str, str]:
-    """Key → ETag of every object under `root`: what "nothing existing overwritten" is checked against."""
-    location = resolve(root)
-    pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.key)
-    return {item["Key"]: item["ETag"] for page in pages for item in page.get("Contents", [])}
-
-
-def assert_refused(root: str, argv: list[str], capsys, *fragments: str) -> str:
-    before = objects(root)
-    code = main(argv)
-    err = capsys.readouterr().err
-    after = objects(root)
-    assert code == 2, err
-    assert err.startswith("error: ") and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err
-    assert {key: after.get(key) for key in before} == before, "an existing object was changed or deleted"
-    assert not [key for key in set(after) - set(before) if key.endswith("_SUCCESS")]
-    return err
 
 
 @pytest.fixture

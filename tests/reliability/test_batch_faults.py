@@ -18,11 +18,11 @@ import torch
 
 from pipelines.datasets.catalog import load_manifest, shard_uris
 from pipelines.datasets.reader import to_model_input
-from pipelines.layout import dataset_uri
-from pipelines.outputs import is_complete, list_committed_parts, read_success
-from pipelines.registry import load_registered
-from pipelines.score import ScoreJobConfig, run_scoring
-from pipelines.storage import list_files, read_bytes
+from pipelines.storage.layout import dataset_uri
+from pipelines.storage.commit import is_complete, list_committed_parts, read_success
+from pipelines.storage.registry import load_registered
+from pipelines.jobs.score import ScoreJobConfig, run_scoring
+from pipelines.storage.objects import list_files, read_bytes
 from vae_core import anomaly_scores
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.registry import ModelLoadError, load_registered, register_model
-from pipelines.storage import list_files, read_bytes, read_json
+from pipelines.cli.main import main
+from pipelines.storage.registry import ModelLoadError, load_registered, register_model
+from pipelines.storage.objects import list_files, read_bytes, read_json
 
 pytestmark = [pytest.mark.reliability("security"), pytest.mark.timeout(300)]
 

@@ -10,11 +10,11 @@ from urllib.parse import urlparse
 
 import pytest
 
-from pipelines import storage
+from pipelines.storage import objects as storage
 from pipelines.datasets.catalog import load_manifest, verify_shards
-from pipelines.datasets.prepare import PrepareConfig, prepare_dataset
-from pipelines.layout import dataset_uri
-from pipelines.outputs import is_complete
+from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
+from pipelines.storage.layout import dataset_uri
+from pipelines.storage.commit import is_complete
 from tests.reliability.fault_proxy import FaultProxy
 
 pytestmark = [pytest.mark.reliability("storage fault"), pytest.mark.timeout(180)]

@@ -36,7 +36,7 @@ def test_image_spec_with_a_table_likelihood_is_rejected_naming_the_choices():
     ModelSpec.for_table(2, [3, 4], variance="fixed"),
     ModelSpec.for_images((1, 8, 8), pixels="gaussian"),
     ModelSpec.for_images((1, 28, 28), latent_dim=5, hidden=(16, 32)),
-    ModelSpec("mlp", (6,), likelihood=(LikelihoodBlock("gaussian", 6, variance="fixed", fixed_std=0.5),)),
+    ModelSpec("mlp", (6,), 4, (8,), likelihood=(LikelihoodBlock("gaussian", 6, variance="fixed", fixed_std=0.5),)),
 ])
 def test_spec_round_trips_through_json_and_dict_with_tuples_restored(spec):
     restored = ModelSpec.from_json(spec.to_json())
@@ -53,7 +53,7 @@ def test_latent_dim_zero_is_rejected_naming_the_field():
 
 def test_block_sizes_not_summing_to_feature_count_are_rejected():
     with pytest.raises(ValueError, match="sum to 3 but input_shape"):
-        ModelSpec("mlp", (4,), likelihood=(LikelihoodBlock("gaussian", 3),))
+        ModelSpec("mlp", (4,), 4, (8,), likelihood=(LikelihoodBlock("gaussian", 3),))
 
 
 def test_empty_hidden_is_rejected():
@@ -68,7 +68,7 @@ def test_conv_input_not_divisible_by_stage_factor_is_rejected_with_advice():
 
 def test_conv_with_categorical_likelihood_is_rejected():
     with pytest.raises(ValueError, match="conv architecture needs one pixel likelihood"):
-        ModelSpec("conv", (1, 4, 4), hidden=(8,), likelihood=(LikelihoodBlock("categorical", 16),))
+        ModelSpec("conv", (1, 4, 4), 4, hidden=(8,), likelihood=(LikelihoodBlock("categorical", 16),))
 
 
 def test_unknown_likelihood_kind_is_rejected():

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipelines.outputs import read_success
-from pipelines.reports.page import INDEX, copy_report
+from pipelines.storage.commit import read_success
+from pipelines.reports.page import copy_report
+from pipelines.storage.layout import REPORT_INDEX as INDEX
 
 
 def check_report(index_uri: str, local_dir: Path, figures: set[str]) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipelines.reports.page import INDEX, report_uri
+from pipelines.storage.layout import REPORT_INDEX as INDEX, report_uri
 from tests.pipelines.reports.report_checks import check_report
 
 INSTALL = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 from pipelines.reports.after_job import report_after_job
 from pipelines.reports.training import build_training_report
 from tests.pipelines.reports.report_checks import check_report

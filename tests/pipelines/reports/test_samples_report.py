@@ -1,20 +1,21 @@
-"""The generation report of tabular samples, written by `run_generation` when it ends."""
+"""The generation report of tabular samples, written by `vaepipe generate` when the job ends."""
 from __future__ import annotations
 
 import pytest
 
-from pipelines.generate import GenerateJobConfig, run_generation
-from pipelines.reports.page import INDEX, report_uri
-from pipelines.reports.samples import report_id
+from pipelines.cli.main import main
+from pipelines.storage.layout import REPORT_INDEX as INDEX
+from pipelines.storage.layout import output_root, report_uri, samples_report_id, samples_uri
 from tests.pipelines.reports.report_checks import check_report
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def test_generating_rows_leaves_column_distributions_and_correlation_difference(fair_model, tmp_path):
-    outcome = run_generation(GenerateJobConfig(
-        model=fair_model["model"], storage=fair_model["storage"], num_samples=1000,
-        compute={"actors": 1, "cpus_per_actor": 0.25}), progress=lambda _: None)
-    index = f"{report_uri(fair_model['storage'], report_id(outcome.output_uri))}/{INDEX}"
+    storage = fair_model["storage"]
+    assert main(["generate", "--model", fair_model["model"], "--storage", storage, "--num-samples", "1000",
+                 "--run", "report-test", "--actors", "1", "--cpus-per-actor", "0.25"]) == 0
+    prefix = samples_uri(output_root(storage, "samples"), fair_model["model"].replace("@", "-v"), "report-test")
+    index = f"{report_uri(storage, samples_report_id(prefix))}/{INDEX}"
     page = check_report(index, tmp_path, {"columns.png", "correlation-difference.png"}).read_text()
     assert "Mean |difference|" in page

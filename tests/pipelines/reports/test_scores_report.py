@@ -1,21 +1,24 @@
-"""The scoring report, written by `run_scoring` when it ends."""
+"""The scoring report, written by `vaepipe score` when the job ends."""
 from __future__ import annotations
 
 import pytest
 
-from pipelines.reports.page import INDEX, report_uri
-from pipelines.reports.scores import report_id
-from pipelines.score import ScoreJobConfig, run_scoring
+from pipelines.cli.main import main
+from pipelines.storage.commit import read_success
+from pipelines.storage.layout import REPORT_INDEX as INDEX
+from pipelines.storage.layout import output_root, report_uri, scores_report_id, scores_uri
 from tests.pipelines.reports.report_checks import check_report
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def test_scoring_labelled_images_leaves_histogram_top_anomalies_and_roc_pr(digits_zero_model, tmp_path):
-    outcome = run_scoring(ScoreJobConfig(
-        model=digits_zero_model["model"], input="digits", storage=digits_zero_model["storage"], split="test",
-        date="2026-12-01", normal_label="0", compute={"actors": 1, "cpus_per_actor": 0.25}),
-        progress=lambda _: None)
-    index = f"{report_uri(digits_zero_model['storage'], report_id(outcome.output_uri))}/{INDEX}"
+    storage = digits_zero_model["storage"]
+    assert main(["score", "--model", digits_zero_model["model"], "--input", "digits", "--storage", storage,
+                 "--split", "test", "--date", "2026-12-01", "--normal-label", "0", "--actors", "1",
+                 "--cpus-per-actor", "0.25"]) == 0
+    model = digits_zero_model["model"].replace("@", "-v")
+    prefix = scores_uri(output_root(storage, "scores"), model, "digits", "2026-12-01")
+    index = f"{report_uri(storage, scores_report_id(prefix))}/{INDEX}"
     page = check_report(index, tmp_path, {"histogram.png", "top-anomalies.png", "roc-pr.png"}).read_text()
-    assert 'class="sortable"' in page and f"{outcome.summary['roc_auc']:.3f}" in page
+    assert 'class="sortable"' in page and f"{read_success(prefix)['summary']['roc_auc']:.3f}" in page

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.layout import run_uri
+from pipelines.storage.layout import run_uri
 from pipelines.reports.page import write_report
 from pipelines.reports.sweep import build_sweep_report
-from pipelines.sweep_results import trial_row, write_table
-from pipelines.tune import SweepError
+from pipelines.training.sweep_table import trial_row, write_table
+from pipelines.jobs.tune import SweepError
 from tests.pipelines.reports.report_checks import check_report
 
 

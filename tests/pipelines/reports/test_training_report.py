@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.reports.page import INDEX, report_uri
-from pipelines.reports.training import report_id
+from pipelines.storage.layout import REPORT_INDEX as INDEX, report_uri
+from pipelines.storage.layout import training_report_id as report_id
 from tests.pipelines.reports.report_checks import check_report
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

@@ -1,0 +1,379 @@
+"""Tabular synthesis against SDV's GaussianCopula and TVAE on real tables shipped inside installed packages.
+
+Five tables, nothing downloaded (statsmodels' and scikit-learn's bundled data), each split 70/30 with a
+fixed seed. Every generator fits on the 70 % and samples as many rows; the scores compare the samples
+with the real 30 % (the holdout, so copying training rows earns nothing):
+
+- SDMetrics QualityReport (sdmetrics 0.32, in the SDV interpreter): overall, column shapes,
+  column-pair trends; beside them our own `pipelines.metrics.synthesis_quality` numbers, which must agree.
+- TSTR: a scikit-learn HistGradientBoosting model trained on the synthetic rows, tested on the real 30 %
+  (ROC-AUC for a class, R² for a number; the target per table is in TABLES); "real" is the same model
+  trained on the real 70 % (the ceiling).
+- DCR: the share of synthetic rows closer to a (size-matched) training row than to any holdout row
+  (`dcr_closer_to_training_share`; about 0.5 when nothing is copied).
+- fit + sample seconds (wall; SDV's measured inside its interpreter, without its import time).
+
+Ours is `pipelines.training.tabular_synthesis.fit` with its defaults, in this process (no Ray): the spec, loss
+and features the training jobs use. SDV pins pandas < 3 while vaepipe runs on pandas 3, so the peers
+and sdmetrics run under another interpreter (`--sdv-python`, default `.venv-sdv/bin/python`, see README
+"Model quality"); without it their cells say so and our own metrics stand in.
+
+    PYTHONPATH=. nice -n 19 .venv/bin/python benchmarks/synthesis.py            # the full run
+    PYTHONPATH=. .venv/bin/python benchmarks/synthesis.py --quick                # seconds, a smoke run
+    PYTHONPATH=. nice -n 19 .venv/bin/python benchmarks/synthesis.py --ablation  # ours only, one lever at a time
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipelines.metrics.synthesis_quality import dcr_closer_to_training_share, quality_scores
+from pipelines.training.tabular_synthesis import SynthesisConfig, fit
+
+SEED = 0
+THREADS = 1  # a small MLP on 2 shared cores: 2 threads ran 5-40x slower per step under load (OpenMP barriers)
+TEST_FRACTION = 0.3
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- the tables --------------------------------------------------------------------------------------
+
+@dataclass
+class Table:
+    name: str
+    rows: Callable[[], pd.DataFrame]
+    categorical: list[str]
+    target: str
+    task: str  # "classification" (ROC-AUC; one-vs-rest when more than two levels) | "regression" (R²)
+    positive: Optional[Callable[[pd.Series], pd.Series]] = None  # classification target derived from a number
+    about: str = ""
+
+
+def _statsmodels(name: str) -> Callable[[], pd.DataFrame]:
+    def load() -> pd.DataFrame:
+        import importlib
+
+        return importlib.import_module(f"statsmodels.datasets.{name}").load_pandas().data
+
+    return load
+
+
+def _modechoice() -> pd.DataFrame:
+    # `individual` is a respondent id (four rows each), not a property of a row
+    return _statsmodels("modechoice")().drop(columns=["individual"])
+
+
+def _diabetes() -> pd.DataFrame:
+    from sklearn.datasets import load_diabetes
+
+    return load_diabetes(as_frame=True, scaled=False).frame
+
+
+TABLES = {
+    "randhie": Table("randhie", _statsmodels("randhie"), ["idp", "hlthg", "hlthf", "hlthp"], "hlthg",
+                     "classification", about="RAND health insurance experiment: visits (skewed count) and plan/health "
+                                             "variables, 20,190 rows"),
+    "fair": Table("fair", _statsmodels("fair"), ["rate_marriage", "religious", "educ", "occupation", "occupation_husb"],
+                  "affairs", "classification", positive=lambda s: s > 0,
+                  about="Fair (1978) affairs survey, 6,366 rows; coded categories kept as their float codes"),
+    "anes96": Table("anes96", _statsmodels("anes96"), ["PID", "vote"], "vote", "classification",
+                    about="1996 US election survey, 944 rows; popul heavy-tailed, logpopul its log"),
+    "modechoice": Table("modechoice", _modechoice, ["mode", "choice"], "choice", "classification",
+                        about="travel mode choice, 840 rows (210 people x 4 modes)"),
+    "diabetes": Table("diabetes", _diabetes, ["sex"], "target", "regression",
+                      about="scikit-learn's diabetes, unscaled, 442 rows; target = progression after a year"),
+}
+
+
+def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """70 / 30 by a seeded permutation."""
+    order = np.random.default_rng(SEED).permutation(len(frame))
+    cut = int(round(len(frame) * (1 - TEST_FRACTION)))
+    return frame.iloc[order[:cut]].reset_index(drop=True), frame.iloc[order[cut:]].reset_index(drop=True)
+
+
+# --- train on synthetic, test on real ------------------------------------------------------------------
+
+def tstr(train: pd.DataFrame, test: pd.DataFrame, table: Table) -> float:
+    """ROC-AUC (classification) or R² (regression) on the real test rows of a HistGradientBoosting model
+    fitted on `train`; categorical inputs one-hot encoded."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.metrics import r2_score, roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    inputs = [c for c in test.columns if c != table.target]
+    categorical = [c for c in inputs if c in table.categorical]
+    encode = ColumnTransformer([("levels", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)],
+                               remainder="passthrough")
+
+    def target(frame: pd.DataFrame) -> np.ndarray:
+        values = frame[table.target]
+        return (table.positive(values) if table.positive else values).to_numpy()
+
+    if table.task == "regression":
+        model = make_pipeline(encode, HistGradientBoostingRegressor(random_state=SEED)).fit(train[inputs], target(train))
+        return float(r2_score(target(test), model.predict(test[inputs])))
+    y_train, y_test = target(train), target(test)
+    if len(np.unique(y_train)) < 2:
+        return 0.5  # a generator that never emits the minority class predicts nothing
+    model = make_pipeline(encode, HistGradientBoostingClassifier(random_state=SEED)).fit(train[inputs], y_train)
+    probabilities = model.predict_proba(test[inputs])
+    if len(model.classes_) == 2:
+        return float(roc_auc_score(y_test == model.classes_[1], probabilities[:, 1]))
+    return float(roc_auc_score(y_test, probabilities, multi_class="ovr", labels=model.classes_))
+
+
+# --- the SDV side, in its own interpreter --------------------------------------------------------------
+
+SDV_FIT = """
+import json, sys, time, warnings
+import numpy as np, pandas as pd, torch
+warnings.filterwarnings("ignore")
+from sdv.metadata import Metadata
+from sdv.single_table import GaussianCopulaSynthesizer, TVAESynthesizer
+torch.set_num_threads({threads})
+train = pd.read_parquet(sys.argv[1])
+categorical = {categorical!r}
+metadata = Metadata.load_from_dict({{"tables": {{"t": {{"columns": {{
+    c: {{"sdtype": "categorical" if c in categorical else "numerical"}} for c in train.columns}}}}}}}})
+out = {{}}
+for name, make in (("gaussian_copula", lambda: GaussianCopulaSynthesizer(metadata)),
+                   ("tvae", lambda: TVAESynthesizer(metadata, enable_gpu=False, **{tvae_options!r}))):
+    np.random.seed({seed}); torch.manual_seed({seed})
+    started = time.perf_counter()
+    synthesizer = make()
+    synthesizer.fit({{"t": train}})  # sdv 2 takes a dict of tables
+    synthetic = synthesizer.sample({rows})
+    synthetic = synthetic["t"] if isinstance(synthetic, dict) else synthetic
+    out[name] = time.perf_counter() - started
+    synthetic.to_parquet(sys.argv[2] + "/" + name + ".parquet")
+print(json.dumps(out))
+"""
+
+SDV_SCORE = """
+import json, sys, warnings
+import pandas as pd
+warnings.filterwarnings("ignore")
+from sdmetrics.reports.single_table import QualityReport
+from sdmetrics.single_table import DCROverfittingProtection
+real = pd.read_parquet(sys.argv[1]); train = pd.read_parquet(sys.argv[2])
+categorical = {categorical!r}
+metadata = {{"columns": {{c: {{"sdtype": "categorical" if c in categorical else "numerical"}} for c in real.columns}}}}
+out = {{}}
+for path in sys.argv[3:]:
+    synthetic = pd.read_parquet(path)[list(real.columns)]
+    report = QualityReport()
+    report.generate(real, synthetic, metadata, verbose=False)
+    properties = report.get_properties().set_index("Property")["Score"]
+    # DCR on at most {dcr_rows} synthetic rows: sdmetrics' cross join is quadratic in memory
+    dcr = DCROverfittingProtection.compute_breakdown(train, synthetic.head({dcr_rows}), real, metadata={{"columns": metadata["columns"]}}, table_name=None)
+    out[path] = {{"overall": report.get_score(), "column_shapes": properties["Column Shapes"],
+                 "column_pair_trends": properties["Column Pair Trends"],
+                 "dcr_closer_to_training": dcr["synthetic_data_percentages"]["closer_to_training"]}}
+print(json.dumps(out))
+"""
+DCR_CHECK_ROWS = 1000
+
+
+def run_sdv(script: str, python: str, args: list[str]) -> dict:
+    done = subprocess.run([python, "-c", script, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{python} failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- one table ------------------------------------------------------------------------------------------
+
+def ours(train: pd.DataFrame, table: Table, config: SynthesisConfig) -> tuple[pd.DataFrame, dict]:
+    started = time.perf_counter()
+    synthesizer = fit(train, table.categorical, config)
+    synthetic = synthesizer.sample(len(train), seed=SEED)
+    seconds = time.perf_counter() - started
+    report = synthesizer.report
+    return synthetic, {"seconds": seconds, "steps": report.steps, "batch_size": report.batch_size,
+                       "kl": report.kl, "stopped": report.stopped}
+
+
+def score(synthetic: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, table: Table) -> dict:
+    """Our own quality numbers, TSTR and DCR of one generator's rows."""
+    assert list(synthetic.columns) == list(train.columns), f"{table.name}: columns {list(synthetic.columns)}"
+    return {**quality_scores(test, synthetic, table.categorical), "tstr": tstr(synthetic, test, table),
+            "dcr_closer_to_training": dcr_closer_to_training_share(synthetic, train, test, table.categorical, SEED)}
+
+
+def benchmark_table(table: Table, config: SynthesisConfig, sdv_python: Optional[str], tvae_options: dict,
+                    rows_limit: Optional[int] = None) -> dict:
+    frame = table.rows()
+    if rows_limit:
+        frame = frame.iloc[:rows_limit]
+    train, test = split(frame)
+    result = {"table": table.name, "about": table.about, "train_rows": len(train), "test_rows": len(test),
+              "columns": len(frame.columns), "categorical": table.categorical, "target": table.target,
+              "task": table.task, "generators": {}}
+    result["generators"]["real"] = {**score(train, train, test, table), "seconds": None}
+    synthetic, info = ours(train, table, config)
+    result["generators"]["vaepipe"] = {**score(synthetic, train, test, table), **info}
+    print(f"  {table.name} vaepipe: {result['generators']['vaepipe']}", flush=True)
+    if not sdv_python:
+        return result
+    with tempfile.TemporaryDirectory() as directory:
+        test_path, matched_path = f"{directory}/test.parquet", f"{directory}/train_matched.parquet"
+        paths = {name: f"{directory}/{name}.parquet" for name in ("real", "vaepipe")}  # "real": the train rows
+        test.to_parquet(test_path)
+        train.to_parquet(paths["real"])
+        synthetic.to_parquet(paths["vaepipe"])
+        seconds = run_sdv(SDV_FIT.format(threads=THREADS, seed=SEED, categorical=table.categorical, rows=len(train),
+                                         tvae_options=tvae_options), sdv_python, [paths["real"], directory])
+        for name, took in seconds.items():
+            peer = pd.read_parquet(f"{directory}/{name}.parquet")[list(train.columns)]
+            result["generators"][name] = {**score(peer, train, test, table), "seconds": took}
+            paths[name] = f"{directory}/{name}.parquet"
+            print(f"  {table.name} {name}: {result['generators'][name]}", flush=True)
+        # sdmetrics' own numbers; its DCR on the first DCR_CHECK_ROWS rows with a size-matched training sample
+        matched = train.sample(n=min(len(train), len(test)), random_state=SEED)
+        matched.to_parquet(matched_path)
+        scored = run_sdv(SDV_SCORE.format(categorical=table.categorical, dcr_rows=DCR_CHECK_ROWS), sdv_python,
+                         [test_path, matched_path, *[paths[n] for n in result["generators"]]])
+        for name, generator in result["generators"].items():
+            rows = pd.read_parquet(paths[name]).head(DCR_CHECK_ROWS)[list(train.columns)]
+            generator["sdmetrics"] = scored[paths[name]]
+            generator["ours_dcr_on_sdmetrics_rows"] = dcr_closer_to_training_share(rows, matched, test,
+                                                                                   table.categorical, SEED)
+    return result
+
+
+# --- report ---------------------------------------------------------------------------------------------
+
+PEERS = ("gaussian_copula", "tvae")
+LABELS = {"vaepipe": "vaepipe (default)", "gaussian_copula": "SDV GaussianCopula", "tvae": "SDV TVAE",
+          "real": "real 70 % (ceiling)"}
+
+
+def markdown(results: dict) -> str:
+    lines = ["| table (train rows; TSTR target) | generator | overall | column shapes | pair trends | TSTR | "
+             "DCR closer to train | seconds | ours: overall / shapes / trends |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["tables"]:
+        metric = "ROC-AUC" if r["task"] == "classification" else "R²"
+        head = f"{r['table']} ({r['train_rows']:,}; {r['target']} {metric})"
+        best = {k: max((g.get("sdmetrics", g)[k] for n, g in r["generators"].items() if n in PEERS), default=None)
+                for k in ("overall",)}
+        best["tstr"] = max((g["tstr"] for n, g in r["generators"].items() if n in PEERS), default=None)
+        for name in ("vaepipe", *PEERS, "real"):
+            g = r["generators"].get(name)
+            if g is None:
+                lines.append(f"| {head} | {LABELS[name]} | — | — | — | — | — | no SDV interpreter | |")
+                continue
+            q = g.get("sdmetrics", g)  # sdmetrics' numbers when it ran, else ours
+            mark = lambda key, value: f"**{value:.3f}**" if (name == "vaepipe" and best.get(key) is not None  # noqa: E731
+                                                              and value >= best[key]) else f"{value:.3f}"
+            seconds = "—" if g.get("seconds") is None else f"{g['seconds']:.1f}"
+            lines.append(f"| {head} | {LABELS[name]} | {mark('overall', q['overall'])} | {q['column_shapes']:.3f} | "
+                         f"{q['column_pair_trends']:.3f} | {mark('tstr', g['tstr'])} | "
+                         f"{g['dcr_closer_to_training']:.3f} | {seconds} | "
+                         f"{g['overall']:.3f} / {g['column_shapes']:.3f} / {g['column_pair_trends']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+# --- ablation: one lever at a time, ours only --------------------------------------------------------
+
+# in the order they were run (most informative first); each changes one setting of the default
+ABLATION = {
+    "default": {},
+    "steps=1000": {"steps": 1000},
+    "sampler=prior": {"sampler": "prior"},
+    "transform=auto (prepare's log1p rule + zero-inflated pairs)": {"transform": "auto", "zero_inflated": None},
+    "validation 10 % + best step": {"validation_fraction": 0.1},
+    "no KL warm-up": {"kl_warmup_fraction": 0.0},
+    "batch=512 always": {"batch_size": 512},
+    "transform=identity": {"transform": "identity", "zero_inflated": None},
+    "quantile + zero-inflated pairs": {"zero_inflated": None},
+    "free_bits=0.1": {"free_bits": 0.1},
+    "latent_dim=8": {"latent_dim": 8},
+    "steps=6000": {"steps": 6000},
+}
+
+
+def ablation(tables: list[Table], names: list[str], save: Callable[[dict], None]) -> dict:
+    out = {}
+    for label in names:
+        out[label] = {}
+        for table in tables:
+            train, test = split(table.rows())
+            synthetic, info = ours(train, table, SynthesisConfig(threads=THREADS, **ABLATION[label]))
+            scores = {**quality_scores(test, synthetic, table.categorical), "tstr": tstr(synthetic, test, table),
+                      "seconds": info["seconds"], "kl": info["kl"]}
+            out[label][table.name] = scores
+            print(f"  {label} {table.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
+        save(out)
+    return out
+
+
+def ablation_markdown(out: dict, tables: list[Table]) -> str:
+    lines = ["| lever | " + " | ".join(f"{t.name} overall / TSTR / s" for t in tables) + " | mean overall | mean TSTR |",
+             "|---|" + "---|" * (len(tables) + 2)]
+    for label, per_table in out.items():
+        cells = [f"{per_table[t.name]['overall']:.3f} / {per_table[t.name]['tstr']:.3f} / "
+                 f"{per_table[t.name]['seconds']:.0f}" for t in tables]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {np.mean([v['overall'] for v in per_table.values()]):.4f}"
+                     f" | {np.mean([v['tstr'] for v in per_table.values()]):.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="seconds: two small tables, 200 steps, TVAE 5 epochs")
+    parser.add_argument("--ablation", nargs="*", metavar="LEVER", help="ours only, one lever at a time "
+                        f"(default all: {', '.join(ABLATION)})")
+    parser.add_argument("--tables", nargs="*", choices=list(TABLES), help="default: all")
+    parser.add_argument("--sdv-python", default=str(ROOT / ".venv-sdv" / "bin" / "python"),
+                        help="interpreter with sdv + sdmetrics ('none': run without the peers)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for synthesis.json/.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(THREADS)
+    started = time.perf_counter()
+    tables = [TABLES[name] for name in (args.tables or TABLES)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.ablation is not None:
+        names = args.ablation or list(ABLATION)
+        results = ablation(tables, names, lambda partial: (out / "synthesis_ablation.json").write_text(
+            json.dumps(partial, indent=2)))
+        table = ablation_markdown(results, tables)
+        (out / "synthesis_ablation.md").write_text(table)
+        print(table)
+        return
+    sdv_python = args.sdv_python if args.sdv_python != "none" and Path(args.sdv_python).exists() else None
+    if sdv_python is None:
+        print(f"no SDV interpreter at {args.sdv_python}: the peers are skipped, our own metrics stand in", flush=True)
+    config = SynthesisConfig(threads=THREADS, **({"steps": 200} if args.quick else {}))
+    if args.quick:
+        tables = [TABLES["diabetes"], TABLES["modechoice"]]
+    results = {"quick": args.quick, "seed": SEED, "threads": THREADS, "config": config.model_dump(), "tables": []}
+    for table in tables:
+        print(table.name, flush=True)
+        results["tables"].append(benchmark_table(table, config, sdv_python, {"epochs": 5} if args.quick else {}))
+    results["seconds"] = time.perf_counter() - started
+    report = markdown(results)
+    suffix = "_quick" if args.quick else ""
+    (out / f"synthesis{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / f"synthesis{suffix}.md").write_text(report)
+    print(report)
+    print(f"{results['seconds']:.0f} s; wrote {out / f'synthesis{suffix}.json'} and {out / f'synthesis{suffix}.md'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The config every batch verb starts from: which model, where its outputs go, and the actor pool."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from pipelines.config import StrictModel
+from pipelines.runtime.ray_session import RayConfig
+
+
+class ComputeConfig(StrictModel):
+    """The actor pool every batch job runs its model in."""
+
+    actors: int = Field(2, ge=1, description="model actors (ActorPoolStrategy size); each loads the model once")
+    cpus_per_actor: float = Field(
+        0.5, gt=0, description="logical CPUs per actor; fractional on small machines so reads and writes "
+                               "still get scheduled beside the actors")
+    batch_size: int = Field(4096, ge=1, description="rows per model call")
+    use_gpu: bool = False
+    gpus_per_actor: float = Field(1.0, gt=0, description="GPUs per actor when use_gpu (e.g. 0.25 shares one GPU)")
+
+
+class BatchJobConfig(StrictModel):
+    """What every batch verb takes; a verb adds its own fields and the default of `output`."""
+
+    model: str = Field(description="registered model: NAME@VERSION, NAME@PROMOTED or NAME@latest")
+    storage: Optional[str] = Field(None, description="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
+    output: str = Field(description="output root: a folder under the storage root or a full URI")
+    overwrite: bool = Field(False, description="replace an output that is already complete")
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+
+class RowJobConfig(BatchJobConfig):
+    """A batch verb over the rows of a prepared input (score, embed)."""
+
+    input: str = Field(description="prepared dataset: a name under <storage>/datasets/ or a full URI")
+    split: Optional[Literal["train", "val", "test"]] = Field(None, description="only this split (default: every row)")
+    passthrough: list[str] = Field(default_factory=list,
+                                   description="input columns copied to the output (the label always is)")

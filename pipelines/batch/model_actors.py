@@ -1,0 +1,82 @@
+"""A pool of Ray actors that each load one registered model version once, for `map_batches`.
+
+A batch verb subclasses `ModelActor` (one `__call__(batch) -> batch`) and maps it over a Ray
+Dataset with `map_with_model`; `batch.parts` writes the result, `batch.run` commits it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from pipelines.batch.config import ComputeConfig
+from pipelines.datasets.manifest import DatasetManifest
+from pipelines.storage.layout import model_slug
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A model version resolved once on the driver, so every actor loads exactly that version."""
+
+    name: str
+    version: int
+    card: dict
+
+    @property
+    def reference(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def slug(self) -> str:
+        """The model's folder name in output paths."""
+        return model_slug(self.name, self.version)
+
+    @property
+    def training_manifest(self) -> DatasetManifest:
+        """The dataset the model was trained on: its schema and preprocessing statistics."""
+        return DatasetManifest.model_validate(self.card["dataset"]["manifest"])
+
+
+def resolve_model(root: str, reference: str) -> RegisteredModel:
+    """The registered version a reference names (`digits@PROMOTED`, `digits@3`, ...) and its card."""
+    from pipelines.storage.layout import CARD_FILE, model_version_uri
+    from pipelines.storage.registry import ModelRef, read_card, resolve_version
+
+    ref = ModelRef.parse(reference)
+    version = resolve_version(root, ref)
+    return RegisteredModel(ref.name, version, read_card(f"{model_version_uri(root, ref.name, version)}/{CARD_FILE}"))
+
+
+class ModelActor:
+    """Base of the callable classes given to `map_batches`: the model is loaded once per actor,
+    from the registry's safetensors (never unpickled), onto the GPU when the job has one."""
+
+    def __init__(self, root: str, reference: str, use_gpu: bool):
+        import torch
+
+        from pipelines.storage.registry import load_registered
+
+        model, card = load_registered(root, reference)
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.model = model.to(self.device).eval()
+        self.card = card
+        self.manifest = DatasetManifest.model_validate(card["dataset"]["manifest"])
+
+
+def map_with_model(dataset, actor_class: type[ModelActor], model: RegisteredModel, root: str,
+                   compute: ComputeConfig, batch_size: Optional[int] = None, **actor_kwargs: Any):
+    """`dataset.map_batches(actor_class)` on a fixed pool of `compute.actors` model actors."""
+    import ray.data
+
+    return dataset.map_batches(
+        actor_class,
+        fn_constructor_kwargs={"root": root, "reference": model.reference, "use_gpu": compute.use_gpu,
+                               **actor_kwargs},
+        compute=ray.data.ActorPoolStrategy(size=compute.actors),
+        num_cpus=compute.cpus_per_actor,
+        num_gpus=compute.gpus_per_actor if compute.use_gpu else None,
+        batch_size=batch_size or compute.batch_size,
+        batch_format="numpy",
+        # a killed actor is restarted and its batches re-run: Ray Data's defaults for actor pools
+        # (max_restarts/max_task_retries -1; passing them is deprecated), asserted by the fault tests;
+        # the attempt's commit makes these at-least-once retries exactly-once
+    )

@@ -1,0 +1,112 @@
+"""A batch verb's output as Parquet parts of its commit's attempt, each one recorded as its writer reports
+it (`OutputCommit.record`), and errors from inside Ray tasks turned back into messages for people."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pyarrow as pa
+
+from pipelines.errors import UserError
+
+
+def _attempt_parquet_sink(path: str, filesystem, attempt_id: str):
+    from ray.data import Datasink
+
+    class AttemptParquetSink(Datasink):
+        """One Parquet file per write task, `part-<attempt>-<task>.parquet` directly under `path`.
+
+        A retried task rewrites its own file (never a second copy). Each task returns the name and
+        size of what it wrote, and the driver keeps that list (`written`): the commit lists exactly
+        these files, whatever else appears under the prefix."""
+
+        def __init__(self):
+            self.written: list[tuple[str, int]] = []
+
+        def write(self, blocks, ctx) -> list[tuple[str, int]]:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            from ray.data.block import BlockAccessor
+
+            tables = [BlockAccessor.for_block(block).to_arrow() for block in blocks]
+            tables = [table for table in tables if table.num_rows]
+            if not tables:
+                return []
+            table = pa.concat_tables(tables, promote_options="default")
+            name = f"part-{attempt_id}-{ctx.task_idx:06d}.parquet"
+            # pyarrow reports an upload error only at close(): the `with` makes it raise here
+            with filesystem.open_output_stream(f"{path}/{name}") as stream:
+                pq.write_table(table, stream, compression="zstd")
+                size = stream.tell()
+            return [(name, size)]
+
+        def on_write_complete(self, write_result) -> None:
+            self.written = [item for task in write_result.write_returns for item in (task or [])]
+
+    return AttemptParquetSink()
+
+
+def write_parts(dataset, commit) -> None:
+    """Run the dataset and write it as Parquet parts of `commit`'s attempt under its prefix, recording
+    each part the writers report (`OutputCommit.record`).
+
+    An error meant for a person raised inside a Ray task (bad rows, a schema mismatch, storage that
+    went away) is re-raised here as itself, not as Ray's wrapped task error.
+    """
+    from pipelines.storage.objects import resolve
+
+    location = resolve(commit.prefix_uri)
+    sink = _attempt_parquet_sink(location.path, location.filesystem, commit.attempt_id)
+    try:
+        dataset.write_datasink(sink)
+    except Exception as err:  # Ray wraps task errors in its own exception types
+        cause = user_error_in(err)
+        if cause is None:
+            storage = storage_error_in(err, commit.prefix_uri)
+            if storage is None:
+                raise
+            raise storage from None
+        raise type(cause)(str(cause).strip().splitlines()[-1]) from None
+    commit.record([name for name, _ in sink.written], [size for _, size in sink.written])
+
+
+def storage_error_in(err: BaseException, prefix: str) -> Optional[UserError]:
+    """A StorageError for an I/O failure of pyarrow or the network somewhere in a Ray task error's
+    cause chain (the store went away, a bucket was removed), naming the output; None otherwise."""
+    from pipelines.redaction import redact
+    from pipelines.storage.objects import S3Settings, StorageError
+
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError):
+            detail = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            where = f" at {S3Settings.from_env().endpoint_label}" if prefix.startswith("s3://") else ""
+            return StorageError(f"cannot write {prefix}{where}: {redact(detail)}; nothing was committed -- "
+                                "re-run the job when storage is reachable")
+        err = getattr(err, "cause", None) or err.__cause__ or err.__context__
+    return None
+
+
+def user_error_in(err: BaseException) -> Optional[UserError]:
+    """The first UserError in an exception's cause chain (Ray nests task errors two or three deep)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, UserError):
+            return err
+        err = getattr(err, "cause", None) or err.__cause__ or err.__context__
+    return None
+
+
+def read_attempt_parts(commit, columns: Optional[list[str]] = None) -> pa.Table:
+    """This attempt's recorded Parquet parts as one table, before the commit: what a summary is computed from."""
+    import pyarrow.parquet as pq
+
+    from pipelines.storage.objects import resolve
+
+    location = resolve(commit.prefix_uri)
+    paths = [resolve(uri).path for uri in commit.recorded_uris if uri.endswith(".parquet")]
+    if not paths:
+        return pa.table({name: pa.array([], type=pa.float64()) for name in columns or ()})
+    return pa.concat_tables([pq.read_table(path, columns=columns, filesystem=location.filesystem)
+                             for path in paths])

@@ -1,0 +1,65 @@
+"""The one run of every batch verb: resolve the model, take the output's lease, write the verb's dataset as
+recorded Parquet parts on Ray, let the verb add its files and figures, commit `_SUCCESS`, report.
+
+A verb supplies a `BatchPlan` — where, how many rows, the Ray Dataset to write (built inside the Ray
+session) and what `_SUCCESS` should record — and gets a `BatchOutcome` back. The lease is taken before Ray
+starts, so an output that is already complete is reported without starting Ray.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from pipelines.batch.config import BatchJobConfig
+from pipelines.batch.model_actors import RegisteredModel, resolve_model
+
+
+@dataclass
+class BatchPlan:
+    prefix: str                                   # the output's URI
+    rows: int                                     # rows the output must hold
+    description: str                              # the job's first progress line
+    dataset: Callable[[], Any]                    # the Ray Dataset to write, built inside the Ray session
+    metadata: dict = field(default_factory=dict)  # the verb's own fields of `_SUCCESS`
+    # after the parts are written, before the commit: extra files (`commit.write`), figures for `_SUCCESS`
+    finish: Optional[Callable[[Any], dict]] = None
+
+
+@dataclass
+class BatchOutcome:
+    output_uri: str
+    model: str
+    rows: int
+    seconds: float
+    summary: dict = field(default_factory=dict)
+
+
+def open_model(config: BatchJobConfig) -> tuple[str, RegisteredModel]:
+    """(storage root, the registered version the config names), after one cheap access check."""
+    from pipelines.storage.layout import storage_root
+    from pipelines.storage.objects import check_access
+
+    root = storage_root(config.storage)
+    check_access(root)
+    return root, resolve_model(root, config.model)
+
+
+def run_batch(job: str, config: BatchJobConfig, model: RegisteredModel, plan: BatchPlan,
+              progress: Callable[[str], None] = print) -> BatchOutcome:
+    """Write and commit `plan`'s output; `AlreadyComplete` when it exists (and not `config.overwrite`)."""
+    from pipelines.batch.parts import write_parts
+    from pipelines.runtime.ray_session import ray_session
+    from pipelines.storage.commit import OutputCommit
+
+    started = time.monotonic()
+    progress(plan.description)
+    with OutputCommit(plan.prefix, job=job, overwrite=config.overwrite) as commit, ray_session(config.ray):
+        write_parts(plan.dataset(), commit)
+        figures = plan.finish(commit) if plan.finish else {}
+        # the commit refuses parts that do not hold exactly plan.rows rows
+        commit.commit(expected_rows=plan.rows, metadata={
+            "model": model.reference, **plan.metadata, **figures, "rows_out": plan.rows,
+            "seconds": round(time.monotonic() - started, 3)})
+    return BatchOutcome(plan.prefix, model.reference, plan.rows, time.monotonic() - started,
+                        figures.get("summary", {}))

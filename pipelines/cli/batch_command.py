@@ -1,0 +1,55 @@
+"""What every batch command (score, generate, embed, nightly) shares: its flags, how they become config fields,
+and the run itself — an output that is already complete is reported (exit 0), a finished one gets its
+report and the lines that say where it is."""
+from __future__ import annotations
+
+import argparse
+from typing import Callable, Optional
+
+from pipelines.cli.console import progress
+
+
+def add_batch_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", help="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
+    parser.add_argument("--actors", type=int, help="model actors in the pool (default 2)")
+    parser.add_argument("--cpus-per-actor", type=float, help="logical CPUs per actor (default 0.5)")
+    parser.add_argument("--batch-size", type=int, help="rows per model call (default 4096)")
+    parser.add_argument("--use-gpu", action="store_true", help="one GPU (or --set compute.gpus_per_actor) per actor")
+    parser.add_argument("--overwrite", action="store_true", help="replace an output that is already complete")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override any config field, e.g. compute.actors=4 or ray.address=auto (repeatable)")
+
+
+def batch_fields(args: argparse.Namespace) -> dict:
+    """Config fields from the shared flags that were given (unset flags keep the config's defaults)."""
+    compute = {"actors": args.actors, "cpus_per_actor": args.cpus_per_actor, "batch_size": args.batch_size,
+               "use_gpu": args.use_gpu or None}
+    fields = {"storage": args.storage, "overwrite": args.overwrite or None,
+              "compute": {k: v for k, v in compute.items() if v is not None}}
+    return {k: v for k, v in fields.items() if v not in (None, {})}
+
+
+def build_batch_config(model_class, fields: dict, args: argparse.Namespace, source: str = "command line"):
+    from pipelines.config import build_config
+
+    given = {k: v for k, v in fields.items() if v is not None}
+    return build_config(model_class, {**given, **batch_fields(args)}, args.set or (), source=source)
+
+
+def run_batch_command(run: Callable, config, done: Callable[[object], str],
+                      report: Optional[Callable] = None) -> int:
+    """`run(config, progress=...)`, then its report (`report(root, output_uri)`) and `done(outcome)` printed."""
+    from pipelines.reports.after_job import report_after_job
+    from pipelines.storage.commit import AlreadyComplete
+    from pipelines.storage.layout import storage_root
+
+    try:
+        outcome = run(config, progress=progress)
+    except AlreadyComplete as complete:
+        print(f"already complete: {complete}")
+        return 0
+    if report is not None:
+        report_after_job(report, storage_root(config.storage), outcome.output_uri, progress=progress)
+    print(done(outcome))
+    print(f"  at {outcome.output_uri}/")
+    return 0

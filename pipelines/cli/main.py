@@ -1,0 +1,67 @@
+"""The `vaepipe` command: one sub-command per job, each a thin layer over a job module.
+
+A new command is a new module in this package with `register(commands)` adding its parser, plus one
+entry in `COMMANDS` (in the order `--help` lists them). Nothing on the `--help` path imports Ray, torch
+or pyarrow: command modules import their job inside the handler.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+from pipelines import __version__
+from pipelines.cli import (demo, embed, generate, nightly, prepare, promote, report, score, storage, submit, train,
+                           tune)
+from pipelines.errors import UserError
+from pipelines.redaction import redact
+from pipelines.storage.layout import ENV_ALLOW_SYSTEM_PATHS
+
+COMMANDS = [demo, storage, prepare, train, tune, promote, score, generate, embed, nightly, report, submit]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaepipe",
+        description="Train variational autoencoders on Ray from object storage, then score, generate and embed.",
+        epilog="Storage: jobs read and write under one root URI (--storage, $VAEPIPE_STORAGE, default s3://vaepipe). "
+               "S3 endpoint and credentials come from the standard AWS environment (AWS_ENDPOINT_URL, "
+               "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or AWS_PROFILE); when they are unset, the "
+               "embedded store started by `vaepipe storage up` is used.",
+    )
+    parser.add_argument("--version", action="version", version=f"vaepipe {__version__}")
+    parser.add_argument("--allow-system-paths", action="store_true",
+                        help="allow a local storage root or output under a system directory (/etc, /usr, ...), "
+                             "which is refused by default as a likely typo")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    for command in COMMANDS:
+        command.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.parser = parser  # `submit` checks a job's own arguments with it
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    allowed_before = os.environ.get(ENV_ALLOW_SYSTEM_PATHS)
+    if args.allow_system_paths:
+        os.environ[ENV_ALLOW_SYSTEM_PATHS] = "1"
+    try:
+        return handler(args)
+    except UserError as err:
+        # one line a person can act on; whatever a library quoted into it, never a secret
+        line = "; ".join(part.strip() for part in str(err).splitlines() if part.strip())
+        print(f"error: {redact(line)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if allowed_before is None:
+            os.environ.pop(ENV_ALLOW_SYSTEM_PATHS, None)
+        else:
+            os.environ[ENV_ALLOW_SYSTEM_PATHS] = allowed_before
+

@@ -1,0 +1,372 @@
+"""How a source becomes a dataset: the `prepare` config, the split of each row, the role of each column,
+cleaning, and the statistics the model's features are standardized with (computed on the train split).
+
+Pure steps, each a function; `jobs.prepare` reads the source, runs them, and writes the shards and the
+manifest under one commit.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pydantic import Field, field_validator, model_validator
+
+from pipelines.config import StrictModel
+from pipelines.datasets.manifest import (
+    SPLITS, SYSTEM_COLUMNS, CategoricalColumn, ImageSpec, NumericColumn,
+)
+from pipelines.datasets.sources import (
+    BUILTIN_SOURCES, IMAGE_SUFFIXES, SourceError, SourceTable, load_builtin, load_image_folder, load_table,
+)
+from pipelines.naming import validate_name
+
+MISSING_LEVEL = "__missing__"
+
+
+class PrepareConfig(StrictModel):
+    """What `vaepipe prepare` does; every field has a CLI flag of the same name."""
+
+    name: str = Field(description="dataset name: datasets/<name>/ under the storage root")
+    source: str = Field(description="a built-in sample (digits, mnist5k, breast_cancer, fair), a CSV/Parquet "
+                                    "file or prefix (local or s3://), or a folder of PNG/JPEG images")
+    storage: Optional[str] = Field(None, description="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
+    rows_per_shard: Optional[int] = Field(None, gt=0, description="rows per Parquet shard (default: about 8 shards)")
+    split: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    columns: Optional[list[str]] = Field(None, description="feature columns to keep (tabular; default all)")
+    categorical: list[str] = Field(default_factory=list, description="columns to treat as categorical")
+    numeric: list[str] = Field(default_factory=list, description="columns that must be numeric")
+    id_column: Optional[str] = None
+    label_column: Optional[str] = None
+    image_shape: Optional[tuple[int, int, int]] = Field(None, description="C,H,W to convert and resize images to")
+    impute: Literal["error", "mean", "median", "drop"] = "error"
+    follow_symlinks: bool = Field(False, description="read files that are symlinks (or inside linked folders) of a "
+                                                     "local source; off: such a link is refused")
+    overwrite: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_safe(cls, value: str) -> str:
+        return validate_name(value, "dataset name")
+
+    @field_validator("split")
+    @classmethod
+    def _split_is_a_partition(cls, value: dict[str, float]) -> dict[str, float]:
+        if set(value) != set(SPLITS):
+            raise ValueError(f"split needs exactly the keys {list(SPLITS)}, got {sorted(value)}")
+        if any(v < 0 for v in value.values()) or not math.isclose(sum(value.values()), 1.0, abs_tol=1e-6):
+            raise ValueError(f"split fractions must be ≥ 0 and sum to 1, got {value}")
+        if value["train"] <= 0:
+            raise ValueError("split.train must be > 0: statistics are computed on the train split")
+        return value
+
+    @field_validator("image_shape")
+    @classmethod
+    def _shape_is_positive(cls, value):
+        if value is not None and (value[0] not in (1, 3) or min(value) < 1):
+            raise ValueError(f"image_shape must be C,H,W with C 1 or 3 and H, W ≥ 1; got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _roles_do_not_overlap(self):
+        both = set(self.categorical) & set(self.numeric)
+        if both:
+            raise ValueError(f"columns {sorted(both)} are declared both numeric and categorical")
+        return self
+
+
+# --- pure steps ---------------------------------------------------------------------
+
+def assign_splits(row_ids: np.ndarray, fractions: dict[str, float], seed: str = "vaepipe") -> np.ndarray:
+    """A split per row from a hash of its id: stable when rows are added, reordered or re-sharded."""
+    def unit(row_id) -> float:
+        digest = hashlib.blake2b(f"{seed}:{row_id}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2.0**64
+
+    u = np.fromiter((unit(r) for r in row_ids), dtype=np.float64, count=len(row_ids))
+    edges = np.cumsum([fractions[s] for s in SPLITS])
+    index = np.minimum(np.searchsorted(edges, u, side="right"), len(SPLITS) - 1)
+    return np.asarray(SPLITS, dtype=object)[index]
+
+
+def check_unique_ids(row_ids: np.ndarray, source: str) -> None:
+    ids = pd.Series(row_ids)
+    duplicated = ids[ids.duplicated()]
+    if len(duplicated):
+        raise SourceError(f"{source}: id {duplicated.iloc[0]!r} appears more than once "
+                          f"({len(duplicated)} duplicate ids); ids must be unique")
+
+
+def _looks_numeric(series: pd.Series) -> bool:
+    present = series.dropna()
+    if present.empty:
+        return False
+    parsed = pd.to_numeric(present, errors="coerce")
+    return parsed.notna().mean() >= 0.9
+
+
+def column_roles(table: pd.DataFrame, config: PrepareConfig) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) feature columns: declared roles first, then inferred from the values."""
+    columns = list(config.columns) if config.columns else list(table.columns)
+    unknown = [c for c in columns + config.categorical + config.numeric if c not in table.columns]
+    if unknown:
+        raise SourceError(f"{config.source}: column(s) {unknown} not found (columns: {list(table.columns)})")
+    if not columns:
+        raise SourceError(f"{config.source}: no feature columns left")
+    numeric, categorical = [], []
+    for column in columns:
+        series = table[column]
+        if column in config.categorical:
+            categorical.append(column)
+        elif column in config.numeric or pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            numeric.append(column)
+        elif _looks_numeric(series):
+            # mostly numbers with a few strays: far more likely a dirty numeric column than a category
+            numeric.append(column)
+        else:
+            categorical.append(column)
+    return numeric, categorical
+
+
+def to_numeric(series: pd.Series, column: str, row_ids: np.ndarray, source: str) -> np.ndarray:
+    """float64 values; a value that is present but not a number is an error naming its row."""
+    parsed = pd.to_numeric(series, errors="coerce")
+    bad = parsed.isna() & series.notna() & (series.astype(str).str.strip().str.lower() != "nan")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SourceError(f"{source}: column {column!r} row {row_ids[i]!r} has non-numeric value "
+                          f"{series.iloc[i]!r} ({int(bad.sum())} such rows); fix the data or declare the "
+                          "column categorical")
+    return parsed.to_numpy(dtype=np.float64)
+
+
+def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str], splits: np.ndarray,
+                  impute: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Typed feature columns with NaN/inf handled by `impute`; returns (table, rows kept mask)."""
+    table = pd.DataFrame(index=range(source.rows))
+    keep = np.ones(source.rows, dtype=bool)
+    train = splits == "train"
+    for column in numeric:
+        values = to_numeric(source.table[column], column, source.row_ids, source.description)
+        invalid = ~np.isfinite(values)
+        if invalid.any():
+            if impute == "error":
+                i = int(np.flatnonzero(invalid)[0])
+                raise SourceError(
+                    f"{source.description}: column {column!r} has {int(invalid.sum())} NaN/inf value(s), first at "
+                    f"row {source.row_ids[i]!r}; clean the data or pass --impute mean|median|drop")
+            if impute == "drop":
+                keep &= ~invalid
+            else:
+                reference = values[train & ~invalid]
+                if reference.size == 0:
+                    raise SourceError(f"{source.description}: column {column!r} has no valid train values to impute from")
+                values = np.where(invalid, np.mean(reference) if impute == "mean" else np.median(reference), values)
+        table[column] = values
+    for column in categorical:
+        series = source.table[column]
+        missing = series.isna().to_numpy()
+        if missing.any():
+            if impute == "error":
+                i = int(np.flatnonzero(missing)[0])
+                raise SourceError(
+                    f"{source.description}: categorical column {column!r} has {int(missing.sum())} missing value(s), "
+                    f"first at row {source.row_ids[i]!r}; clean the data or pass --impute mean|median|drop")
+            if impute == "drop":
+                keep &= ~missing
+        table[column] = series.astype(object).where(~missing, MISSING_LEVEL).astype(str).to_numpy()
+    return table, keep
+
+
+# skewness above which a non-negative column is modelled on the log1p scale (an exponential has 2)
+LOG1P_SKEWNESS = 2.0
+# share of exact zeros from which a non-negative column gets a zero-inflated likelihood
+ZERO_INFLATED_SHARE = 0.2
+
+
+def _nonzero_std(values: np.ndarray) -> float:
+    std = float(np.std(values))
+    # a constant column would divide by zero when standardized; 1.0 leaves it at 0
+    return std if std > 1e-12 else 1.0
+
+
+def skewness(values: np.ndarray) -> float:
+    centered = values - values.mean()
+    spread = float(np.sqrt(np.mean(centered ** 2)))
+    return float(np.mean(centered ** 3)) / spread ** 3 if spread > 1e-12 else 0.0
+
+
+# quantile transform: the train values at this many evenly spaced probabilities (fewer rows: every row)
+QUANTILE_POINTS = 1001
+
+
+def numeric_stats(name: str, values: np.ndarray, dtype: str, transform: str = "auto",
+                  zero_inflated: Optional[bool] = None) -> NumericColumn:
+    """Train-split statistics of one numeric column, and how the model sees it (see NumericColumn).
+
+    `transform` "auto" chooses identity / log1p (skewed, non-negative) and zero-inflation by the
+    rules below; "identity", "log1p" or "quantile" is taken as given (log1p needs values > -1).
+    `zero_inflated` overrides the zero-share rule (None: the rule decides)."""
+    values = values.astype(np.float64)
+    if transform != "auto":
+        return _numeric_stats_with(name, values, dtype, transform, zero_inflated)
+    scaling: dict = {}
+    if values.min() >= 0:
+        nonzero = values[values != 0]
+        if np.mean(values == 0) >= ZERO_INFLATED_SHARE and len(np.unique(nonzero)) > 1:
+            scaling["zero_inflated"] = True
+            values_modelled = nonzero
+        else:
+            values_modelled = values
+        if skewness(values_modelled) > LOG1P_SKEWNESS:
+            scaling["transform"] = "log1p"
+            values_modelled = np.log1p(values_modelled)
+        if scaling:
+            scaling.update(center=float(values_modelled.mean()), scale=_nonzero_std(values_modelled))
+    return NumericColumn(
+        name=name, dtype=dtype, mean=float(np.mean(values)), std=_nonzero_std(values),
+        min=float(np.min(values)), max=float(np.max(values)),
+        integer=bool(np.all(np.equal(np.mod(values, 1), 0))), **scaling,
+    )
+
+
+def _numeric_stats_with(name: str, values: np.ndarray, dtype: str, transform: str,
+                        zero_inflated: Optional[bool]) -> NumericColumn:
+    """numeric_stats for a transform chosen by the caller."""
+    if transform == "log1p" and values.min() <= -1:
+        raise SourceError(f"column {name!r} has value {values.min():g}; transform log1p needs values > -1")
+    nonzero = values[values != 0]
+    if zero_inflated is None:
+        zero_inflated = bool(values.min() >= 0 and np.mean(values == 0) >= ZERO_INFLATED_SHARE
+                             and len(np.unique(nonzero)) > 1)
+    modelled = nonzero if zero_inflated else values
+    scaling: dict = {"transform": transform, "zero_inflated": zero_inflated}
+    if transform == "quantile":
+        points = min(QUANTILE_POINTS, len(modelled))
+        scaling["quantiles"] = np.quantile(modelled, np.linspace(0.0, 1.0, points)).tolist()
+    else:
+        modelled = np.log1p(modelled) if transform == "log1p" else modelled
+        scaling.update(center=float(modelled.mean()), scale=_nonzero_std(modelled))
+    return NumericColumn(
+        name=name, dtype=dtype, mean=float(np.mean(values)), std=_nonzero_std(values),
+        min=float(np.min(values)), max=float(np.max(values)),
+        integer=bool(np.all(np.equal(np.mod(values, 1), 0))), **scaling,
+    )
+
+
+def numeric_dtype(series: pd.Series, values: np.ndarray) -> str:
+    """The dtype a numeric column has in its source: its own when the source typed it (Parquet, a
+    DataFrame), else (CSV text) int64 when every value is a whole number, float64 otherwise."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return str(series.dtype)
+    finite = values[np.isfinite(values)]
+    return "int64" if finite.size and np.all(np.mod(finite, 1) == 0) else "float64"
+
+
+def categorical_stats(name: str, values: np.ndarray, train: np.ndarray, dtype: str) -> CategoricalColumn:
+    levels = sorted(set(values.tolist()))
+    counts = pd.Series(values[train]).value_counts()
+    return CategoricalColumn(name=name, dtype=dtype, levels=levels,
+                             train_counts=[int(counts.get(level, 0)) for level in levels])
+
+
+def default_rows_per_shard(rows: int) -> int:
+    """About 8 shards, so Ray Data has a read task per worker, but none under 256 or over 200k rows."""
+    return int(min(200_000, max(256, math.ceil(rows / 8))))
+
+
+def _arrow_column(values) -> pa.Array:
+    values = np.asarray(values)
+    return pa.array(values.tolist() if values.dtype == object else values)
+
+
+# --- I/O ----------------------------------------------------------------------------
+
+def load_source(config: PrepareConfig) -> SourceTable:
+    spec = config.source
+    builtin = spec.removeprefix("builtin:")
+    if builtin in BUILTIN_SOURCES:
+        return load_builtin(builtin)
+    if spec.startswith("builtin:"):
+        raise SourceError(f"unknown built-in sample {builtin!r}; choose one of: {', '.join(BUILTIN_SOURCES)}")
+    local = Path(spec)
+    if "://" not in spec and local.is_dir() and any(
+            p.suffix.lower() in IMAGE_SUFFIXES for p in local.rglob("*")):
+        return load_image_folder(spec, config.image_shape, config.follow_symlinks)
+    if "://" not in spec and not local.exists():
+        raise SourceError(f"input {spec} does not exist (nor is it a built-in sample: "
+                          f"{', '.join(BUILTIN_SOURCES)})")
+    return load_table(spec, config.id_column, config.label_column, config.follow_symlinks)
+
+
+def check_user_columns(source: SourceTable) -> None:
+    """No user column may take a name prepare gives a column of its own (`SYSTEM_COLUMNS`, and the
+    label's or the image's column): one would overwrite the other in every shard, silently."""
+    taken = {name: "a column vaepipe adds to every shard" for name in SYSTEM_COLUMNS}
+    if source.kind == "image":
+        taken[ImageSpec.model_fields["column"].default] = "the image column"
+    if source.label_name is not None:
+        if source.label_name in taken:
+            raise SourceError(f"{source.description}: the label column is named {source.label_name!r}, which is "
+                              f"{taken[source.label_name]}; rename it in the source (reserved: "
+                              f"{sorted(taken)})")
+        taken[source.label_name] = "the label column"
+    for column in source.table.columns if source.table is not None else ():
+        if column in taken:
+            hint = " (or pass --id-column row_id if it is the row id)" if column == "row_id" else ""
+            raise SourceError(f"{source.description}: column {column!r} has the name of {taken[column]}; rename "
+                              f"it in the source{hint} (reserved: {sorted(taken)})")
+
+
+def build_arrow_table(source: SourceTable, config: PrepareConfig,
+                      numeric_options: Optional[dict[str, dict]] = None) -> tuple[pa.Table, dict]:
+    """The rows to store and the manifest fields describing them. `numeric_options` maps a numeric
+    column to keyword arguments of `numeric_stats` (its transform, zero-inflation)."""
+    numeric_options = numeric_options or {}
+    if source.rows == 0:
+        raise SourceError(f"{source.description}: the dataset is empty (0 rows)")
+    check_user_columns(source)
+    check_unique_ids(source.row_ids, source.description)
+    splits = assign_splits(source.row_ids, config.split)
+    fields: dict = {}
+    columns: dict[str, pa.Array] = {}
+    keep = np.ones(source.rows, dtype=bool)
+    if source.kind == "image":
+        images = source.images
+        if config.image_shape is not None and tuple(images.shape[1:]) != tuple(config.image_shape):
+            raise SourceError(f"{source.description}: images are {tuple(images.shape[1:])} (C,H,W) but "
+                              f"image_shape {tuple(config.image_shape)} was requested; built-in samples are not resized")
+        fields["image"] = ImageSpec(shape=tuple(int(s) for s in images.shape[1:]))
+    else:
+        numeric, categorical = column_roles(source.table, config)
+        table, keep = clean_tabular(source, numeric, categorical, splits, config.impute)
+        train = (splits == "train") & keep
+        if not train.any():
+            raise SourceError(f"{source.description}: no rows left in the train split")
+        fields["numeric"] = [numeric_stats(c, table[c].to_numpy()[train],
+                                           numeric_dtype(source.table[c], table[c].to_numpy()),
+                                           **numeric_options.get(c, {}))
+                             for c in numeric]
+        fields["categorical"] = [categorical_stats(c, table[c].to_numpy()[keep], train[keep],
+                                                   str(source.table[c].dtype)) for c in categorical]
+        fields["column_order"] = [c for c in source.table.columns if c in set(numeric) | set(categorical)]
+    if not keep.any():
+        raise SourceError(f"{source.description}: no rows left after dropping rows with missing values")
+    columns["row_id"] = pa.array(source.row_ids[keep].astype(str).tolist(), type=pa.string())
+    columns["split"] = pa.array(splits[keep].tolist(), type=pa.string())
+    if source.labels is not None:
+        columns[source.label_name] = _arrow_column(source.labels[keep])
+        fields["label_column"] = source.label_name
+    if source.kind == "image":
+        columns["image"] = pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(source.images[keep]))
+    else:
+        for column in table.columns:
+            columns[column] = _arrow_column(table[column].to_numpy()[keep])
+    arrow = pa.table(columns)
+    kept_splits = splits[keep]
+    fields["split_rows"] = {s: int(np.sum(kept_splits == s)) for s in SPLITS}
+    return arrow, fields

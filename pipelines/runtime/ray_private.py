@@ -1,0 +1,95 @@
+"""Every use of a Ray API that is not public, in one place, each behind a function that says why we need it.
+
+Ray renames private things between releases; `tests/pipelines/runtime/test_ray_private.py` calls each
+function here against the installed Ray, so an upgrade that removes one fails that test by name instead of
+a job in the middle of a run.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+# Ray Data's v1 Parquet datasource logs its size sampling at INFO on every read (score, embed)
+PARQUET_DATASOURCE_LOGGER = "ray.data._internal.datasource.parquet_datasource"
+
+
+def node_ip_address() -> str:
+    """The address Ray will give this node: the GCS address of a local Ray is fixed before `ray.init`
+    (`runtime.ray_session.local_ray`), and Ray picks the node IP by its own rule."""
+    from ray._private.services import get_node_ip_address
+
+    return get_node_ip_address()
+
+
+def local_node():
+    """The node object of the Ray this process started (its recorded daemon processes, logs dir), or None."""
+    from ray._private.worker import _global_node
+
+    return _global_node
+
+
+def node_processes(node) -> dict[str, list[int]]:
+    """Process type (dashboard, raylet, log_monitor, ...) → pids, as the node recorded them when it started."""
+    return {kind: [info.process.pid for info in infos] for kind, infos in node.all_processes.items()}
+
+
+def node_logs_dir(node) -> str:
+    return node.get_logs_dir_path()
+
+
+@contextmanager
+def parquet_reader_v1(enabled: bool) -> Iterator[None]:
+    """Ray Data's v1 Parquet reader for the `read_parquet` calls inside the block. The v2 reader bin-packs
+    files into ~128 MiB read units and ignores `override_num_blocks` (seen: 8 digits shards read as one
+    block, one of two model actors idle); the flag is read by `read_parquet` when it is called."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    before = context.use_datasource_v2
+    context.use_datasource_v2 = before and not enabled
+    try:
+        yield
+    finally:
+        context.use_datasource_v2 = before
+
+
+def quiet_parquet_datasource() -> None:
+    logging.getLogger(PARQUET_DATASOURCE_LOGGER).setLevel(logging.WARNING)
+
+
+def stop_tune_propagating(names: set[str]) -> None:
+    """Ray Tune copies some variables of the driver's environment into every trial actor's runtime_env
+    (`ray/tune/execution/class_cache.py`), where the runtime-env agent logs them and the dashboard shows them
+    (ray#28276). Trials read storage credentials from the cluster's own environment instead."""
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE.difference_update(names)
+
+
+# The private Ray names runtime.cluster_capacity reads, as "module:attribute", each reached through
+# ray_internal() (a test imports every one).
+RAY_INTERNALS = (
+    "ray._private.state:state",  # .get_cluster_config(): the GCS cluster config (source 1)
+    "ray.autoscaler._private.kuberay.autoscaling_config:AutoscalingConfigProducer",  # source 2
+    "ray._private.ray_constants:DEBUG_AUTOSCALING_STATUS",  # the v1 autoscaler's status key in the GCS KV
+    "ray.experimental.internal_kv:_internal_kv_get",  # reads that key
+    "ray.autoscaler.v2.utils:is_autoscaler_v2",  # whether the cluster runs autoscaler v2
+)
+
+
+class RayInternalsChanged(RuntimeError):
+    """A private Ray name vaepipe reads is gone: the installed Ray is not the one this module was written for."""
+
+
+def ray_internal(path: str) -> Any:
+    """The object at `path` ("module:attribute", one of RAY_INTERNALS); raises RayInternalsChanged naming it."""
+    module_name, attribute = path.split(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as err:
+        import ray
+
+        raise RayInternalsChanged(f"vaepipe reads Ray's private {path}, which Ray {ray.__version__} does not "
+                                  f"have ({err}); update pipelines/runtime/ray_private.py and runtime/cluster_capacity.py") from None

@@ -1,0 +1,210 @@
+"""Connecting to Ray the same way for every job: local on a laptop, or a cluster by address."""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from typing import Iterator, Literal, Optional
+
+from pydantic import Field
+
+from pipelines.config import StrictModel
+from pipelines.runtime import ray_private
+
+# Quiet, predictable Ray for batch jobs. Set by `configure_ray_environment` when a job starts its Ray
+# session (never at import), before `ray.init` starts the processes that read them; a value already in
+# the environment wins.
+RAY_ENVIRONMENT = {
+    "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+    "RAY_TRAIN_V2_ENABLED": "1",
+    # Train V2 patches print() into its logger *and* stdout, so every line came twice
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+}
+
+
+def configure_ray_environment(extra: Optional[dict[str, str]] = None) -> None:
+    """Put `RAY_ENVIRONMENT` (and a job's `extra` settings) into this process's environment, unless set."""
+    for name, value in {**RAY_ENVIRONMENT, **(extra or {})}.items():
+        os.environ.setdefault(name, value)
+
+
+class RayConfig(StrictModel):
+    """How a job reaches Ray."""
+
+    address: Optional[str] = Field(
+        None, description="Ray cluster address (e.g. ray://head:10001 or auto); unset starts a local Ray")
+    num_cpus: Optional[float] = Field(
+        None, gt=0, description="logical CPUs of a local Ray (default: this machine's cores, at least 4, so that "
+                                "fractional workers and Ray Data reads both get scheduled)")
+    start_timeout_s: float = Field(
+        120, gt=0, description="seconds a job waits for its workers to be scheduled before it fails")
+    scale_up_timeout_s: float = Field(
+        900, gt=0, description="on a cluster vaepipe attached to whose autoscaler can add nodes: seconds train and "
+                               "tune wait for the nodes they asked it for before failing with what they asked for "
+                               "(a cold GPU node takes minutes: the instance, its driver, pulling the image)")
+    daemon_priority: Literal["idle", "normal"] = Field(
+        "idle", description="CPU priority of a local Ray's own daemons (dashboard and its modules, the dashboard "
+                            "and runtime-env agents, the log and autoscaler monitors; never the GCS, the raylet or "
+                            "a worker): idle runs them only on CPU time nothing else wants (Linux SCHED_IDLE), so "
+                            "they do not preempt training; normal leaves them as Ray starts them")
+
+
+def local_num_cpus(config: RayConfig) -> float:
+    # Logical CPUs, not cores: Ray only uses the number to schedule. Declaring at
+    # least 4 on a 2-core machine leaves slots for Ray Data tasks beside the train
+    # workers (docs/design.md, "Ray on small machines": the three hangs seen were all starved reads).
+    return config.num_cpus or float(max(4, os.cpu_count() or 1))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Ray's own daemons, by the process type Ray records (started by `ray.init`) or the title it gives them
+# (the agents, started by the raylet). Each wakes 20-140 times a second at nice 0; on 2 cores every
+# wakeup preempts one of the two intra-op threads of a training step, and the other waits for it at the
+# next barrier (MLP, 1 worker x 2 threads: +13 % samples/s with these at SCHED_IDLE, alternating epochs).
+# Nice 19 does not do it (+3 %): the kernel still lets a waking nice-19 task preempt.
+_DAEMON_PROCESS_TYPES = ("dashboard", "log_monitor", "monitor")
+_DAEMON_TITLES = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process we can read, from /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                table[int(entry)] = (parent, cmdline.read().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+    return table
+
+
+def descendants(table: dict[int, tuple[int, str]], roots: set[int]) -> set[int]:
+    """The roots still in `table` (from `process_table`) and every process below them."""
+    found, frontier = set(), roots & table.keys()
+    while frontier:
+        found |= frontier
+        frontier = {pid for pid, (parent, _) in table.items() if parent in frontier} - found
+    return found
+
+
+def _local_daemons(node, table: dict[int, tuple[int, str]]) -> set[int]:
+    """pids of the node's daemons and of their descendants (the dashboard's module processes)."""
+    recorded = ray_private.node_processes(node)
+    roots = {pid for kind in _DAEMON_PROCESS_TYPES for pid in recorded.get(kind, [])}
+    raylets = set(recorded.get("raylet", []))
+    roots |= {pid for pid, (parent, cmd) in table.items() if parent in raylets and cmd.startswith(_DAEMON_TITLES)}
+    return descendants(table, roots)
+
+
+def idle_priority_for_daemons(node, wait_s: float = 10.0) -> int:
+    """Put every thread of the node's Ray daemons under SCHED_IDLE; returns how many processes.
+
+    Threads they start later inherit the policy. The raylet starts the agents shortly after `ray.init`
+    returns, so this waits up to `wait_s` for both. A no-op (0) where the OS has no SCHED_IDLE."""
+    import time
+
+    if not hasattr(os, "SCHED_IDLE") or not os.path.isdir("/proc"):
+        return 0
+    deadline = time.monotonic() + wait_s
+    while True:
+        table = process_table()
+        daemons = _local_daemons(node, table)
+        titles = {table[pid][1].split(" ", 1)[0] for pid in daemons}
+        if set(_DAEMON_TITLES) <= titles or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    changed = 0
+    for pid in daemons:
+        try:
+            for thread in os.listdir(f"/proc/{pid}/task"):
+                os.sched_setscheduler(int(thread), os.SCHED_IDLE, os.sched_param(0))
+            changed += 1
+        except OSError:
+            continue  # exited meanwhile, or not ours to change
+    return changed
+
+
+@contextmanager
+def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "normal",
+              **init_kwargs) -> Iterator[str]:
+    """Start a local Ray whose every process knows its own address; yields that GCS address.
+
+    Ray's state API, used inside Ray Train (its placement-group cleaner), finds
+    "its" cluster by auto-detection, which refuses to choose when another Ray
+    runs on the machine — and then leaks placement groups until later jobs hang.
+    Fixing the GCS port before start lets RAY_ADDRESS reach the raylet's
+    environment, which every worker inherits.
+    """
+    configure_ray_environment()
+    import ray
+
+    from pipelines.runtime.cluster_capacity import forget_started_here, remember_started_here
+
+    port = _free_port()
+    address = f"{ray_private.node_ip_address()}:{port}"
+    saved = {name: os.environ.get(name) for name in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
+    os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))
+    try:
+        ray.init(address="local", num_cpus=num_cpus, **init_kwargs)
+        remember_started_here(ray.get_runtime_context().gcs_address)  # fixed in size: cluster_capacity
+        if daemon_priority == "idle":
+            idle_priority_for_daemons(ray_private.local_node())
+        yield address
+    finally:
+        if ray.is_initialized():
+            forget_started_here(ray.get_runtime_context().gcs_address)
+        ray.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None) -> Iterator[None]:
+    """Use the running Ray if there is one (tests, `ray job submit`), else start one and stop it after.
+
+    `environment`: a job's own Ray settings (e.g. Tune's checkpoint period), set with `RAY_ENVIRONMENT`
+    before Ray is imported; jobs import Ray's libraries inside the session."""
+    configure_ray_environment({"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(config.start_timeout_s),
+                               **(environment or {})})
+    import ray
+
+    if ray.is_initialized():
+        configure_data_context()
+        yield
+        return
+    if config.address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=config.address, log_to_driver=True)
+        try:
+            configure_data_context()
+            yield
+        finally:
+            ray.shutdown()
+        return
+    with local_ray(local_num_cpus(config), config.daemon_priority, include_dashboard=True, log_to_driver=True):
+        configure_data_context()
+        yield
+
+
+def configure_data_context() -> None:
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    # progress bars flood job logs and CI (ray#47735): only on a terminal
+    context.enable_progress_bars = sys.stdout.isatty()
+    context.print_on_execution_start = False
+    # the v1 Parquet reader (score and embed, reader.read_split) logs its size sampling at INFO on every job
+    ray_private.quiet_parquet_datasource()
+

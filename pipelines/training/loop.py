@@ -1,0 +1,260 @@
+"""What each Ray Train worker runs: a plain PyTorch VAE loop plus the few Ray Train calls.
+
+Data arrives from Ray Data as one tensor column `x`. With `data_loading: cache`
+a worker pulls its shard once and then shuffles in memory like a plain PyTorch
+loop; with `stream` it iterates `iter_torch_batches` every epoch. Validation is
+the whole val split: each worker takes every world_size-th row and the sums are
+all-reduced, so the number is the same whatever the number of workers.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from contextlib import nullcontext
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from pydantic import Field
+
+from pipelines.config import StrictModel
+from pipelines.datasets.manifest import DatasetManifest
+from pipelines.datasets.reader import batch_tensor, to_model_input
+from pipelines.storage.layout import DIVERGED_FILE
+from pipelines.training.checkpoints import load_checkpoint, save_checkpoint
+from pipelines.training.config import LoopConfig
+from vae_core import VAE, ModelSpec
+
+
+class WorkerConfig(StrictModel):
+    """Everything a worker's loop receives, validated again in the worker (Ray passes it as a plain dict)."""
+
+    loop: LoopConfig
+    spec: dict = Field(description="vae_core.ModelSpec.to_dict() of the model to train")
+    manifest: DatasetManifest
+    checkpoint_every: int = Field(ge=1)
+    threads: int = Field(ge=1, description="torch intra-op threads (ScalingConfig.threads, resolved by the driver)")
+    run_uri: str = Field(description="the run's folder on storage, where a divergence is recorded")
+
+
+def x_column_collate():
+    from ray.data.collate_fn import NumpyBatchCollateFn
+
+    class XColumn(NumpyBatchCollateFn):
+        """The one `x` column as a tensor (the default collation builds a dict of every column)."""
+
+        def __call__(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
+            return batch_tensor(batch["x"])
+
+    return XColumn()
+
+
+def beta_at(loop: LoopConfig, epoch: int) -> float:
+    """β for an epoch: linear warm-up from β/warmup over `kl_warmup_epochs`, then β."""
+    if loop.kl_warmup_epochs == 0:
+        return loop.beta
+    return loop.beta * min(1.0, (epoch + 1) / loop.kl_warmup_epochs)
+
+
+def should_cache(loop: LoopConfig, manifest: DatasetManifest, world_size: int) -> bool:
+    if loop.data_loading != "auto":
+        return loop.data_loading == "cache"
+    bytes_per_row = manifest.feature_dim * (1 if manifest.kind == "image" else 4)
+    rows = manifest.split_rows["train"] / world_size + manifest.split_rows["val"]
+    return rows * bytes_per_row < loop.cache_limit_mb * 2**20
+
+
+class CachedSplit:
+    """A worker's rows pulled once from Ray Data into one tensor (on the GPU when there is one)."""
+
+    def __init__(self, data_iterator, device: torch.device, rows: slice = slice(None)):
+        parts = list(data_iterator.iter_torch_batches(batch_size=4096, collate_fn=x_column_collate(), prefetch_batches=1))
+        x = torch.cat(parts) if parts else torch.empty(0)
+        self.x = x[rows].contiguous().to(device)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def batches(self, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+        n = len(self.x)
+        order = torch.randperm(n, generator=generator).to(self.x.device) if generator is not None else None
+        for start in range(0, n, batch_size):
+            yield self.x[order[start:start + batch_size]] if order is not None else self.x[start:start + batch_size]
+
+
+class StreamedSplit:
+    """Batches streamed from Ray Data every epoch (for shards larger than memory)."""
+
+    def __init__(self, data_iterator, pin_memory: bool, seed: int, rank: int = 0, world_size: int = 1,
+                 strided: bool = False):
+        self.data_iterator, self.pin_memory, self.seed = data_iterator, pin_memory, seed
+        self.rank, self.world_size, self.strided = rank, world_size, strided
+
+    def batches(self, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+        shuffle = generator is not None
+        iterator = self.data_iterator.iter_torch_batches(
+            batch_size=batch_size, collate_fn=x_column_collate(), pin_memory=self.pin_memory,
+            local_shuffle_buffer_size=batch_size * 8 if shuffle else None,
+            local_shuffle_seed=int(torch.randint(0, 2**31, (1,), generator=generator)) if shuffle else None)
+        for index, batch in enumerate(iterator):
+            # the val split is not sharded by Ray: each worker takes every world_size-th batch
+            if not self.strided or index % self.world_size == self.rank:
+                yield batch
+
+
+def _all_reduce(values: list[float], op: str = "sum") -> list[float]:
+    import torch.distributed as dist
+
+    tensor = torch.tensor(values, dtype=torch.float64)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return tensor.tolist()
+
+
+@torch.no_grad()
+def evaluate(model: VAE, split, manifest: DatasetManifest, device: torch.device, batch_size: int) -> dict:
+    """Mean β=1 negative ELBO, reconstruction NLL and KL over this worker's rows, all-reduced over workers."""
+    model.eval()
+    sums = [0.0, 0.0, 0.0, 0.0]
+    for x in split.batches(batch_size, None):
+        out = model(to_model_input(x.to(device, non_blocking=True), manifest))
+        sums[0] += float(out.neg_elbo.sum())
+        sums[1] += float(out.recon_nll.sum())
+        sums[2] += float(out.kl.sum())
+        sums[3] += len(x)
+    neg_elbo, recon, kl, count = _all_reduce(sums)
+    count = max(count, 1.0)
+    return {"val_neg_elbo": neg_elbo / count, "val_recon_nll": recon / count, "val_kl": kl / count,
+            "val_rows": int(count)}
+
+
+# A run has diverged when its validation loss ends up this many times its own scale above what the
+# untrained model scored: learning made the model far worse than random weights (seen with lr 1000:
+# val −ELBO 2.8e28 against ~40 untrained on digits). Overfitting stays far below this.
+DIVERGENCE_FACTOR = 10.0
+
+
+def divergence(metrics: dict, untrained_val_neg_elbo: float) -> str | None:
+    """Why an epoch's metrics show a diverged run (non-finite, or val −ELBO exploded), or None."""
+    bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
+    if bad:
+        return f"{', '.join(bad)} became NaN/inf"
+    limit = untrained_val_neg_elbo + DIVERGENCE_FACTOR * max(abs(untrained_val_neg_elbo), 1.0)
+    if metrics["val_neg_elbo"] > limit:
+        return (f"val −ELBO {metrics['val_neg_elbo']:.4g} nats is far above the untrained model's "
+                f"{untrained_val_neg_elbo:.4g}")
+    return None
+
+
+def _autocast(loop: LoopConfig, device: torch.device):
+    enabled = loop.mixed_precision == "bf16" or (loop.mixed_precision == "auto" and device.type == "cuda")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+
+
+def train_loop_per_worker(config_dict: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from pipelines.storage.objects import write_json
+
+    # Ray Train logs every report and checkpoint at INFO; the epoch line below says it once
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    config = WorkerConfig.model_validate(config_dict)
+    loop, manifest, spec, every = config.loop, config.manifest, ModelSpec.from_dict(config.spec), config.checkpoint_every
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(loop.seed * 1000 + rank)
+    torch.set_num_threads(config.threads)
+
+    model, optimizer_state, start_epoch, history, resumed_at = VAE(spec), None, 0, [], []
+    untrained: float | None = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        # a private copy per worker: `as_directory` shares one download per node between processes, and a
+        # worker that finishes first may delete it while another still reads (seen: a truncated optimizer.pt)
+        with tempfile.TemporaryDirectory(prefix="vaepipe-resume-") as directory:
+            restored, optimizer_state, state = load_checkpoint(checkpoint.to_directory(directory))
+        model.load_state_dict(restored.state_dict())
+        start_epoch, history = state["epoch"] + 1, state["history"]
+        resumed_at = state.get("resumed_at", []) + [start_epoch]
+        # checkpoints written before the yardstick was kept: the first epoch's value is the closest we have
+        untrained = state.get("untrained_val_neg_elbo", history[0]["val_neg_elbo"] if history else None)
+        if rank == 0:
+            print(f"resumed from the checkpoint of epoch {state['epoch'] + 1}", flush=True)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    trained = ray.train.torch.prepare_model(model)
+
+    train_iterator = ray.train.get_dataset_shard("train")
+    val_iterator = ray.train.get_dataset_shard("val")
+    if should_cache(loop, manifest, world):
+        train_split = CachedSplit(train_iterator, device)
+        val_split = CachedSplit(val_iterator, device, rows=slice(rank, None, world))
+    else:
+        pin = device.type == "cuda"
+        train_split = StreamedSplit(train_iterator, pin, loop.seed)
+        val_split = StreamedSplit(val_iterator, pin, loop.seed, rank, world, strided=True)
+
+    if untrained is None:
+        # the yardstick for divergence: what the model scores before any step
+        untrained = evaluate(model, val_split, manifest, device, max(loop.batch_size, 512))["val_neg_elbo"]
+    for epoch in range(start_epoch, loop.epochs):
+        beta = beta_at(loop, epoch)
+        generator = torch.Generator().manual_seed(loop.seed * 100_003 + epoch * 101 + rank)
+        model.train()
+        started = time.perf_counter()
+        loss_sum, neg_elbo_sum, rows = 0.0, 0.0, 0
+        for x in train_split.batches(loop.batch_size, generator):
+            x = to_model_input(x.to(device, non_blocking=True), manifest)
+            with _autocast(loop, device):
+                out = trained(x, beta=beta, free_bits=loop.free_bits)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if loop.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), loop.grad_clip)
+            optimizer.step()
+            loss_sum += float(out.loss.detach()) * len(x)
+            neg_elbo_sum += float(out.neg_elbo.detach().sum())
+            rows += len(x)
+        elapsed = time.perf_counter() - started
+        loss_sum, neg_elbo_sum, rows = _all_reduce([loss_sum, neg_elbo_sum, rows])
+        (slowest,) = _all_reduce([elapsed], op="max")
+        metrics = {
+            "epoch": epoch + 1, "beta": beta,
+            "train_loss": loss_sum / max(rows, 1), "train_neg_elbo": neg_elbo_sum / max(rows, 1),
+            "samples_per_s": rows / max(slowest, 1e-9), "epoch_seconds": slowest,
+            **evaluate(model, val_split, manifest, device, max(loop.batch_size, 512)),
+        }
+        why = divergence(metrics, untrained)
+        if why is not None:
+            # every worker sees the same all-reduced numbers, so all stop here, without a checkpoint: a
+            # diverged epoch never becomes "best", and the driver refuses to register the run
+            record = {"diverged_at_epoch": epoch + 1, "diverged_because": why}
+            if rank == 0:
+                print(f"epoch {epoch + 1}/{loop.epochs}: training diverged: {why}", flush=True)
+                # Train keeps only metrics that come with a checkpoint: the driver learns of this from the run
+                write_json(f"{config.run_uri}/{DIVERGED_FILE}", record)
+            ray.train.report({**{k: (v if math.isfinite(v) else math.inf) for k, v in metrics.items()}, **record})
+            return
+        history.append(metrics)
+        if rank == 0:
+            print(f"epoch {epoch + 1}/{loop.epochs}  β {beta:.3g}  train loss {metrics['train_loss']:.3f}  "
+                  f"val -ELBO {metrics['val_neg_elbo']:.3f} (recon {metrics['val_recon_nll']:.3f}, "
+                  f"KL {metrics['val_kl']:.3f})  {metrics['samples_per_s']:,.0f} samples/s", flush=True)
+        if (epoch + 1) % every == 0 or epoch + 1 == loop.epochs:
+            with tempfile.TemporaryDirectory() as directory:
+                report_checkpoint = None
+                if rank == 0:
+                    save_checkpoint(directory, model, optimizer,
+                                    {"epoch": epoch, "history": history, "resumed_at": resumed_at,
+                                     "untrained_val_neg_elbo": untrained})
+                    report_checkpoint = ray.train.Checkpoint.from_directory(directory)
+                ray.train.report(metrics, checkpoint=report_checkpoint)
+        else:
+            ray.train.report(metrics)

@@ -1,0 +1,104 @@
+"""The Ray Train trainer of one training run, built from the job config: workers and their resources, the
+datasets they read, checkpoints and failure policy. The per-worker loop is `training.loop`."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+from pipelines.datasets.manifest import DatasetManifest
+from pipelines.datasets.reader import read_split
+from pipelines.errors import TrainingError
+from pipelines.training.config import ScalingConfig, TrainJobConfig
+from pipelines.training.loop import WorkerConfig, should_cache, train_loop_per_worker
+from vae_core import ModelSpec
+
+if TYPE_CHECKING:
+    from pipelines.storage.objects import Location
+
+
+# Ray Data's read and map tasks need a CPU beside a job's train workers, or the job
+# waits forever (docs/design.md, "Ray on small machines").
+READ_CPUS = 1.0
+
+
+def job_cpus(scaling: ScalingConfig) -> float:
+    """Logical CPUs one training job needs to never hang: its workers' CPUs plus one for Ray Data reads."""
+    return scaling.num_workers * scaling.cpus_per_worker + READ_CPUS
+
+
+def check_resources(config: TrainJobConfig) -> None:
+    """Fail at once, naming the fields, when the Ray cluster could never schedule the workers: a Ray that
+    vaepipe started as it is, an autoscaling cluster at its largest; on the latter, ask its autoscaler for
+    the workers and wait for them (ray.scale_up_timeout_s)."""
+    from pipelines.runtime.cluster_capacity import cluster_capacity, scale_up_for, worker_bundles
+
+    scaling = config.scaling
+    capacity = cluster_capacity()
+    cpus, gpus = capacity.total("CPU"), capacity.total("GPU")
+    if job_cpus(scaling) > cpus:
+        raise TrainingError(
+            f"scaling.num_workers ({scaling.num_workers}) × scaling.cpus_per_worker ({scaling.cpus_per_worker}) = "
+            f"{scaling.num_workers * scaling.cpus_per_worker:g} CPUs, but {capacity.phrase} {cpus:g} and Ray Data "
+            f"needs {READ_CPUS:g} of them; lower scaling.cpus_per_worker (e.g. "
+            f"{max(0.1, (cpus - READ_CPUS) / scaling.num_workers):.2g}) or raise ray.num_cpus")
+    if scaling.use_gpu and scaling.num_workers * scaling.gpus_per_worker > gpus:
+        raise TrainingError(f"scaling.use_gpu is true but {capacity.phrase} {gpus:g} GPUs for "
+                            f"{scaling.num_workers} workers; set scaling.use_gpu=false or run on a GPU cluster")
+    bundles = worker_bundles(scaling.num_workers, scaling.cpus_per_worker, scaling.gpus_per_worker, scaling.use_gpu)
+    scale_up_for(capacity, bundles + [{"CPU": READ_CPUS}], config.ray.scale_up_timeout_s, print,
+                 f"{scaling.num_workers} train worker(s) and {READ_CPUS:g} CPU for Ray Data reads")
+
+
+def failure_message(err: Exception) -> str:
+    failures = getattr(err, "worker_failures", None)
+    if failures:
+        rank, cause = sorted(failures.items())[0]
+        return f"worker {rank} failed: {type(cause).__name__}: {str(cause).strip().splitlines()[-1]}"
+    return str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+
+
+def validation_split(dataset: str, manifest: DatasetManifest, config: TrainJobConfig):
+    """The val split for the workers: read once and kept in the object store when it fits the
+    cache budget, since every worker iterates all of it (a separate read and decode per worker
+    otherwise — measured 15-18 s of a 60 s digits run on 2 cores)."""
+    split = read_split(dataset, manifest, "val")
+    return split.materialize() if should_cache(config.train, manifest, config.scaling.num_workers) else split
+
+
+def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifest, spec: ModelSpec, run_name: str,
+                  storage: Location, callbacks: Sequence = ()):
+    """The TorchTrainer of one training run: `train_loop_per_worker` on `config.scaling` workers, checkpoints
+    (best kept by validation negative ELBO) under `storage`/`run_name`/; an existing run there is resumed."""
+    from ray.train import (
+        CheckpointConfig,
+        DataConfig,
+        FailureConfig,
+        RunConfig,
+        ScalingConfig,
+    )
+    from ray.train.torch import TorchTrainer
+
+    resources = {"CPU": config.scaling.cpus_per_worker}
+    if config.scaling.use_gpu:
+        resources["GPU"] = config.scaling.gpus_per_worker
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=WorkerConfig(loop=config.train, spec=spec.to_dict(), manifest=manifest,
+                                       checkpoint_every=config.checkpoint.every_epochs,
+                                       threads=config.scaling.threads,
+                                       run_uri=f"{storage.uri}/{run_name}").model_dump(mode="json"),
+        scaling_config=ScalingConfig(num_workers=config.scaling.num_workers, use_gpu=config.scaling.use_gpu,
+                                     resources_per_worker=resources,
+                                     placement_strategy=config.scaling.placement_strategy),
+        run_config=RunConfig(
+            name=run_name, storage_path=storage.path, storage_filesystem=storage.filesystem,
+            checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.keep,
+                                               checkpoint_score_attribute="val_neg_elbo",
+                                               checkpoint_score_order="min"),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            callbacks=list(callbacks),
+            # Ray's own setting, read by a worker process when it starts (Ray Jobs un-nice drivers the same way)
+            worker_runtime_env={"env_vars": {"RAY_worker_niceness": str(config.scaling.worker_niceness)}}),
+        datasets={"train": read_split(dataset, manifest, "train"), "val": validation_split(dataset, manifest, config)},
+        # val is not split: each worker evaluates every world_size-th row of the whole split
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )

@@ -1,0 +1,251 @@
+"""`vaepipe prepare` on every source kind, against the real S3 server, and the inputs it must refuse."""
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pipelines.cli.main import main
+from pipelines.datasets.catalog import load_manifest, shard_uris, verify_shards
+from pipelines.datasets.preparation import PrepareConfig, assign_splits
+from pipelines.jobs.prepare import prepare_dataset
+from pipelines.datasets.sources import SourceError
+from pipelines.storage.layout import dataset_uri
+from pipelines.naming import InvalidName
+from pipelines.storage.commit import is_complete
+from pipelines.storage.objects import list_files, read_bytes, write_bytes
+
+
+def _read_dataset(root: str, name: str) -> pd.DataFrame:
+    uri = dataset_uri(root, name)
+    manifest = load_manifest(uri)
+    frames = [pq.read_table(io.BytesIO(read_bytes(part))).to_pandas() for part in shard_uris(uri, manifest)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _csv(tmp_path, frame: pd.DataFrame, name: str = "table.csv") -> str:
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def _png(path, size=(8, 8), value=128, mode="L"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, color=value if mode == "L" else (value, 0, 0)).save(path)
+
+
+# --- sources -----------------------------------------------------------------------
+
+def test_builtin_digits_becomes_uint8_tensor_shards_with_a_complete_manifest(s3_prefix):
+    manifest = prepare_dataset(PrepareConfig(name="digits", source="digits", storage=s3_prefix, rows_per_shard=500))
+    uri = dataset_uri(s3_prefix, "digits")
+    assert is_complete(uri)
+    assert manifest.kind == "image" and tuple(manifest.image.shape) == (1, 8, 8)
+    assert manifest.rows == 1797 and sum(manifest.split_rows.values()) == 1797
+    assert [s.rows for s in manifest.shards] == [500, 500, 500, 297]
+    verify_shards(uri, manifest, checksums=True)
+    table = pq.read_table(io.BytesIO(read_bytes(shard_uris(uri, manifest)[0])))
+    assert isinstance(table.schema.field("image").type, pa.FixedShapeTensorType)
+    images = table.column("image").combine_chunks().to_numpy_ndarray()
+    assert images.dtype == np.uint8 and images.shape == (500, 1, 8, 8) and images.max() == 255
+
+
+def test_builtin_mixed_table_keeps_original_columns_and_records_roles(s3_prefix):
+    manifest = prepare_dataset(PrepareConfig(name="fair", source="fair", storage=s3_prefix))
+    assert [c.name for c in manifest.numeric] == ["age", "yrs_married", "children", "affairs"]
+    occupation = next(c for c in manifest.categorical if c.name == "occupation")
+    assert "professional" in occupation.levels and sum(occupation.train_counts) == manifest.split_rows["train"]
+    rows = _read_dataset(s3_prefix, "fair")
+    assert {"age", "occupation", "had_affair", "row_id", "split"} <= set(rows.columns)
+    assert rows["occupation"].isin(occupation.levels).all()
+
+
+def test_skewed_and_mostly_zero_columns_get_their_own_scaling_and_map_back():
+    from pipelines.datasets.features import features_to_table, table_features
+    from pipelines.datasets.manifest import DatasetManifest
+    from pipelines.datasets.preparation import numeric_stats
+
+    rng = np.random.default_rng(0)
+    amounts = rng.lognormal(1.0, 1.2, 5000)  # long right tail
+    affairs = np.where(rng.random(5000) < 0.7, 0.0, rng.lognormal(1.0, 1.2, 5000))  # mostly zero, then a tail
+    ages = rng.normal(40, 10, 5000)
+    skewed, zeros, plain = (numeric_stats(name, values, "float64") for name, values in
+                            [("amount", amounts), ("affairs", affairs), ("age", ages)])
+    assert (skewed.transform, skewed.zero_inflated, skewed.width) == ("log1p", False, 1)
+    assert (zeros.transform, zeros.zero_inflated, zeros.width) == ("log1p", True, 2)
+    assert (plain.transform, plain.zero_inflated, plain.width) == ("identity", False, 1)
+    assert zeros.mean == pytest.approx(affairs.mean()) and zeros.std == pytest.approx(affairs.std())
+
+    features = skewed.to_model(amounts)[:, 0]
+    assert abs(features.mean()) < 1e-9 and features.std() == pytest.approx(1.0)
+    assert features.max() < 6  # on the raw scale the tail sits a dozen standard deviations out
+    pair = zeros.to_model(affairs)
+    np.testing.assert_array_equal(pair[:, 0], affairs != 0)
+    assert pair[affairs != 0, 1].std() == pytest.approx(1.0) and not pair[affairs == 0, 1].any()
+
+    manifest = DatasetManifest.model_construct(kind="table", numeric=[skewed, zeros, plain], categorical=[])
+    features = table_features(manifest, {"amount": amounts, "affairs": affairs, "age": ages})
+    assert features.shape == (5000, 4) == (5000, manifest.feature_dim)
+    np.testing.assert_array_equal(features[:, 2], affairs != 0)  # plain columns first, then the pairs
+    back = features_to_table(manifest, features)
+    assert list(back.columns) == ["amount", "affairs", "age"]
+    for name, values in [("amount", amounts), ("affairs", affairs), ("age", ages)]:
+        np.testing.assert_allclose(back[name], values, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="'amount' has value -3, but the model reads it on a log scale"):
+        table_features(manifest, {"amount": np.array([1.0, -3.0]), "affairs": np.zeros(2), "age": np.ones(2)})
+
+
+def test_statistics_come_from_the_train_split_only(s3_prefix):
+    manifest = prepare_dataset(PrepareConfig(name="bc", source="breast_cancer", storage=s3_prefix))
+    rows = _read_dataset(s3_prefix, "bc")
+    train = rows[rows["split"] == "train"]["mean_radius"]
+    stats = next(c for c in manifest.numeric if c.name == "mean_radius")
+    assert stats.mean == pytest.approx(train.mean())
+    assert stats.mean != pytest.approx(rows["mean_radius"].mean(), rel=1e-9)
+
+
+def test_split_depends_only_on_the_row_id():
+    ids = np.array([str(i) for i in range(2000)], dtype=object)
+    fractions = {"train": 0.8, "val": 0.1, "test": 0.1}
+    splits = assign_splits(ids, fractions)
+    shuffled = np.random.default_rng(0).permutation(len(ids))
+    assert (assign_splits(ids[shuffled], fractions) == splits[shuffled]).all()
+    assert 0.75 < np.mean(splits == "train") < 0.85
+
+
+def test_csv_with_id_label_and_inferred_categoricals(s3_prefix, tmp_path):
+    frame = pd.DataFrame({"customer": [f"c{i}" for i in range(300)], "spend": np.arange(300) * 1.5,
+                          "plan": ["basic", "pro", "team"] * 100, "churned": [0, 1] * 150})
+    config = PrepareConfig(name="customers", source=_csv(tmp_path, frame), storage=s3_prefix,
+                           id_column="customer", label_column="churned")
+    manifest = prepare_dataset(config)
+    assert [c.name for c in manifest.numeric] == ["spend"]
+    assert [(c.name, c.levels) for c in manifest.categorical] == [("plan", ["basic", "pro", "team"])]
+    assert manifest.label_column == "churned"
+    assert sorted(_read_dataset(s3_prefix, "customers")["row_id"]) == sorted(frame["customer"])
+
+
+def test_parquet_files_under_an_s3_prefix_are_read_together(s3_prefix):
+    for part in range(2):
+        frame = pd.DataFrame({"x": np.arange(100) + 100 * part, "y": np.ones(100)})
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer)
+        write_bytes(f"{s3_prefix}/raw/part-{part}.parquet", buffer.getvalue())
+    manifest = prepare_dataset(PrepareConfig(name="two-files", source=f"{s3_prefix}/raw", storage=s3_prefix))
+    assert manifest.rows == 200
+
+
+def test_image_folder_with_class_folders_and_resize(s3_prefix, tmp_path):
+    for label in ("cats", "dogs"):
+        for i in range(5):
+            _png(tmp_path / "imgs" / label / f"{i}.png", size=(12 + i, 10), value=40 * i, mode="RGB")
+    config = PrepareConfig(name="pets", source=str(tmp_path / "imgs"), storage=s3_prefix, image_shape=(1, 8, 8))
+    manifest = prepare_dataset(config)
+    assert tuple(manifest.image.shape) == (1, 8, 8) and manifest.rows == 10
+    assert set(_read_dataset(s3_prefix, "pets")["label"]) == {"cats", "dogs"}
+
+
+def test_prepare_cli_prints_where_the_dataset_lives(s3_prefix, capsys):
+    assert main(["prepare", "digits", "--storage", s3_prefix, "--rows-per-shard", "900"]) == 0
+    out = capsys.readouterr().out
+    assert f"{s3_prefix}/datasets/digits/" in out
+    assert len([f for f in list_files(dataset_uri(s3_prefix, "digits"))]) == 2
+
+
+@pytest.mark.reliability("bad input")
+def test_preparing_twice_refuses_without_overwrite_and_replaces_with_it(s3_prefix, capsys):
+    assert main(["prepare", "digits", "--storage", s3_prefix]) == 0
+    assert main(["prepare", "digits", "--storage", s3_prefix]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["prepare", "digits", "--storage", s3_prefix, "--overwrite", "--rows-per-shard", "1000"]) == 0
+    assert len(load_manifest(dataset_uri(s3_prefix, "digits")).shards) == 2
+
+
+# --- bad input: a clear error naming the problem, nothing marked complete ----------
+
+def _refused(s3_prefix, name: str, capsys, *args: str) -> str:
+    assert main(["prepare", *args, "--name", name, "--storage", s3_prefix]) == 2
+    assert not is_complete(dataset_uri(s3_prefix, name))
+    return capsys.readouterr().err
+
+
+@pytest.mark.reliability("bad input")
+def test_missing_file_is_named(s3_prefix, tmp_path, capsys):
+    err = _refused(s3_prefix, "missing", capsys, str(tmp_path / "nope.csv"))
+    assert "nope.csv" in err and "does not exist" in err
+
+
+@pytest.mark.reliability("bad input")
+def test_unreadable_image_is_named(s3_prefix, tmp_path, capsys):
+    _png(tmp_path / "imgs" / "a.png")
+    (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png at all")
+    err = _refused(s3_prefix, "broken", capsys, str(tmp_path / "imgs"))
+    assert "broken.png" in err
+
+
+@pytest.mark.reliability("bad input")
+def test_inconsistent_image_sizes_without_resize_name_both_files(s3_prefix, tmp_path, capsys):
+    _png(tmp_path / "imgs" / "a.png", size=(8, 8))
+    _png(tmp_path / "imgs" / "b.png", size=(9, 8))
+    err = _refused(s3_prefix, "sizes", capsys, str(tmp_path / "imgs"))
+    assert "a.png" in err and "b.png" in err and "--image-shape" in err
+
+
+@pytest.mark.reliability("bad input")
+def test_non_numeric_value_in_numeric_column_names_column_and_row(s3_prefix, tmp_path, capsys):
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(50)], "age": [str(i) for i in range(50)]})
+    frame.loc[17, "age"] = "forty"
+    err = _refused(s3_prefix, "dirty", capsys, _csv(tmp_path, frame), "--id-column", "id")
+    assert "'age'" in err and "'r17'" in err and "'forty'" in err
+
+
+@pytest.mark.reliability("bad input")
+def test_nan_is_an_error_unless_an_impute_policy_is_given(s3_prefix, tmp_path, capsys):
+    frame = pd.DataFrame({"a": np.arange(100, dtype=float), "b": np.ones(100)})
+    frame.loc[5, "a"] = np.nan
+    frame.loc[9, "b"] = np.inf
+    source = _csv(tmp_path, frame)
+    err = _refused(s3_prefix, "nans", capsys, source)
+    assert "'a'" in err and "NaN/inf" in err and "--impute" in err
+    assert main(["prepare", source, "--name", "nans", "--storage", s3_prefix, "--impute", "drop"]) == 0
+    assert load_manifest(dataset_uri(s3_prefix, "nans")).rows == 98
+
+
+@pytest.mark.reliability("bad input")
+def test_empty_dataset_is_refused(s3_prefix, tmp_path, capsys):
+    (tmp_path / "empty.csv").write_text("a,b\n")
+    err = _refused(s3_prefix, "empty", capsys, str(tmp_path / "empty.csv"))
+    assert "empty" in err
+
+
+@pytest.mark.reliability("bad input")
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", ""])
+def test_unsafe_dataset_names_are_refused(s3_prefix, name):
+    with pytest.raises((InvalidName, ValueError)):
+        PrepareConfig(name=name, source="digits", storage=s3_prefix)
+
+
+@pytest.mark.reliability("bad input")
+def test_duplicate_ids_are_refused(s3_prefix, tmp_path):
+    frame = pd.DataFrame({"id": ["a", "b", "a"], "x": [1.0, 2.0, 3.0]})
+    with pytest.raises(SourceError, match="'a' appears more than once"):
+        prepare_dataset(PrepareConfig(name="dups", source=_csv(tmp_path, frame), storage=s3_prefix, id_column="id"))
+
+
+@pytest.mark.reliability("bad input")
+def test_changed_shard_fails_verification(s3_prefix):
+    manifest = prepare_dataset(PrepareConfig(name="digits", source="digits", storage=s3_prefix))
+    uri = dataset_uri(s3_prefix, "digits")
+    first = shard_uris(uri, manifest)[0]
+    data = bytearray(read_bytes(first))
+    data[len(data) // 2] ^= 0xFF
+    write_bytes(first, bytes(data))
+    assert hashlib.sha256(bytes(data)).hexdigest() != manifest.shards[0].sha256
+    with pytest.raises(Exception, match="checksum"):
+        verify_shards(uri, manifest, checksums=True)

@@ -1,0 +1,45 @@
+"""Every private Ray API vaepipe uses (`pipelines.runtime.ray_private`) exists in the installed Ray and does
+what we rely on: when an upgrade renames one, this fails by name instead of a job in the middle of a run."""
+from __future__ import annotations
+
+import importlib
+import logging
+
+from pipelines.runtime import ray_private
+
+
+def test_the_node_ip_address_is_an_address():
+    address = ray_private.node_ip_address()
+    assert address.count(".") == 3 or ":" in address, address
+
+
+def test_the_local_node_records_its_processes(ray_cluster):
+    node = ray_private.local_node()
+    assert node is not None
+    processes = ray_private.node_processes(node)
+    assert processes.get("raylet") and processes.get("gcs_server"), processes
+    assert ray_private.node_logs_dir(node)
+
+
+def test_the_v1_parquet_reader_switch_is_set_inside_and_restored_after():
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    before = context.use_datasource_v2
+    with ray_private.parquet_reader_v1(enabled=True):
+        assert context.use_datasource_v2 is False
+    assert context.use_datasource_v2 == before
+
+
+def test_the_parquet_datasource_logger_exists_and_is_quieted():
+    importlib.import_module(ray_private.PARQUET_DATASOURCE_LOGGER)
+    ray_private.quiet_parquet_datasource()
+    assert logging.getLogger(ray_private.PARQUET_DATASOURCE_LOGGER).level == logging.WARNING
+
+
+def test_tune_stops_propagating_the_named_variables():
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE.add("VAEPIPE_TEST_ONLY")
+    ray_private.stop_tune_propagating({"VAEPIPE_TEST_ONLY"})
+    assert "VAEPIPE_TEST_ONLY" not in class_cache.ENV_VARS_TO_PROPAGATE
