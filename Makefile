@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.vaepipe-installed
 TORCH  := torch==2.13.0
 
-.PHONY: install demo test test-fast reliability clean-store image image-constraints cluster-configmap
+.PHONY: install demo test test-fast lint reliability clean-store image image-constraints cluster-configmap
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 # Skips the slow end-to-end tests (CI runs them all through `make test`).
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# Imports point down (the import-linter contracts in pyproject.toml); tests/test_architecture.py runs it too.
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports
 
 # Faults, bad inputs, security and concurrency: runs `pytest -m reliability`, prints README's "Reliability" table.
 reliability: $(STAMP)
