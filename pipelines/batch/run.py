@@ -54,7 +54,10 @@ def run_batch(job: str, config: BatchJobConfig, model: RegisteredModel, plan: Ba
 
     started = time.monotonic()
     progress(plan.description)
-    with OutputCommit(plan.prefix, job=job, overwrite=config.overwrite) as commit, ray_session(config.ray):
+    # a retry that finds the lease of an attempt killed on any host waits out its expiry and takes it over
+    lease = dict(heartbeat_seconds=config.lease.heartbeat_seconds, lease_seconds=config.lease.expiry_seconds,
+                 wait_for_expiry=True, progress=progress)
+    with OutputCommit(plan.prefix, job=job, overwrite=config.overwrite, **lease) as commit, ray_session(config.ray):
         write_parts(plan.dataset(), commit)
         figures = plan.finish(commit) if plan.finish else {}
         # the commit refuses parts that do not hold exactly plan.rows rows

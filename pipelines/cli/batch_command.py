@@ -37,8 +37,9 @@ def build_batch_config(model_class, fields: dict, args: argparse.Namespace, sour
 
 
 def run_batch_command(run: Callable, config, done: Callable[[object], str],
-                      report: Optional[Callable] = None) -> int:
-    """`run(config, progress=...)`, then its report (`report(root, output_uri)`) and `done(outcome)` printed."""
+                      report: Optional[Callable] = None, exit_status: Callable[[object], int] = lambda _: 0) -> int:
+    """`run(config, progress=...)`, then its report (`report(root, output_uri)`) and `done(outcome)` printed;
+    the command's exit status is `exit_status(outcome)` (an alarm about a committed output)."""
     from pipelines.reports.after_job import report_after_job
     from pipelines.storage.commit import AlreadyComplete
     from pipelines.storage.layout import storage_root
@@ -52,4 +53,4 @@ def run_batch_command(run: Callable, config, done: Callable[[object], str],
         report_after_job(report, storage_root(config.storage), outcome.output_uri, progress=progress)
     print(done(outcome))
     print(f"  at {outcome.output_uri}/")
-    return 0
+    return exit_status(outcome)

@@ -132,7 +132,17 @@ def output_root(root: str, output: str) -> str:
 
 def scores_uri(outputs: str, model: str, dataset: str, date: str) -> str:
     """outputs/<model slug>/<dataset>/<date> (`outputs` from `output_root`)."""
-    return f"{outputs}/{model}/{validate_name(dataset, 'dataset name')}/{validate_name(date, 'date')}"
+    return scores_date_uri(f"{outputs}/{model}/{validate_name(dataset, 'dataset name')}", date)
+
+
+def scores_series_uri(prefix: str) -> str:
+    """The folder of every date's scores of one model and input (the parent of a `scores_uri`)."""
+    return prefix.rstrip("/").rsplit("/", 1)[0]
+
+
+def scores_date_uri(series: str, date: str) -> str:
+    """One date's scores in a `scores_series_uri` folder."""
+    return f"{series}/{validate_name(date, 'date')}"
 
 
 def samples_uri(outputs: str, model: str, run: str) -> str:
