@@ -47,6 +47,8 @@ class SweepOutcome:
     trials: pd.DataFrame
     concurrency: int
     seconds: float
+    metric: str = "neg_elbo"              # what the registered trial was selected on (search.metric)
+    best_mig: Optional[float] = None      # its MIG on the validation rows, on datasets with factor columns
 
 
 def concurrent_trials(config: SweepJobConfig, cpus: float, gpus: float) -> int:
@@ -133,12 +135,12 @@ class BestTrial:
     params: dict        # the trial's own config: its searched values (`Result.config`)
     metrics: dict       # the best epoch's validation metrics
     checkpoint_path: str
+    mig: Optional[float] = None  # MIG of that checkpoint on the validation rows (datasets with factor columns)
 
 
-def best_trial(grid, sweep_uri: str) -> BestTrial:
-    """From Tune's `ResultGrid`: the trial whose best checkpointed epoch has the lowest validation −ELBO (at
-    β = 1, so trials with different β compare), over every epoch of every trial (`scope="all"`); a trial that
-    diverged is never registered, even from a checkpoint before it diverged."""
+def trial_candidates(grid) -> list:
+    """(Tune `Result`, the metrics row of its best checkpointed epoch by validation −ELBO) of every trial that
+    reported a checkpoint and never diverged — even a checkpoint from before it diverged is never registered."""
     from pipelines.training.sweep_table import METRIC
 
     candidates = []
@@ -151,14 +153,49 @@ def best_trial(grid, sweep_uri: str) -> BestTrial:
         usable = frame[frame["checkpoint_path"].notna() & np.isfinite(frame[METRIC].astype(float))]
         if not usable.empty:
             candidates.append((result, usable.loc[usable[METRIC].astype(float).idxmin()]))
+    return candidates
+
+
+def best_trial(grid, sweep_uri: str, metric: str = "neg_elbo", mig_by_trial: Optional[dict] = None) -> BestTrial:
+    """From Tune's `ResultGrid`, among `trial_candidates`: the trial whose best checkpointed epoch has the lowest
+    validation −ELBO (at β = 1, so trials with different β compare), over every epoch of every trial
+    (`scope="all"`); with `metric` "mig", the trial whose that checkpoint has the highest MIG (`mig_by_trial`)."""
+    from pipelines.training.sweep_table import METRIC
+
+    mig_by_trial = mig_by_trial or {}
+    candidates = trial_candidates(grid)
     if not candidates:
         raise SweepError(f"no trial of the sweep reported a checkpoint without diverging (see the errors and "
                          f"diverged_at_epoch in {sweep_uri}/trials.csv; diverged trials need a lower lr)")
-    result, row = min(candidates, key=lambda candidate: float(candidate[1][METRIC]))
+    if metric == "mig":
+        measured = [c for c in candidates if np.isfinite(mig_by_trial.get(str(c[1]["trial_id"]), np.nan))]
+        if not measured:
+            raise SweepError(f"no trial's checkpoint has a finite MIG on the validation rows (see the mig column of "
+                             f"{sweep_uri}/trials.csv): their latent means are constant or not finite")
+        result, row = max(measured, key=lambda candidate: mig_by_trial[str(candidate[1]["trial_id"])])
+    else:
+        result, row = min(candidates, key=lambda candidate: float(candidate[1][METRIC]))
     metrics = {"epoch": int(row["epoch"]), **{key: float(row[key]) for key in ("val_neg_elbo", "val_recon_nll",
                                                                                  "val_kl")}}
     params = {name: result.config[name] for name in SEARCHED_FIELDS if name in result.config}
-    return BestTrial(str(row["trial_id"]), params, metrics, str(row["checkpoint_path"]))
+    return BestTrial(str(row["trial_id"]), params, metrics, str(row["checkpoint_path"]),
+                     mig_by_trial.get(str(row["trial_id"])))
+
+
+def measure_trials_mig(grid, dataset: str, manifest, filesystem, progress: Callable[[str], None]) -> dict[str, float]:
+    """MIG of each candidate trial's best checkpoint (by validation −ELBO) on the dataset's validation rows, by
+    trial id; empty when the dataset has no factor columns."""
+    import ray.train
+
+    from pipelines.training.checkpoint_mig import checkpoint_mig, validation_factor_rows
+
+    if not manifest.factor_columns:
+        return {}
+    rows = validation_factor_rows(dataset, manifest)
+    progress(f"measuring each trial's MIG on {len(rows.x)} validation rows (factors {', '.join(rows.factors.columns)})")
+    return {str(row["trial_id"]): checkpoint_mig(ray.train.Checkpoint(path=str(row["checkpoint_path"]),
+                                                                      filesystem=filesystem), rows)
+            for _, row in trial_candidates(grid)}
 
 
 # Ray Tune copies these from the driver's environment into every trial actor (ray_private.stop_tune_propagating);
@@ -179,6 +216,10 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
     root = storage_root(config.storage)
     template = config.trial_template()
     dataset, manifest = load_training_data(template, root)
+    if config.search.metric == "mig" and not manifest.factor_columns:
+        raise SweepError(f"search.metric mig selects on the factors a dataset records, and {manifest.name} has no "
+                         "factor columns: prepare one that does (vaepipe prepare shapes | factor_table), or use "
+                         "search.metric neg_elbo")
     sweep_id = resume or new_run_id(f"{config.name}-sweep")
     sweep_uri = run_uri(root, sweep_id)
     runs = resolve_without_secrets(runs_uri(root))
@@ -192,7 +233,7 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler
 
-        from pipelines.training.sweep_table import METRIC, TrialTable, read_table
+        from pipelines.training.sweep_table import METRIC, TrialTable, read_table, with_mig_column
 
         # sized on what the cluster has, or can grow to (an autoscaling cluster), then asked for and waited for
         capacity = cluster_capacity()
@@ -203,10 +244,14 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
             config, capacity.total("CPU"), capacity.total("GPU"))))  # 0 fits: scale_up_for names what never can
         scale_up_for(capacity, trial * concurrency, config.ray.scale_up_timeout_s, progress,
                      f"{concurrency} trial(s) at once: their workers, Ray Data reads and trial drivers")
+        early = config.search.early_stopping
+        stopping = (f"ASHA on {METRIC} (grace {early.grace_period} epoch(s), max {config.train.epochs})"
+                    if config.search.metric == "neg_elbo" else
+                    f"every trial runs its {config.train.epochs} epochs (ASHA's signal would be −ELBO, which "
+                    "favours low β), then the highest MIG on the validation rows is registered")
         progress(f"sweep {sweep_id}: {config.search.num_samples} sample(s) of {list(tune_search_space(config.search.space))} "
                  f"on {manifest.name}, {concurrency} trial(s) at a time ({config.scaling.num_workers} worker(s) × "
-                 f"{config.scaling.cpus_per_worker:g} CPU + {READ_CPUS:g} for reads each), ASHA on {METRIC} "
-                 f"(grace {config.search.early_stopping.grace_period} epoch(s), max {config.train.epochs})")
+                 f"{config.scaling.cpus_per_worker:g} CPU + {READ_CPUS:g} for reads each), {stopping}")
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, template=template.model_dump(mode="json"), dataset=dataset,
                                  manifest=manifest.model_dump(mode="json"), train_uri=sweep_trials_uri(sweep_uri)),
@@ -217,7 +262,6 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
             tuner = tune.Tuner.restore(f"{runs.path}/{sweep_id}", trainable, resume_unfinished=True,
                                        resume_errored=False, storage_filesystem=runs.filesystem)
         else:
-            early = config.search.early_stopping
             tuner = tune.Tuner(
                 trainable,
                 param_space=tune_search_space(config.search.space),
@@ -226,19 +270,24 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
                     search_alg=search_algorithm(config.search, concurrency),
                     scheduler=ASHAScheduler(time_attr="epoch", max_t=config.train.epochs,
                                             grace_period=early.grace_period,
-                                            reduction_factor=early.reduction_factor)),
+                                            reduction_factor=early.reduction_factor)
+                    if config.search.metric == "neg_elbo" else None),
                 run_config=tune.RunConfig(
                     name=sweep_id, storage_path=runs.path, storage_filesystem=runs.filesystem,
                     callbacks=[TrialTable(sweep_uri, config.train.epochs, config.template_values())]))
         grid = tuner.fit()
 
-        table = read_table(sweep_uri)
-        best = best_trial(grid, sweep_uri)
+        mig_by_trial = measure_trials_mig(grid, dataset, manifest, runs.filesystem, progress)
+        table = with_mig_column(sweep_uri, read_table(sweep_uri), mig_by_trial) if mig_by_trial else read_table(sweep_uri)
+        best = best_trial(grid, sweep_uri, config.search.metric, mig_by_trial)
         checkpoint = ray.train.Checkpoint(path=best.checkpoint_path, filesystem=runs.filesystem)
-        progress(f"best trial {best.trial_id}: {best.params}")
+        progress(f"best trial {best.trial_id}: {best.params}"
+                 + (f" (MIG {best.mig:.3f} on the validation rows)" if best.mig is not None else ""))
+        selection = {"metric": config.search.metric, **({"mig": best.mig} if best.mig is not None else {})}
         exported = export_model(root, trial_config(template, best.params), dataset, manifest, checkpoint, best.metrics,
                                 sweep_id, f"{sweep_trials_uri(sweep_uri)}/{best.trial_id}", progress,
-                                training_extra={"sweep": {"id": sweep_id, "uri": sweep_uri, "trial_id": best.trial_id}})
+                                training_extra={"sweep": {"id": sweep_id, "uri": sweep_uri, "trial_id": best.trial_id,
+                                                          **selection}})
     model = f"{config.name}@{exported.version}"
     write_json(f"{sweep_uri}/{REGISTERED_FILE}", {"model": model, "trial_id": best.trial_id})
     if promote:
@@ -246,7 +295,7 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
     return SweepOutcome(sweep_id=sweep_id, sweep_uri=sweep_uri, model=model, name=config.name,
                         version=exported.version, promoted=promote, best_trial=best.trial_id,
                         metrics=exported.card["metrics"], trials=table, concurrency=concurrency,
-                        seconds=time.monotonic() - started)
+                        seconds=time.monotonic() - started, metric=config.search.metric, best_mig=best.mig)
 
 
 def load_sweep_config(root: str, sweep_id: str) -> SweepJobConfig:

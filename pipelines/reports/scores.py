@@ -84,7 +84,7 @@ def top_anomaly_images(root: str, model_reference: str, input_uri: str, manifest
     import torch
 
     from pipelines.storage.registry import load_registered
-    from pipelines.reports.data import images, read_rows
+    from pipelines.datasets.local_rows import images, read_rows
 
     model, _ = load_registered(root, model_reference)
     rows = read_rows(input_uri, manifest, row_ids=top["row_id"].tolist())

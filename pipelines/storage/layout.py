@@ -8,6 +8,7 @@ Names are validated before they are joined, so `..` or `/` never reach outside a
     runs/<run>/                            Ray Train storage, JOB_FILE, DIVERGED_FILE
     runs/<sweep>/                          Tune storage, train/<trial>/, SWEEP_TABLE, SWEEP_CSV, REGISTERED_FILE
     models/<name>/<version>/               WEIGHTS_FILE, CARD_FILE, _SUCCESS;   models/<name>/PROMOTED_FILE
+    models/<name>/<version>/interpretations/<dataset>/<split | all>/   part-*.parquet, SUMMARY_FILE, _SUCCESS
     scores/<model>-v<version>/<dataset>/<date>/        part-*.parquet, SUMMARY_FILE, _SUCCESS
     samples/<model>-v<version>/<run>/                   part-*.parquet (+ GRID_FILE), _SUCCESS
     embeddings/<model>-v<version>/<dataset>/            part-*.parquet, _SUCCESS
@@ -36,7 +37,9 @@ REGISTERED_FILE = "vaepipe_registered.json"  # which model a finished sweep regi
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
 PROMOTED_FILE = "PROMOTED"
-SUMMARY_FILE = "_summary.json"           # a scoring run's summary figures
+SUMMARY_FILE = "_summary.json"           # a scoring run's (or an interpretation's) summary figures
+INTERPRETATIONS = "interpretations"      # a model version's folder of `vaepipe interpret` outputs
+ALL_SPLITS = "all"                       # the split segment of an output over every row
 GRID_FILE = "samples.png"
 REPORT_INDEX = "index.html"
 
@@ -112,6 +115,24 @@ def model_version_uri(root: str, name: str, version: int) -> str:
     return f"{model_uri(root, name)}/{int(version)}"
 
 
+def interpretation_uri(root: str, name: str, version: int, dataset: str, split: str | None) -> str:
+    """models/<name>/<version>/interpretations/<dataset>/<split or all>: an interpretation is committed beside
+    the model version it measures (the version's own commit never touches its sub-folders)."""
+    return (f"{model_version_uri(root, name, version)}/{INTERPRETATIONS}/{validate_name(dataset, 'dataset name')}/"
+            f"{validate_name(split or ALL_SPLITS, 'split')}")
+
+
+def parse_interpretation_uri(prefix: str) -> tuple[str, int, str, str]:
+    """(model name, version, dataset, split or "all") of a prefix built by `interpretation_uri`."""
+    name, version, folder, dataset, split = prefix.rstrip("/").split("/")[-5:]
+    if folder != INTERPRETATIONS or not version.isdigit():
+        from pipelines.naming import InvalidName
+
+        raise InvalidName(f"{prefix} is not an interpretation (models/<name>/<version>/{INTERPRETATIONS}/<dataset>/"
+                         "<split>)")
+    return validate_name(name, "model name"), int(version), dataset, split
+
+
 def model_slug(name: str, version: int) -> str:
     """A model version as one path segment (`@` is avoided: URI parsers read it as user@host)."""
     return f"{validate_name(name, 'model name')}-v{int(version)}"
@@ -181,3 +202,8 @@ def scores_report_id(prefix: str) -> str:
 
 def samples_report_id(prefix: str) -> str:
     return "samples-" + "-".join(parse_samples_uri(prefix))
+
+
+def interpretation_report_id(prefix: str) -> str:
+    name, version, dataset, split = parse_interpretation_uri(prefix)
+    return f"interpret-{model_slug(name, version)}-{dataset}-{split}"

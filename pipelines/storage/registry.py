@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipelines.errors import UserError
 from pipelines.naming import validate_name
-from pipelines.storage.layout import CARD_FILE, PROMOTED_FILE, WEIGHTS_FILE, model_uri, model_version_uri
+from pipelines.storage.layout import (CARD_FILE, INTERPRETATIONS, PROMOTED_FILE, SUMMARY_FILE, WEIGHTS_FILE, model_uri,
+                                      model_version_uri)
 
 # the version a reference means by NAME@PROMOTED (what nightly scoring uses)
 PROMOTED = "PROMOTED"
@@ -184,3 +185,20 @@ def load_registered(root: str, reference: str):
     except ValueError as err:
         raise ModelLoadError(f"cannot load {weights}: {err}") from None
     return model, card
+
+
+def read_interpretations(root: str, name: str, version: int) -> dict[str, dict]:
+    """The committed `vaepipe interpret` outputs of a model version — the measures its card is read with, since
+    a registered card is never rewritten — as {"<dataset>/<split>": summary}, in name order. One still being
+    written (no `_SUCCESS`) is left out."""
+    from pipelines.storage.commit import SUCCESS
+    from pipelines.storage.objects import list_files, read_json
+
+    folder = f"{model_version_uri(root, name, version)}/{INTERPRETATIONS}"
+    found = {}
+    for entry in list_files(folder, include_hidden=True):
+        parts = entry.uri[len(folder) + 1:].split("/")
+        if len(parts) == 3 and parts[2] == SUCCESS:
+            prefix = entry.uri[:-len(SUCCESS) - 1]
+            found["/".join(parts[:2])] = {"uri": prefix, **read_json(f"{prefix}/{SUMMARY_FILE}")}
+    return dict(sorted(found.items()))
