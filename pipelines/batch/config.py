@@ -7,6 +7,7 @@ from pydantic import Field
 
 from pipelines.config import StrictModel
 from pipelines.runtime.ray_session import RayConfig
+from pipelines.runtime.tracking import TrackingConfig
 
 
 class ComputeConfig(StrictModel):
@@ -30,6 +31,7 @@ class BatchJobConfig(StrictModel):
     overwrite: bool = Field(False, description="replace an output that is already complete")
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 class RowJobConfig(BatchJobConfig):

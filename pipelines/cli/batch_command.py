@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable, Optional
 
-from pipelines.cli.console import progress
+from pipelines.cli.console import progress, result
 
 
 def add_batch_flags(parser: argparse.ArgumentParser) -> None:
@@ -46,10 +46,10 @@ def run_batch_command(run: Callable, config, done: Callable[[object], str],
     try:
         outcome = run(config, progress=progress)
     except AlreadyComplete as complete:
-        print(f"already complete: {complete}")
+        result(f"already complete: {complete}")
         return 0
     if report is not None:
         report_after_job(report, storage_root(config.storage), outcome.output_uri, progress=progress)
-    print(done(outcome))
-    print(f"  at {outcome.output_uri}/")
+    result(done(outcome))
+    result(f"  at {outcome.output_uri}/")
     return 0

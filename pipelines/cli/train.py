@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli.console import progress
+from pipelines.cli.console import progress, result
 
 
 def config_from_args(args: argparse.Namespace, model, example: str):
@@ -38,9 +38,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args, TrainJobConfig, "configs/digits.yaml")
     outcome = run_training(config, resume=args.resume, progress=progress)
     report_after_job(build_training_report, storage_root(config.storage), outcome.model, progress=progress)
-    print(f"registered model {outcome.model} (best epoch {outcome.best_epoch}, val -ELBO "
+    result(f"registered model {outcome.model} (best epoch {outcome.best_epoch}, val -ELBO "
           f"{outcome.metrics['val_neg_elbo']:.3f} nats) in {outcome.seconds:.0f} s")
-    print(f"  checkpoints: {outcome.run_uri}/")
+    result(f"  checkpoints: {outcome.run_uri}/")
     return 0
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli.console import progress
+from pipelines.cli.console import progress, result
 
 
 def report_sweep(outcome, root: str) -> None:
@@ -29,13 +29,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     report_sweep(outcome, storage_root(config.storage))
     columns = [c for c in display_columns() if c in outcome.trials.columns and c not in ("best_epoch",)]
     table = outcome.trials[columns].sort_values("best_val_neg_elbo", na_position="last")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"sweep {outcome.sweep_id}: {len(table)} trials ({int(table['stopped_early'].sum())} stopped early by "
+    result(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    result(f"sweep {outcome.sweep_id}: {len(table)} trials ({int(table['stopped_early'].sum())} stopped early by "
           f"ASHA) in {outcome.seconds:.0f} s")
-    print(f"registered model {outcome.model} from trial {outcome.best_trial} (val -ELBO "
+    result(f"registered model {outcome.model} from trial {outcome.best_trial} (val -ELBO "
           f"{outcome.metrics['val_neg_elbo']:.3f} nats at epoch {outcome.metrics['epoch']})"
           + ("; promoted: nightly scoring uses it" if outcome.promoted else ""))
-    print(f"  results: {outcome.sweep_uri}/{SWEEP_TABLE} (and {SWEEP_CSV}), figure: {outcome.sweep_uri}/{SWEEP_FIGURE}")
+    result(f"  results: {outcome.sweep_uri}/{SWEEP_TABLE} (and {SWEEP_CSV}), figure: {outcome.sweep_uri}/{SWEEP_FIGURE}")
     return 0
 
 
