@@ -39,7 +39,7 @@ def build_batch_config(model_class, fields: dict, args: argparse.Namespace, sour
 def run_batch_command(run: Callable, config, done: Callable[[object], str],
                       report: Optional[Callable] = None) -> int:
     """`run(config, progress=...)`, then its report (`report(root, output_uri)`) and `done(outcome)` printed."""
-    from pipelines.reports.after_job import report_after_job
+    from pipelines.reports.after_job import attach_report, report_after_job
     from pipelines.storage.commit import AlreadyComplete
     from pipelines.storage.layout import storage_root
 
@@ -49,7 +49,8 @@ def run_batch_command(run: Callable, config, done: Callable[[object], str],
         result(f"already complete: {complete}")
         return 0
     if report is not None:
-        report_after_job(report, storage_root(config.storage), outcome.output_uri, progress=progress)
+        attach_report(outcome.tracked, report_after_job(report, storage_root(config.storage), outcome.output_uri,
+                                                        progress=progress))
     result(done(outcome))
     result(f"  at {outcome.output_uri}/")
     return 0

@@ -8,11 +8,11 @@ from pipelines.cli.console import progress, result
 
 def report_sweep(outcome, root: str) -> None:
     """What the command leaves beside a finished sweep: its figure (runs/<sweep>/sweep.png) and its report."""
-    from pipelines.reports.after_job import report_after_job
+    from pipelines.reports.after_job import attach_report, report_after_job
     from pipelines.reports.sweep import build_sweep_report, write_sweep_figure
 
     write_sweep_figure(outcome.sweep_uri, outcome.trials)
-    report_after_job(build_sweep_report, root, outcome.sweep_id, progress=progress)
+    attach_report(outcome.tracked, report_after_job(build_sweep_report, root, outcome.sweep_id, progress=progress))
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

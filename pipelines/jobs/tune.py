@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,7 @@ class SweepOutcome:
     trials: pd.DataFrame
     concurrency: int
     seconds: float
+    tracked: Optional[Any] = None  # the sweep's parent MLflow run (`runtime.tracking.TrackedRun`), when tracked
 
 
 def concurrent_trials(config: SweepJobConfig, cpus: float, gpus: float) -> int:
@@ -290,7 +291,7 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
     return SweepOutcome(sweep_id=sweep_id, sweep_uri=sweep_uri, model=model, name=config.name,
                         version=exported.version, promoted=promote, best_trial=best.trial_id,
                         metrics=exported.card["metrics"], trials=table, concurrency=concurrency,
-                        seconds=time.monotonic() - started)
+                        seconds=time.monotonic() - started, tracked=tracked)
 
 
 def load_sweep_config(root: str, sweep_id: str) -> SweepJobConfig:
