@@ -46,6 +46,16 @@ class HarmlessRayRecords(logging.Filter):
         return not _HARMLESS.search(record.getMessage())
 
 
+def environment() -> dict[str, str]:
+    """Settings a quiet job gives the Ray it starts (`ray_session.configure_ray_environment`; a value already in
+    the environment wins). Ray's C++ core prints its ERROR lines on the driver's stderr whatever Python's logging
+    says — `has constructor arguments in the object store` for every Ray Data actor pool (ray#53727) is one —
+    so its level is FATAL; Ray Data's own loggers WARNING, also in workers that a `--verbose` run shows."""
+    if _verbose:
+        return {}
+    return {"RAY_BACKEND_LOG_LEVEL": "fatal", "RAY_DATA_LOG_LEVEL": "WARNING"}
+
+
 def init_options() -> dict:
     """`ray.init` arguments for this verbosity: workers' output forwarded and Ray's driver logs at INFO only
     when verbose."""

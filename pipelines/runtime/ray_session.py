@@ -178,7 +178,7 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None)
     `environment`: a job's own Ray settings (e.g. Tune's checkpoint period), set with `RAY_ENVIRONMENT`
     before Ray is imported; jobs import Ray's libraries inside the session."""
     configure_ray_environment({"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(config.start_timeout_s),
-                               **(environment or {})})
+                               **ray_console.environment(), **(environment or {})})
     import ray
 
     if ray.is_initialized():
