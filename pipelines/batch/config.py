@@ -7,6 +7,7 @@ from pydantic import Field
 
 from pipelines.config import StrictModel
 from pipelines.runtime.ray_session import RayConfig
+from pipelines.runtime.tracking import TrackingConfig
 
 
 class ComputeConfig(StrictModel):
@@ -44,6 +45,7 @@ class BatchJobConfig(StrictModel):
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     lease: LeaseConfig = Field(default_factory=LeaseConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 class RowJobConfig(BatchJobConfig):

@@ -33,6 +33,7 @@ class BatchOutcome:
     rows: int
     seconds: float
     summary: dict = field(default_factory=dict)
+    tracked: Optional[Any] = None                 # the job's MLflow run (`runtime.tracking.TrackedRun`), if tracked
 
 
 def open_model(config: BatchJobConfig) -> tuple[str, RegisteredModel]:
@@ -49,20 +50,30 @@ def run_batch(job: str, config: BatchJobConfig, model: RegisteredModel, plan: Ba
               progress: Callable[[str], None] = print) -> BatchOutcome:
     """Write and commit `plan`'s output; `AlreadyComplete` when it exists (and not `config.overwrite`)."""
     from pipelines.batch.parts import write_parts
+    from pipelines.runtime.job_progress import row_progress
     from pipelines.runtime.ray_session import ray_session
+    from pipelines.runtime.tracking import after_the_job, tracked_run, tracking_for
     from pipelines.storage.commit import OutputCommit
 
     started = time.monotonic()
+    tracking = tracking_for(config.tracking, model.name)  # before anything starts: MLflow missing is one line
     progress(plan.description)
     # a retry that finds the lease of an attempt killed on any host waits out its expiry and takes it over
     lease = dict(heartbeat_seconds=config.lease.heartbeat_seconds, lease_seconds=config.lease.expiry_seconds,
                  wait_for_expiry=True, progress=progress)
-    with OutputCommit(plan.prefix, job=job, overwrite=config.overwrite, **lease) as commit, ray_session(config.ray):
-        write_parts(plan.dataset(), commit)
+    with OutputCommit(plan.prefix, job=job, overwrite=config.overwrite, **lease) as commit, \
+            tracked_run(tracking, f"{job} {model.reference}", {"job": job, **config.model_dump(mode="json")},
+                        {"vaepipe.output": plan.prefix}, say=progress) as run, ray_session(config.ray):
+        with row_progress(plan.rows, progress):
+            write_parts(plan.dataset(), commit)
         figures = plan.finish(commit) if plan.finish else {}
         # the commit refuses parts that do not hold exactly plan.rows rows
+        seconds = time.monotonic() - started
         commit.commit(expected_rows=plan.rows, metadata={
             "model": model.reference, **plan.metadata, **figures, "rows_out": plan.rows,
-            "seconds": round(time.monotonic() - started, 3)})
+            "seconds": round(seconds, 3)})
+        if run is not None:
+            after_the_job("MLflow did not get the job's figures", lambda: run.log_metrics(
+                {"rows": plan.rows, "seconds": seconds, **figures.get("summary", {})}))
     return BatchOutcome(plan.prefix, model.reference, plan.rows, time.monotonic() - started,
-                        figures.get("summary", {}))
+                        figures.get("summary", {}), run)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from pipelines.cli.console import result
 from pipelines.cli.score import DRIFT_EXIT_STATUS, drift_exit_status, score_and_report
 
 
@@ -21,7 +22,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     run = nightly.run_date(config, args.date, args.scheduled_time, args.scheduled_job or None)
     first = (nightly.parse_day(args.since, "--since") if args.since
              else run.day - timedelta(days=config.catch_up_days))
-    print(f"nightly run for {run.day} ({run.source})")
+    result(f"nightly run for {run.day} ({run.source})")
     if first == run.day:
         return score_and_report(nightly.scoring_config(config, run.day))
     return catch_up(config, nightly.catch_up_dates(first, run.day))
@@ -40,18 +41,18 @@ def catch_up(config, dates) -> int:
     results = run_catch_up(config, dates, progress, after_scoring=lambda outcome: report_after_job(
         build_scores_report, root, outcome.output_uri, progress=progress))
     counts = {status: sum(r.status == status for r in results) for status in dict.fromkeys(r.status for r in results)}
-    print(f"catch-up {dates[0]} … {dates[-1]}: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    result(f"catch-up {dates[0]} … {dates[-1]}: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     statuses = []
-    for result in results:
-        if result.status == SCORED:
-            summary = result.outcome.summary
-            detail = (f"{result.outcome.rows} rows → {result.output}/  (anomaly rate {summary['anomaly_rate']:.2%}, "
+    for day in results:
+        if day.status == SCORED:
+            summary = day.outcome.summary
+            detail = (f"{day.outcome.rows} rows → {day.output}/  (anomaly rate {summary['anomaly_rate']:.2%}, "
                       f"PSI {summary['drift']['psi']:.3f})")
         else:
-            detail = result.error if result.status == FAILED else result.output or result.input
-        print(f"  {result.day}  {result.status:<16}  {detail}")
-        if result.status == SCORED:
-            statuses.append(drift_exit_status(config, result.outcome.summary))
+            detail = day.error if day.status == FAILED else day.output or day.input
+        result(f"  {day.day}  {day.status:<16}  {detail}")
+        if day.status == SCORED:
+            statuses.append(drift_exit_status(config, day.outcome.summary))
     if counts.get(FAILED):
         from pipelines.jobs.nightly import NightlyError
 

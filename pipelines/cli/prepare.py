@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli.console import progress
+from pipelines.cli.console import progress, result
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -42,11 +42,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     apply_store_env()
     config = prepare_config_from_args(args)
-    print(f"preparing dataset {config.name!r} from {config.source}")
+    result(f"preparing dataset {config.name!r} from {config.source}")
     manifest = prepare_dataset(config, progress=progress)
-    print(f"dataset {manifest.name}: {manifest.rows} rows ({manifest.split_rows}), {len(manifest.shards)} shards, "
+    result(f"dataset {manifest.name}: {manifest.rows} rows ({manifest.split_rows}), {len(manifest.shards)} shards, "
           f"fingerprint {manifest.fingerprint}")
-    print(f"  at {dataset_uri(storage_root(config.storage), config.name)}/")
+    result(f"  at {dataset_uri(storage_root(config.storage), config.name)}/")
     return 0
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from pipelines.cli.console import result
+
 KINDS = ("model", "run", "sweep", "scores", "samples", "interpretation")
 
 
@@ -37,9 +39,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     root = storage_root(args.storage)
     report = build_report(args.kind, args.target, root)
     index = write_report(root, report)
-    print(f"wrote {report.title}: {index}")
+    result(f"wrote {report.title}: {index}")
     local = copy_report(index, args.local_dir) if args.local_dir else None
-    print(where_to_open(index, report.command, local))
+    result(where_to_open(index, report.command, local))
     return 0
 
 

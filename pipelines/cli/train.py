@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli.console import progress
+from pipelines.cli.console import progress, result
 
 
 def config_from_args(args: argparse.Namespace, model, example: str):
@@ -28,7 +28,7 @@ def config_from_args(args: argparse.Namespace, model, example: str):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pipelines.jobs.train import run_training
-    from pipelines.reports.after_job import report_after_job
+    from pipelines.reports.after_job import attach_report, report_after_job
     from pipelines.reports.training import build_training_report
     from pipelines.storage.embedded_server import apply_store_env
     from pipelines.storage.layout import storage_root
@@ -37,10 +37,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     apply_store_env()
     config = config_from_args(args, TrainJobConfig, "configs/digits.yaml")
     outcome = run_training(config, resume=args.resume, progress=progress)
-    report_after_job(build_training_report, storage_root(config.storage), outcome.model, progress=progress)
-    print(f"registered model {outcome.model} (best epoch {outcome.best_epoch}, val -ELBO "
+    index = report_after_job(build_training_report, storage_root(config.storage), outcome.model, progress=progress)
+    attach_report(outcome.tracked, index)
+    result(f"registered model {outcome.model} (best epoch {outcome.best_epoch}, val -ELBO "
           f"{outcome.metrics['val_neg_elbo']:.3f} nats) in {outcome.seconds:.0f} s")
-    print(f"  checkpoints: {outcome.run_uri}/")
+    result(f"  checkpoints: {outcome.run_uri}/")
     return 0
 
 

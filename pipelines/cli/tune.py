@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli.console import progress
+from pipelines.cli.console import progress, result
 
 
 def report_sweep(outcome, root: str) -> None:
     """What the command leaves beside a finished sweep: its figure (runs/<sweep>/sweep.png) and its report."""
-    from pipelines.reports.after_job import report_after_job
+    from pipelines.reports.after_job import attach_report, report_after_job
     from pipelines.reports.sweep import build_sweep_report, write_sweep_figure
 
     write_sweep_figure(outcome.sweep_uri, outcome.trials, outcome.best_trial)
-    report_after_job(build_sweep_report, root, outcome.sweep_id, progress=progress)
+    attach_report(outcome.tracked, report_after_job(build_sweep_report, root, outcome.sweep_id, progress=progress))
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -33,14 +33,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     by_mig = outcome.metric == "mig"
     table = outcome.trials[columns].sort_values("mig" if by_mig else "best_val_neg_elbo", ascending=not by_mig,
                                                 na_position="last")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"sweep {outcome.sweep_id}: {len(table)} trials ({int(table['stopped_early'].sum())} stopped early by "
-          f"ASHA) in {outcome.seconds:.0f} s")
-    print(f"registered model {outcome.model} from trial {outcome.best_trial} ("
-          + (f"MIG {outcome.best_mig:.3f} on the validation rows, " if outcome.best_mig is not None else "")
-          + f"val -ELBO {outcome.metrics['val_neg_elbo']:.3f} nats at epoch {outcome.metrics['epoch']})"
+    result(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    result(f"sweep {outcome.sweep_id}: {len(table)} trials ({int(table['stopped_early'].sum())} stopped early by "
+           f"ASHA) in {outcome.seconds:.0f} s")
+    result(f"registered model {outcome.model} from trial {outcome.best_trial} ("
+           + (f"MIG {outcome.best_mig:.3f} on the validation rows, " if outcome.best_mig is not None else "")
+           + f"val -ELBO {outcome.metrics['val_neg_elbo']:.3f} nats at epoch {outcome.metrics['epoch']})"
           + ("; promoted: nightly scoring uses it" if outcome.promoted else ""))
-    print(f"  results: {outcome.sweep_uri}/{SWEEP_TABLE} (and {SWEEP_CSV}), figure: {outcome.sweep_uri}/{SWEEP_FIGURE}")
+    result(f"  results: {outcome.sweep_uri}/{SWEEP_TABLE} (and {SWEEP_CSV}), figure: {outcome.sweep_uri}/{SWEEP_FIGURE}")
     return 0
 
 

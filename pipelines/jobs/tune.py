@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ from pipelines.runtime import ray_private
 from pipelines.storage.layout import REGISTERED_FILE, run_uri, runs_uri, storage_root, sweep_trials_uri
 from pipelines.training.config import TrainJobConfig
 from pipelines.training.model_spec import model_spec_for
-from pipelines.training.registration import export_model
+from pipelines.training.registration import export_model, mirror_registration
 from pipelines.training.runs import load_run_config, load_training_data, new_run_id, save_job_config
 from pipelines.training.sweep_config import SEARCHED_FIELDS, SearchConfig, SearchSpace, SweepJobConfig, trial_config
 from pipelines.training.trainer import READ_CPUS, build_trainer, failure_message, job_cpus
@@ -49,6 +49,7 @@ class SweepOutcome:
     seconds: float
     metric: str = "neg_elbo"              # what the registered trial was selected on (search.metric)
     best_mig: Optional[float] = None      # its MIG on the validation rows, on datasets with factor columns
+    tracked: Optional[Any] = None  # the sweep's parent MLflow run (`runtime.tracking.TrackedRun`), when tracked
 
 
 def concurrent_trials(config: SweepJobConfig, cpus: float, gpus: float) -> int:
@@ -129,6 +130,34 @@ def run_trial(params: dict, template: dict, dataset: str, manifest: dict, train_
         raise TrainingError(f"trial {trial_id} ({params}) failed: {failure_message(err)}") from None
 
 
+# what a trial's nested MLflow run gets of each of its results
+TRIAL_METRICS = ("epoch", "beta", "train_loss", "train_neg_elbo", "val_neg_elbo", "val_recon_nll", "val_kl",
+                 "samples_per_s", "epoch_seconds")
+
+
+def trial_lines(max_epochs: int, say: Callable[[str], None]):
+    """A Tune callback printing one line per trial epoch and one when a trial ends (the workers do not print:
+    runtime.ray_console)."""
+    from ray.tune import Callback
+
+    class Lines(Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "epoch" in result and "val_neg_elbo" in result:
+                say(f"trial {trial.trial_id} epoch {int(result['epoch'])}/{max_epochs}  val -ELBO "
+                    f"{result['val_neg_elbo']:.3f} (recon {result.get('val_recon_nll', math.nan):.3f}, "
+                    f"KL {result.get('val_kl', math.nan):.3f})")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            epochs = int((trial.last_result or {}).get("epoch", 0))
+            early = ", stopped early by ASHA" if epochs < max_epochs else ""
+            say(f"trial {trial.trial_id} finished after {epochs} epoch(s){early}")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            say(f"trial {trial.trial_id} failed (see errors in the sweep's trials.csv)")
+
+    return Lines()
+
+
 @dataclass
 class BestTrial:
     trial_id: str
@@ -207,12 +236,14 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
               progress: Callable[[str], None] = print) -> SweepOutcome:
     """Run (or resume) a sweep to its end, write its results table and figure, and register the trial with
     the lowest validation negative ELBO (β=1) as a new version of `config.name` (promoted with `promote`)."""
+    from pipelines.runtime import ray_console
     from pipelines.runtime.cluster_capacity import cluster_capacity, scale_up_for, worker_bundles
     from pipelines.runtime.ray_session import ray_session
+    from pipelines.runtime.tracking import after_the_job, sweep_tracking_callback, tracked_run, tracking_for
     from pipelines.storage.objects import exists, read_json, resolve_without_secrets, write_json
-    from pipelines.storage.registry import ModelRef, promote as promote_version
 
     started = time.monotonic()
+    tracking = tracking_for(config.tracking, config.name)  # before anything starts: MLflow missing is one line
     root = storage_root(config.storage)
     template = config.trial_template()
     dataset, manifest = load_training_data(template, root)
@@ -228,7 +259,9 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
                          f"{read_json(f'{sweep_uri}/{REGISTERED_FILE}')['model']}; nothing to resume")
     save_job_config(sweep_uri, config)
 
-    with ray_session(config.ray, {"TUNE_GLOBAL_CHECKPOINT_S": EXPERIMENT_STATE_PERIOD_S}):
+    with tracked_run(tracking, sweep_id, config.model_dump(mode="json"), {"vaepipe.sweep_uri": sweep_uri},
+                     say=progress) as tracked, \
+            ray_session(config.ray, {"TUNE_GLOBAL_CHECKPOINT_S": EXPERIMENT_STATE_PERIOD_S}):
         import ray.train
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler
@@ -262,6 +295,10 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
             tuner = tune.Tuner.restore(f"{runs.path}/{sweep_id}", trainable, resume_unfinished=True,
                                        resume_errored=False, storage_filesystem=runs.filesystem)
         else:
+            callbacks = [TrialTable(sweep_uri, config.train.epochs, config.template_values()),
+                         trial_lines(config.train.epochs, progress)]
+            if tracked is not None:
+                callbacks.append(sweep_tracking_callback(tracked, TRIAL_METRICS))
             tuner = tune.Tuner(
                 trainable,
                 param_space=tune_search_space(config.search.space),
@@ -274,7 +311,8 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
                     if config.search.metric == "neg_elbo" else None),
                 run_config=tune.RunConfig(
                     name=sweep_id, storage_path=runs.path, storage_filesystem=runs.filesystem,
-                    callbacks=[TrialTable(sweep_uri, config.train.epochs, config.template_values())]))
+                    # Tune's own status tables only with `vaepipe --verbose`: TrialLines says what happens
+                    verbose=1 if ray_console.is_verbose() else 0, callbacks=callbacks))
         grid = tuner.fit()
 
         mig_by_trial = measure_trials_mig(grid, dataset, manifest, runs.filesystem, progress)
@@ -287,15 +325,23 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
         exported = export_model(root, trial_config(template, best.params), dataset, manifest, checkpoint, best.metrics,
                                 sweep_id, f"{sweep_trials_uri(sweep_uri)}/{best.trial_id}", progress,
                                 training_extra={"sweep": {"id": sweep_id, "uri": sweep_uri, "trial_id": best.trial_id,
-                                                          **selection}})
+                                                          **selection}},
+                                tracking=tracked.card_entry() if tracked is not None else None)
+        if tracked is not None:
+            tracked.set_tags({"vaepipe.best_trial": best.trial_id})
+            after_the_job("the registered model was not mirrored into MLflow",
+                          lambda: mirror_registration(tracked, root, config.name, exported, progress))
     model = f"{config.name}@{exported.version}"
     write_json(f"{sweep_uri}/{REGISTERED_FILE}", {"model": model, "trial_id": best.trial_id})
     if promote:
-        promote_version(root, ModelRef(config.name, str(exported.version)))
+        from pipelines.jobs.promote import promote_model
+
+        promote_model(model, root, why=f"best trial {best.trial_id} of sweep {sweep_id}", progress=progress)
     return SweepOutcome(sweep_id=sweep_id, sweep_uri=sweep_uri, model=model, name=config.name,
                         version=exported.version, promoted=promote, best_trial=best.trial_id,
                         metrics=exported.card["metrics"], trials=table, concurrency=concurrency,
-                        seconds=time.monotonic() - started, metric=config.search.metric, best_mig=best.mig)
+                        seconds=time.monotonic() - started, metric=config.search.metric, best_mig=best.mig,
+                        tracked=tracked)
 
 
 def load_sweep_config(root: str, sweep_id: str) -> SweepJobConfig:

@@ -9,7 +9,7 @@ from typing import Iterator, Literal, Optional
 from pydantic import Field
 
 from pipelines.config import StrictModel
-from pipelines.runtime import ray_private
+from pipelines.runtime import ray_console, ray_private
 
 # Quiet, predictable Ray for batch jobs. Set by `configure_ray_environment` when a job starts its Ray
 # session (never at import), before `ray.init` starts the processes that read them; a value already in
@@ -178,7 +178,7 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None)
     `environment`: a job's own Ray settings (e.g. Tune's checkpoint period), set with `RAY_ENVIRONMENT`
     before Ray is imported; jobs import Ray's libraries inside the session."""
     configure_ray_environment({"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(config.start_timeout_s),
-                               **(environment or {})})
+                               **ray_console.environment(), **(environment or {})})
     import ray
 
     if ray.is_initialized():
@@ -186,14 +186,15 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None)
         yield
         return
     if config.address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=config.address, log_to_driver=True)
+        ray.init(address=config.address, **ray_console.init_options())
         try:
             configure_data_context()
             yield
         finally:
             ray.shutdown()
         return
-    with local_ray(local_num_cpus(config), config.daemon_priority, include_dashboard=True, log_to_driver=True):
+    with local_ray(local_num_cpus(config), config.daemon_priority, include_dashboard=True,
+                   **ray_console.init_options()):
         configure_data_context()
         yield
 
@@ -207,4 +208,6 @@ def configure_data_context() -> None:
     context.print_on_execution_start = False
     # the v1 Parquet reader (score and embed, reader.read_split) logs its size sampling at INFO on every job
     ray_private.quiet_parquet_datasource()
+    # Ray's own output stays off the console unless `vaepipe --verbose` (runtime.ray_console)
+    ray_console.quiet_driver()
 

@@ -9,6 +9,7 @@ Names are validated before they are joined, so `..` or `/` never reach outside a
     runs/<sweep>/                          Tune storage, train/<trial>/, SWEEP_TABLE, SWEEP_CSV, REGISTERED_FILE
     models/<name>/<version>/               WEIGHTS_FILE, CARD_FILE, _SUCCESS;   models/<name>/PROMOTED_FILE
     models/<name>/<version>/interpretations/<dataset>/<split | all>/   part-*.parquet, SUMMARY_FILE, _SUCCESS
+    models/<name>/ALIASES_FOLDER/<alias>/  one create-only record per attempt to move the alias (its history)
     scores/<model>-v<version>/<dataset>/<date>/        part-*.parquet, SUMMARY_FILE, _SUCCESS
     samples/<model>-v<version>/<run>/                   part-*.parquet (+ GRID_FILE), _SUCCESS
     embeddings/<model>-v<version>/<dataset>/            part-*.parquet, _SUCCESS
@@ -36,7 +37,8 @@ SWEEP_FIGURE = "sweep.png"
 REGISTERED_FILE = "vaepipe_registered.json"  # which model a finished sweep registered
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
-PROMOTED_FILE = "PROMOTED"
+PROMOTED_FILE = "PROMOTED"                # before aliases had a history: read when PROMOTED has no records
+ALIASES_FOLDER = "aliases"
 SUMMARY_FILE = "_summary.json"           # a scoring run's (or an interpretation's) summary figures
 INTERPRETATIONS = "interpretations"      # a model version's folder of `vaepipe interpret` outputs
 ALL_SPLITS = "all"                       # the split segment of an output over every row
@@ -108,7 +110,7 @@ def sweep_trials_uri(sweep_uri: str) -> str:
 
 
 def model_uri(root: str, name: str) -> str:
-    return f"{root.rstrip('/')}/models/{validate_name(name, 'model name')}"
+    return f"{models_uri(root)}/{validate_name(name, 'model name')}"
 
 
 def model_version_uri(root: str, name: str, version: int) -> str:
@@ -131,6 +133,20 @@ def parse_interpretation_uri(prefix: str) -> tuple[str, int, str, str]:
         raise InvalidName(f"{prefix} is not an interpretation (models/<name>/<version>/{INTERPRETATIONS}/<dataset>/"
                          "<split>)")
     return validate_name(name, "model name"), int(version), dataset, split
+
+
+def models_uri(root: str) -> str:
+    return f"{root.rstrip('/')}/models"
+
+
+def alias_uri(root: str, name: str, alias: str) -> str:
+    """The folder of one alias's records (`alias` is checked by `registry.validate_alias`)."""
+    return f"{model_uri(root, name)}/{ALIASES_FOLDER}/{validate_name(alias, 'alias')}"
+
+
+def alias_record_name(sequence: int) -> str:
+    """The record of an alias's `sequence`-th attempt: zero-padded, so names sort as numbers."""
+    return f"{int(sequence):08d}.json"
 
 
 def model_slug(name: str, version: int) -> str:

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 from pipelines.config import StrictModel
 from pipelines.naming import validate_name
 from pipelines.runtime.ray_session import RayConfig
+from pipelines.runtime.tracking import TrackingConfig
 from vae_core.spec import (DEFAULT_COLUMN_VARIANCE, DEFAULT_CONV_HIDDEN, DEFAULT_LATENT_DIM, DEFAULT_MLP_HIDDEN,
                            DEFAULT_PIXEL_VARIANCE, DEFAULT_PIXELS)
 
@@ -114,6 +115,7 @@ class TrainJobConfig(StrictModel):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     max_failures: int = Field(1, ge=0, description="worker-group restarts from the last checkpoint")
     contamination: float = Field(
         0.01, gt=0, lt=1, description="expected anomaly fraction: the threshold is this upper quantile of the "

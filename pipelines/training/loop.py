@@ -252,16 +252,13 @@ def train_loop_per_worker(config_dict: dict) -> None:
             # diverged epoch never becomes "best", and the driver refuses to register the run
             record = {"diverged_at_epoch": epoch + 1, "diverged_because": why}
             if rank == 0:
-                print(f"epoch {epoch + 1}/{loop.epochs}: training diverged: {why}", flush=True)
                 # Train keeps only metrics that come with a checkpoint: the driver learns of this from the run
+                # (the console line comes from training.epoch_console, which sees this report)
                 write_json(f"{config.run_uri}/{DIVERGED_FILE}", record)
             ray.train.report({**{k: (v if math.isfinite(v) else math.inf) for k, v in metrics.items()}, **record})
             return
+        # the epoch's console line is printed once, by the driver, from this report (training.epoch_console)
         history.append(metrics)
-        if rank == 0:
-            print(f"epoch {epoch + 1}/{loop.epochs}  β {beta:.3g}  train loss {metrics['train_loss']:.3f}  "
-                  f"val -ELBO {metrics['val_neg_elbo']:.3f} (recon {metrics['val_recon_nll']:.3f}, "
-                  f"KL {metrics['val_kl']:.3f})  {metrics['samples_per_s']:,.0f} samples/s", flush=True)
         if (epoch + 1) % every == 0 or epoch + 1 == loop.epochs:
             with tempfile.TemporaryDirectory() as directory:
                 report_checkpoint = None
