@@ -4,7 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+# a whole benchmark in a subprocess: run by `make test` (CI), kept out of `make test-fast`
+pytestmark = pytest.mark.slow
 
 
 def test_quick_run_prints_the_table_for_each_small_table(tmp_path):
