@@ -124,8 +124,7 @@ def swept(mlflow_server, tracked_root, trained):
         "model": {"hidden": [8, 16]}, "train": {"epochs": 2, "batch_size": 64, "lr": 0.003},
         "checkpoint": {"every_epochs": 1, "keep": 1}, "scaling": {"num_workers": 1, "cpus_per_worker": 0.5},
         "search": {"num_samples": 1, "max_concurrent_trials": 2,
-                   # two trials at once: nesting and per-trial metrics need no more (the tune tests cover ASHA)
-                   "space": {"latent_dim": {"grid": [2, 4]}},
+                   "space": {"lr": {"grid": [0.003, 0.01]}, "latent_dim": {"grid": [2, 4]}},
                    "early_stopping": {"grace_period": 2, "reduction_factor": 2}},
         "tracking": {"mlflow": {"tracking_uri": mlflow_server, "experiment": "digits-sweep"}}})
     return run_sweep(config, progress=lambda _: None)
@@ -138,9 +137,10 @@ def test_a_sweep_is_a_parent_run_with_one_nested_run_per_trial(mlflow_server, sw
     (parent,) = parents
     assert parent.info.run_name == swept.sweep_id and parent.info.status == "FINISHED"
     assert parent.data.tags["vaepipe.best_trial"] == swept.best_trial
-    assert len(trials) == 2
+    assert len(trials) == 4
     assert {run.data.tags["mlflow.parentRunId"] for run in trials} == {parent.info.run_id}
-    assert {run.data.params["latent_dim"] for run in trials} == {"2", "4"}
+    assert {(run.data.params["lr"], run.data.params["latent_dim"]) for run in trials} == {
+        ("0.003", "2"), ("0.003", "4"), ("0.01", "2"), ("0.01", "4")}
     client = _client(mlflow_server)
     for run in trials:
         assert run.info.status == "FINISHED"
