@@ -1,18 +1,20 @@
-"""The one run of every batch verb: resolve the model, take the output's lease, write the verb's dataset as
-recorded Parquet parts on Ray, let the verb add its files and figures, commit `_SUCCESS`, report.
+"""The one run of every batch verb: resolve the model, take the output's lease, compute the verb's work as
+recorded Parquet parts — on Ray or in this process (`runtime.engine`) — let the verb add its files and
+figures, commit `_SUCCESS`, report.
 
-A verb supplies a `BatchPlan` — where, how many rows, the Ray Dataset to write (built inside the Ray
-session) and what `_SUCCESS` should record — and gets a `BatchOutcome` back. The lease is taken before Ray
-starts, so an output that is already complete is reported without starting Ray.
+A verb supplies a `BatchPlan` — where, how many rows, the model work to run (`ModelWork`: the same actor
+class and input for both engines) and what `_SUCCESS` should record — and gets a `BatchOutcome` back. The
+lease is taken before Ray starts, so an output that is already complete is reported without starting Ray.
 """
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from pipelines.batch.config import BatchJobConfig
-from pipelines.batch.model_actors import RegisteredModel, resolve_model
+from pipelines.batch.model_actors import ModelWork, RegisteredModel, resolve_model
 
 
 @dataclass
@@ -20,10 +22,10 @@ class BatchPlan:
     prefix: str                                   # the output's URI
     rows: int                                     # rows the output must hold
     description: str                              # the job's first progress line
-    dataset: Callable[[], Any]                    # the Ray Dataset to write, built inside the Ray session
+    work: ModelWork                               # what the model computes, on either engine
     metadata: dict = field(default_factory=dict)  # the verb's own fields of `_SUCCESS`
     # after the parts are written, before the commit: extra files (`commit.write`), figures for `_SUCCESS`
-    finish: Optional[Callable[[Any], dict]] = None
+    finish: Optional[Callable[[object], dict]] = None
 
 
 @dataclass
@@ -33,6 +35,7 @@ class BatchOutcome:
     rows: int
     seconds: float
     summary: dict = field(default_factory=dict)
+    engine: str = "ray"
 
 
 def open_model(config: BatchJobConfig) -> tuple[str, RegisteredModel]:
@@ -48,18 +51,29 @@ def open_model(config: BatchJobConfig) -> tuple[str, RegisteredModel]:
 def run_batch(job: str, config: BatchJobConfig, model: RegisteredModel, plan: BatchPlan,
               progress: Callable[[str], None] = print) -> BatchOutcome:
     """Write and commit `plan`'s output; `AlreadyComplete` when it exists (and not `config.overwrite`)."""
-    from pipelines.batch.parts import write_parts
+    from pipelines.batch.model_actors import run_in_process, run_on_ray
+    from pipelines.batch.parts import write_local_parts, write_parts
+    from pipelines.runtime.engine import choose_engine
     from pipelines.runtime.ray_session import ray_session
     from pipelines.storage.commit import OutputCommit
+    from pipelines.storage.layout import storage_root
 
     started = time.monotonic()
     progress(plan.description)
-    with OutputCommit(plan.prefix, job=job, overwrite=config.overwrite) as commit, ray_session(config.ray):
-        write_parts(plan.dataset(), commit)
+    choice = choose_engine(config.engine, plan.rows, config.ray.address)
+    progress(choice.line)
+    root = storage_root(config.storage)
+    on_ray = choice.engine == "ray"
+    with OutputCommit(plan.prefix, job=job, overwrite=config.overwrite) as commit, \
+            (ray_session(config.ray) if on_ray else nullcontext()):
+        if on_ray:
+            write_parts(run_on_ray(plan.work, model, root, config.compute), commit)
+        else:
+            write_local_parts(run_in_process(plan.work, model, root, config.compute), commit)
         figures = plan.finish(commit) if plan.finish else {}
         # the commit refuses parts that do not hold exactly plan.rows rows
         commit.commit(expected_rows=plan.rows, metadata={
-            "model": model.reference, **plan.metadata, **figures, "rows_out": plan.rows,
+            "model": model.reference, **plan.metadata, **figures, "rows_out": plan.rows, "engine": choice.engine,
             "seconds": round(time.monotonic() - started, 3)})
     return BatchOutcome(plan.prefix, model.reference, plan.rows, time.monotonic() - started,
-                        figures.get("summary", {}))
+                        figures.get("summary", {}), choice.engine)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from pipelines.cli.batch_command import add_engine_flag
 from pipelines.cli.score import score_and_report
 
 
@@ -12,7 +13,8 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
     apply_store_env()
     overrides = list(args.set or ())
-    overrides += [f"{key}={value}" for key, value in (("date", args.date), ("storage", args.storage)) if value]
+    overrides += [f"{key}={value}" for key, value in (("date", args.date), ("storage", args.storage),
+                                                      ("engine", args.engine)) if value]
     if args.overwrite:
         overrides.append("overwrite=true")
     return score_and_report(nightly_config(args.config, overrides))
@@ -26,11 +28,13 @@ def register(commands) -> None:
                     "unless --overwrite.",
         epilog="Examples:\n  vaepipe nightly configs/nightly.yaml\n"
                "  vaepipe nightly configs/nightly.yaml --date 2026-11-24 --overwrite\n"
-               "  vaepipe nightly configs/nightly.yaml --set input=datasets/batch-2026-11-25",
+               "  vaepipe nightly configs/nightly.yaml --set input=datasets/batch-2026-11-25\n"
+               "  vaepipe nightly configs/nightly.yaml --engine ray   # on Ray whatever the partition's size",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     nightly.add_argument("config", help="YAML scoring config (see configs/nightly.yaml)")
     nightly.add_argument("--date", help="partition date YYYY-MM-DD (default: the config's, else today UTC)")
     nightly.add_argument("--storage", help="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
     nightly.add_argument("--overwrite", action="store_true", help="score again even if the date is complete")
+    add_engine_flag(nightly)
     nightly.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     nightly.set_defaults(handler=cmd_nightly)
