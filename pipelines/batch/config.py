@@ -8,6 +8,7 @@ from pydantic import Field
 from pipelines.config import StrictModel
 from pipelines.runtime.engine import ENGINE_HELP, Engine
 from pipelines.runtime.ray_session import RayConfig
+from pipelines.runtime.tracking import TrackingConfig
 
 
 class ComputeConfig(StrictModel):
@@ -22,6 +23,19 @@ class ComputeConfig(StrictModel):
     gpus_per_actor: float = Field(1.0, gt=0, description="GPUs per actor when use_gpu (e.g. 0.25 shares one GPU)")
 
 
+class LeaseConfig(StrictModel):
+    """How the output's `_LEASE` is kept alive (storage.commit): renewed every `heartbeat_seconds`; a lease
+    not renewed for `expires_after_heartbeats` heartbeats is dead, whatever host held it, and a retry that
+    finds one waits at most that long, then takes it over."""
+
+    heartbeat_seconds: float = Field(30.0, gt=0, description="seconds between renewals of the output's lease")
+    expires_after_heartbeats: float = Field(3.0, gt=1, description="heartbeats a lease may miss before it is dead")
+
+    @property
+    def expiry_seconds(self) -> float:
+        return self.heartbeat_seconds * self.expires_after_heartbeats
+
+
 class BatchJobConfig(StrictModel):
     """What every batch verb takes; a verb adds its own fields and the default of `output`."""
 
@@ -31,7 +45,9 @@ class BatchJobConfig(StrictModel):
     overwrite: bool = Field(False, description="replace an output that is already complete")
     engine: Engine = Field("auto", description=ENGINE_HELP)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    lease: LeaseConfig = Field(default_factory=LeaseConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 class RowJobConfig(BatchJobConfig):

@@ -93,11 +93,15 @@ def run_in_process(work: ModelWork, model: RegisteredModel, root: str, compute: 
 
 def map_with_model(dataset, actor_class: type[ModelActor], model: RegisteredModel, root: str,
                    compute: ComputeConfig, batch_size: Optional[int] = None, **actor_kwargs: Any):
-    """`dataset.map_batches(actor_class)` on a fixed pool of `compute.actors` model actors."""
+    """`dataset.map_batches(actor_class)` on a fixed pool of `compute.actors` model actors; inside a job's
+    `job_progress.row_progress`, every actor counts the rows it returns."""
     import ray.data
 
+    from pipelines.runtime.job_progress import counting, current_board
+
+    board = current_board()
     return dataset.map_batches(
-        actor_class,
+        counting(actor_class, board) if board is not None else actor_class,
         fn_constructor_kwargs={"root": root, "reference": model.reference, "use_gpu": compute.use_gpu,
                                **actor_kwargs},
         compute=ray.data.ActorPoolStrategy(size=compute.actors),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable, Optional
 
-from pipelines.cli.console import progress
+from pipelines.cli.console import progress, result
 
 
 ENGINE_FLAG_HELP = ("local: in this process, no Ray; ray: Ray Data/Train (a Ray started for the job, the warm one "
@@ -47,19 +47,21 @@ def build_batch_config(model_class, fields: dict, args: argparse.Namespace, sour
 
 
 def run_batch_command(run: Callable, config, done: Callable[[object], str],
-                      report: Optional[Callable] = None) -> int:
-    """`run(config, progress=...)`, then its report (`report(root, output_uri)`) and `done(outcome)` printed."""
-    from pipelines.reports.after_job import report_after_job
+                      report: Optional[Callable] = None, exit_status: Callable[[object], int] = lambda _: 0) -> int:
+    """`run(config, progress=...)`, then its report (`report(root, output_uri)`) and `done(outcome)` printed;
+    the command's exit status is `exit_status(outcome)` (an alarm about a committed output)."""
+    from pipelines.reports.after_job import attach_report, report_after_job
     from pipelines.storage.commit import AlreadyComplete
     from pipelines.storage.layout import storage_root
 
     try:
         outcome = run(config, progress=progress)
     except AlreadyComplete as complete:
-        print(f"already complete: {complete}")
+        result(f"already complete: {complete}")
         return 0
     if report is not None:
-        report_after_job(report, storage_root(config.storage), outcome.output_uri, progress=progress)
-    print(done(outcome))
-    print(f"  at {outcome.output_uri}/")
-    return 0
+        attach_report(outcome.tracked, report_after_job(report, storage_root(config.storage), outcome.output_uri,
+                                                        progress=progress))
+    result(done(outcome))
+    result(f"  at {outcome.output_uri}/")
+    return exit_status(outcome)

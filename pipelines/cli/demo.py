@@ -5,7 +5,7 @@ import argparse
 import time
 from typing import Callable
 
-from pipelines.cli.console import progress
+from pipelines.cli.console import progress, result
 
 DEMO_DATASET = "digits"
 DEMO_CONFIG = "configs/digits.yaml"  # found in the installed package when no configs/ folder is beside it
@@ -18,7 +18,7 @@ def _list_outputs(prefix: str) -> None:
         progress(f"{entry.uri}  ({entry.size:,} bytes)")
 
 
-def run_demo(say: Callable[[str], None] = print) -> int:
+def run_demo(say: Callable[[str], None] = result) -> int:
     """Store → prepare → train → score → generate → embed, each stage's output listed and reported."""
     from pipelines.config import load_config, resolve_config_path
     from pipelines.datasets.catalog import load_manifest

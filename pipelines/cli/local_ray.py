@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from pipelines.cli.console import result
+
 
 def cmd_ray(args: argparse.Namespace) -> int:
     from pipelines.runtime.ray_session import RAY_ENVIRONMENT, RayConfig, local_num_cpus
@@ -16,21 +18,21 @@ def cmd_ray(args: argparse.Namespace) -> int:
         info = running or warm.up(local_num_cpus(RayConfig(num_cpus=args.num_cpus)), env=RAY_ENVIRONMENT)
         if running is None and args.daemon_priority == "idle":
             warm.idle_priority_for_daemons(info)
-        print(f"local Ray {'already ' if running else ''}running at {info.address} ({info.num_cpus:g} logical CPUs; "
+        result(f"local Ray {'already ' if running else ''}running at {info.address} ({info.num_cpus:g} logical CPUs; "
               f"dashboard {info.dashboard})")
-        print(f"jobs started from here (or with the same $VAEPIPE_HOME) attach to it; `vaepipe ray down` stops it")
+        result("jobs started from here (or with the same $VAEPIPE_HOME) attach to it; `vaepipe ray down` stops it")
     elif args.action == "down":
-        print("local Ray stopped" if warm.down() else "no local Ray was running")
+        result("local Ray stopped" if warm.down() else "no local Ray was running")
     else:
         info = warm.status()
         if info is None:
-            print(f"local Ray: not running ({warm.root})")
+            result(f"local Ray: not running ({warm.root})")
             return 3
         where = "AWS S3 / a local path" if info.storage_endpoint is None else info.storage_endpoint
-        print(f"local Ray: running at {info.address} ({info.num_cpus:g} logical CPUs; dashboard {info.dashboard}; "
+        result(f"local Ray: running at {info.address} ({info.num_cpus:g} logical CPUs; dashboard {info.dashboard}; "
               f"storage endpoint {where})")
         if not info.serves_this_environment():
-            print("  jobs from this shell do not attach: their AWS_ENDPOINT_URL differs from the one it was started "
+            result("  jobs from this shell do not attach: their AWS_ENDPOINT_URL differs from the one it was started "
                   "with")
     return 0
 

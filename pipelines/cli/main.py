@@ -12,13 +12,14 @@ import sys
 from typing import Callable, Sequence
 
 from pipelines import __version__
-from pipelines.cli import (demo, embed, generate, local_ray, nightly, prepare, promote, report, score, storage, submit,
-                           train, tune)
+from pipelines.cli import (console, demo, embed, generate, interpret, local_ray, models, nightly, prepare, promote,
+                           report, score, storage, submit, train, tune)
 from pipelines.errors import UserError
 from pipelines.redaction import redact
 from pipelines.storage.layout import ENV_ALLOW_SYSTEM_PATHS
 
-COMMANDS = [demo, storage, local_ray, prepare, train, tune, promote, score, generate, embed, nightly, report, submit]
+COMMANDS = [demo, storage, local_ray, prepare, train, tune, promote, models, score, generate, embed, interpret, nightly,
+            report, submit]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-system-paths", action="store_true",
                         help="allow a local storage root or output under a system directory (/etc, /usr, ...), "
                              "which is refused by default as a likely typo")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("--quiet", "-q", action="store_true",
+                          help="print results, warnings and errors only (no progress lines)")
+    loudness.add_argument("--verbose", "-v", action="store_true",
+                          help="also print Ray's own output (worker logs, Ray Data and Train messages), hidden by default")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text",
+                        help="json: one JSON object per line (time, level, kind, message) for log collectors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     for command in COMMANDS:
@@ -46,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.parser = parser  # `submit` checks a job's own arguments with it
     handler: Callable[[argparse.Namespace], int] = args.handler
+    console.configure("quiet" if args.quiet else "verbose" if args.verbose else "normal", args.log_format)
+    from pipelines.runtime import ray_console
+
+    ray_console.set_verbose(args.verbose)
     allowed_before = os.environ.get(ENV_ALLOW_SYSTEM_PATHS)
     if args.allow_system_paths:
         os.environ[ENV_ALLOW_SYSTEM_PATHS] = "1"
@@ -54,7 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         # one line a person can act on; whatever a library quoted into it, never a secret
         line = "; ".join(part.strip() for part in str(err).splitlines() if part.strip())
-        print(f"error: {redact(line)}", file=sys.stderr)
+        if args.log_format == "json":
+            console.LOGGER.error(redact(line))
+        else:
+            print(f"error: {redact(line)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

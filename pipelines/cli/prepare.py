@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.cli.console import progress
+from pipelines.cli.console import progress, result
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -27,7 +27,7 @@ def prepare_config_from_args(args: argparse.Namespace):
         "columns": _csv_list(args.columns), "categorical": _csv_list(args.categorical),
         "numeric": _csv_list(args.numeric), "id_column": args.id_column, "label_column": args.label_column,
         "image_shape": args.image_shape, "impute": args.impute, "overwrite": args.overwrite or None,
-        "follow_symlinks": args.follow_symlinks or None,
+        "follow_symlinks": args.follow_symlinks or None, "rows": args.rows, "seed": args.seed,
     }
     data.update({key: value for key, value in flags.items() if value is not None})
     if "name" not in data and "source" in data:
@@ -42,11 +42,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     apply_store_env()
     config = prepare_config_from_args(args)
-    print(f"preparing dataset {config.name!r} from {config.source}")
+    result(f"preparing dataset {config.name!r} from {config.source}")
     manifest = prepare_dataset(config, progress=progress)
-    print(f"dataset {manifest.name}: {manifest.rows} rows ({manifest.split_rows}), {len(manifest.shards)} shards, "
+    result(f"dataset {manifest.name}: {manifest.rows} rows ({manifest.split_rows}), {len(manifest.shards)} shards, "
           f"fingerprint {manifest.fingerprint}")
-    print(f"  at {dataset_uri(storage_root(config.storage), config.name)}/")
+    result(f"  at {dataset_uri(storage_root(config.storage), config.name)}/")
     return 0
 
 
@@ -57,10 +57,15 @@ def register(commands) -> None:
                     "preprocessing statistics on train, and write datasets/<name>/part-*.parquet + _manifest.json.",
         epilog="Examples:\n  vaepipe prepare digits\n  vaepipe prepare mnist5k --rows-per-shard 1000\n"
                "  vaepipe prepare data/customers.csv --name customers --id-column customer_id --categorical plan,region\n"
-               "  vaepipe prepare photos/ --name photos --image-shape 3,32,32",
+               "  vaepipe prepare photos/ --name photos --image-shape 3,32,32\n"
+               "  vaepipe prepare shapes --rows 200000 --seed 1          # images with known factors, for "
+               "`vaepipe interpret`\n"
+               "  vaepipe prepare shapes --name shapes64 --image-shape 1,64,64\n"
+               "  vaepipe prepare factor_table --rows 50000",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    prepare.add_argument("source", nargs="?", help="built-in sample (digits, mnist5k, breast_cancer, fair), a CSV or "
-                                                   "Parquet file or prefix (local path or s3://), or an image folder")
+    prepare.add_argument("source", nargs="?", help="built-in sample (digits, mnist5k, breast_cancer, fair; generated: "
+                                                   "shapes, factor_table), a CSV or Parquet file or prefix (local "
+                                                   "path or s3://), or an image folder")
     prepare.add_argument("--name", help="dataset name (default: the built-in sample's name)")
     prepare.add_argument("--config", help="YAML file with the same fields (flags override it)")
     prepare.add_argument("--storage", help="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
@@ -76,6 +81,9 @@ def register(commands) -> None:
     prepare.add_argument("--follow-symlinks", action="store_true",
                          help="read symlinked files and folders of a local source (refused by default: a link can "
                               "pull in data from outside the folder)")
+    prepare.add_argument("--rows", type=int, help="rows to generate (shapes, factor_table; default 10,000)")
+    prepare.add_argument("--seed", type=int, help="seed of a generated sample (default 0; the same seed gives the "
+                                                  "same rows)")
     prepare.add_argument("--overwrite", action="store_true", help="replace a dataset that already exists")
     prepare.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     prepare.set_defaults(handler=cmd_prepare)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from pipelines.cli.console import result
+
 
 
 def cmd_storage(args: argparse.Namespace) -> int:
@@ -11,14 +13,14 @@ def cmd_storage(args: argparse.Namespace) -> int:
     store = EmbeddedStore()
     if args.action == "up":
         info = store.up()
-        print(f"embedded S3 store running at {info.endpoint} (data in {store.root / 'data'})")
-        print(f"credentials for other tools: source {store.root / 'env'}")
+        result(f"embedded S3 store running at {info.endpoint} (data in {store.root / 'data'})")
+        result(f"credentials for other tools: source {store.root / 'env'}")
     elif args.action == "down":
         store.down()
-        print(f"embedded S3 store stopped; data kept in {store.root / 'data'}")
+        result(f"embedded S3 store stopped; data kept in {store.root / 'data'}")
     else:
         info = store.status()
-        print(f"embedded S3 store: {'running at ' + info.endpoint if info else 'not running'} ({store.root})")
+        result(f"embedded S3 store: {'running at ' + info.endpoint if info else 'not running'} ({store.root})")
         return 0 if info else 3
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipelines.cli.console import result
 from pipelines.jobs.submit import STORAGE_ENV_VARS
 
 # Commands that act on this machine (a local store, a local demo), not jobs for a cluster.
@@ -15,6 +16,9 @@ def _add_submit_options(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--no-wait", action="store_true", help="print the job id and return; do not follow logs")
     parser.add_argument("--working-dir", help="folder shipped to the cluster, where the job runs (default: the "
                                               "project folder holding pyproject.toml above the current directory)")
+    parser.add_argument("--submission-id", metavar="ID",
+                        help="the job's id on the cluster (default: a new one); submitting an id the cluster already "
+                             "has reports (and follows) that job instead of running it twice")
     parser.add_argument("--env", action="append", metavar="KEY",
                         help="also pass this local environment variable to the job (repeatable; "
                              "secret-looking names are refused)")
@@ -52,15 +56,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if config:
         job_args = submit.replace_arg_value(job_args, config,
                                             submit.config_path_in_working_dir(config, working_dir, cwd))
-    request = submit.build_request(args.job, job_args, working_dir, submit.shipped_env_vars(os.environ, args.env or ()))
+    request = submit.build_request(args.job, job_args, working_dir, submit.shipped_env_vars(os.environ, args.env or ()),
+                                   submission_id=args.submission_id)
 
     client = submit.connect(address, os.environ)
-    job_id = submit.submit(client, request)
-    print(f"submitted {job_id}: {request.entrypoint}")
-    print(f"  working dir {working_dir}, env {sorted(request.runtime_env['env_vars']) or 'none'}")
-    print(f"  dashboard: {submit.dashboard_url(client, job_id)}", flush=True)
+    job_id, existing = submit.submit(client, request)
+    if existing is None:
+        result(f"submitted {job_id}: {request.entrypoint}")
+        result(f"  working dir {working_dir}, env {sorted(request.runtime_env['env_vars']) or 'none'}")
+    else:
+        result(f"already submitted {job_id} ({existing.status}): {existing.entrypoint}; not submitted again")
+    result(f"  dashboard: {submit.dashboard_url(client, job_id)}")
     if args.no_wait:
-        print(submit.follow_commands(client, job_id))
+        result(submit.follow_commands(client, job_id))
         return 0
     try:
         try:
@@ -73,7 +81,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     if str(info.status) == "SUCCEEDED":
-        print(f"job {job_id} SUCCEEDED")
+        result(f"job {job_id} SUCCEEDED")
         return 0
     print(f"error: job {job_id} {info.status}: {info.message}", file=sys.stderr)
     return 1
@@ -92,7 +100,9 @@ def register(commands) -> None:
                "an IAM role, a Kubernetes Secret, or the environment of the `ray start` process. RAY_AUTH_TOKEN, "
                "when set, authenticates this client to the cluster and is not passed to the job.\n\n"
                "Examples:\n  vaepipe submit train configs/digits.yaml --set train.epochs=5 --address http://head:8265\n"
-               "  vaepipe submit prepare digits --address http://head:8265 --no-wait",
+               "  vaepipe submit prepare digits --address http://head:8265 --no-wait\n"
+               "  vaepipe submit nightly configs/nightly.yaml --date 2026-11-24 --submission-id nightly-2026-11-24 "
+               "--address http://head:8265   # a retried scheduler run finds the same job",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     submit.add_argument("job", help=f"the job to run: one of the commands except {', '.join(NOT_SUBMITTABLE)}")
     submit.add_argument("job_args", nargs=argparse.REMAINDER, metavar="ARGS", help="the job's own arguments")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from pipelines.cli.batch_command import add_engine_flag
-from pipelines.cli.console import progress
+from pipelines.cli.console import progress, result
 
 
 def config_from_args(args: argparse.Namespace, model, example: str):
@@ -31,7 +31,7 @@ def config_from_args(args: argparse.Namespace, model, example: str):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pipelines.jobs.train import run_training
-    from pipelines.reports.after_job import report_after_job
+    from pipelines.reports.after_job import attach_report, report_after_job
     from pipelines.reports.training import build_training_report
     from pipelines.storage.embedded_server import apply_store_env
     from pipelines.storage.layout import storage_root
@@ -40,10 +40,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     apply_store_env()
     config = config_from_args(args, TrainJobConfig, "configs/digits.yaml")
     outcome = run_training(config, resume=args.resume, progress=progress)
-    report_after_job(build_training_report, storage_root(config.storage), outcome.model, progress=progress)
-    print(f"registered model {outcome.model} (best epoch {outcome.best_epoch}, val -ELBO "
+    index = report_after_job(build_training_report, storage_root(config.storage), outcome.model, progress=progress)
+    attach_report(outcome.tracked, index)
+    result(f"registered model {outcome.model} (best epoch {outcome.best_epoch}, val -ELBO "
           f"{outcome.metrics['val_neg_elbo']:.3f} nats) in {outcome.seconds:.0f} s")
-    print(f"  checkpoints: {outcome.run_uri}/")
+    result(f"  checkpoints: {outcome.run_uri}/")
     return 0
 
 
@@ -53,7 +54,8 @@ def register(commands) -> None:
                       "best model",
         description="Ray Data streams the dataset's shards into Ray Train workers (DDP; GPU with "
                     "scaling.use_gpu), or, for a dataset below the measured crossover (engine auto) or with "
-                    "--engine local, the same loop runs in this process on the rows read with pyarrow. Each epoch prints the β-weighted training loss and the validation negative "
+                    "--engine local, the same loop runs in this process on the rows read with pyarrow. Each epoch "
+                    "prints the β-weighted training loss and the validation negative "
                     "ELBO at β=1 (comparable across β), reconstruction and KL. Checkpoints go to "
                     "<storage>/runs/<run>/; the best one is calibrated and registered as models/<name>/<version>/.",
         epilog="Examples:\n  vaepipe train configs/digits.yaml\n"

@@ -167,6 +167,9 @@ class DatasetManifest(_Frozen):
     # the source's feature columns in its own order (None: manifests written before it was kept,
     # whose rows come back numeric columns first)
     column_order: Optional[list[str]] = None
+    # columns holding each row's known generative factors (the generated samples): never model input, read by
+    # `vaepipe interpret` (None: the dataset has none, and manifests written before they were kept)
+    factor_columns: Optional[list[str]] = None
     fingerprint: str = ""
     created_at: str
 

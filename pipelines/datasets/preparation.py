@@ -21,7 +21,7 @@ from pipelines.datasets.manifest import (
     SPLITS, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec, NumericColumn, SplitRule,
 )
 from pipelines.datasets.sources import (
-    BUILTIN_SOURCES, IMAGE_SUFFIXES, SourceError, SourceTable, load_builtin, load_image_folder, load_table,
+    BUILTIN_SOURCES, GENERATED_SOURCES, IMAGE_SUFFIXES, SourceError, SourceTable, load_builtin, load_image_folder, load_table,
 )
 from pipelines.naming import validate_name
 
@@ -32,8 +32,12 @@ class PrepareConfig(StrictModel):
     """What `vaepipe prepare` does; every field has a CLI flag of the same name."""
 
     name: str = Field(description="dataset name: datasets/<name>/ under the storage root")
-    source: str = Field(description="a built-in sample (digits, mnist5k, breast_cancer, fair), a CSV/Parquet "
-                                    "file or prefix (local or s3://), or a folder of PNG/JPEG images")
+    source: str = Field(description="a built-in sample (digits, mnist5k, breast_cancer, fair, shapes, factor_table), "
+                                    "a CSV/Parquet file or prefix (local or s3://), or a folder of PNG/JPEG images")
+    rows: Optional[int] = Field(None, gt=0, description="rows to generate (the generated samples shapes and "
+                                                        "factor_table; default 10,000)")
+    seed: Optional[int] = Field(None, ge=0, description="seed of a generated sample (default 0): the same seed "
+                                                        "gives the same rows")
     storage: Optional[str] = Field(None, description="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
     rows_per_shard: Optional[int] = Field(None, gt=0, description="rows per Parquet shard (default: about 8 shards)")
     split: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
@@ -289,8 +293,10 @@ def _arrow_column(values) -> pa.Array:
 def load_source(config: PrepareConfig) -> SourceTable:
     spec = config.source
     builtin = spec.removeprefix("builtin:")
+    if builtin in GENERATED_SOURCES:
+        return load_builtin(builtin, config.rows, config.seed, config.image_shape)
     if builtin in BUILTIN_SOURCES:
-        return load_builtin(builtin)
+        return load_builtin(builtin, config.rows, config.seed)
     if spec.startswith("builtin:"):
         raise SourceError(f"unknown built-in sample {builtin!r}; choose one of: {', '.join(BUILTIN_SOURCES)}")
     local = Path(spec)
@@ -315,6 +321,10 @@ def check_user_columns(source: SourceTable) -> None:
                               f"{taken[source.label_name]}; rename it in the source (reserved: "
                               f"{sorted(taken)})")
         taken[source.label_name] = "the label column"
+    for factor in source.factors.columns if source.factors is not None else ():
+        if factor in taken:
+            raise SourceError(f"{source.description}: the factor column {factor!r} has the name of {taken[factor]}")
+        taken[factor] = "a factor column"
     for column in source.table.columns if source.table is not None else ():
         if column in taken:
             hint = " (or pass --id-column row_id if it is the row id)" if column == "row_id" else ""
@@ -361,6 +371,10 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig,
     if source.labels is not None:
         columns[source.label_name] = _arrow_column(source.labels[keep])
         fields["label_column"] = source.label_name
+    if source.factors is not None:
+        for factor in source.factors.columns:
+            columns[factor] = _arrow_column(source.factors[factor].to_numpy()[keep])
+        fields["factor_columns"] = [str(factor) for factor in source.factors.columns]
     if source.kind == "image":
         columns["image"] = pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(source.images[keep]))
     else:

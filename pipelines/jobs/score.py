@@ -4,7 +4,9 @@ scores/<model>/<dataset>/<date>/ as Parquet parts + `_summary.json` + `_SUCCESS`
 Each row gets the negative ELBO (z at the posterior mean, so a re-run writes the
 same numbers), its reconstruction and KL terms, optionally an importance-weighted
 -log p(x), its percentile among the model's validation scores, and `is_anomaly`
-against the calibrated threshold (or one the user gives).
+against the calibrated threshold (or one the user gives). The summary also says how
+far the run's scores drifted from the model's validation scores (PSI, KS, the anomaly
+rate against the expected one; `metrics.drift`) and which alarms that raised.
 """
 from __future__ import annotations
 
@@ -16,14 +18,30 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from pipelines.batch.config import RowJobConfig
+from pipelines.config import StrictModel
 from pipelines.batch.model_actors import ModelActor, ModelWork
 from pipelines.batch.model_input import open_row_input
 from pipelines.batch.run import BatchOutcome, BatchPlan, open_model, run_batch
 from pipelines.metrics.anomaly import anomaly_threshold, score_column, score_summary
+from pipelines.metrics.drift import drift_alarms, drift_figures
 from pipelines.storage.layout import SUMMARY_FILE, output_root, scores_uri
 
 # what a scores part holds besides the label and passthrough columns
 SCORE_COLUMNS = ("row_id", "anomaly_score", "neg_elbo", "recon_nll", "kl", "iw_nll", "percentile", "is_anomaly")
+
+
+class DriftConfig(StrictModel):
+    """When a run's scores raise a drift alarm (`metrics.drift`), and whether an alarm fails the command."""
+
+    psi_alarm: Optional[float] = Field(
+        0.25, gt=0, description="alarm when the PSI against the validation scores exceeds this (null: never; "
+                                "0.1-0.25 reads as a moderate shift, above 0.25 as a shift worth acting on)")
+    ks_alarm: Optional[float] = Field(None, gt=0, lt=1, description="alarm when the KS distance exceeds this")
+    anomaly_rate_alarm: Optional[float] = Field(
+        3.0, gt=0, description="alarm when the anomaly rate exceeds this many times the rate the threshold flags "
+                               "on validation data (the calibrated contamination, for the card's threshold)")
+    fail: bool = Field(False, description="exit with status 3 on an alarm, after the output is committed "
+                                          "(--fail-on-drift), so a schedule can alert")
 
 
 class ScoreJobConfig(RowJobConfig):
@@ -31,6 +49,10 @@ class ScoreJobConfig(RowJobConfig):
 
     output: str = Field("scores", description="output root: a folder under the storage root or a full URI")
     date: Optional[str] = Field(None, description="partition date YYYY-MM-DD (default: today, UTC)")
+    series: Optional[str] = Field(
+        None, description="the folder of these scores under <output>/<model>/ (default: the input dataset's "
+                          "name): every date of a dated input shares one, so its nightly history is in one place")
+    drift: DriftConfig = Field(default_factory=DriftConfig)
     threshold: Optional[float] = Field(None, description="is_anomaly when anomaly_score > this (default: the card's)")
     contamination: Optional[float] = Field(
         None, gt=0, lt=1, description="flag this fraction of the model's validation distribution instead")
@@ -97,13 +119,20 @@ def run_scoring(config: ScoreJobConfig, progress: Callable[[str], None] = print)
     threshold = anomaly_threshold(model.card["calibration"], config.threshold, config.contamination)
     score = score_column(model.card["calibration"])
     date = config.date or today_utc()
-    prefix = scores_uri(output_root(root, config.output), model.slug, rows.source.manifest.name, date)
+    prefix = scores_uri(output_root(root, config.output), model.slug, config.series or rows.source.manifest.name,
+                        date)
 
     def summarize(commit) -> dict:
         label = rows.label
         written = read_attempt_parts(commit, [score, "is_anomaly", *([label] if label else [])])
-        summary = score_summary(written[score].to_numpy(), written["is_anomaly"].to_numpy(), threshold, score,
+        scores = written[score].to_numpy()
+        summary = score_summary(scores, written["is_anomaly"].to_numpy(), threshold, score,
                                 written[label].to_numpy() if label else None, config.normal_label)
+        drift = drift_figures(scores, model.card["calibration"], threshold, summary["anomaly_rate"])
+        limits = config.drift
+        summary["drift"] = {**drift, "alarms": drift_alarms(drift, limits.psi_alarm, limits.ks_alarm,
+                                                            limits.anomaly_rate_alarm),
+                            "limits": limits.model_dump(exclude={"fail"})}
         write_json(f"{prefix}/{SUMMARY_FILE}", summary)
         return {"summary": summary}
 

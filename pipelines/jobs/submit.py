@@ -102,10 +102,12 @@ def default_working_dir(start: Path) -> Path:
 def config_path_in_working_dir(config: str, working_dir: Path, cwd: Path) -> str:
     """The config file's path relative to the shipped working dir, where the entrypoint runs.
 
-    URIs (s3://…) are read from storage on the cluster and pass unchanged.
+    A URI (s3://…) is refused: jobs read their config from a file, and `submit` ships it with the working dir.
     """
     if "://" in config:
-        return config
+        raise SubmitError(f"config {config}: a job reads its config from a file shipped with the working dir, not "
+                          f"from storage; copy it into the project first (e.g. `aws s3 cp {config} configs/`) and "
+                          "pass that path")
     path = (cwd / config).resolve()
     if not path.is_file():
         raise SubmitError(f"config file {config} does not exist (looked for {path})")
@@ -133,9 +135,18 @@ def new_submission_id(job: str, now: datetime | None = None) -> str:
     return f"vaepipe-{job}-{stamp}-{secrets.token_hex(3)}"
 
 
-def build_request(job: str, job_args: Sequence[str], working_dir: Path, env_vars: Mapping[str, str]) -> JobRequest:
+def build_request(job: str, job_args: Sequence[str], working_dir: Path, env_vars: Mapping[str, str],
+                  submission_id: str | None = None) -> JobRequest:
+    """The request for `vaepipe <job> <job_args>`; `submission_id` (checked as a plain name) or a new one."""
+    from pipelines.naming import InvalidName, validate_name
+
+    if submission_id is not None:
+        try:
+            validate_name(submission_id, "--submission-id")
+        except InvalidName as err:
+            raise SubmitError(str(err)) from None
     return JobRequest(
-        submission_id=new_submission_id(job),
+        submission_id=submission_id or new_submission_id(job),
         entrypoint=shlex.join(["vaepipe", job, *job_args]),
         runtime_env={"working_dir": str(working_dir), "excludes": list(WORKING_DIR_EXCLUDES),
                      "env_vars": dict(env_vars)},
@@ -178,12 +189,32 @@ def connect(address: str, environ: Mapping[str, str]):
         raise SubmitError(unreachable_message(address, err)) from None
 
 
-def submit(client, request: JobRequest) -> str:
+def find_job(client, submission_id: str):
+    """The cluster's job of this submission id (its `JobDetails`), or None when there is none."""
     try:
-        return client.submit_job(entrypoint=request.entrypoint, submission_id=request.submission_id,
-                                 runtime_env=request.runtime_env)
+        return next((job for job in client.list_jobs() if job.submission_id == submission_id), None)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise SubmitError(f"the Ray Jobs API did not accept the job: {err}") from None
+        raise SubmitError(f"the Ray Jobs API did not list its jobs: {err}") from None
+
+
+def submit(client, request: JobRequest) -> tuple[str, object]:
+    """Submit the request; a submission id the cluster already has is not submitted again. Returns (job id,
+    the existing job's details or None when this call submitted it). The same id for another entrypoint is
+    refused, naming the job that has it."""
+    existing = find_job(client, request.submission_id)
+    if existing is None:
+        try:
+            return client.submit_job(entrypoint=request.entrypoint, submission_id=request.submission_id,
+                                     runtime_env=request.runtime_env), None
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            existing = find_job(client, request.submission_id)  # a concurrent submission of the same id won
+            if existing is None:
+                raise SubmitError(f"the Ray Jobs API did not accept the job: {err}") from None
+    if existing.entrypoint != request.entrypoint:
+        raise SubmitError(f"submission id {request.submission_id} is already the cluster's job "
+                          f"`{existing.entrypoint}` ({existing.status}), not `{request.entrypoint}`; choose another "
+                          "--submission-id")
+    return request.submission_id, existing
 
 
 def dashboard_url(client, job_id: str) -> str:

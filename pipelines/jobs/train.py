@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.errors import TrainingError
@@ -18,7 +18,7 @@ from pipelines.storage.layout import DIVERGED_FILE, run_uri, runs_uri, storage_r
 from pipelines.training.config import TrainJobConfig
 from pipelines.training.loop import should_cache
 from pipelines.training.model_spec import model_spec_for
-from pipelines.training.registration import export_model
+from pipelines.training.registration import export_model, mirror_registration
 from pipelines.training.runs import check_not_diverged, load_training_data, new_run_id, save_job_config
 from pipelines.training.trainer import build_trainer, check_resources, failure_message
 
@@ -34,7 +34,8 @@ class TrainOutcome:
     metrics: dict
     history: list[dict]
     seconds: float
-    engine: str = "ray"
+    engine: str = "ray"            # where it ran (`runtime.engine`): ray or local
+    tracked: Optional[Any] = None  # the run's MLflow run (`runtime.tracking.TrackedRun`), when tracked
 
 
 def local_blocker(config: TrainJobConfig, manifest: DatasetManifest) -> Optional[str]:
@@ -66,7 +67,10 @@ def training_engine(config: TrainJobConfig, manifest: DatasetManifest, run: str,
 def run_training(config: TrainJobConfig, resume: Optional[str] = None,
                  progress: Callable[[str], None] = print) -> TrainOutcome:
     """Train (or with `resume`, continue the run of that id) and register the best checkpoint."""
+    from pipelines.runtime.tracking import after_the_job, tracked_run, tracking_for
+
     started = time.monotonic()
+    tracking = tracking_for(config.tracking, config.name)  # before anything starts: MLflow missing is one line
     root = storage_root(config.storage)
     dataset, manifest = load_training_data(config, root)
     spec = model_spec_for(manifest, config.model)
@@ -81,57 +85,74 @@ def run_training(config: TrainJobConfig, resume: Optional[str] = None,
         layout = describe_in_process(config)
     else:
         layout = f"{config.scaling.num_workers} worker(s){' on GPU' if config.scaling.use_gpu else ''}"
-    progress(f"run {run_id}: {manifest.kind} dataset {manifest.name} ({manifest.split_rows['train']} train / "
-             f"{manifest.split_rows['val']} val rows), {spec.architecture} VAE latent {spec.latent_dim}, {layout}")
+    progress(f"run {run_id}{' (resumed from its last checkpoint)' if resume else ''}: {manifest.kind} dataset "
+             f"{manifest.name} ({manifest.split_rows['train']} train / {manifest.split_rows['val']} val rows), "
+             f"{spec.architecture} VAE latent {spec.latent_dim}, {layout}")
     progress(choice.line)
     train = train_in_process if choice.engine == "local" else train_on_ray
-    version, best_metrics, exported = train(config, root, dataset, manifest, spec, run_id, run, progress)
-    return TrainOutcome(run_id=run_id, run_uri=run, model=f"{config.name}@{version}", name=config.name,
-                        version=version, best_epoch=int(best_metrics["epoch"]),
+    with tracked_run(tracking, run_id, config.model_dump(mode="json"), {"vaepipe.run_uri": run},
+                     say=progress) as tracked:
+        best_metrics, exported = train(config, root, dataset, manifest, spec, run_id, run, progress, tracked)
+        if tracked is not None:
+            after_the_job("the registered model was not mirrored into MLflow",
+                          lambda: mirror_registration(tracked, root, config.name, exported, progress))
+    return TrainOutcome(run_id=run_id, run_uri=run, model=f"{config.name}@{exported.version}", name=config.name,
+                        version=exported.version, best_epoch=int(best_metrics["epoch"]),
                         metrics=exported.card["metrics"], history=exported.history,
-                        seconds=time.monotonic() - started, engine=choice.engine)
+                        seconds=time.monotonic() - started, engine=choice.engine, tracked=tracked)
 
 
 def train_on_ray(config: TrainJobConfig, root: str, dataset: str, manifest: DatasetManifest, spec, run_id: str,
-                 run: str, progress: Callable[[str], None]):
-    """Ray Train workers fed by Ray Data; (version, best metrics, exported model)."""
+                 run: str, progress: Callable[[str], None], tracked=None):
+    """Ray Train workers fed by Ray Data; (best metrics, exported model)."""
+    from pipelines.runtime.job_progress import progress_board
     from pipelines.runtime.ray_session import ray_session
+    from pipelines.runtime.tracking import train_metrics_callback
     from pipelines.storage.objects import delete_file, resolve
+    from pipelines.training.epoch_console import epoch_console
 
     with ray_session(config.ray):
         import ray.train
 
         check_resources(config)
         delete_file(f"{run}/{DIVERGED_FILE}")  # a resumed run is judged by how it goes now
-        trainer = build_trainer(config, dataset, manifest, spec, run_id, resolve(runs_uri(root)))
-        try:
-            result = trainer.fit()
-        except ray.train.TrainingFailedError as err:
-            raise TrainingError(f"training run {run_id} failed: {failure_message(err)}; checkpoints are kept "
-                                f"under {run}/ — fix the cause and `vaepipe train --resume {run_id}`") from None
-        return register_best(config, root, dataset, manifest, run_id, run, result, progress)
+        with progress_board(progress) as board:
+            callbacks = [epoch_console(board, config.train.epochs)]
+            if tracked is not None:
+                callbacks.append(train_metrics_callback(tracked))
+            trainer = build_trainer(config, dataset, manifest, spec, run_id, resolve(runs_uri(root)), callbacks)
+            try:
+                result = trainer.fit()
+            except ray.train.TrainingFailedError as err:
+                raise TrainingError(f"training run {run_id} failed: {failure_message(err)}; checkpoints are kept "
+                                    f"under {run}/ — fix the cause and `vaepipe train --resume {run_id}`") from None
+        return register_best(config, root, dataset, manifest, run_id, run, result, progress, tracked)
 
 
 def train_in_process(config: TrainJobConfig, root: str, dataset: str, manifest: DatasetManifest, spec, run_id: str,
-                     run: str, progress: Callable[[str], None]):
-    """The same loop in this process over the splits read with pyarrow; (version, best metrics, exported model)."""
+                     run: str, progress: Callable[[str], None], tracked=None):
+    """The same loop in this process over the splits read with pyarrow; (best metrics, exported model)."""
+    from pipelines.runtime.tracking import epoch_metrics_logger
     from pipelines.storage.objects import delete_file
     from pipelines.training import in_process
 
     delete_file(f"{run}/{DIVERGED_FILE}")  # a resumed run is judged by how it goes now
     x_train = in_process.read_split_tensor(dataset, manifest, "train")
     x_val = in_process.read_split_tensor(dataset, manifest, "val")
-    result = in_process.train_in_process(config, manifest, spec, x_train, x_val, run, progress)
-    return register_best(config, root, dataset, manifest, run_id, run, result, progress)
+    result = in_process.train_in_process(config, manifest, spec, x_train, x_val, run, progress,
+                                         epoch_metrics_logger(tracked) if tracked is not None else None)
+    return register_best(config, root, dataset, manifest, run_id, run, result, progress, tracked)
 
 
 def register_best(config: TrainJobConfig, root: str, dataset: str, manifest: DatasetManifest, run_id: str, run: str,
-                  result, progress: Callable[[str], None]):
-    """Register the best checkpoint of a finished run (Ray Train's `Result` or `in_process.InProcessResult`)."""
+                  result, progress: Callable[[str], None], tracked=None):
+    """Register the best checkpoint of a finished run (Ray Train's `Result` or `in_process.InProcessResult`);
+    (best metrics, exported model)."""
     check_not_diverged(run, config, run_id)
     if not result.best_checkpoints:
         raise TrainingError(f"training run {run_id} reported no checkpoint")
     best_checkpoint, best_metrics = min(result.best_checkpoints, key=lambda item: item[1]["val_neg_elbo"])
     exported = export_model(root, config, dataset, manifest, best_checkpoint, best_metrics, run_id, run, progress,
-                            latest_checkpoint=result.checkpoint)
-    return exported.version, best_metrics, exported
+                            latest_checkpoint=result.checkpoint,
+                            tracking=tracked.card_entry() if tracked is not None else None)
+    return best_metrics, exported

@@ -92,8 +92,14 @@ def mig(codes: np.ndarray, factors, bins: int = MIG_BINS) -> float:
     if (entropy <= 0).any():
         raise ValueError(f"mig: factor column {int(np.flatnonzero(entropy <= 0)[0])} takes a single value, so no "
                          f"code can explain it; drop that factor")
-    top_two = np.sort(mutual_information_matrix(codes, labels, bins), axis=0)[-2:]
-    return float(np.mean((top_two[1] - top_two[0]) / entropy))
+    return float(np.mean(information_gaps(mutual_information_matrix(codes, labels, bins), entropy)))
+
+
+def information_gaps(mi: np.ndarray, entropy: np.ndarray) -> np.ndarray:
+    """MIG's term of each factor: (largest − second largest MI of a code with it) / its entropy, [F], from
+    an MI matrix [Z, F] (Z >= 2) and the factors' entropies [F]; `mig` is their mean."""
+    top_two = np.sort(np.asarray(mi, dtype=np.float64), axis=0)[-2:]
+    return (top_two[1] - top_two[0]) / np.asarray(entropy, dtype=np.float64)
 
 
 def dci(codes: np.ndarray, factors, importance: str = "gradient_boosting", seed: int = 0) -> DCIScores:
@@ -142,6 +148,65 @@ def sap(codes: np.ndarray, factors, continuous_factors: bool = False, seed: int 
                 scores[j, k] = np.mean(classifier.predict(codes[test, j:j + 1]) == labels[test, k])
     top_two = np.sort(scores, axis=0)[-2:]
     return float(np.mean(top_two[1] - top_two[0]))
+
+
+# disentanglement_lib scores MIG on 10,000 points and fits DCI's and SAP's classifiers on 10,000 / 5,000
+SUMMARY_ROWS = 10_000
+
+
+def posterior_kl_per_dim(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) of each row and latent dim, [N, Z] (as vae_core.kl_per_dim)."""
+    mu, logvar = np.asarray(mu, dtype=np.float64), np.asarray(logvar, dtype=np.float64)
+    return 0.5 * (mu ** 2 + np.exp(logvar) - 1.0 - logvar)
+
+
+def interpretation_summary(mu: np.ndarray, logvar: np.ndarray, factors: pd.DataFrame | None = None,
+                           max_rows: int = SUMMARY_ROWS, seed: int = 0,
+                           importance: str = "random_forest") -> dict:
+    """Every measure of a representation, as JSON-ready numbers: the mean KL of each latent dim and the
+    active units (all rows); with `factors` (one column per known factor, a row per code) also, on at most
+    `max_rows` rows drawn by a seeded permutation, the MI matrix [Z, F] in nats, each dim's most informative
+    factor, and of the latent means MIG (with its term per factor), DCI and SAP. A factor that takes one
+    value on those rows explains nothing and is left out (`constant_factors`)."""
+    mu, logvar = np.asarray(mu, dtype=np.float64), np.asarray(logvar, dtype=np.float64)
+    kl = posterior_kl_per_dim(mu, logvar).mean(axis=0)
+    active = active_units(kl)
+    summary: dict = {"rows": int(len(mu)), "latent_dim": int(mu.shape[1]), "kl_per_dim": kl.tolist(),
+                     "active_kl_floor": ACTIVE_KL_FLOOR, "active_dims": np.flatnonzero(active).tolist(),
+                     "active_units": int(active.sum()), "mig": None, "dci_disentanglement": None,
+                     "dci_completeness": None, "dci_informativeness": None, "sap": None, "factors": None}
+    if factors is None or not len(factors.columns):
+        return summary
+    if len(factors) != len(mu):
+        raise ValueError(f"interpretation_summary: {len(mu)} codes but {len(factors)} factor rows")
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(mu))[:max_rows])
+    codes, chosen_factors = mu[chosen], factors.iloc[chosen].reset_index(drop=True)
+    constant = [str(name) for name in chosen_factors.columns if chosen_factors[name].nunique() < 2]
+    chosen_factors = chosen_factors.drop(columns=constant)
+    names = [str(name) for name in chosen_factors.columns]
+    summary["factors"] = {"columns": names, "constant_factors": constant, "metric_rows": int(len(chosen)),
+                          "seed": seed, "mig_bins": MIG_BINS}
+    if not names or len(codes) < 2:
+        return summary
+    entropy = factor_entropies(chosen_factors)
+    mi = mutual_information_matrix(codes, chosen_factors)
+    best = mi.argmax(axis=1)
+    summary["factors"].update({
+        "entropy_nats": entropy.tolist(), "mi_nats": mi.tolist(),
+        "best_factor_per_dim": [{"dim": j, "factor": names[best[j]], "mi_nats": float(mi[j, best[j]]),
+                                 "share_of_entropy": float(mi[j, best[j]] / entropy[best[j]])}
+                                for j in range(mu.shape[1])]})
+    if mu.shape[1] < 2:  # every score compares codes: one code has nothing to be separated from
+        return summary
+    scores = dci(codes, chosen_factors, importance=importance, seed=seed) if len(names) >= 2 else None
+    gaps = information_gaps(mi, entropy)
+    summary["factors"].update({"mig_per_factor": gaps.tolist(), "dci_importance_method": importance,
+                               "dci_importance": scores.importance.tolist() if scores else None})
+    summary.update({"mig": float(gaps.mean()), "sap": sap(codes, chosen_factors, seed=seed),
+                    "dci_disentanglement": scores.disentanglement if scores else None,
+                    "dci_completeness": scores.completeness if scores else None,
+                    "dci_informativeness": scores.informativeness_test if scores else None})
+    return summary
 
 
 def factor_labels(factors) -> np.ndarray:

@@ -23,3 +23,18 @@ def report_after_job(build: Callable[..., Report], root: str, *args, progress: C
         return None
     progress(where_to_open(index, report.command))
     return index
+
+
+def attach_report(tracked, index_uri: Optional[str]) -> None:
+    """Log a written report (its index.html and PNGs) to the job's MLflow run under `report/`; nothing when the
+    job is not tracked or its report was not written. A failure is a warning (`runtime.tracking.after_the_job`)."""
+    import tempfile
+
+    from pipelines.reports.page import copy_report
+    from pipelines.runtime.tracking import after_the_job
+
+    if tracked is None or index_uri is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="vaepipe-report-") as folder:
+        local = copy_report(index_uri, folder)
+        after_the_job("the report was not logged to MLflow", lambda: tracked.log_folder(str(local.parent), "report"))

@@ -1,50 +1,12 @@
-"""Rows of a prepared dataset read straight from its shards with pyarrow (no Ray): reports look at a few
-hundred or thousand rows, for which starting Ray Data costs more than reading."""
+"""The labels of a prepared dataset's rows, for a report (the rows are read by `datasets.local_rows`)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 
-from pipelines.datasets.features import image_features, table_features
 from pipelines.datasets.manifest import DatasetManifest
-
-
-def read_rows(dataset: str, manifest: DatasetManifest, split: Optional[str] = None, limit: Optional[int] = None,
-              row_ids: Optional[Sequence[str]] = None) -> pa.Table:
-    """Rows of `split` (every split when None), at most `limit`, only `row_ids` when given, in shard order."""
-    import pyarrow.dataset as ds
-
-    from pipelines.datasets.catalog import shard_uris
-    from pipelines.storage.objects import resolve
-
-    location = resolve(dataset)
-    data = ds.dataset([resolve(uri).path for uri in shard_uris(dataset, manifest)], format="parquet",
-                      filesystem=location.filesystem)
-    condition = None
-    if split is not None:
-        condition = ds.field("split") == split
-    if row_ids is not None:
-        wanted = ds.field(manifest.id_column).isin([str(row_id) for row_id in row_ids])
-        condition = wanted if condition is None else condition & wanted
-    return data.head(limit, filter=condition) if limit is not None else data.to_table(filter=condition)
-
-
-def images(manifest: DatasetManifest, rows: pa.Table) -> np.ndarray:
-    """uint8 images [N, C, H, W] of an image dataset's rows."""
-    column = rows[manifest.image.column].combine_chunks()
-    if len(column) == 0:
-        return np.zeros((0, *manifest.image.shape), dtype=np.uint8)
-    return column.to_numpy_ndarray().reshape(-1, *manifest.image.shape)
-
-
-def features(manifest: DatasetManifest, rows: pa.Table) -> np.ndarray:
-    """The model's input features of the rows (images scaled to [0, 1]; tables standardized and one-hot)."""
-    if manifest.kind == "image":
-        return image_features(manifest, images(manifest, rows))
-    return table_features(manifest, {name: rows[name].to_numpy(zero_copy_only=False)
-                                     for name in manifest.feature_columns})
 
 
 def labels(manifest: DatasetManifest, rows: pa.Table) -> Optional[np.ndarray]:

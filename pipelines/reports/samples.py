@@ -106,7 +106,7 @@ def build_samples_report(root: str, prefix: str) -> Report:
     """The report of the committed samples at `prefix`, against the train split of the model's dataset."""
     from pipelines.batch.model_actors import resolve_model
     from pipelines.storage.commit import read_success
-    from pipelines.reports.data import images, read_rows
+    from pipelines.datasets.local_rows import images, read_rows
 
     prefix = prefix.rstrip("/")
     success = read_success(prefix)

@@ -1,6 +1,7 @@
 """The scoring report of a scores output (scores/<model>/<dataset>/<date>/): the score distribution with
-the threshold, the top anomalies (images and their reconstructions for image data), and ROC and
-precision–recall curves when the rows carry labels that mark anomalies."""
+the threshold, the top anomalies (images and their reconstructions for image data), ROC and
+precision–recall curves when the rows carry labels that mark anomalies, the run's drift from the model's
+validation scores, and the nightly history of anomaly rate and drift of every date of that model and input."""
 from __future__ import annotations
 
 from typing import Optional
@@ -14,6 +15,7 @@ from pipelines.reports.plotting import figure_png, image_table_png, pyplot
 
 TOP_ANOMALIES = 16
 HISTOGRAM_BINS = 60
+HISTORY_DATES = 60  # the nightly history shows this many dates up to the report's own
 
 
 def read_scores(prefix: str) -> pd.DataFrame:
@@ -82,7 +84,7 @@ def top_anomaly_images(root: str, model_reference: str, input_uri: str, manifest
     import torch
 
     from pipelines.storage.registry import load_registered
-    from pipelines.reports.data import images, read_rows
+    from pipelines.datasets.local_rows import images, read_rows
 
     model, _ = load_registered(root, model_reference)
     rows = read_rows(input_uri, manifest, row_ids=top["row_id"].tolist())
@@ -94,6 +96,69 @@ def top_anomaly_images(root: str, model_reference: str, input_uri: str, manifest
                           [f"{value:.1f}" for value in top[score]])
     return Figure("top-anomalies.png", png, f"The {len(top)} highest-scoring rows, highest first, with their "
                   f"scores ({score}) above and the model's reconstructions below.")
+
+
+def nightly_history(prefix: str, limit: int = HISTORY_DATES) -> pd.DataFrame:
+    """One row per committed date of the same model and input up to `prefix`'s own (the last `limit`), oldest
+    first: its rows, anomaly rate and drift figures, from each date's `_summary.json` (none: NaN)."""
+    from pipelines.storage.commit import SUCCESS
+    from pipelines.storage.layout import SUMMARY_FILE, parse_scores_uri, scores_date_uri, scores_series_uri
+    from pipelines.storage.objects import list_files, read_json, resolve
+
+    series = scores_series_uri(prefix)
+    own_date = parse_scores_uri(prefix)[2]
+    base = resolve(series).path.rstrip("/") + "/"
+    names = {entry.path[len(base):] for entry in list_files(series, recursive=True, include_hidden=True)}
+    dates = sorted(name.split("/")[0] for name in names
+                   if name.endswith(f"/{SUCCESS}") and name.count("/") == 1
+                   and f"{name.split('/')[0]}/{SUMMARY_FILE}" in names and name.split("/")[0] <= own_date)
+    rows = []
+    for date in dates[-limit:]:
+        summary = read_json(f"{scores_date_uri(series, date)}/{SUMMARY_FILE}")
+        drift = summary.get("drift") or {}
+        rows.append({"date": date, "rows": summary.get("rows"), "anomaly rate": summary.get("anomaly_rate"),
+                     "expected rate": drift.get("expected_anomaly_rate"), "PSI": drift.get("psi"),
+                     "KS": drift.get("ks"), "alarms": "; ".join(drift.get("alarms", [])) or ""})
+    return pd.DataFrame(rows, columns=["date", "rows", "anomaly rate", "expected rate", "PSI", "KS", "alarms"])
+
+
+def history_png(history: pd.DataFrame, psi_limit: Optional[float]) -> bytes:
+    """The anomaly rate (with the expected one) and the PSI (with its alarm limit) of each date."""
+    plt = pyplot()
+    figure, (rate, psi) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True, constrained_layout=True)
+    x = pd.to_datetime(history["date"])
+    rate.plot(x, history["anomaly rate"].astype(float) * 100, marker="o", label="anomaly rate")
+    rate.plot(x, history["expected rate"].astype(float) * 100, color="gray", linestyle=":",
+              label="expected (validation scores above the threshold)")
+    rate.set_ylabel("% of rows flagged")
+    psi.plot(x, history["PSI"].astype(float), marker="o", color="tab:purple", label="PSI vs validation scores")
+    if psi_limit is not None:
+        psi.axhline(psi_limit, color="tab:red", linestyle="--", label=f"alarm above {psi_limit:g}")
+    psi.set_ylabel("PSI")
+    for axis in (rate, psi):
+        axis.legend(loc="upper left")
+        axis.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    return figure_png(figure)
+
+
+def drift_section(summary: dict, history: pd.DataFrame) -> Section:
+    """This run's drift figures and alarms, and the nightly history of the model on this input."""
+    drift = summary.get("drift")
+    if drift is None:
+        return Section("Drift and nightly history", "Not measured: these scores were written before vaepipe "
+                       "compared scores with the model's validation scores.")
+    ratio = drift.get("anomaly_rate_ratio")
+    text = (f"Against the model's validation scores ({drift.get('validation_rows')} rows): PSI "
+            f"{drift['psi']:.3f} over {drift['psi_bins']} bins at the validation deciles (below 0.1 reads as "
+            f"stable, above 0.25 as a shift), KS {drift['ks']:.3f}; anomaly rate {drift['anomaly_rate']:.2%} "
+            f"against {drift['expected_anomaly_rate']:.2%} expected"
+            + (f" ({ratio:.2f}×)" if ratio is not None else "") + ". Alarms: "
+            + ("; ".join(drift["alarms"]) if drift["alarms"] else "none") + ".")
+    figures = ([Figure("nightly-history.png", history_png(history, drift.get("limits", {}).get("psi_alarm")),
+                       f"The {len(history)} dates scored with this model on this input, up to this one.")]
+               if len(history) > 1 else [])
+    return Section("Drift and nightly history", text, figures, [html_table(history, float_format="{:.4f}")])
 
 
 def build_scores_report(root: str, prefix: str) -> Report:
@@ -140,5 +205,10 @@ def build_scores_report(root: str, prefix: str) -> Report:
              "flagged": f"{summary['anomalies']:,} ({summary['anomaly_rate']:.2%})"}
     if "roc_auc" in summary:
         facts["ROC-AUC / precision@k"] = f"{summary['roc_auc']:.3f} / {summary['precision_at_k']:.3f} (k={summary['k']})"
+    if "drift" in summary:
+        drift = summary["drift"]
+        facts["drift (PSI / KS)"] = f"{drift['psi']:.3f} / {drift['ks']:.3f}"
+        facts["drift alarms"] = "; ".join(drift["alarms"]) or "none"
+    sections.append(drift_section(summary, nightly_history(prefix)))
     return Report(scores_report_id(prefix), f"Scoring report: {success['model']} on {parse_scores_uri(prefix)[1]}",
                   facts, sections, f"vaepipe report scores {prefix}")

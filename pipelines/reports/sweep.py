@@ -26,11 +26,15 @@ def build_sweep_report(root: str, sweep_id: str) -> Report:
                             else "nothing yet: the sweep is running or did not finish")}
     if len(done):
         facts["best val −ELBO"] = f"{done['best_val_neg_elbo'].min():.3f} nats"
+    if "mig" in table and table["mig"].notna().any():
+        facts["best MIG"] = f"{table['mig'].max():.3f} (trial {table.loc[table['mig'].idxmax(), 'trial_id']})"
     sections = [
         Section("Validation NLL and rate–distortion", "", [Figure(
-            "sweep.png", sweep_figure_png(table),
+            "sweep.png", sweep_figure_png(table, registered["trial_id"] if registered else None),
             "Each trial's best validation negative ELBO (at β = 1, so trials with different β compare) against β "
-            "and latent size, and its KL (rate) against reconstruction NLL (distortion).")]),
+            "and latent size, and its KL (rate) against reconstruction NLL (distortion)"
+            + ("; on a dataset with factor columns, the MIG of each trial's best checkpoint on the validation rows "
+               "against β." if "mig" in table else "."))]),
         Section("Trials", "Click a column header to sort.",
                 tables=[html_table(table[[c for c in (*display_columns(), "error") if c in table.columns]]
                                    .sort_values("best_val_neg_elbo", na_position="last"), sortable=True)]),
@@ -38,12 +42,12 @@ def build_sweep_report(root: str, sweep_id: str) -> Report:
     return Report(sweep_id, f"Sweep report: {sweep_id}", facts, sections, f"vaepipe report sweep {sweep_id}")
 
 
-def write_sweep_figure(sweep_uri: str, table) -> str:
+def write_sweep_figure(sweep_uri: str, table, registered_trial: str | None = None) -> str:
     """The sweep figure beside the sweep's results table (runs/<sweep>/sweep.png); its URI."""
     from pipelines.reports.sweep_figure import sweep_figure_png
     from pipelines.storage.layout import SWEEP_FIGURE
     from pipelines.storage.objects import write_bytes
 
     uri = f"{sweep_uri}/{SWEEP_FIGURE}"
-    write_bytes(uri, sweep_figure_png(table))
+    write_bytes(uri, sweep_figure_png(table, registered_trial))
     return uri

@@ -5,24 +5,35 @@ from __future__ import annotations
 
 import io
 
+from typing import Optional
+
 import pandas as pd
 
 
-def sweep_figure_png(table: pd.DataFrame) -> bytes:
-    """A 3-panel PNG of the trials' best validation metrics; early-stopped trials are hollow, the best is starred."""
+def sweep_figure_png(table: pd.DataFrame, registered_trial: Optional[str] = None) -> bytes:
+    """A 3-panel PNG of the trials' best validation metrics, and a fourth of MIG against β when the table has
+    the trials' MIG (a dataset with factor columns); early-stopped trials are hollow, the registered trial
+    (`registered_trial`, else the lowest validation −ELBO) is starred."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from pipelines.training.sweep_table import MIG_COLUMN
+
     done = table[table["best_val_neg_elbo"].notna()]
     full, early = done[~done["stopped_early"]], done[done["stopped_early"]]
-    best = done.loc[[done["best_val_neg_elbo"].idxmin()]] if len(done) else done
-    figure, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
+    best = done[done["trial_id"] == registered_trial] if registered_trial is not None else done.iloc[:0]
+    if best.empty and len(done):
+        best = done.loc[[done["best_val_neg_elbo"].idxmin()]]
     panels = [("beta", "β (KL weight in training)", "best_val_neg_elbo", "val NLL (−ELBO at β=1, nats)", True),
               ("latent_dim", "latent size", "best_val_neg_elbo", "val NLL (−ELBO at β=1, nats)", False),
               ("best_val_kl", "rate: KL(q(z|x) ‖ p(z)) (nats)", "best_val_recon_nll",
                "distortion: reconstruction NLL (nats)", False)]
+    if MIG_COLUMN in done and done[MIG_COLUMN].notna().any():
+        panels.append(("beta", "β (KL weight, or TC weight with β-TCVAE)", MIG_COLUMN,
+                       "MIG of the best checkpoint (validation rows)", True))
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4), constrained_layout=True)
     for axis, (x, x_label, y, y_label, log_x) in zip(axes, panels):
         if done[x].notna().any():
             axis.scatter(full[x], full[y], color="tab:blue", label="ran all epochs")

@@ -3,15 +3,18 @@ loss curves, reconstructions next to inputs, samples from the prior, latent trav
 of the latent means, on up to `MAX_ROWS` validation rows read without Ray."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from pipelines.datasets.manifest import DatasetManifest
-from pipelines.reports.data import features, labels, read_rows
+from pipelines.metrics.disentanglement import ACTIVE_KL_FLOOR, MIG_BINS
+from pipelines.datasets.local_rows import features, read_rows
+from pipelines.reports.data import labels
 from pipelines.reports.page import Figure, Report, Section, html_table
+from pipelines.reports.latent_factors import dim_label, dims_by_kl, factor_table_html, mi_heatmap_png
 from pipelines.reports.plotting import figure_png, image_grid_png, image_table_png, pyplot
 from pipelines.storage.layout import training_report_id
 
@@ -25,13 +28,39 @@ MAX_LEGEND_CLASSES = 20
 
 
 
-def loss_curves_png(history: list[dict], best_epoch: int) -> bytes:
+def factor_information(manifest: DatasetManifest, rows, mu: np.ndarray
+                       ) -> Optional[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """(MI [Z, F] in nats, the factors' entropies [F], their names) of the rows' latent means `mu` and the
+    dataset's factor columns; None when it has none (or they take one value each on these rows)."""
+    from pipelines.metrics.disentanglement import factor_entropies, mutual_information_matrix
+
+    names = [name for name in manifest.factor_columns or [] if name in rows.column_names
+             and len(set(rows[name].to_pylist())) > 1]
+    if not names or len(mu) < 2:
+        return None
+    frame = rows.select(names).to_pandas()
+    return mutual_information_matrix(mu, frame), factor_entropies(frame), names
+
+
+def interpretation_line(summary: dict) -> str:
+    """One line of an interpretation's measures: active units, and the factor scores when it had factors."""
+    line = f"{summary['active_units']} of {summary['latent_dim']} dims active"
+    if summary.get("mig") is not None:
+        line += (f"; MIG {summary['mig']:.3f}, SAP {summary['sap']:.3f}"
+                 + (f", DCI D {summary['dci_disentanglement']:.3f} C {summary['dci_completeness']:.3f} "
+                    f"I {summary['dci_informativeness']:.3f}" if summary.get("dci_disentanglement") is not None else "")
+                 + f" (on {summary['factors']['metric_rows']} rows)")
+    return line
+
+
+def loss_curves_png(history: list[dict], best_epoch: int, objective: str = "elbo") -> bytes:
     """Training loss (β-weighted), train and val −ELBO, val reconstruction NLL and val KL per epoch; β on a
     second axis of the KL panel when it changes (warm-up)."""
     plt = pyplot()
     frame = pd.DataFrame(history)
     figure, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
-    axes[0].plot(frame["epoch"], frame["train_loss"], label="train loss (β-ELBO)")
+    axes[0].plot(frame["epoch"], frame["train_loss"],
+                 label="train loss (β-TCVAE)" if objective == "beta_tc" else "train loss (β-ELBO)")
     axes[0].plot(frame["epoch"], frame["train_neg_elbo"], label="train −ELBO (β=1)")
     axes[0].plot(frame["epoch"], frame["val_neg_elbo"], label="val −ELBO (β=1)")
     axes[0].set_ylabel("nats per row")
@@ -77,23 +106,26 @@ def reconstruction_table(model, x: torch.Tensor, rows, manifest: DatasetManifest
     return html_table(pd.DataFrame(lines))
 
 
-def traversal_figure(model, mu: torch.Tensor, logvar: torch.Tensor, image_shape) -> Figure:
-    from vae_core import kl_per_dim
-
-    kl = kl_per_dim(mu, logvar).mean(dim=0).numpy()
-    dims = np.argsort(-kl, kind="stable")[:MAX_TRAVERSED_DIMS]
+def traversal_figure(model, kl: np.ndarray, image_shape, labels: Optional[Sequence[str]] = None,
+                     labelled_by: str = "") -> Figure:
+    """Decoded traversals of the dims with the most mean KL (`kl` [Z]), one row each; a row is named by
+    `labels[dim]` when given (the factor the dim explains best, from `reports.latent_factors.dim_label`)."""
+    dims = dims_by_kl(kl)[:MAX_TRAVERSED_DIMS]
     steps = len(TRAVERSAL_STEPS)
-    z = torch.zeros(len(dims) * steps, mu.shape[1])
+    z = torch.zeros(len(dims) * steps, len(kl))
     for row, dim in enumerate(dims):
         z[row * steps:(row + 1) * steps, dim] = torch.from_numpy(TRAVERSAL_STEPS).float()
     with model.inference():
         decoded = model.likelihood.mean(model.decode(z)).float().clamp(0, 1).numpy()
     png = image_table_png(decoded.reshape(len(dims), steps, *image_shape),
-                          [f"z{d} (KL {kl[d]:.2f})" for d in dims], [f"{v:+.1f}" for v in TRAVERSAL_STEPS])
+                          [labels[d] if labels else f"z{d} (KL {kl[d]:.2f})" for d in dims],
+                          [f"{v:+.1f}" for v in TRAVERSAL_STEPS])
     return Figure("traversals.png", png,
                   "Each row decodes z with one latent dimension set to −3 … +3 prior standard deviations and the "
-                  "others at 0 (the prior mean). Rows are ordered by the dimension's average KL on the validation "
-                  "rows: a dimension with KL ≈ 0 is unused by the encoder, and its row does not change."
+                  "others at 0 (the prior mean). Rows are ordered by the dimension's average KL: a dimension with "
+                  "KL ≈ 0 is unused by the encoder, and its row does not change."
+                  + (f" Each row names the factor the dimension shares the most mutual information with ({labelled_by}),"
+                     " that information in nats and as a share of the factor's entropy." if labels else "")
                   + (f" The {MAX_TRAVERSED_DIMS} dimensions with the most KL are shown." if len(kl) > len(dims) else ""))
 
 
@@ -152,8 +184,8 @@ def _prior_section(model, manifest: DatasetManifest, rows) -> Section:
 
 def build_training_report(root: str, reference: str) -> Report:
     """The report of a registered model (`digits@3`, `digits@PROMOTED`, ...)."""
-    from pipelines.storage.registry import load_registered
-    from vae_core import encode
+    from pipelines.storage.registry import load_registered, read_interpretations
+    from vae_core import encode, kl_per_dim
 
     model, card = load_registered(root, reference)
     manifest = DatasetManifest.model_validate(card["dataset"]["manifest"])
@@ -167,11 +199,16 @@ def build_training_report(root: str, reference: str) -> Report:
     mu, logvar = posterior.mu.float(), posterior.logvar.float()
     best = int(training["best_epoch"])
 
-    sections = [Section("Loss curves", "Per epoch. The training loss weighs the KL by β; the −ELBO curves use "
-                        "β = 1, so they compare across runs and sweeps. The best epoch (lowest val −ELBO) is the "
-                        "registered one.",
-                        [Figure("loss.png", loss_curves_png(training["history"], best),
-                                "β-ELBO training loss, train/val negative ELBO, val reconstruction NLL and val KL.")])]
+    loop = training["config"]["train"]
+    objective = loop.get("objective", "elbo")
+    kl = kl_per_dim(mu, logvar).mean(dim=0).numpy()
+    sections = [Section("Loss curves", "Per epoch. The training loss weighs the KL by β "
+                        + ("(β-TCVAE: the KL term split into index-code MI × α, total correlation × β and "
+                           "dimension-wise KL × γ)" if objective == "beta_tc" else "")
+                        + "; the −ELBO curves use β = 1, so they compare across runs and sweeps. The best epoch "
+                        "(lowest val −ELBO) is the registered one.",
+                        [Figure("loss.png", loss_curves_png(training["history"], best, objective),
+                                "Training loss, train/val negative ELBO, val reconstruction NLL and val KL.")])]
     if manifest.kind == "image":
         sections.append(Section("Reconstructions", "", [reconstruction_figure(model, x)]))
     else:
@@ -179,8 +216,24 @@ def build_training_report(root: str, reference: str) -> Report:
                                 "reconstructions (decoder mean at z = posterior mean; categories: most likely level).",
                                 tables=[reconstruction_table(model, x, rows, manifest)]))
     sections.append(_prior_section(model, manifest, rows))
+    factors = factor_information(manifest, rows, mu.numpy())
+    dim_labels = ([dim_label(j, *factors, kl[j]) for j in range(len(kl))] if factors else None)
     if manifest.kind == "image":
-        sections.append(Section("Latent traversals", "", [traversal_figure(model, mu, logvar, manifest.image.shape)]))
+        sections.append(Section("Latent traversals", "", [traversal_figure(
+            model, kl, manifest.image.shape, dim_labels, f"on {len(x)} {split} rows")]))
+    if factors:
+        mi, entropy, names = factors
+        sections.append(Section(
+            "Latent dimensions and factors",
+            f"The dataset records each row's generative factors ({', '.join(names)}). Mutual information between "
+            f"each latent mean and each factor on {len(x)} {split} rows, the means cut into {MIG_BINS} equal bins as "
+            "MIG does: a disentangled dimension is bright in one row only. `vaepipe interpret` measures MIG, DCI and "
+            "SAP on the whole dataset.",
+            [Figure("factor-mi.png", mi_heatmap_png(mi, entropy, names, kl, ACTIVE_KL_FLOOR,
+                                                    f"I(z; factor) on {len(x)} {split} rows"),
+                    "Top: each dimension's mean KL (grey: inactive). Below: MI with each factor as a share of the "
+                    "factor's entropy (colour) and in nats (numbers).")],
+            tables=[factor_table_html(mi, entropy, names)]))
     label_values = labels(manifest, rows)
     sections.append(Section("Latent space", "", [Figure(
         "latent-projection.png", latent_projection_png(mu.numpy(), label_values, manifest.label_column),
@@ -193,11 +246,15 @@ def build_training_report(root: str, reference: str) -> Report:
              "dataset": f"{card['dataset']['name']} ({dataset}, fingerprint {card['dataset']['fingerprint'][:12]})",
              "run": f"{training['run_id']} ({training['run_uri']})",
              "model spec": f"{card['spec']['architecture']} VAE, latent {card['spec']['latent_dim']}",
+             "objective": (f"β-TCVAE (α {loop.get('alpha', 1.0):g}, β {loop['beta']:g}, γ {loop.get('gamma', 1.0):g})"
+                           if objective == "beta_tc" else f"β-ELBO (β {loop['beta']:g})"),
              "best epoch": f"{best} of {len(training['history'])}",
              "val −ELBO / recon NLL / KL": f"{metrics['val_neg_elbo']:.3f} / {metrics['val_recon_nll']:.3f} / "
                                          f"{metrics['val_kl']:.3f} nats",
              "anomaly threshold": f"{card['calibration']['threshold']:.3f} "
                                   f"(contamination {card['calibration']['contamination']})"}
+    for where, summary in read_interpretations(root, card["name"], card["version"]).items():
+        facts[f"interpretation {where}"] = interpretation_line(summary)
     return Report(training_report_id(card["name"], card["version"]), f"Training report: {card['name']}@{card['version']}",
                   facts, sections,
                   f"vaepipe report model {card['name']}@{card['version']}")

@@ -9,7 +9,7 @@ from typing import Iterator, Literal, Optional
 from pydantic import Field
 
 from pipelines.config import StrictModel
-from pipelines.runtime import ray_private
+from pipelines.runtime import ray_console, ray_private
 from pipelines.runtime.processes import DAEMON_TITLES, descendants, process_table, set_idle_priority
 from pipelines.runtime.warm_ray import warm_ray_address
 
@@ -145,7 +145,7 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None)
     `environment`: a job's own Ray settings (e.g. Tune's checkpoint period), set with `RAY_ENVIRONMENT`
     before Ray is imported; jobs import Ray's libraries inside the session."""
     configure_ray_environment({"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(config.start_timeout_s),
-                               **(environment or {})})
+                               **ray_console.environment(), **(environment or {})})
     import ray
 
     if ray.is_initialized():
@@ -155,14 +155,15 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None)
     # a cluster named by the config or the environment, else the warm local Ray of `vaepipe ray up`
     address = config.address or os.environ.get("RAY_ADDRESS") or warm_ray_address()
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, **ray_console.init_options())
         try:
             configure_data_context()
             yield
         finally:
             ray.shutdown()
         return
-    with local_ray(local_num_cpus(config), config.daemon_priority, include_dashboard=True, log_to_driver=True):
+    with local_ray(local_num_cpus(config), config.daemon_priority, include_dashboard=True,
+                   **ray_console.init_options()):
         configure_data_context()
         yield
 
@@ -176,4 +177,6 @@ def configure_data_context() -> None:
     context.print_on_execution_start = False
     # the v1 Parquet reader (score and embed, reader.read_split) logs its size sampling at INFO on every job
     ray_private.quiet_parquet_datasource()
+    # Ray's own output stays off the console unless `vaepipe --verbose` (runtime.ray_console)
+    ray_console.quiet_driver()
 

@@ -8,7 +8,12 @@ A job writes under an output prefix like this::
         out.commit(expected_rows=n, metadata={"model_version": "3"})
 
 ``__enter__`` takes a lease (a create-only ``_LEASE`` object), so a second job
-for the same prefix fails fast. ``commit`` checks the files this attempt
+for the same prefix fails fast. A heartbeat thread renews the lease while the
+job runs (a write conditional on the version it last wrote, ``If-Match``); a
+lease not renewed for its expiry (3 heartbeats by default, measured by the
+store's clock) is dead whatever host held it, and taking it over is itself a
+write conditional on the dead lease's version, so of two retries exactly one
+takes it. ``commit`` checks the files this attempt
 *recorded* — never whatever happens to lie under the prefix or share a name —
 deletes other top-level files (parts of killed or retried attempts), and writes
 the ``_SUCCESS`` manifest create-only. Readers trust the manifest
@@ -23,10 +28,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
+import time
 import uuid
 import warnings
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -43,7 +50,10 @@ from pipelines.storage.objects import (
     exists,
     join_uri,
     list_files,
+    parse_record,
+    put_if,
     read_record,
+    read_versioned,
     resolve,
     write_bytes,
 )
@@ -51,6 +61,12 @@ from pipelines.storage.objects import (
 SUCCESS = "_SUCCESS"
 LEASE = "_LEASE"
 MANIFEST_KEYS = ("job", "attempt_id", "holder", "committed_at", "rows", "parts")
+# The name a process gives its host in lease holders (default: the hostname). A pod's hostname is its
+# own, but a test (or a host that is cloned) may need another identity.
+ENV_LEASE_HOST = "VAEPIPE_LEASE_HOST"
+DEFAULT_HEARTBEAT_SECONDS = 30.0
+# a lease not renewed for this many heartbeats is dead: one missed renewal (a slow request) is not death
+MISSED_HEARTBEATS = 3
 
 
 class AlreadyComplete(StorageError):
@@ -93,12 +109,22 @@ class CommitManifest(BaseModel):
 
 
 class Lease(BaseModel):
+    """The `_LEASE` record. `expires_after_seconds`: the holder is dead when the object has not been rewritten
+    for this long by the store's clock; a lease without it (written before heartbeats) expires at `expires_at`."""
+
     model_config = ConfigDict(extra="allow")
 
     holder: str
     attempt_id: str
     acquired_at: datetime
     expires_at: datetime
+    renewed_at: Optional[datetime] = None
+    expires_after_seconds: Optional[float] = None
+
+
+def lease_host() -> str:
+    """The host part of this process's lease holder name: $VAEPIPE_LEASE_HOST, else the hostname."""
+    return os.environ.get(ENV_LEASE_HOST) or socket.gethostname()
 
 
 def is_complete(prefix_uri: str) -> bool:
@@ -132,15 +158,34 @@ def _now() -> datetime:
 class OutputCommit:
     """Context manager that makes a job's output appear all at once or not at all."""
 
-    def __init__(self, prefix_uri: str, job: str, overwrite: bool = False, lease_seconds: float = 3600):
+    def __init__(self, prefix_uri: str, job: str, overwrite: bool = False,
+                 heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS, lease_seconds: Optional[float] = None,
+                 wait_for_expiry: bool = False, progress: Callable[[str], None] = lambda _: None):
+        """`heartbeat_seconds`: how often the lease is renewed while the block runs. `lease_seconds`: how long
+        a lease lives without renewal (default `MISSED_HEARTBEATS` heartbeats; 0 or less: dead at once, never
+        renewed). `wait_for_expiry`: when another holder's lease is there, watch it up to its expiry -- renewed
+        meanwhile: its holder lives, refused; not renewed: taken over -- instead of refusing at once."""
         check_output_location(prefix_uri)
         self.prefix_uri = resolve(prefix_uri).uri
         self.job = job
         self.overwrite = overwrite
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = MISSED_HEARTBEATS * heartbeat_seconds if lease_seconds is None else lease_seconds
+        if self.lease_seconds > 0 and not 0 < heartbeat_seconds < self.lease_seconds:
+            raise StorageError(f"a lease's heartbeat ({heartbeat_seconds} s) must be shorter than its expiry "
+                               f"({self.lease_seconds} s), or one late renewal would let another job take it")
+        self.heartbeat_seconds = heartbeat_seconds
+        self.wait_for_expiry = wait_for_expiry
+        self.progress = progress
         self._attempt_id = uuid.uuid4().hex[:12]
-        self.holder = f"{job}@{socket.gethostname()}:{os.getpid()}"
+        self.holder = f"{job}@{lease_host()}:{os.getpid()}"
+        self.took_over_from: Optional[str] = None  # the holder of the dead lease this attempt took over
         self._holds_lease = False
+        self._lease_version: Optional[str] = None  # what the last write of our lease returned
+        self._lease_lost = False
+        self._lease_acquired_at: Optional[datetime] = None
+        self._lease_guard = threading.Lock()  # one write of our lease at a time: heartbeat, commit, release
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat: Optional[threading.Thread] = None
         self._recorded: dict[str, Optional[int]] = {}  # file name → size in bytes, when the writer said
         self.manifest: dict[str, Any] | None = None
 
@@ -195,6 +240,7 @@ class OutputCommit:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        self._stop_heartbeat()
         if exc_type is None:
             self._release_lease()
             return
@@ -208,27 +254,89 @@ class OutputCommit:
 
     # --- lease -------------------------------------------------------------
 
-    def _take_lease(self) -> None:
+    def _lease_body(self) -> bytes:
         now = _now()
+        self._lease_acquired_at = self._lease_acquired_at or now
         lease = {
             "holder": self.holder,
             "job": self.job,
             "attempt_id": self.attempt_id,
-            "acquired_at": now.isoformat(),
+            "acquired_at": self._lease_acquired_at.isoformat(),
+            "renewed_at": now.isoformat(),
             "expires_at": (now + timedelta(seconds=self.lease_seconds)).isoformat(),
+            "expires_after_seconds": self.lease_seconds,
+            "heartbeat_seconds": self.heartbeat_seconds,
         }
-        body = json.dumps(lease, indent=2).encode()
-        if conditional_put(self.lease_uri, body):
-            self._holds_lease = True
-            return
-        current = self._read_lease()
-        if current is not None and current.expires_at > now and not _holder_is_dead(current.holder):
-            raise self._lease_busy(current)
-        # The holder is dead (lease expired, or a killed process on this host) or just released it: take over.
-        delete_file(self.lease_uri)
-        if not conditional_put(self.lease_uri, body):
-            raise self._lease_busy(self._read_lease() or current)
+        return json.dumps(lease, indent=2).encode()
+
+    def _take_lease(self) -> None:
+        watched = None  # the version of another holder's lease we are waiting on
+        while True:
+            version = put_if(self.lease_uri, self._lease_body())
+            if version is not None:
+                return self._hold(version)
+            try:
+                current = read_versioned(self.lease_uri)
+            except ObjectNotFound:
+                continue  # released between our two requests: create it again
+            lease = parse_record(Lease, current.data, self.lease_uri, "lease")
+            if _lease_is_dead(lease, current.age_seconds):
+                # Conditional on the dead lease's version: of two retries that both judged it dead, one wins.
+                version = put_if(self.lease_uri, self._lease_body(), version=current.version)
+                if version is None:
+                    raise self._lease_busy(self._read_lease() or lease)
+                self.took_over_from = lease.holder
+                self.progress(f"took over the lease of {lease.holder} on {self.prefix_uri}: not renewed for "
+                              f"{current.age_seconds:.0f} s")
+                return self._hold(version)
+            if not self.wait_for_expiry or (watched is not None and current.version != watched):
+                raise self._lease_busy(lease)  # renewed while we watched (or not watched): its holder lives
+            remaining = _lease_expiry(lease) - current.age_seconds
+            if watched is None:
+                self.progress(f"{self.prefix_uri} is leased by {lease.holder}, renewed {current.age_seconds:.0f} s "
+                              f"ago: waiting up to {remaining:.0f} s -- renewed meanwhile, it is alive and this job "
+                              "stops; not renewed, it is taken over")
+            watched = current.version
+            # poll a few times per expiry, so a live holder's renewal is seen soon after it happens
+            time.sleep(max(0.2, min(remaining + 0.1, _lease_expiry(lease) / 6)))
+
+    def _hold(self, version: str) -> None:
         self._holds_lease = True
+        self._lease_version = version
+        if self.lease_seconds > 0:
+            self._heartbeat_stop.clear()
+            self._heartbeat = threading.Thread(target=self._beat, name=f"lease heartbeat {self.lease_uri}",
+                                               daemon=True)
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._heartbeat_stop.wait(self.heartbeat_seconds):
+            try:
+                self.renew_lease()
+            except StorageError:
+                pass  # the store is unreachable for now: the next beat tries again before the lease expires
+            if self._lease_lost:
+                return
+
+    def _stop_heartbeat(self) -> None:
+        self._heartbeat_stop.set()
+        if self._heartbeat is not None:
+            # a renewal in flight when the lease is released finds it gone (or not ours) and changes nothing
+            self._heartbeat.join(timeout=self.heartbeat_seconds)
+        self._heartbeat = None
+
+    def renew_lease(self) -> bool:
+        """Rewrite our lease, conditional on the version we last wrote; False when it is no longer ours
+        (another attempt took it over after it went unrenewed for its expiry). Storage errors raise."""
+        with self._lease_guard:
+            if not self._holds_lease or self._lease_lost:
+                return False
+            version = put_if(self.lease_uri, self._lease_body(), version=self._lease_version)
+            if version is None:
+                self._lease_lost = True
+                return False
+            self._lease_version = version
+            return True
 
     def _read_lease(self) -> Lease | None:
         try:
@@ -239,11 +347,13 @@ class OutputCommit:
     def _lease_busy(self, lease: Lease | None) -> StorageError:
         holder = lease.holder if lease else "?"
         since = lease.acquired_at.isoformat() if lease else "?"
-        until = lease.expires_at.isoformat() if lease else "?"
+        until = (f"it expires {lease.expires_after_seconds:g} s after its last renewal"
+                 if lease and lease.expires_after_seconds is not None
+                 else f"it expires at {lease.expires_at.isoformat()}" if lease else "?")
         return StorageError(
             f"another job (holder {holder}) is writing {self.prefix_uri} "
             f"since {since}; wait for it, or delete the lease "
-            f"{self.lease_uri} if that job is dead (it expires at {until})"
+            f"{self.lease_uri} if that job is dead ({until})"
         )
 
     def _release_lease(self) -> None:
@@ -262,6 +372,17 @@ class OutputCommit:
                 f"{what} inside the block"
             )
 
+    def _confirm_lease(self) -> None:
+        """Renew the lease once more before committing: an attempt whose lease was taken over (it went
+        unrenewed for its expiry: the store unreachable, the process stalled) must not delete the new
+        holder's parts or commit."""
+        if self.lease_seconds > 0 and not self.renew_lease():
+            raise StorageError(
+                f"refusing to commit {self.prefix_uri}: attempt {self.attempt_id} lost its lease (not renewed "
+                f"for {self.lease_seconds:g} s, then taken over by another attempt); no {SUCCESS} written -- "
+                "that attempt commits the output"
+            )
+
     # --- commit ------------------------------------------------------------
 
     def commit(self, expected_rows: int | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -272,6 +393,7 @@ class OutputCommit:
         committed nor touched: it is not this job's to judge.
         """
         self._require_lease("commit")
+        self._confirm_lease()
         metadata = dict(metadata or {})
         clashes = sorted(set(metadata) & set(MANIFEST_KEYS))
         if clashes:
@@ -327,11 +449,28 @@ class OutputCommit:
         return manifest
 
 
+def _lease_expiry(lease: Lease) -> float:
+    if lease.expires_after_seconds is not None:
+        return lease.expires_after_seconds
+    return (lease.expires_at - (lease.renewed_at or lease.acquired_at)).total_seconds()
+
+
+def _lease_is_dead(lease: Lease, age_seconds: float) -> bool:
+    """Dead: its holder ran on this host and is gone, or the lease has not been rewritten for its expiry (by
+    the store's clock, so no two machines' clocks are compared). A lease written before heartbeats carries
+    only its holder's `expires_at`."""
+    if _holder_is_dead(lease.holder):
+        return True
+    if lease.expires_after_seconds is None:
+        return lease.expires_at <= _now()
+    return age_seconds > lease.expires_after_seconds
+
+
 def _holder_is_dead(holder: str) -> bool:
     """True when the lease holder ran on this host and its process no longer exists, so a job
     killed here (SIGKILL, OOM) can be re-run at once instead of after the lease expires."""
     host, _, pid = holder.partition("@")[2].rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != lease_host() or not pid.isdigit():
         return False
     try:
         os.kill(int(pid), 0)

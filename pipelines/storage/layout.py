@@ -9,6 +9,8 @@ Names are validated before they are joined, so `..` or `/` never reach outside a
     runs/<run>/local-checkpoint-<epoch>/   a checkpoint of a run trained in one process (engine local)
     runs/<sweep>/                          Tune storage, train/<trial>/, SWEEP_TABLE, SWEEP_CSV, REGISTERED_FILE
     models/<name>/<version>/               WEIGHTS_FILE, CARD_FILE, _SUCCESS;   models/<name>/PROMOTED_FILE
+    models/<name>/<version>/interpretations/<dataset>/<split | all>/   part-*.parquet, SUMMARY_FILE, _SUCCESS
+    models/<name>/ALIASES_FOLDER/<alias>/  one create-only record per attempt to move the alias (its history)
     scores/<model>-v<version>/<dataset>/<date>/        part-*.parquet, SUMMARY_FILE, _SUCCESS
     samples/<model>-v<version>/<run>/                   part-*.parquet (+ GRID_FILE), _SUCCESS
     embeddings/<model>-v<version>/<dataset>/            part-*.parquet, _SUCCESS
@@ -36,8 +38,11 @@ SWEEP_FIGURE = "sweep.png"
 REGISTERED_FILE = "vaepipe_registered.json"  # which model a finished sweep registered
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
-PROMOTED_FILE = "PROMOTED"
-SUMMARY_FILE = "_summary.json"           # a scoring run's summary figures
+PROMOTED_FILE = "PROMOTED"                # before aliases had a history: read when PROMOTED has no records
+ALIASES_FOLDER = "aliases"
+SUMMARY_FILE = "_summary.json"           # a scoring run's (or an interpretation's) summary figures
+INTERPRETATIONS = "interpretations"      # a model version's folder of `vaepipe interpret` outputs
+ALL_SPLITS = "all"                       # the split segment of an output over every row
 GRID_FILE = "samples.png"
 REPORT_INDEX = "index.html"
 
@@ -120,7 +125,7 @@ def sweep_trials_uri(sweep_uri: str) -> str:
 
 
 def model_uri(root: str, name: str) -> str:
-    return f"{root.rstrip('/')}/models/{validate_name(name, 'model name')}"
+    return f"{models_uri(root)}/{validate_name(name, 'model name')}"
 
 
 def model_version_uri(root: str, name: str, version: int) -> str:
@@ -134,6 +139,38 @@ def parse_model_version_uri(uri: str) -> tuple[str, str, int] | None:
     if len(parts) != 4 or parts[1] != "models" or not parts[3].isdigit() or not is_uri(uri):
         return None
     return parts[0], validate_name(parts[2], "model name"), int(parts[3])
+
+
+def interpretation_uri(root: str, name: str, version: int, dataset: str, split: str | None) -> str:
+    """models/<name>/<version>/interpretations/<dataset>/<split or all>: an interpretation is committed beside
+    the model version it measures (the version's own commit never touches its sub-folders)."""
+    return (f"{model_version_uri(root, name, version)}/{INTERPRETATIONS}/{validate_name(dataset, 'dataset name')}/"
+            f"{validate_name(split or ALL_SPLITS, 'split')}")
+
+
+def parse_interpretation_uri(prefix: str) -> tuple[str, int, str, str]:
+    """(model name, version, dataset, split or "all") of a prefix built by `interpretation_uri`."""
+    name, version, folder, dataset, split = prefix.rstrip("/").split("/")[-5:]
+    if folder != INTERPRETATIONS or not version.isdigit():
+        from pipelines.naming import InvalidName
+
+        raise InvalidName(f"{prefix} is not an interpretation (models/<name>/<version>/{INTERPRETATIONS}/<dataset>/"
+                         "<split>)")
+    return validate_name(name, "model name"), int(version), dataset, split
+
+
+def models_uri(root: str) -> str:
+    return f"{root.rstrip('/')}/models"
+
+
+def alias_uri(root: str, name: str, alias: str) -> str:
+    """The folder of one alias's records (`alias` is checked by `registry.validate_alias`)."""
+    return f"{model_uri(root, name)}/{ALIASES_FOLDER}/{validate_name(alias, 'alias')}"
+
+
+def alias_record_name(sequence: int) -> str:
+    """The record of an alias's `sequence`-th attempt: zero-padded, so names sort as numbers."""
+    return f"{int(sequence):08d}.json"
 
 
 def model_slug(name: str, version: int) -> str:
@@ -156,7 +193,17 @@ def output_root(root: str, output: str) -> str:
 
 def scores_uri(outputs: str, model: str, dataset: str, date: str) -> str:
     """outputs/<model slug>/<dataset>/<date> (`outputs` from `output_root`)."""
-    return f"{outputs}/{model}/{validate_name(dataset, 'dataset name')}/{validate_name(date, 'date')}"
+    return scores_date_uri(f"{outputs}/{model}/{validate_name(dataset, 'dataset name')}", date)
+
+
+def scores_series_uri(prefix: str) -> str:
+    """The folder of every date's scores of one model and input (the parent of a `scores_uri`)."""
+    return prefix.rstrip("/").rsplit("/", 1)[0]
+
+
+def scores_date_uri(series: str, date: str) -> str:
+    """One date's scores in a `scores_series_uri` folder."""
+    return f"{series}/{validate_name(date, 'date')}"
 
 
 def samples_uri(outputs: str, model: str, run: str) -> str:
@@ -195,3 +242,8 @@ def scores_report_id(prefix: str) -> str:
 
 def samples_report_id(prefix: str) -> str:
     return "samples-" + "-".join(parse_samples_uri(prefix))
+
+
+def interpretation_report_id(prefix: str) -> str:
+    name, version, dataset, split = parse_interpretation_uri(prefix)
+    return f"interpret-{model_slug(name, version)}-{dataset}-{split}"

@@ -6,19 +6,25 @@ variables / profile (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``
 written anywhere, and never appear in an error message.
 
 pyarrow does the data path (Parquet, datasets, listing); boto3 does what pyarrow
-cannot: conditional writes (``If-None-Match: *``) and cheap access checks.
+cannot: conditional writes (``If-None-Match: *`` to create, ``If-Match: <ETag>`` to
+replace what was read), reads that return an object's version and age, and cheap
+access checks.
 This module must not import ray.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field, replace
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -356,7 +362,11 @@ def _write_local_atomically(path: Path, data: bytes) -> None:
 
 
 def read_json(uri: str) -> Any:
-    data = read_bytes(uri)
+    return parse_json(read_bytes(uri), uri)
+
+
+def parse_json(data: bytes, uri: str) -> Any:
+    """The JSON document `data` read from `uri` (named in the error when it is not JSON)."""
     try:
         return json.loads(data)
     except json.JSONDecodeError as err:
@@ -366,10 +376,15 @@ def read_json(uri: str) -> Any:
 def read_record(model: type[M], uri: str, what: str) -> M:
     """`model` (a pydantic model) validated from the JSON at `uri`. A hand-edited or damaged file is a
     StorageError naming the file and its first bad field, not a KeyError or a traceback later."""
+    return parse_record(model, read_bytes(uri), uri, what)
+
+
+def parse_record(model: type[M], data: bytes, uri: str, what: str) -> M:
+    """`read_record` of bytes already read from `uri`."""
     from pydantic import ValidationError
 
     try:
-        return model.model_validate(read_json(uri))
+        return model.model_validate(parse_json(data, uri))
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -569,21 +584,96 @@ def conditional_put(uri: str, data: bytes) -> bool:
     S3: ``PutObject`` with ``If-None-Match: *``. Local: a hard link of a complete
     temp file, which fails if the name exists -- atomic either way.
     """
+    return put_if(uri, data) is not None
+
+
+@dataclass(frozen=True)
+class VersionedObject:
+    """An object's bytes, the version a conditional write names to replace exactly these bytes, and how long
+    ago it was last written by the store's own clock (never compared with this machine's clock)."""
+
+    data: bytes
+    version: str
+    age_seconds: float
+
+
+def read_versioned(uri: str) -> VersionedObject:
+    """The object at `uri` with its version and age; `ObjectNotFound` when there is none.
+
+    S3: the ETag, and the response's ``Date`` minus the object's ``Last-Modified`` (both the server's clock,
+    1 s resolution). Local: a hash of the bytes, and now minus the file's modification time.
+    """
+    loc = resolve(uri)
+    if not loc.is_s3:
+        path = Path(loc.path)
+        try:
+            data = path.read_bytes()
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no object at {loc.uri}") from None
+        except OSError as err:
+            raise _io_error("read", loc, err) from None
+        return VersionedObject(data, _local_version(data), max(age, 0.0))
+    settings = S3Settings.from_env()
+    try:
+        response = s3_client(settings).get_object(Bucket=loc.bucket, Key=loc.key)
+        data = response["Body"].read()
+    except Exception as err:  # noqa: BLE001
+        if _error_code(err) in ("NoSuchKey", "404"):
+            raise ObjectNotFound(f"no object at {loc.uri}") from None
+        raise _s3_error(err, settings, loc.bucket, "s3:GetObject", loc.uri) from None
+    served_at = parsedate_to_datetime(response["ResponseMetadata"]["HTTPHeaders"]["date"])
+    age = (served_at - response["LastModified"]).total_seconds()
+    return VersionedObject(data, response["ETag"], max(age, 0.0))
+
+
+def put_if(uri: str, data: bytes, version: str | None = None) -> str | None:
+    """A conditional write; the new object's version, or None when the condition did not hold.
+
+    `version` None: create-only (``If-None-Match: *``), None when the object exists. `version` given
+    (from `read_versioned` or an earlier `put_if`): replace the object only if it is still exactly that
+    version (``If-Match``), None when it changed or is gone -- so of two writers replacing the same
+    version, exactly one succeeds. Local: a hard link of a complete temp file to create; an exclusive
+    lock on a hidden lock file beside the object to compare and replace.
+    """
     loc = resolve(uri)
     if not loc.is_s3:
         try:
-            return _conditional_put_local(Path(loc.path), data)
+            if version is None:
+                return _local_version(data) if _conditional_put_local(Path(loc.path), data) else None
+            return _replace_local_if(Path(loc.path), data, version)
         except OSError as err:
             raise _io_error("write", loc, err) from None
     settings = S3Settings.from_env()
+    condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
     try:
-        s3_client(settings).put_object(Bucket=loc.bucket, Key=loc.key, Body=data, IfNoneMatch="*")
-        return True
+        return s3_client(settings).put_object(Bucket=loc.bucket, Key=loc.key, Body=data, **condition)["ETag"]
     except Exception as err:  # noqa: BLE001
-        # 409 ConditionalRequestConflict: a concurrent conditional write to the key won.
-        if _error_code(err) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-            return False
+        code = _error_code(err)
+        # 409 ConditionalRequestConflict: a concurrent conditional write to the key won. If-Match on a
+        # key that is gone: 412 (SeaweedFS) or 404 NoSuchKey (AWS S3).
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409") or (
+                version is not None and code in ("NoSuchKey", "404")):
+            return None
         raise _s3_error(err, settings, loc.bucket, "s3:PutObject", loc.uri) from None
+
+
+def _local_version(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _replace_local_if(path: Path, data: bytes, version: str) -> str | None:
+    # Every compare-and-replace of this object holds the lock, so two cannot both see `version`.
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            current = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        if _local_version(current) != version:
+            return None
+        _write_local_atomically(path, data)
+        return _local_version(data)
 
 
 def _conditional_put_local(path: Path, data: bytes) -> bool:
@@ -598,10 +688,10 @@ def _conditional_put_local(path: Path, data: bytes) -> bool:
 
 
 def check_conditional_writes(uri: str) -> None:
-    """Prove once per process and output prefix that the server honours ``If-None-Match``.
+    """Prove once per process and output prefix that the server honours ``If-None-Match`` and ``If-Match``.
 
-    Older servers (SeaweedFS 3.96) silently ignore it, which would break the
-    exactly-once commit; we probe rather than trust. The probe object lies under
+    Older servers (SeaweedFS 3.96) silently ignore them, which would break the
+    exactly-once commit and lease take-over; we probe rather than trust. The probe object lies under
     `uri` (the prefix the job is about to write, so a least-privilege identity may
     write it there) with a hidden name that listings of outputs skip.
     """
@@ -615,15 +705,17 @@ def _probe_conditional_writes(settings: S3Settings, prefix_uri: str) -> None:
     bucket = urlparse(prefix_uri).netloc
     probe = join_uri(prefix_uri, f"_vaepipe_conditional_probe-{uuid.uuid4().hex[:8]}")
     # A refused first write created nothing: its error, not a cleanup's, is the one to report.
-    first = conditional_put(probe, b"1")
+    created = put_if(probe, b"1")
     try:
-        second = conditional_put(probe, b"2")
+        honoured = (created is not None and put_if(probe, b"2") is None       # If-None-Match: *
+                    and put_if(probe, b"3", version='"0"') is None           # If-Match, a stale version
+                    and put_if(probe, b"4", version=created) is not None)    # If-Match, the current one
     finally:
         delete_file(probe)
-    if not (first and not second):
+    if not honoured:
         raise StorageError(
             f"the S3 server at {settings.endpoint_label} ignores conditional writes "
-            f"(If-None-Match) for bucket '{bucket}', so job outputs cannot be committed "
+            f"(If-None-Match / If-Match) for bucket '{bucket}', so job outputs cannot be committed "
             "safely; use AWS S3, MinIO, or SeaweedFS >= 4.48"
         )
 

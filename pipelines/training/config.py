@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipelines.config import StrictModel
 from pipelines.naming import validate_name
 from pipelines.runtime.engine import ENGINE_HELP, Engine
 from pipelines.runtime.ray_session import RayConfig
+from pipelines.runtime.tracking import TrackingConfig
 from vae_core.spec import (DEFAULT_COLUMN_VARIANCE, DEFAULT_CONV_HIDDEN, DEFAULT_LATENT_DIM, DEFAULT_MLP_HIDDEN,
                            DEFAULT_PIXEL_VARIANCE, DEFAULT_PIXELS)
 
@@ -45,9 +46,17 @@ class LoopConfig(StrictModel):
     batch_size: int = Field(128, ge=1, description="per-worker batch size")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    beta: float = Field(1.0, ge=0, description="weight of the KL term (β-VAE); 1 is the plain ELBO")
-    kl_warmup_epochs: int = Field(0, ge=0, description="epochs over which β ramps linearly from 0")
-    free_bits: float = Field(0.0, ge=0, description="minimum KL per latent dimension in nats (0 = off)")
+    objective: Literal["elbo", "beta_tc"] = Field(
+        "elbo", description="elbo: the β-ELBO (β-VAE, Higgins et al. 2017); beta_tc: β-TCVAE (Chen et al. 2018), the "
+                            "KL term split into index-code MI (weight alpha), total correlation (weight beta) and "
+                            "dimension-wise KL (weight gamma), estimated from each worker's own batch")
+    beta: float = Field(1.0, ge=0, description="elbo: weight of the KL term (1 is the plain ELBO); beta_tc: weight of "
+                                               "the total correlation (Chen et al. use 6 on dSprites)")
+    alpha: float = Field(1.0, ge=0, description="beta_tc only: weight of the index-code mutual information")
+    gamma: float = Field(1.0, ge=0, description="beta_tc only: weight of the dimension-wise KL")
+    kl_warmup_epochs: int = Field(0, ge=0, description="epochs over which the KL term's weights (β; with beta_tc "
+                                                       "also α and γ) ramp linearly from 0")
+    free_bits: float = Field(0.0, ge=0, description="minimum KL per latent dimension in nats (0 = off; elbo only)")
     grad_clip: Optional[float] = Field(None, gt=0)
     seed: int = 0
     data_loading: Literal["auto", "cache", "stream"] = Field(
@@ -57,6 +66,16 @@ class LoopConfig(StrictModel):
     cache_limit_mb: int = Field(2048, ge=1)
     mixed_precision: Literal["auto", "bf16", "off"] = Field(
         "auto", description="auto: bf16 autocast on GPU, off on CPU")
+
+    @model_validator(mode="after")
+    def _weights_of_the_objective(self):
+        if self.objective == "beta_tc" and self.free_bits > 0:
+            raise ValueError("train.free_bits applies to objective elbo; β-TCVAE weighs the KL term's parts "
+                             "instead (train.alpha, train.beta, train.gamma): set free_bits to 0")
+        if self.objective == "elbo" and (self.alpha != 1.0 or self.gamma != 1.0):
+            raise ValueError("train.alpha and train.gamma weigh parts of β-TCVAE's KL term: set train.objective "
+                             "to beta_tc, or leave them at 1")
+        return self
 
 
 class CheckpointConfig(StrictModel):
@@ -99,6 +118,7 @@ class TrainJobConfig(StrictModel):
     engine: Engine = Field("auto", description=ENGINE_HELP + "; local trains one process with "
                                                "scaling.torch_threads threads (default: one per core)")
     ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     max_failures: int = Field(1, ge=0, description="worker-group restarts from the last checkpoint")
     contamination: float = Field(
         0.01, gt=0, lt=1, description="expected anomaly fraction: the threshold is this upper quantile of the "

@@ -20,6 +20,7 @@ from pipelines.datasets.manifest import DatasetManifest
 from pipelines.storage.layout import local_checkpoint_epoch, local_checkpoint_uri
 from pipelines.training.checkpoints import STATE_FILE, load_checkpoint
 from pipelines.training.config import TrainJobConfig
+from pipelines.training.epoch_console import EpochEta
 from pipelines.training.loop import CachedSplit, WorkerConfig, run_loop
 from vae_core import VAE, ModelSpec
 
@@ -106,8 +107,10 @@ class InProcessSession:
     rank, world_size = 0, 1
 
     def __init__(self, run: LocalRun, x_train: torch.Tensor, x_val: torch.Tensor, device: torch.device,
-                 log: Callable[[str], None]):
+                 log: Callable[[str], None], epochs: int, on_report: Optional[Callable[[dict], None]] = None):
         self.run, self.x_train, self.x_val, self.device, self._log = run, x_train, x_val, device, log
+        # the epoch lines a Ray run's driver prints from the reports (training.epoch_console), printed here
+        self.eta, self.on_report = EpochEta(epochs), on_report
 
     def restore(self) -> Optional[tuple[VAE, dict, dict]]:
         latest = self.run.latest()
@@ -126,6 +129,10 @@ class InProcessSession:
     def report(self, metrics: dict, checkpoint_directory: Optional[str]) -> None:
         if checkpoint_directory is not None:
             self.run.save(checkpoint_directory, metrics)
+        if "epoch" in metrics:
+            self._log(self.eta.line(metrics))
+        if self.on_report is not None:
+            self.on_report(metrics)
 
     def log(self, line: str) -> None:
         self._log(line)
@@ -140,9 +147,11 @@ class InProcessResult:
 
 
 def train_in_process(config: TrainJobConfig, manifest: DatasetManifest, spec: ModelSpec, x_train: torch.Tensor,
-                     x_val: torch.Tensor, run_uri: str, log: Callable[[str], None] = print) -> InProcessResult:
+                     x_val: torch.Tensor, run_uri: str, log: Callable[[str], None] = print,
+                     on_report: Optional[Callable[[dict], None]] = None) -> InProcessResult:
     """Run the training loop of `config` here on the given splits, checkpointing under `run_uri` (resuming from
-    its latest local checkpoint when there is one). Torch uses `scaling.torch_threads` threads (default: its
+    its latest local checkpoint when there is one); one line per epoch to `log`, every epoch's metrics to
+    `on_report` (MLflow, when the run is tracked). Torch uses `scaling.torch_threads` threads (default: its
     own, one per core); the caller's thread count is restored after."""
     device = torch.device("cuda" if config.scaling.use_gpu and torch.cuda.is_available() else "cpu")
     threads_before = torch.get_num_threads()
@@ -151,7 +160,7 @@ def train_in_process(config: TrainJobConfig, manifest: DatasetManifest, spec: Mo
                           threads=config.scaling.torch_threads or threads_before, run_uri=run_uri)
     run = LocalRun(run_uri, config.checkpoint.keep)
     try:
-        run_loop(worker, InProcessSession(run, x_train, x_val, device, log))
+        run_loop(worker, InProcessSession(run, x_train, x_val, device, log, config.train.epochs, on_report))
     finally:
         torch.set_num_threads(threads_before)
     return InProcessResult(run.best(), run.latest())

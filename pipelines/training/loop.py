@@ -29,7 +29,7 @@ from pipelines.datasets.reader import batch_tensor, to_model_input
 from pipelines.storage.layout import DIVERGED_FILE
 from pipelines.training.checkpoints import load_checkpoint, save_checkpoint
 from pipelines.training.config import LoopConfig
-from vae_core import VAE, ModelSpec
+from vae_core import VAE, ModelSpec, VAEOutput, beta_tc_loss
 
 
 class WorkerConfig(StrictModel):
@@ -55,11 +55,25 @@ def x_column_collate():
     return XColumn()
 
 
+def warmup_at(loop: LoopConfig, epoch: int) -> float:
+    """The share of the KL term's weights an epoch uses: 1/warmup, 2/warmup, … over `kl_warmup_epochs`, then 1."""
+    return 1.0 if loop.kl_warmup_epochs == 0 else min(1.0, (epoch + 1) / loop.kl_warmup_epochs)
+
+
 def beta_at(loop: LoopConfig, epoch: int) -> float:
     """β for an epoch: linear warm-up from β/warmup over `kl_warmup_epochs`, then β."""
-    if loop.kl_warmup_epochs == 0:
-        return loop.beta
-    return loop.beta * min(1.0, (epoch + 1) / loop.kl_warmup_epochs)
+    return loop.beta * warmup_at(loop, epoch)
+
+
+def training_loss(loop: LoopConfig, out: VAEOutput, epoch: int, train_rows: int) -> torch.Tensor:
+    """What the optimizer minimizes for one batch: the β-ELBO the model computed (`out.loss`), or β-TCVAE's loss
+    from the same output. β-TCVAE's minibatch-weighted estimates use only this worker's batch, with the whole
+    train split (every worker's rows) as the dataset size N; DDP then averages the gradients as for the ELBO."""
+    if loop.objective == "elbo":
+        return out.loss
+    share = warmup_at(loop, epoch)
+    return beta_tc_loss(out.recon_nll, out.mu, out.logvar, out.z, dataset_size=train_rows,
+                        alpha=loop.alpha * share, beta=loop.beta * share, gamma=loop.gamma * share)
 
 
 def should_cache(loop: LoopConfig, manifest: DatasetManifest, world_size: int) -> bool:
@@ -285,12 +299,13 @@ def run_loop(config: WorkerConfig, session: TrainSession) -> None:
             x = to_model_input(x.to(device, non_blocking=True), manifest)
             with _autocast(loop, device):
                 out = trained(x, beta=beta, free_bits=loop.free_bits)
+                loss = training_loss(loop, out, epoch, manifest.split_rows["train"])
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            loss.backward()
             if loop.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), loop.grad_clip)
             optimizer.step()
-            loss_sum += float(out.loss.detach()) * len(x)
+            loss_sum += float(loss.detach()) * len(x)
             neg_elbo_sum += float(out.neg_elbo.detach().sum())
             rows += len(x)
         elapsed = time.perf_counter() - started
@@ -308,16 +323,13 @@ def run_loop(config: WorkerConfig, session: TrainSession) -> None:
             # diverged epoch never becomes "best", and the driver refuses to register the run
             record = {"diverged_at_epoch": epoch + 1, "diverged_because": why}
             if rank == 0:
-                session.log(f"epoch {epoch + 1}/{loop.epochs}: training diverged: {why}")
                 # Train keeps only metrics that come with a checkpoint: the driver learns of this from the run
+                # (the console line comes from training.epoch_console, which sees this report)
                 write_json(f"{config.run_uri}/{DIVERGED_FILE}", record)
             session.report({**{k: (v if math.isfinite(v) else math.inf) for k, v in metrics.items()}, **record}, None)
             return
+        # the epoch's console line is printed once, by the driver, from this report (training.epoch_console)
         history.append(metrics)
-        if rank == 0:
-            session.log(f"epoch {epoch + 1}/{loop.epochs}  β {beta:.3g}  train loss {metrics['train_loss']:.3f}  "
-                        f"val -ELBO {metrics['val_neg_elbo']:.3f} (recon {metrics['val_recon_nll']:.3f}, "
-                        f"KL {metrics['val_kl']:.3f})  {metrics['samples_per_s']:,.0f} samples/s")
         if (epoch + 1) % every == 0 or epoch + 1 == loop.epochs:
             with tempfile.TemporaryDirectory() as directory:
                 if rank == 0:

@@ -69,6 +69,11 @@ class EarlyStopping(StrictModel):
 
 
 class SearchConfig(StrictModel):
+    metric: Literal["neg_elbo", "mig"] = Field(
+        "neg_elbo", description="what the registered trial is selected on: neg_elbo, the lowest validation negative "
+                                "ELBO at β=1 (ASHA stops poor trials on it); mig, the highest MIG of the trials' best "
+                                "checkpoints on the validation rows (needs a dataset with factor columns; every trial "
+                                "runs all its epochs)")
     algorithm: Literal["random", "optuna"] = Field(
         "random", description="random (and grid) sampling, or Optuna's TPE (needs `pip install optuna`)")
     space: SearchSpace = Field(default_factory=SearchSpace)
@@ -95,6 +100,9 @@ class SweepJobConfig(TrainJobConfig):
         if self.search.early_stopping.grace_period > self.train.epochs:
             raise ValueError(f"search.early_stopping.grace_period ({self.search.early_stopping.grace_period}) "
                              f"exceeds train.epochs ({self.train.epochs})")
+        if self.search.algorithm == "optuna" and self.search.metric == "mig":
+            raise ValueError("search.metric mig is measured once the trials end, so Optuna would steer by the "
+                             "validation −ELBO instead: use search.algorithm random (with grid or choices)")
         if self.search.algorithm == "optuna":
             grids = [name for name in SEARCHED_FIELDS if (dim := getattr(self.search.space, name)) and dim.grid]
             if grids:

@@ -17,7 +17,9 @@ from pipelines.training.sweep_config import SEARCHED_FIELDS
 METRIC = "val_neg_elbo"  # validation negative ELBO at β=1: comparable across β, unlike the training loss
 # the results table's columns before and after the searched fields, in the order people read them
 LEADING_COLUMNS = ("trial_id", "status", "stopped_early", "epochs")
-RESULT_COLUMNS = ("best_val_neg_elbo", "best_val_recon_nll", "best_val_kl", "best_epoch", "diverged_at_epoch")
+RESULT_COLUMNS = ("best_val_neg_elbo", "best_val_recon_nll", "best_val_kl", "best_epoch", "mig", "diverged_at_epoch")
+# the column, added when the sweep ends on a dataset with factor columns, of the MIG of each trial's best checkpoint
+MIG_COLUMN = "mig"
 _VAL = ("val_neg_elbo", "val_recon_nll", "val_kl")
 
 
@@ -60,6 +62,13 @@ def write_table(sweep_uri: str, rows: list[dict]) -> pd.DataFrame:
     write_bytes(f"{sweep_uri}/{SWEEP_TABLE}", parquet.getvalue())
     write_bytes(f"{sweep_uri}/{SWEEP_CSV}", frame.to_csv(index=False).encode())
     return frame
+
+
+def with_mig_column(sweep_uri: str, table: pd.DataFrame, mig_by_trial: dict[str, float]) -> pd.DataFrame:
+    """The results table with each trial's MIG (`MIG_COLUMN`, empty for a trial without a measured checkpoint),
+    written back under the sweep."""
+    return write_table(sweep_uri, table.assign(**{MIG_COLUMN: table["trial_id"].map(mig_by_trial).astype(float)})
+                       .to_dict("records"))
 
 
 def read_table(sweep_uri: str) -> pd.DataFrame:

@@ -396,7 +396,9 @@ def test_nightly_cronjob_creates_the_embedded_rayjob_with_its_own_least_privileg
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": pod["serviceAccountName"]}]
     (container,) = pod["containers"]
-    manifest_path = Path(container["command"][container["command"].index("-f") + 1])
+    # the scheduler's script reads the manifest ($(< path)), names it for the tick and creates it
+    # (tests/infra/test_nightly_schedule.py runs the script)
+    manifest_path = Path(re.search(r"\$\(< (\S+)\)", container["args"][0]).group(1))
     (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(manifest_path.parent)]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     (holder,) = [m for _, m in manifests_of("ConfigMap") if m["metadata"]["name"] == volume["configMap"]["name"]]

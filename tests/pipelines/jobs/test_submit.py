@@ -180,3 +180,35 @@ def test_unreachable_address_is_one_clear_line(capsys):
     assert err.startswith(f"error: cannot reach the Ray Jobs API at {address}")
     assert "ray start --head --dashboard-host 0.0.0.0" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.timeout(180)
+def test_resubmitting_a_submission_id_reports_that_job_instead_of_running_it_twice(ray_head, client, tmp_path,
+                                                                                   capsys):
+    submission = f"vaepipe-test-{secrets.token_hex(4)}"
+    job = ("prepare", "digits", "--storage", str(tmp_path), "--name", "digits")
+    assert _submit(ray_head, *job, extra=("--submission-id", submission, "--no-wait")) == 0
+    assert f"submitted {submission}:" in capsys.readouterr().out
+
+    code = _submit(ray_head, *job, extra=("--submission-id", submission))  # e.g. a retried scheduler run
+
+    out, _ = capsys.readouterr()
+    assert code == 0, out
+    assert f"already submitted {submission}" in out and "not submitted again" in out
+    assert f"job {submission} SUCCEEDED" in out
+    assert [j.submission_id for j in client.list_jobs()].count(submission) == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_submission_id_already_used_by_another_job_is_refused(ray_head, tmp_path, capsys):
+    submission = f"vaepipe-test-{secrets.token_hex(4)}"
+    assert _submit(ray_head, "prepare", "digits", "--storage", str(tmp_path), "--name", "digits",
+                   extra=("--submission-id", submission, "--no-wait")) == 0
+    capsys.readouterr()
+
+    code = _submit(ray_head, "prepare", "digits", "--storage", str(tmp_path), "--name", "other",
+                   extra=("--submission-id", submission, "--no-wait"))
+
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert f"error: submission id {submission} is already the cluster's job `vaepipe prepare digits" in err

@@ -10,7 +10,7 @@ from pipelines.config import load_config
 from pipelines.datasets.catalog import load_manifest
 from pipelines.datasets.preparation import PrepareConfig
 from pipelines.jobs.prepare import prepare_dataset
-from pipelines.reports.data import features, read_rows
+from pipelines.datasets.local_rows import features, read_rows
 from pipelines.storage.layout import dataset_uri
 from pipelines.training.config import TrainJobConfig
 from pipelines.training.model_spec import model_spec_for
