@@ -1,7 +1,7 @@
 """`vaepipe interpret`: how interpretable a model's latent space is, measured on a prepared dataset.
 
-Every row is encoded by the model actors of `embed` (on Ray or in this process: `runtime.engine`), and the latent posteriors are committed with the
-row's known factors under the model version they measure:
+Every row is encoded by the model actors of `embed` (on Ray or in this process: `runtime.engine`), and the
+latent posteriors are committed with the row's known factors under the model version they measure:
 models/<name>/<version>/interpretations/<dataset>/<split | all>/ part-*.parquet + `_summary.json` + `_SUCCESS`.
 The summary holds the mean KL of each latent dim and the active units (dims above
 `metrics.disentanglement.ACTIVE_KL_FLOOR` nats), and when the dataset has factor columns (`vaepipe prepare
