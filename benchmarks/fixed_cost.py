@@ -6,10 +6,11 @@ faster than this process, which `engine: auto` uses (`pipelines.runtime.engine.M
     PYTHONPATH=. python benchmarks/fixed_cost.py            # train digits 3 and 15 epochs; score 2k … 2M rows
     PYTHONPATH=. python benchmarks/fixed_cost.py --quick    # train 3 epochs; score 2k and 20k rows
 
-Uses the AWS_* store if set, else the embedded one, and a VAEPIPE_HOME of its own for the warm Ray (stopped
-at the end). Scoring uses a generated 18-column table (16 numeric, 2 categorical) and an untrained model of
-latent 8 (`score_throughput.py`'s: the time does not depend on the weights); training uses configs/digits.yaml
-on the built-in digits (1,797 rows). Run it on a quiet machine: every row is one job's wall time.
+Uses the AWS_* store if set (or the running embedded one), else an embedded store of its own; and a
+VAEPIPE_HOME of its own for the warm Ray (stopped at the end). Scoring uses a generated 18-column table (16
+numeric, 2 categorical) and an untrained model of latent 8 (`score_throughput.py`'s: the time does not depend
+on the weights); training uses configs/digits.yaml on the built-in digits (1,797 rows). Run it on a quiet
+machine: every row is one job's wall time.
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -76,20 +79,41 @@ def crossover(seconds: dict, sizes: tuple[int, ...], ray: str) -> int | None:
     return None
 
 
-def main() -> None:
-    from pipelines.runtime.engine import MEASURED_CROSSOVER_ROWS
-    from pipelines.storage.embedded_server import apply_store_env
-    from pipelines.storage.objects import check_access, ensure_bucket
+@contextmanager
+def store() -> Iterator[str]:
+    """The bucket to use: the AWS_* store if set (or the running embedded one's), else an embedded store of its
+    own for the run."""
+    from pipelines.storage.embedded_server import apply_store_env, running_store
+    from pipelines.storage.objects import clear_caches
 
+    apply_store_env()
+    if "AWS_ENDPOINT_URL" in os.environ or "AWS_ACCESS_KEY_ID" in os.environ:
+        yield "vaepipe"
+        return
+    with tempfile.TemporaryDirectory(prefix="vaepipe-fixed-cost-store-") as tmp, \
+            running_store(Path(tmp) / "store") as info:
+        os.environ.update({"AWS_ENDPOINT_URL": info.endpoint, "AWS_ACCESS_KEY_ID": info.access_key,
+                           "AWS_SECRET_ACCESS_KEY": info.secret_key, "AWS_REGION": info.region})
+        clear_caches()
+        yield info.bucket
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="train 3 epochs only; score 2k and 20k rows only")
-    parser.add_argument("--storage", help="storage root (default s3://vaepipe/fixed-cost-<random>)")
+    parser.add_argument("--storage", help="storage root (default s3://<bucket>/fixed-cost-<random>)")
     args = parser.parse_args()
+    with store() as bucket:
+        run(args, args.storage or f"s3://{bucket}/fixed-cost-{uuid.uuid4().hex[:8]}")
+
+
+def run(args: argparse.Namespace, root: str) -> None:
+    from pipelines.runtime.engine import MEASURED_CROSSOVER_ROWS
+    from pipelines.storage.objects import check_access, ensure_bucket
+
     mode = "quick" if args.quick else "full"
     epochs, sizes = TRAIN_EPOCHS[mode], SCORE_ROWS[mode]
 
-    apply_store_env()
-    root = args.storage or f"s3://vaepipe/fixed-cost-{uuid.uuid4().hex[:8]}"
     ensure_bucket(root)
     check_access(root)
     from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
