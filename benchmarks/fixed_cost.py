@@ -108,7 +108,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, root: str) -> None:
-    from pipelines.runtime.engine import MEASURED_CROSSOVER_ROWS
+    from pipelines.runtime.engine import MEASURED_CROSSOVER_ROWS, choose_engine
     from pipelines.storage.objects import check_access, ensure_bucket
 
     mode = "quick" if args.quick else "full"
@@ -127,7 +127,9 @@ def run(args: argparse.Namespace, root: str) -> None:
 
     home = tempfile.mkdtemp(prefix="vaepipe-fixed-cost-home-")
     dropped = ("RAY_ADDRESS", "VAEPIPE_AUTO_LOCAL_MAX_ROWS")  # every job starts or finds the Ray measured
-    base = {key: value for key, value in os.environ.items() if key not in dropped}
+    for name in dropped:  # and `auto picks` below is what auto picks on this machine alone
+        os.environ.pop(name, None)
+    base = dict(os.environ)
     base.update(PYTHONPATH=str(REPO), RAY_AUTH_MODE="disabled")
     cold_home = tempfile.mkdtemp(prefix="vaepipe-fixed-cost-cold-")  # no warm Ray there: each job starts its own
 
@@ -152,7 +154,7 @@ def run(args: argparse.Namespace, root: str) -> None:
     whats = [f"train digits, {count} epochs" for count in epochs] + [f"score {rows:,} rows" for rows in sizes]
     for what in whats:
         rows = DIGITS_ROWS if what.startswith("train") else int(what.split()[1].replace(",", ""))
-        picks = "local" if rows < MEASURED_CROSSOVER_ROWS["cold"] else "ray"
+        picks = choose_engine("auto", rows).engine  # in this process: no RAY_ADDRESS, no warm Ray any more
         rows_out.append(f"| {what:<26} | " + " | ".join(f"{seconds[(what, e)]:>9.1f}" for e in ENGINES)
                         + f" | {picks:<10} |")
     print("\n".join(rows_out))
@@ -160,7 +162,7 @@ def run(args: argparse.Namespace, root: str) -> None:
         found = crossover(seconds, sizes, ray)
         print(f"crossover against {ray}: " + (f"{found:,} rows (the first size where it beat local)" if found
                                               else f"none up to {sizes[-1]:,} rows (local faster at every size)"))
-    print(f"auto runs locally below {MEASURED_CROSSOVER_ROWS['cold']:,} rows (cold) / "
+    print(f"auto runs locally up to {MEASURED_CROSSOVER_ROWS['cold']:,} rows (cold) / "
           f"{MEASURED_CROSSOVER_ROWS['warm']:,} (warm Ray): pipelines.runtime.engine.MEASURED_CROSSOVER_ROWS")
 
 

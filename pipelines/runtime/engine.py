@@ -27,14 +27,15 @@ Engine = Literal["auto", "ray", "local"]
 ENGINE_HELP = ("where the job runs: local (in this process, no Ray), ray (Ray Data / Ray Train), or auto "
                "(local below the measured crossover, ray above it and always when attached to a Ray cluster)")
 
-# The row counts from which Ray ran a job faster than this process did, measured end to end with
-# benchmarks/fixed_cost.py on this project's 2-core machine (README, "Small jobs without Ray"): scoring a
-# generated 32-column table, local against a Ray each job starts (cold) and against the warm local Ray of
-# `vaepipe ray up`. Neither Ray caught up within the 2M rows measured — on 2 cores Ray's actors share the
-# cores this process uses, and every Ray job pays its start-up — so the threshold is the largest size
-# measured: `auto` runs locally only where local was measured faster. A machine with more cores than one
-# process uses (or GPUs) reaches the crossover sooner: run the benchmark there and set
-# VAEPIPE_AUTO_LOCAL_MAX_ROWS.
+# The most rows `auto` runs in this process, from benchmarks/fixed_cost.py (README, "Small jobs without Ray"),
+# measured end to end on this project's 2-core machine at commit 20069f6: scoring a generated 18-column table,
+# local 3.3 / 3.4 / 4.1 / 11.9 s for 2k / 20k / 200k / 2M rows against 14.9 / 18.1 / 18.1 / 27.3 s on a Ray
+# the job starts (cold) and 12.4 / 18.4 / 19.7 / 41.9 s attached to the warm Ray of `vaepipe ray up`; training
+# digits 7.4 s (3 epochs) and 10.8 s (15) locally against 43-66 s on Ray. Ray never caught up within the sizes
+# measured — on 2 cores its actors share the cores this process uses, and every Ray job pays its start-up — so
+# the threshold is the largest size measured: `auto` runs locally only where local was measured faster, and
+# takes Ray beyond it, where nothing was measured. A machine with more cores than one process uses (or GPUs)
+# reaches the crossover sooner: run the benchmark there and set VAEPIPE_AUTO_LOCAL_MAX_ROWS.
 MEASURED_CROSSOVER_ROWS = {"cold": 2_000_000, "warm": 2_000_000}
 ENV_AUTO_LOCAL_MAX_ROWS = "VAEPIPE_AUTO_LOCAL_MAX_ROWS"
 
@@ -97,7 +98,8 @@ def choose_engine(requested: Engine, rows: int, address: Optional[str] = None,
     warm = warm_ray_address() is not None
     limit = auto_local_max_rows(warm)
     against = "the warm local Ray (`vaepipe ray up`)" if warm else "a Ray started for the job"
-    if rows < limit:
-        return EngineChoice("local", f"auto: {rows:,} rows < {limit:,}, where Ray starts to beat this process "
-                                     f"(measured crossover against {against})")
-    return EngineChoice("ray", f"auto: {rows:,} rows ≥ {limit:,}, the measured crossover against {against}")
+    if rows <= limit:
+        return EngineChoice("local", f"auto: {rows:,} rows ≤ {limit:,}, up to which this process was measured "
+                                     f"faster than {against}")
+    return EngineChoice("ray", f"auto: {rows:,} rows > {limit:,}, beyond the sizes where this process was measured "
+                               f"faster than {against}")

@@ -18,15 +18,15 @@ def no_cluster(monkeypatch, tmp_path):
 def test_auto_runs_small_jobs_locally_and_says_why():
     choice = choose_engine("auto", 1_797)
     assert choice.engine == "local"
-    assert choice.line.startswith("engine: local (auto: 1,797 rows < ") and "measured crossover" in choice.line
+    assert choice.line.startswith("engine: local (auto: 1,797 rows ≤ ") and "measured faster" in choice.line
 
 
-def test_auto_takes_ray_from_the_measured_crossover_on():
+def test_auto_takes_ray_beyond_the_largest_size_where_local_was_measured_faster():
     limit = MEASURED_CROSSOVER_ROWS["cold"]
     assert auto_local_max_rows(warm=False) == limit
-    assert choose_engine("auto", limit - 1).engine == "local"
-    choice = choose_engine("auto", limit)
-    assert choice.engine == "ray" and f"{limit:,} rows ≥ {limit:,}" in choice.line
+    assert choose_engine("auto", limit).engine == "local"
+    choice = choose_engine("auto", limit + 1)
+    assert choice.engine == "ray" and f"{limit + 1:,} rows > {limit:,}" in choice.line
 
 
 @pytest.mark.parametrize("address, environment, named", [
@@ -43,8 +43,8 @@ def test_auto_always_takes_ray_when_attached_to_a_cluster(monkeypatch, address, 
 
 def test_the_threshold_can_be_set_for_another_machine(monkeypatch):
     monkeypatch.setenv(ENV_AUTO_LOCAL_MAX_ROWS, "1000")
-    assert choose_engine("auto", 999).engine == "local"
-    assert choose_engine("auto", 1000).engine == "ray"
+    assert choose_engine("auto", 1000).engine == "local"
+    assert choose_engine("auto", 1001).engine == "ray"
     monkeypatch.setenv(ENV_AUTO_LOCAL_MAX_ROWS, "lots")
     with pytest.raises(EngineError, match="not a whole number"):
         choose_engine("auto", 10)
