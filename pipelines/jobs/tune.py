@@ -9,6 +9,7 @@ reports best; its config is the trial's own `result.config`.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -141,21 +142,33 @@ def trial_lines(max_epochs: int, say: Callable[[str], None]):
     from ray.tune import Callback
 
     class Lines(Callback):
+        # Tune pickles its callbacks with the experiment state (for `--resume`), and `say` need not pickle (a
+        # caller's closure, or a `print` something replaced): a restored sweep says its lines through the
+        # `vaepipe` logger, which is where `cli.console.progress` writes them too.
+        def __init__(self, say_to: Callable[[str], None]):  # an argument, not a closure cell the class carries
+            self.say = say_to
+
+        def __getstate__(self):
+            return {}
+
+        def __setstate__(self, state):
+            self.say = logging.getLogger("vaepipe").info
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if "epoch" in result and "val_neg_elbo" in result:
-                say(f"trial {trial.trial_id} epoch {int(result['epoch'])}/{max_epochs}  val -ELBO "
-                    f"{result['val_neg_elbo']:.3f} (recon {result.get('val_recon_nll', math.nan):.3f}, "
-                    f"KL {result.get('val_kl', math.nan):.3f})")
+                self.say(f"trial {trial.trial_id} epoch {int(result['epoch'])}/{max_epochs}  val -ELBO "
+                         f"{result['val_neg_elbo']:.3f} (recon {result.get('val_recon_nll', math.nan):.3f}, "
+                         f"KL {result.get('val_kl', math.nan):.3f})")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             epochs = int((trial.last_result or {}).get("epoch", 0))
             early = ", stopped early by ASHA" if epochs < max_epochs else ""
-            say(f"trial {trial.trial_id} finished after {epochs} epoch(s){early}")
+            self.say(f"trial {trial.trial_id} finished after {epochs} epoch(s){early}")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            say(f"trial {trial.trial_id} failed (see errors in the sweep's trials.csv)")
+            self.say(f"trial {trial.trial_id} failed (see errors in the sweep's trials.csv)")
 
-    return Lines()
+    return Lines(say)
 
 
 @dataclass

@@ -13,6 +13,8 @@ import re
 import threading
 import warnings
 
+from pipelines.runtime import ray_private
+
 # Said by Ray on every job, harmless, and read as failures by people new to Ray (issue 23).
 HARMLESS = (
     r"Progress bars (for operators )?disabled",                         # Ray Data: we print our own progress
@@ -78,6 +80,7 @@ def quiet_driver() -> None:
                 handler.addFilter(harmless)
     for pattern in HARMLESS:
         warnings.filterwarnings("ignore", message=f".*{pattern}")
+    ray_private.drop_cluster_messages(lambda line: _HARMLESS.search(line) is not None)
     _drop_interrupted_thread_errors()
 
 

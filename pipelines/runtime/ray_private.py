@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 # Ray Data's v1 Parquet datasource logs its size sampling at INFO on every read (score, embed)
 PARQUET_DATASOURCE_LOGGER = "ray.data._internal.datasource.parquet_datasource"
@@ -70,6 +70,30 @@ def stop_tune_propagating(names: set[str]) -> None:
 
 # The private Ray names runtime.cluster_capacity reads, as "module:attribute", each reached through
 # ray_internal() (a test imports every one).
+def drop_cluster_messages(drop: Callable[[str], bool]) -> None:
+    """Messages the raylet and GCS push to the driver (`(raylet) WARNING: 8 PYTHON worker processes have been
+    started ...`) are printed by the driver's `listen_error_messages` thread through
+    `ray._private.worker.print_to_stdstream`, whatever `log_to_driver` says: wrap it so that the lines `drop`
+    accepts are not printed. Idempotent; worker log lines (`log_to_driver`) pass through unchanged."""
+    from ray._private import worker
+
+    printer = worker.print_to_stdstream
+    if getattr(printer, "vaepipe_drop", None) is not None:
+        printer.vaepipe_drop = drop
+        return
+
+    def print_to_stdstream(data, ignore_prefix: bool):
+        if data.get("pid") == "raylet":
+            data = {**data, "lines": [line for line in data.get("lines", []) if not wrapped.vaepipe_drop(line)]}
+            if not data["lines"]:
+                return
+        return printer(data, ignore_prefix)
+
+    wrapped = print_to_stdstream
+    wrapped.vaepipe_drop = drop
+    worker.print_to_stdstream = wrapped
+
+
 RAY_INTERNALS = (
     "ray._private.state:state",  # .get_cluster_config(): the GCS cluster config (source 1)
     "ray.autoscaler._private.kuberay.autoscaling_config:AutoscalingConfigProducer",  # source 2

@@ -230,14 +230,20 @@ class OutputCommit:
     def __enter__(self) -> OutputCommit:
         check_conditional_writes(self.prefix_uri)
         if is_complete(self.prefix_uri) and not self.overwrite:
-            raise AlreadyComplete(
-                f"output at {self.prefix_uri} is already complete ({SUCCESS} exists); "
-                "nothing to do -- pass --overwrite to write it again"
-            )
+            raise self._already_complete()
         self._take_lease()
+        # A holder we waited on may have committed and released its lease: its output is the one to keep.
+        if not self.overwrite and is_complete(self.prefix_uri):
+            self._stop_heartbeat()
+            self._release_lease()
+            raise self._already_complete()
         if self.overwrite:
             delete_file(self.success_uri)
         return self
+
+    def _already_complete(self) -> AlreadyComplete:
+        return AlreadyComplete(f"output at {self.prefix_uri} is already complete ({SUCCESS} exists); "
+                               "nothing to do -- pass --overwrite to write it again")
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._stop_heartbeat()

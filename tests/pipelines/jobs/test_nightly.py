@@ -64,7 +64,9 @@ def fair_days(fair_model, tmp_path_factory):
         rows = test_rows.copy()
         if shift:
             for column in ("age", "yrs_married", "children", "affairs"):
-                rows[column] = rows[column] + rng.normal(scale=rows[column].std(), size=len(rows))
+                # clipped at 0: all four are non-negative, and the model refuses a count it reads on a log scale
+                # below -1 (a bad-input error, not drift)
+                rows[column] = (rows[column] + rng.normal(scale=rows[column].std(), size=len(rows))).clip(lower=0)
             rows["occupation"] = rng.permutation(rows["occupation"].to_numpy())
         rows[source.label_name] = labels
         path = folder / f"{name}.parquet"
@@ -101,7 +103,7 @@ def test_catch_up_scores_each_missing_date_once_oldest_first_and_a_second_run_do
     out = capsys.readouterr().out
     assert [line.split()[:2] for line in out.splitlines() if line.startswith("  2026-")] == [
         ["2026-02-28", "missing"], ["2026-03-01", "scored"], ["2026-03-02", "already"], ["2026-03-03", "scored"]]
-    scored = [line for line in out.splitlines() if line.startswith("scoring ")]
+    scored = [line.strip() for line in out.splitlines() if line.strip().startswith("scoring ")]
     assert len(scored) == 2 and "events-2026-03-01" in scored[0] and "events-2026-03-03" in scored[1]
     for day, count in rows.items():
         prefix = scores_prefix(fair_model, "events", day)
@@ -176,16 +178,16 @@ def test_a_nightly_killed_holding_its_lease_is_taken_over_by_one_retry_on_anothe
     (winner,) = [r for r, code in zip(retries, codes) if code == 0]
     (refused,) = [r for r, code in zip(retries, codes) if code != 0]
 
-    took_over = winner.first("took over the lease of nightly@killed-host:")
+    took_over = winner.first("took over the lease of score@killed-host:")
     assert took_over is not None, winner.output
     # it waited for the lease's expiry (10 s after its last renewal, at most one heartbeat before the kill),
     # and not much longer
     waited = took_over[0] - killed_at
     assert HEARTBEAT_S * MISSED - HEARTBEAT_S - 1 <= waited <= HEARTBEAT_S * MISSED + 5, winner.output
     assert winner.first("waiting up to") is not None and refused.first("waiting up to") is not None
-    assert codes.count(2) == 1 and "error: another job (holder nightly@retry-host-" in refused.output, refused.output
+    assert codes.count(2) == 1 and "error: another job (holder score@retry-host-" in refused.output, refused.output
     manifest = read_success(prefix)
-    assert manifest["holder"].startswith("nightly@retry-host-") and manifest["rows"] == manifest["rows_in"] == rows
+    assert manifest["holder"].startswith("score@retry-host-") and manifest["rows"] == manifest["rows_in"] == rows
     assert [entry.uri for entry in list_files(prefix)] == list_committed_parts(prefix)
     assert not exists(f"{prefix}/{LEASE}")
 

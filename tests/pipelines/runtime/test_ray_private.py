@@ -43,3 +43,21 @@ def test_tune_stops_propagating_the_named_variables():
     class_cache.ENV_VARS_TO_PROPAGATE.add("VAEPIPE_TEST_ONLY")
     ray_private.stop_tune_propagating({"VAEPIPE_TEST_ONLY"})
     assert "VAEPIPE_TEST_ONLY" not in class_cache.ENV_VARS_TO_PROPAGATE
+
+
+def test_harmless_cluster_messages_are_dropped_and_others_printed(capsys):
+    from ray._private import worker
+
+    original = worker.print_to_stdstream
+    try:
+        ray_private.drop_cluster_messages(lambda line: "PYTHON worker processes" in line)
+        ray_private.drop_cluster_messages(lambda line: "PYTHON worker processes" in line)  # idempotent
+        # what `listen_error_messages` hands it (its own call, with a raylet message of each kind)
+        worker.print_to_stdstream({"lines": ["WARNING: 8 PYTHON worker processes have been started"],
+                                   "pid": "raylet", "is_err": False}, ignore_prefix=False)
+        worker.print_to_stdstream({"lines": ["A worker died or was killed while executing a task"],
+                                   "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    finally:
+        worker.print_to_stdstream = original
+    out = capsys.readouterr().out
+    assert "PYTHON worker processes" not in out and "A worker died" in out

@@ -199,3 +199,30 @@ def test_the_heartbeat_stops_when_the_block_ends(out_prefix):
     with OutputCommit(out_prefix, job="score", heartbeat_seconds=0.2) as commit:
         assert any(t.name == f"lease heartbeat {commit.lease_uri}" for t in threading.enumerate())
     assert not any(t.name == f"lease heartbeat {commit.lease_uri}" for t in threading.enumerate())
+
+
+def test_a_job_that_waited_on_a_holder_that_then_committed_stops_as_already_complete(out_prefix):
+    """Two jobs for one output at once: the second waits on the first's live lease, the first commits and
+    releases it, and the second must not write the output again (CI saw it score everything, then refuse at
+    its own commit because `_SUCCESS` had appeared)."""
+    from pipelines.storage.commit import AlreadyComplete
+
+    outcome = {}
+
+    def second_job():
+        try:
+            with OutputCommit(out_prefix, job="score", wait_for_expiry=True):
+                outcome["wrote"] = True
+        except AlreadyComplete as complete:
+            outcome["complete"] = str(complete)
+
+    # its heartbeat would come after the commit: the waiter sees the lease go, not renewed
+    with OutputCommit(out_prefix, job="score", heartbeat_seconds=5, lease_seconds=15) as first:
+        waiter = threading.Thread(target=second_job)
+        waiter.start()
+        time.sleep(1)  # the second job is watching the live lease
+        write_part(first, 0, 5)
+        first.commit(expected_rows=5)
+    waiter.join(timeout=30)
+    assert outcome == {"complete": outcome.get("complete")} and "already complete" in outcome["complete"]
+    assert not storage.exists(storage.join_uri(out_prefix, LEASE))  # nor a lease left behind
