@@ -66,7 +66,7 @@ def train(root: str, train_rows: int, use_gpu: bool) -> tuple[float, float, floa
         checkpoint={"every_epochs": EPOCHS}, max_failures=0,
         scaling={"num_workers": 1, "use_gpu": use_gpu, "cpus_per_worker": max(0.5, cores - 1.5),
                  "torch_threads": max(1, cores - 1)},
-        ray={"num_cpus": max(4, cores)})
+        ray={"num_cpus": max(4, cores)}, engine="ray")  # what a Ray Train worker on the GPU does
     outcome = run_training(config, progress=lambda _: None)
     # the 2nd epoch: the 1st pays for warm-up (CUDA context, allocator, kernels chosen)
     return outcome.history[-1]["samples_per_s"], train_rows * EPOCHS / outcome.seconds, outcome.seconds
@@ -75,7 +75,8 @@ def train(root: str, train_rows: int, use_gpu: bool) -> tuple[float, float, floa
 def score(root: str, reference: str, use_gpu: bool) -> float:
     """Seconds of `vaepipe score` over every row of the dataset (a fresh output each time)."""
     command = [sys.executable, "-m", "pipelines.cli", "score", "--model", reference, "--input", "table",
-               "--storage", root, "--output", f"gpu-check-{uuid.uuid4().hex[:6]}", "--batch-size", str(BATCH_SIZE)]
+               "--storage", root, "--output", f"gpu-check-{uuid.uuid4().hex[:6]}", "--batch-size", str(BATCH_SIZE),
+               "--engine", "ray"]
     command += ["--use-gpu", "--actors", "1", "--cpus-per-actor", "1"] if use_gpu else \
         ["--actors", "2", "--cpus-per-actor", "0.5"]
     started = time.perf_counter()

@@ -94,7 +94,7 @@ def plain_loop(root: str, dataset: str, reference: str, batch_size: int) -> floa
 def vaepipe_score(root: str, dataset: str, reference: str, batch_size: int, actors: int) -> float:
     command = [sys.executable, "-m", "pipelines.cli", "score", "--model", reference, "--input", dataset,
                "--storage", root, "--output", f"bench-scores-{uuid.uuid4().hex[:6]}", "--batch-size",
-               str(batch_size), "--actors", str(actors), "--cpus-per-actor", "0.5"]
+               str(batch_size), "--actors", str(actors), "--cpus-per-actor", "0.5", "--engine", "ray"]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
     return time.perf_counter() - started

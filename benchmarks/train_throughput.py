@@ -125,7 +125,7 @@ def measure(root: str, name: str, model: dict, epochs: int, batch_size: int, lr:
             checkpoint={"every_epochs": epochs}, max_failures=0,
             scaling={"num_workers": workers, "cpus_per_worker": max(0.5, (cores - 0.5) / workers) if workers == 1 else 0.5,
                      "torch_threads": max(1, cores // workers)},
-            ray={"num_cpus": max(4, cores * 2), "daemon_priority": daemons})
+            ray={"num_cpus": max(4, cores * 2), "daemon_priority": daemons}, engine="ray")
         outcome = run_training(config, progress=lambda _: None)
         trained = manifest.split_rows["train"] * epochs
         train_seconds = sum(e["epoch_seconds"] for e in outcome.history)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_every_package_folder_is_listed_for_the_wheel():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    folders = {".".join(init.parent.relative_to(ROOT).parts) for top in ("pipelines", "vae_core")
+    folders = {".".join(init.parent.relative_to(ROOT).parts) for top in ("pipelines", "vae_core", "vaepipe")
                for init in (ROOT / top).rglob("__init__.py")}
     assert listed == folders | {"pipelines.configs"}
 
@@ -50,3 +50,5 @@ def test_an_installed_wheel_runs_the_demo_command_and_finds_its_config_outside_t
     package_file, config_path, name = found.stdout.strip().splitlines()
     assert package_file.startswith(str(site)) and config_path.startswith(str(site)), found.stdout
     assert name == "digits"
+    notebook_api = run("-c", "import vaepipe; print(vaepipe.__file__, vaepipe.VAEDetector.__name__)")
+    assert notebook_api.returncode == 0 and notebook_api.stdout.startswith(str(site)), notebook_api.stderr

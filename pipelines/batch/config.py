@@ -6,6 +6,7 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from pipelines.config import StrictModel
+from pipelines.runtime.engine import ENGINE_HELP, Engine
 from pipelines.runtime.ray_session import RayConfig
 from pipelines.runtime.tracking import TrackingConfig
 
@@ -42,6 +43,7 @@ class BatchJobConfig(StrictModel):
     storage: Optional[str] = Field(None, description="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
     output: str = Field(description="output root: a folder under the storage root or a full URI")
     overwrite: bool = Field(False, description="replace an output that is already complete")
+    engine: Engine = Field("auto", description=ENGINE_HELP)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
     lease: LeaseConfig = Field(default_factory=LeaseConfig)
     ray: RayConfig = Field(default_factory=RayConfig)

@@ -108,6 +108,14 @@ def read_model_input(source: ModelInput, trained: DatasetManifest, keep: Sequenc
                       min_blocks=max(min_blocks, len(source.manifest.shards)))
 
 
+def iter_model_input(source: ModelInput, trained: DatasetManifest, keep: Sequence[str], batch_size: int):
+    """The input's rows as numpy batches read in this process (no Ray), featurized as `read_model_input`'s."""
+    from pipelines.datasets.reader import iter_split_batches
+
+    reading = trained.model_copy(update={"shards": source.manifest.shards})
+    return iter_split_batches(source.uri, reading, source.split, keep=tuple(keep), batch_size=batch_size)
+
+
 # the column the featurized input travels in through the Ray pipeline (datasets.reader)
 MODEL_INPUT_COLUMN = "x"
 
@@ -136,6 +144,11 @@ class RowInput:
         """The input's rows as a Ray Dataset with tensor column `x`, in at least `min_blocks` blocks."""
         return read_model_input(self.source, self.model.training_manifest, ("row_id", *self.passthrough),
                                 min_blocks)
+
+    def batches(self, batch_size: int):
+        """The same rows as numpy batches of at most `batch_size` rows, read in this process (engine local)."""
+        return iter_model_input(self.source, self.model.training_manifest, ("row_id", *self.passthrough),
+                                batch_size)
 
 
 def open_row_input(root: str, model: RegisteredModel, dataset: str, split: Optional[str], passthrough: Sequence[str],

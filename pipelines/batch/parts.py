@@ -1,9 +1,11 @@
 """A batch verb's output as Parquet parts of its commit's attempt, each one recorded as its writer reports
-it (`OutputCommit.record`), and errors from inside Ray tasks turned back into messages for people."""
+it (`OutputCommit.record`) — from Ray Data's write tasks (`write_parts`) or from this process
+(`write_local_parts`) — and errors from inside Ray tasks turned back into messages for people."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Optional
 
+import numpy as np
 import pyarrow as pa
 
 from pipelines.errors import UserError
@@ -67,6 +69,65 @@ def write_parts(dataset, commit) -> None:
             raise storage from None
         raise type(cause)(str(cause).strip().splitlines()[-1]) from None
     commit.record([name for name, _ in sink.written], [size for _, size in sink.written])
+
+
+# Rows per part written in this process: a part a reader can hold in memory, and few enough parts that a
+# 2M-row output is not hundreds of small objects (Ray Data writes one part per write task instead).
+LOCAL_ROWS_PER_PART = 1 << 20
+
+
+def arrow_table(batch: dict) -> pa.Table:
+    """A numpy output batch as an Arrow table: an [N, ...] array becomes a fixed-shape tensor column."""
+    columns = {}
+    for name, values in batch.items():
+        values = np.asarray(values)
+        columns[name] = (pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(values))
+                         if values.ndim > 1 else pa.array(values))
+    return pa.table(columns)
+
+
+def write_local_parts(batches: Iterable[dict], commit, rows_per_part: int = LOCAL_ROWS_PER_PART) -> None:
+    """Write output batches computed in this process as Parquet parts of `commit`'s attempt
+    (`part-<attempt>-<n>.parquet`, a new one every `rows_per_part` rows) and record each with the size written,
+    as Ray Data's write tasks report theirs."""
+    import pyarrow.parquet as pq
+
+    from pipelines.storage.objects import resolve
+
+    location = resolve(commit.prefix_uri)
+    names, sizes = [], []
+    stream = writer = None
+    rows_in_part = 0
+    try:
+        for batch in batches:
+            table = arrow_table(batch)
+            if not table.num_rows:
+                continue
+            if writer is None:
+                names.append(f"part-{commit.attempt_id}-{len(names):06d}.parquet")
+                stream = location.filesystem.open_output_stream(f"{location.path}/{names[-1]}")
+                writer = pq.ParquetWriter(stream, table.schema, compression="zstd")
+            writer.write_table(table)
+            rows_in_part += table.num_rows
+            if rows_in_part >= rows_per_part:
+                writer.close()
+                sizes.append(stream.tell())
+                # pyarrow reports an upload error only at close(): it raises here, before the part is recorded
+                stream.close()
+                stream = writer = None
+                rows_in_part = 0
+        if writer is not None:
+            writer.close()
+            sizes.append(stream.tell())
+            stream.close()
+            stream = writer = None
+    finally:
+        if stream is not None:  # an error mid-part: the part is left unrecorded, and the commit never lists it
+            try:
+                stream.close()
+            except OSError:
+                pass  # the error that got us here is the one to report
+    commit.record(names, sizes)
 
 
 def storage_error_in(err: BaseException, prefix: str) -> Optional[UserError]:

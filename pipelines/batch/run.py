@@ -1,18 +1,20 @@
-"""The one run of every batch verb: resolve the model, take the output's lease, write the verb's dataset as
-recorded Parquet parts on Ray, let the verb add its files and figures, commit `_SUCCESS`, report.
+"""The one run of every batch verb: resolve the model, take the output's lease, compute the verb's work as
+recorded Parquet parts — on Ray or in this process (`runtime.engine`) — let the verb add its files and
+figures, commit `_SUCCESS`, report.
 
-A verb supplies a `BatchPlan` — where, how many rows, the Ray Dataset to write (built inside the Ray
-session) and what `_SUCCESS` should record — and gets a `BatchOutcome` back. The lease is taken before Ray
-starts, so an output that is already complete is reported without starting Ray.
+A verb supplies a `BatchPlan` — where, how many rows, the model work to run (`ModelWork`: the same actor
+class and input for both engines) and what `_SUCCESS` should record — and gets a `BatchOutcome` back. The
+lease is taken before Ray starts, so an output that is already complete is reported without starting Ray.
 """
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from pipelines.batch.config import BatchJobConfig
-from pipelines.batch.model_actors import RegisteredModel, resolve_model
+from pipelines.batch.model_actors import ModelWork, RegisteredModel, resolve_model
 
 
 @dataclass
@@ -20,7 +22,7 @@ class BatchPlan:
     prefix: str                                   # the output's URI
     rows: int                                     # rows the output must hold
     description: str                              # the job's first progress line
-    dataset: Callable[[], Any]                    # the Ray Dataset to write, built inside the Ray session
+    work: ModelWork                               # what the model computes, on either engine
     metadata: dict = field(default_factory=dict)  # the verb's own fields of `_SUCCESS`
     # after the parts are written, before the commit: extra files (`commit.write`), figures for `_SUCCESS`
     finish: Optional[Callable[[Any], dict]] = None
@@ -33,6 +35,7 @@ class BatchOutcome:
     rows: int
     seconds: float
     summary: dict = field(default_factory=dict)
+    engine: str = "ray"                           # where it ran (`runtime.engine`): ray or local
     tracked: Optional[Any] = None                 # the job's MLflow run (`runtime.tracking.TrackedRun`), if tracked
 
 
@@ -49,31 +52,43 @@ def open_model(config: BatchJobConfig) -> tuple[str, RegisteredModel]:
 def run_batch(job: str, config: BatchJobConfig, model: RegisteredModel, plan: BatchPlan,
               progress: Callable[[str], None] = print) -> BatchOutcome:
     """Write and commit `plan`'s output; `AlreadyComplete` when it exists (and not `config.overwrite`)."""
-    from pipelines.batch.parts import write_parts
-    from pipelines.runtime.job_progress import row_progress
+    from pipelines.batch.model_actors import run_in_process, run_on_ray
+    from pipelines.batch.parts import write_local_parts, write_parts
+    from pipelines.runtime.engine import choose_engine
+    from pipelines.runtime.job_progress import counted_batches, row_progress
     from pipelines.runtime.ray_session import ray_session
     from pipelines.runtime.tracking import after_the_job, tracked_run, tracking_for
     from pipelines.storage.commit import OutputCommit
+    from pipelines.storage.layout import storage_root
 
     started = time.monotonic()
     tracking = tracking_for(config.tracking, model.name)  # before anything starts: MLflow missing is one line
     progress(plan.description)
+    choice = choose_engine(config.engine, plan.rows, config.ray.address)
+    progress(choice.line)
+    root = storage_root(config.storage)
+    on_ray = choice.engine == "ray"
     # a retry that finds the lease of an attempt killed on any host waits out its expiry and takes it over
     lease = dict(heartbeat_seconds=config.lease.heartbeat_seconds, lease_seconds=config.lease.expiry_seconds,
                  wait_for_expiry=True, progress=progress)
     with OutputCommit(plan.prefix, job=job, overwrite=config.overwrite, **lease) as commit, \
             tracked_run(tracking, f"{job} {model.reference}", {"job": job, **config.model_dump(mode="json")},
-                        {"vaepipe.output": plan.prefix}, say=progress) as run, ray_session(config.ray):
-        with row_progress(plan.rows, progress):
-            write_parts(plan.dataset(), commit)
+                        {"vaepipe.output": plan.prefix}, say=progress) as run, \
+            (ray_session(config.ray) if on_ray else nullcontext()):
+        if on_ray:
+            with row_progress(plan.rows, progress):
+                write_parts(run_on_ray(plan.work, model, root, config.compute), commit)
+        else:
+            write_local_parts(counted_batches(run_in_process(plan.work, model, root, config.compute), plan.rows,
+                                              progress), commit)
         figures = plan.finish(commit) if plan.finish else {}
         # the commit refuses parts that do not hold exactly plan.rows rows
         seconds = time.monotonic() - started
         commit.commit(expected_rows=plan.rows, metadata={
-            "model": model.reference, **plan.metadata, **figures, "rows_out": plan.rows,
+            "model": model.reference, **plan.metadata, **figures, "rows_out": plan.rows, "engine": choice.engine,
             "seconds": round(seconds, 3)})
         if run is not None:
             after_the_job("MLflow did not get the job's figures", lambda: run.log_metrics(
                 {"rows": plan.rows, "seconds": seconds, **figures.get("summary", {})}))
     return BatchOutcome(plan.prefix, model.reference, plan.rows, time.monotonic() - started,
-                        figures.get("summary", {}), run)
+                        figures.get("summary", {}), choice.engine, run)

@@ -9,10 +9,20 @@ from typing import Callable, Optional
 from pipelines.cli.console import progress, result
 
 
+ENGINE_FLAG_HELP = ("local: in this process, no Ray; ray: Ray Data/Train (a Ray started for the job, the warm one "
+                    "of `vaepipe ray up`, or ray.address); auto (default): local for small inputs, ray above the "
+                    "measured crossover and always when attached to a Ray cluster")
+
+
+def add_engine_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=["auto", "ray", "local"], help=ENGINE_FLAG_HELP)
+
+
 def add_batch_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
-    parser.add_argument("--actors", type=int, help="model actors in the pool (default 2)")
-    parser.add_argument("--cpus-per-actor", type=float, help="logical CPUs per actor (default 0.5)")
+    add_engine_flag(parser)
+    parser.add_argument("--actors", type=int, help="model actors in the pool (default 2; engine ray)")
+    parser.add_argument("--cpus-per-actor", type=float, help="logical CPUs per actor (default 0.5; engine ray)")
     parser.add_argument("--batch-size", type=int, help="rows per model call (default 4096)")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU (or --set compute.gpus_per_actor) per actor")
     parser.add_argument("--overwrite", action="store_true", help="replace an output that is already complete")
@@ -24,7 +34,7 @@ def batch_fields(args: argparse.Namespace) -> dict:
     """Config fields from the shared flags that were given (unset flags keep the config's defaults)."""
     compute = {"actors": args.actors, "cpus_per_actor": args.cpus_per_actor, "batch_size": args.batch_size,
                "use_gpu": args.use_gpu or None}
-    fields = {"storage": args.storage, "overwrite": args.overwrite or None,
+    fields = {"storage": args.storage, "overwrite": args.overwrite or None, "engine": args.engine,
               "compute": {k: v for k, v in compute.items() if v is not None}}
     return {k: v for k, v in fields.items() if v not in (None, {})}
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from pipelines.cli.batch_command import add_engine_flag
 from pipelines.cli.console import result
 from pipelines.cli.score import DRIFT_EXIT_STATUS, drift_exit_status, score_and_report
 
@@ -16,6 +17,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     apply_store_env()
     overrides = list(args.set or ())
     overrides += [f"storage={args.storage}"] if args.storage else []
+    overrides += [f"engine={args.engine}"] if args.engine else []
     overrides += ["overwrite=true"] if args.overwrite else []
     overrides += ["drift.fail=true"] if args.fail_on_drift else []
     config = nightly.nightly_config(args.config, overrides)
@@ -88,7 +90,8 @@ def register(commands) -> None:
                "  vaepipe nightly configs/nightly.yaml --scheduled-time 2026-11-25T02:00:00Z --fail-on-drift\n"
                "  vaepipe nightly configs/nightly.yaml --scheduled-job vaepipe-nightly-29926200   # 2026-11-25T02:00Z\n"
                "  vaepipe nightly configs/nightly.yaml --set input=events-{date} --since 2026-11-20\n"
-               "  vaepipe nightly configs/nightly.yaml --set time_zone=Europe/Berlin --set lag_days=1",
+               "  vaepipe nightly configs/nightly.yaml --set time_zone=Europe/Berlin --set lag_days=1\n"
+               "  vaepipe nightly configs/nightly.yaml --engine ray   # on Ray whatever the partition's size",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     nightly.add_argument("config", help="YAML nightly config (see configs/nightly.yaml)")
     when = nightly.add_mutually_exclusive_group()
@@ -107,5 +110,6 @@ def register(commands) -> None:
                          help="exit 3 after committing when a date's scores raise a drift alarm")
     nightly.add_argument("--storage", help="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
     nightly.add_argument("--overwrite", action="store_true", help="score again even if a date is complete")
+    add_engine_flag(nightly)
     nightly.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     nightly.set_defaults(handler=cmd_nightly)

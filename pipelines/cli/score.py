@@ -50,7 +50,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def register(commands) -> None:
     score = commands.add_parser(
-        "score", help="anomaly scores for every row of a prepared dataset (Ray Data, one model per actor)",
+        "score", help="anomaly scores for every row of a prepared dataset (in this process or on Ray Data)",
         description="Score a prepared dataset with a registered model: negative ELBO, reconstruction and KL "
                     "terms, optional importance-weighted NLL, percentile against the model's validation scores "
                     "and is_anomaly. Writes scores/<model>-v<version>/<dataset>/<date>/ (Parquet parts, "
@@ -63,6 +63,7 @@ def register(commands) -> None:
                "  vaepipe score --model models/digits@3 --input datasets/new-batch --date 2026-11-24\n"
                "  vaepipe score --model fair@latest --input fair --contamination 0.05 --passthrough age\n"
                "  vaepipe score --model digits --input digits --normal-label 0 --iw-samples 50 --overwrite\n"
+               "  vaepipe score --model digits@3 --input big-partition --engine ray --actors 8\n"
                "  vaepipe score --model fair@PROMOTED --input fair-2026-11-24 --set series=fair --fail-on-drift",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     score.add_argument("--model", required=True, help="NAME@VERSION, NAME@PROMOTED or NAME@latest")

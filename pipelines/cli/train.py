@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from pipelines.cli.batch_command import add_engine_flag
 from pipelines.cli.console import progress, result
 
 
@@ -16,6 +17,8 @@ def config_from_args(args: argparse.Namespace, model, example: str):
     overrides = list(args.set or ())
     if args.storage:
         overrides.append(f"storage={args.storage}")
+    if getattr(args, "engine", None):
+        overrides.append(f"engine={args.engine}")
     if args.resume:
         stored = load_run_config(storage_root(args.storage), args.resume, model)
         resumed = build_config(model, stored.model_dump(mode="json"), overrides, source=f"run {args.resume}")
@@ -47,19 +50,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def register(commands) -> None:
     train = commands.add_parser(
-        "train", help="train a VAE with Ray Train on a prepared dataset and register the best model",
+        "train", help="train a VAE on a prepared dataset (in this process or with Ray Train) and register the "
+                      "best model",
         description="Ray Data streams the dataset's shards into Ray Train workers (DDP; GPU with "
-                    "scaling.use_gpu). Each epoch prints the β-weighted training loss and the validation negative "
+                    "scaling.use_gpu), or, for a dataset below the measured crossover (engine auto) or with "
+                    "--engine local, the same loop runs in this process on the rows read with pyarrow. Each epoch "
+                    "prints the β-weighted training loss and the validation negative "
                     "ELBO at β=1 (comparable across β), reconstruction and KL. Checkpoints go to "
                     "<storage>/runs/<run>/; the best one is calibrated and registered as models/<name>/<version>/.",
         epilog="Examples:\n  vaepipe train configs/digits.yaml\n"
                "  vaepipe train configs/digits.yaml --set train.epochs=50 --set scaling.num_workers=4 "
-               "--set scaling.use_gpu=true\n  vaepipe train --resume digits-20261125-101500-ab12cd",
+               "--set scaling.use_gpu=true --engine ray\n"
+               "  vaepipe train configs/digits.yaml --engine local   # one process, no Ray\n"
+               "  vaepipe train --resume digits-20261125-101500-ab12cd",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("config", nargs="?", help="YAML job config (see configs/)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a config field, e.g. train.epochs=50 (repeatable)")
     train.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run from its last checkpoint")
     train.add_argument("--storage", help="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
+    add_engine_flag(train)
     train.set_defaults(handler=cmd_train)
 

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pipelines.config import StrictModel
 from pipelines.datasets.manifest import (
-    SPLITS, SYSTEM_COLUMNS, CategoricalColumn, ImageSpec, NumericColumn,
+    SPLITS, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec, NumericColumn, SplitRule,
 )
 from pipelines.datasets.sources import (
     BUILTIN_SOURCES, GENERATED_SOURCES, IMAGE_SUFFIXES, SourceError, SourceTable, load_builtin, load_image_folder, load_table,
@@ -384,3 +384,17 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig,
     kept_splits = splits[keep]
     fields["split_rows"] = {s: int(np.sum(kept_splits == s)) for s in SPLITS}
     return arrow, fields
+
+
+def prepare_in_memory(source: SourceTable, config: PrepareConfig,
+                      numeric_options: Optional[dict[str, dict]] = None) -> tuple[DatasetManifest, pa.Table]:
+    """What `vaepipe prepare` would store for `source` — the rows (with `row_id` and `split`) and the manifest,
+    statistics from the train split — kept in memory: the manifest lists no shards, and its fingerprint covers
+    its schema, roles, split rule and statistics (notebooks, benchmarks, in-process synthesis)."""
+    arrow, fields = build_arrow_table(source, config, numeric_options)
+    manifest = DatasetManifest(name=config.name, kind=source.kind, source=source.description, rows=arrow.num_rows,
+                               split=SplitRule(fractions=config.split), impute=config.impute,
+                               arrow_schema={f.name: str(f.type) for f in arrow.schema}, shards=[],
+                               created_at="in-memory", **fields)
+    return manifest.model_copy(update={"fingerprint": manifest.compute_fingerprint()}), arrow
+

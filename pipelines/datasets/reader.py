@@ -1,4 +1,6 @@
-"""A prepared dataset's split as a Ray Dataset of model inputs, ready for `iter_torch_batches`.
+"""A prepared dataset's split as model inputs: a Ray Dataset ready for `iter_torch_batches` (`read_split`), or
+numpy batches read in this process with pyarrow (`iter_split_batches`, the `local` engine's reader), both
+featurized by the same `featurize_batch`.
 
 Every batch leaves the Ray Data pipeline as one fixed-shape tensor column `x`
 (docs/design.md: one tensor column instead of one per feature made collation
@@ -7,7 +9,7 @@ bytes through the object store and onto a GPU; the worker divides by 255.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -47,6 +49,42 @@ def read_split(dataset: str, manifest: DatasetManifest, split: str | None, keep:
         ds = ds.filter(expr=col("split") == split)
     return ds.map_batches(featurize_batch, fn_kwargs={"manifest": manifest, "keep": tuple(keep)},
                           batch_format="numpy", batch_size=None)
+
+
+def numpy_batch(batch) -> dict[str, np.ndarray]:
+    """An Arrow record batch (or table) as the numpy batch Ray Data's `batch_format="numpy"` gives: tensor
+    columns as [N, ...] arrays, strings as object arrays."""
+    import pyarrow as pa
+
+    out = {}
+    for name, column in zip(batch.schema.names, batch.columns):
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        if isinstance(column.type, pa.FixedShapeTensorType):
+            out[name] = column.to_numpy_ndarray()
+        else:
+            out[name] = column.to_numpy(zero_copy_only=False)
+    return out
+
+
+def iter_split_batches(dataset: str, manifest: DatasetManifest, split: str | None, keep: Sequence[str] = (),
+                       batch_size: int = 4096) -> Iterator[dict]:
+    """In this process, without Ray: the rows of `split` (all rows when None) from the shards the manifest lists,
+    in shard order, at most `batch_size` per batch, featurized as `read_split`'s batches are."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pipelines.storage.objects import resolve
+
+    location = resolve(dataset)
+    columns = list(dict.fromkeys([*manifest.feature_columns, *keep, *(["split"] if split is not None else [])]))
+    for uri in shard_uris(dataset, manifest):
+        with location.filesystem.open_input_file(resolve(uri).path) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_size, columns=columns):
+                if split is not None:
+                    batch = batch.filter(pc.equal(batch.column("split"), split))
+                if batch.num_rows:
+                    yield featurize_batch(numpy_batch(batch), manifest, keep)
 
 
 def batch_tensor(x: np.ndarray):

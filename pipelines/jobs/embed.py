@@ -7,12 +7,12 @@ Ray's tensor type), plus the label and any passthrough columns.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from pydantic import Field
 
 from pipelines.batch.config import RowJobConfig
-from pipelines.batch.model_actors import ModelActor, map_with_model
+from pipelines.batch.model_actors import ModelActor, ModelWork
 from pipelines.batch.model_input import open_row_input
 from pipelines.batch.run import BatchOutcome, BatchPlan, open_model, run_batch
 from pipelines.storage.layout import embeddings_uri, output_root
@@ -27,8 +27,9 @@ def embedding_columns(latent_dim: int) -> list[str]:
 
 
 class EmbedActor(ModelActor):
-    def __init__(self, root: str, reference: str, use_gpu: bool, passthrough: tuple[str, ...]):
-        super().__init__(root, reference, use_gpu)
+    def __init__(self, root: Optional[str], reference: Optional[str], use_gpu: bool, passthrough: tuple[str, ...],
+                 loaded: Optional[tuple] = None):
+        super().__init__(root, reference, use_gpu, loaded)
         self.passthrough = passthrough
 
     def __call__(self, batch: dict) -> dict:
@@ -54,6 +55,5 @@ def run_embedding(config: EmbedJobConfig, progress: Callable[[str], None] = prin
         rows=rows.source.rows,
         description=f"embedding {rows.source.rows} rows of {rows.source.uri} with {model.reference} "
                     f"(latent {latent_dim})",
-        dataset=lambda: map_with_model(rows.dataset(config.compute.actors), EmbedActor, model, root, config.compute,
-                                       passthrough=rows.passthrough),
+        work=ModelWork(EmbedActor, rows.dataset, rows.batches, dict(passthrough=rows.passthrough)),
         metadata={**rows.metadata, "latent_dim": latent_dim}), progress)

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import Field
 
 from pipelines.batch.config import BatchJobConfig
-from pipelines.batch.model_actors import ModelActor, map_with_model
+from pipelines.batch.model_actors import ModelActor, ModelWork
 from pipelines.batch.run import BatchOutcome, BatchPlan, open_model, run_batch
 from pipelines.errors import BatchJobError
 from pipelines.naming import validate_name
@@ -56,8 +56,9 @@ def block_seed(seed: int, block: int) -> int:
 
 
 class GenerateActor(ModelActor):
-    def __init__(self, root: str, reference: str, use_gpu: bool, seed: int, temperature: float):
-        super().__init__(root, reference, use_gpu)
+    def __init__(self, root: Optional[str], reference: Optional[str], use_gpu: bool, seed: int, temperature: float,
+                 loaded: Optional[tuple] = None):
+        super().__init__(root, reference, use_gpu, loaded)
         self.seed = seed
         self.temperature = temperature
 
@@ -115,13 +116,14 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
                             "numbers its rows with; rename it in the source and train again")
     blocks = sample_blocks(config.num_samples, config.block_rows)
 
-    def work():
+    def ray_blocks(_actors: int):
         import ray.data
 
         # one Ray block per sample block, so every actor gets blocks to work on
-        items = ray.data.from_items(blocks, override_num_blocks=len(blocks))
-        return map_with_model(items, GenerateActor, model, root, config.compute, batch_size=1, seed=config.seed,
-                              temperature=config.temperature)
+        return ray.data.from_items(blocks, override_num_blocks=len(blocks))
+
+    def local_blocks(_rows: int):
+        return ({key: np.asarray([value]) for key, value in block.items()} for block in blocks)
 
     def grid(commit) -> dict:
         if manifest.kind == "image":
@@ -135,6 +137,8 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
         rows=config.num_samples,
         description=f"generating {config.num_samples} {manifest.kind} rows from {model.reference} "
                     f"(seed {config.seed}, temperature {config.temperature:g}) in {len(blocks)} block(s)",
-        dataset=work, finish=grid,
+        work=ModelWork(GenerateActor, ray_blocks, local_blocks,
+                       dict(seed=config.seed, temperature=config.temperature), batch_size=1),
+        finish=grid,
         metadata={"rows_in": config.num_samples, "seed": config.seed, "temperature": config.temperature,
                   "block_rows": config.block_rows, "training_fingerprint": manifest.fingerprint}), progress)

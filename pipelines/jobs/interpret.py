@@ -1,7 +1,7 @@
 """`vaepipe interpret`: how interpretable a model's latent space is, measured on a prepared dataset.
 
-Every row is encoded on Ray (the model actors of `embed`), and the latent posteriors are committed with the
-row's known factors under the model version they measure:
+Every row is encoded by the model actors of `embed` (on Ray or in this process: `runtime.engine`), and the
+latent posteriors are committed with the row's known factors under the model version they measure:
 models/<name>/<version>/interpretations/<dataset>/<split | all>/ part-*.parquet + `_summary.json` + `_SUCCESS`.
 The summary holds the mean KL of each latent dim and the active units (dims above
 `metrics.disentanglement.ACTIVE_KL_FLOOR` nats), and when the dataset has factor columns (`vaepipe prepare
@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from pipelines.batch.config import RowJobConfig
-from pipelines.batch.model_actors import map_with_model
+from pipelines.batch.model_actors import ModelWork
 from pipelines.batch.model_input import open_row_input
 from pipelines.batch.run import BatchOutcome, BatchPlan, open_model, run_batch
 from pipelines.jobs.embed import EmbedActor, embedding_columns
@@ -81,7 +81,6 @@ def run_interpretation(config: InterpretJobConfig, progress: Callable[[str], Non
         prefix=prefix, rows=rows.source.rows,
         description=f"interpreting {model.reference} (latent {latent_dim}) on {rows.source.rows} rows of "
                     f"{rows.source.uri}{f' (split {config.split})' if config.split else ''}",
-        dataset=lambda: map_with_model(rows.dataset(config.compute.actors), EmbedActor, model, root, config.compute,
-                                       passthrough=rows.passthrough),
+        work=ModelWork(EmbedActor, rows.dataset, rows.batches, dict(passthrough=rows.passthrough)),
         metadata={**rows.metadata, "latent_dim": latent_dim, "factor_columns": factors},
         finish=summarize), progress)

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pipelines.batch.config import RowJobConfig
 from pipelines.config import StrictModel
-from pipelines.batch.model_actors import ModelActor, map_with_model
+from pipelines.batch.model_actors import ModelActor, ModelWork
 from pipelines.batch.model_input import open_row_input
 from pipelines.batch.run import BatchOutcome, BatchPlan, open_model, run_batch
 from pipelines.metrics.anomaly import anomaly_threshold, score_column, score_summary
@@ -83,9 +83,9 @@ def today_utc() -> str:
 
 
 class ScoreActor(ModelActor):
-    def __init__(self, root: str, reference: str, use_gpu: bool, threshold: float, iw_samples: int,
-                 passthrough: tuple[str, ...]):
-        super().__init__(root, reference, use_gpu)
+    def __init__(self, root: Optional[str], reference: Optional[str], use_gpu: bool, threshold: float,
+                 iw_samples: int, passthrough: tuple[str, ...], loaded: Optional[tuple] = None):
+        super().__init__(root, reference, use_gpu, loaded)
         calibration = self.card["calibration"]
         self.score = score_column(calibration)
         self.levels = np.asarray(calibration["val_quantile_levels"], dtype=np.float64)
@@ -139,10 +139,9 @@ def run_scoring(config: ScoreJobConfig, progress: Callable[[str], None] = print)
     return run_batch("score", config, model, BatchPlan(
         prefix=prefix, rows=rows.source.rows,
         description=f"scoring {rows.source.rows} rows of {rows.source.uri}"
-                    f"{f' (split {config.split})' if config.split else ''} with {model.reference} on "
-                    f"{config.compute.actors} actor(s); threshold {threshold:.3f}",
-        dataset=lambda: map_with_model(rows.dataset(config.compute.actors), ScoreActor, model, root,
-                                       config.compute, threshold=threshold, iw_samples=config.iw_samples,
-                                       passthrough=rows.passthrough),
+                    f"{f' (split {config.split})' if config.split else ''} with {model.reference}; "
+                    f"threshold {threshold:.3f}",
+        work=ModelWork(ScoreActor, rows.dataset, rows.batches, dict(
+            threshold=threshold, iw_samples=config.iw_samples, passthrough=rows.passthrough)),
         metadata={**rows.metadata, "date": date, "normal_label": config.normal_label},
         finish=summarize), progress)

@@ -13,7 +13,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, TextIO
+from typing import Callable, Iterable, Iterator, Optional, TextIO
 
 LINE_EVERY_S = 10.0
 LINE_EVERY_FRACTION = 0.10
@@ -181,3 +181,26 @@ def counting(actor_class: type, board) -> type:
     # Ray Data names the operator (and its log lines) after the class
     Counted.__name__ = Counted.__qualname__ = actor_class.__name__
     return Counted
+
+
+def counted_batches(batches: Iterable[dict], total: int, say: Callable[[str], None], what: str = "rows",
+                    stream: Optional[TextIO] = None) -> Iterator[dict]:
+    """`batches` (a job's output computed in this process, engine local) passed through, their rows reported as
+    `row_progress` reports a Ray job's: plain lines without a terminal, one redrawn bar on one."""
+    stream = stream or sys.stdout
+    tty = stream.isatty()
+    started = time.monotonic()
+    rate, schedule = RowRate(total, started), LineSchedule(total, started)
+    done = 0
+    for batch in batches:
+        yield batch
+        column = next(iter(batch.values()), None)
+        done += len(column) if column is not None else 0
+        now = time.monotonic()
+        if tty:
+            stream.write("\r  " + rate.bar(done, now, what))
+            stream.flush()
+        elif schedule.due(done, now):
+            say(rate.line(done, now, what))
+    if tty:
+        stream.write("\n")

@@ -10,6 +10,8 @@ from pydantic import Field
 
 from pipelines.config import StrictModel
 from pipelines.runtime import ray_console, ray_private
+from pipelines.runtime.processes import DAEMON_TITLES, descendants, process_table, set_idle_priority
+from pipelines.runtime.warm_ray import warm_ray_address
 
 # Quiet, predictable Ray for batch jobs. Set by `configure_ray_environment` when a job starts its Ray
 # session (never at import), before `ray.init` starts the processes that read them; a value already in
@@ -65,36 +67,8 @@ def _free_port() -> int:
 
 
 # Ray's own daemons, by the process type Ray records (started by `ray.init`) or the title it gives them
-# (the agents, started by the raylet). Each wakes 20-140 times a second at nice 0; on 2 cores every
-# wakeup preempts one of the two intra-op threads of a training step, and the other waits for it at the
-# next barrier (MLP, 1 worker x 2 threads: +13 % samples/s with these at SCHED_IDLE, alternating epochs).
-# Nice 19 does not do it (+3 %): the kernel still lets a waking nice-19 task preempt.
+# (the agents, started by the raylet): why they run at idle priority is `runtime.processes`' docstring.
 _DAEMON_PROCESS_TYPES = ("dashboard", "log_monitor", "monitor")
-_DAEMON_TITLES = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
-
-
-def process_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process we can read, from /proc."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-                table[int(entry)] = (parent, cmdline.read().replace(b"\0", b" ").decode(errors="replace"))
-        except (OSError, ValueError, IndexError):
-            continue  # exited meanwhile
-    return table
-
-
-def descendants(table: dict[int, tuple[int, str]], roots: set[int]) -> set[int]:
-    """The roots still in `table` (from `process_table`) and every process below them."""
-    found, frontier = set(), roots & table.keys()
-    while frontier:
-        found |= frontier
-        frontier = {pid for pid, (parent, _) in table.items() if parent in frontier} - found
-    return found
 
 
 def _local_daemons(node, table: dict[int, tuple[int, str]]) -> set[int]:
@@ -102,15 +76,15 @@ def _local_daemons(node, table: dict[int, tuple[int, str]]) -> set[int]:
     recorded = ray_private.node_processes(node)
     roots = {pid for kind in _DAEMON_PROCESS_TYPES for pid in recorded.get(kind, [])}
     raylets = set(recorded.get("raylet", []))
-    roots |= {pid for pid, (parent, cmd) in table.items() if parent in raylets and cmd.startswith(_DAEMON_TITLES)}
+    roots |= {pid for pid, (parent, cmd) in table.items() if parent in raylets and cmd.startswith(DAEMON_TITLES)}
     return descendants(table, roots)
 
 
 def idle_priority_for_daemons(node, wait_s: float = 10.0) -> int:
     """Put every thread of the node's Ray daemons under SCHED_IDLE; returns how many processes.
 
-    Threads they start later inherit the policy. The raylet starts the agents shortly after `ray.init`
-    returns, so this waits up to `wait_s` for both. A no-op (0) where the OS has no SCHED_IDLE."""
+    The raylet starts the agents shortly after `ray.init` returns, so this waits up to `wait_s` for both.
+    A no-op (0) where the OS has no SCHED_IDLE."""
     import time
 
     if not hasattr(os, "SCHED_IDLE") or not os.path.isdir("/proc"):
@@ -120,18 +94,10 @@ def idle_priority_for_daemons(node, wait_s: float = 10.0) -> int:
         table = process_table()
         daemons = _local_daemons(node, table)
         titles = {table[pid][1].split(" ", 1)[0] for pid in daemons}
-        if set(_DAEMON_TITLES) <= titles or time.monotonic() > deadline:
+        if set(DAEMON_TITLES) <= titles or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    changed = 0
-    for pid in daemons:
-        try:
-            for thread in os.listdir(f"/proc/{pid}/task"):
-                os.sched_setscheduler(int(thread), os.SCHED_IDLE, os.sched_param(0))
-            changed += 1
-        except OSError:
-            continue  # exited meanwhile, or not ours to change
-    return changed
+    return set_idle_priority(daemons)
 
 
 @contextmanager
@@ -173,7 +139,8 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
 
 @contextmanager
 def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None) -> Iterator[None]:
-    """Use the running Ray if there is one (tests, `ray job submit`), else start one and stop it after.
+    """Use the running Ray if there is one (tests, `ray job submit`), else attach to the cluster `config.address`,
+    RAY_ADDRESS or `vaepipe ray up` names, else start one and stop it after.
 
     `environment`: a job's own Ray settings (e.g. Tune's checkpoint period), set with `RAY_ENVIRONMENT`
     before Ray is imported; jobs import Ray's libraries inside the session."""
@@ -185,8 +152,10 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None)
         configure_data_context()
         yield
         return
-    if config.address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=config.address, **ray_console.init_options())
+    # a cluster named by the config or the environment, else the warm local Ray of `vaepipe ray up`
+    address = config.address or os.environ.get("RAY_ADDRESS") or warm_ray_address()
+    if address:
+        ray.init(address=address, **ray_console.init_options())
         try:
             configure_data_context()
             yield

@@ -350,6 +350,24 @@ def train_metrics_callback(run: TrackedRun):
     return EpochMetricsToMlflow(run)
 
 
+def epoch_metrics_logger(run: TrackedRun) -> Callable[[dict], None]:
+    """What `train_metrics_callback` does for a run trained in one process (engine local): every epoch's metrics
+    to `run`, the epoch as the step; after a failed log, a warning and no more logging."""
+    failed = False
+
+    def log(metrics: dict) -> None:
+        nonlocal failed
+        if failed or not metrics:
+            return
+        try:
+            run.log_metrics(metrics, step=int(metrics.get("epoch", 0)))
+        except TrackingError as err:
+            failed = True
+            warnings.warn(f"per-epoch metrics are no longer logged to MLflow: {err}", stacklevel=2)
+
+    return log
+
+
 def sweep_tracking_callback(parent: TrackedRun, metric_keys: tuple[str, ...]):
     """A Tune callback (on the driver) that opens a nested MLflow run per trial under `parent`, logs the trial's
     searched values as params and `metric_keys` of every result (one per epoch) as metrics, and closes the run

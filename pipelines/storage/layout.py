@@ -6,6 +6,7 @@ Names are validated before they are joined, so `..` or `/` never reach outside a
 
     datasets/<name>/                       part-*.parquet, _manifest.json, _SUCCESS
     runs/<run>/                            Ray Train storage, JOB_FILE, DIVERGED_FILE
+    runs/<run>/local-checkpoint-<epoch>/   a checkpoint of a run trained in one process (engine local)
     runs/<sweep>/                          Tune storage, train/<trial>/, SWEEP_TABLE, SWEEP_CSV, REGISTERED_FILE
     models/<name>/<version>/               WEIGHTS_FILE, CARD_FILE, _SUCCESS;   models/<name>/PROMOTED_FILE
     models/<name>/<version>/interpretations/<dataset>/<split | all>/   part-*.parquet, SUMMARY_FILE, _SUCCESS
@@ -104,6 +105,20 @@ def run_uri(root: str, run_id: str) -> str:
     return f"{runs_uri(root)}/{validate_name(run_id, 'run id')}"
 
 
+LOCAL_CHECKPOINT_PREFIX = "local-checkpoint-"
+
+
+def local_checkpoint_uri(run: str, epoch: int) -> str:
+    """Where a run trained in one process (engine local) keeps the checkpoint of `epoch` (1-based)."""
+    return f"{run}/{LOCAL_CHECKPOINT_PREFIX}{int(epoch):06d}"
+
+
+def local_checkpoint_epoch(folder: str) -> int | None:
+    """The epoch of a folder name `local_checkpoint_uri` built, or None for any other folder."""
+    digits = folder.removeprefix(LOCAL_CHECKPOINT_PREFIX)
+    return int(digits) if folder.startswith(LOCAL_CHECKPOINT_PREFIX) and digits.isdigit() else None
+
+
 def sweep_trials_uri(sweep_uri: str) -> str:
     """Where a sweep's trials keep their Train runs (one folder per trial id)."""
     return f"{sweep_uri}/{SWEEP_TRIALS}"
@@ -115,6 +130,15 @@ def model_uri(root: str, name: str) -> str:
 
 def model_version_uri(root: str, name: str, version: int) -> str:
     return f"{model_uri(root, name)}/{int(version)}"
+
+
+def parse_model_version_uri(uri: str) -> tuple[str, str, int] | None:
+    """(storage root, model name, version) of a URI `model_version_uri` built (`<root>/models/<name>/<version>`),
+    or None for anything else (a reference such as `digits@3`)."""
+    parts = uri.rstrip("/").rsplit("/", 3)
+    if len(parts) != 4 or parts[1] != "models" or not parts[3].isdigit() or not is_uri(uri):
+        return None
+    return parts[0], validate_name(parts[2], "model name"), int(parts[3])
 
 
 def interpretation_uri(root: str, name: str, version: int, dataset: str, split: str | None) -> str:

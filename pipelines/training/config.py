@@ -7,6 +7,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pipelines.config import StrictModel
 from pipelines.naming import validate_name
+from pipelines.runtime.engine import ENGINE_HELP, Engine
 from pipelines.runtime.ray_session import RayConfig
 from pipelines.runtime.tracking import TrackingConfig
 from vae_core.spec import (DEFAULT_COLUMN_VARIANCE, DEFAULT_CONV_HIDDEN, DEFAULT_LATENT_DIM, DEFAULT_MLP_HIDDEN,
@@ -114,6 +115,8 @@ class TrainJobConfig(StrictModel):
     train: LoopConfig = Field(default_factory=LoopConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+    engine: Engine = Field("auto", description=ENGINE_HELP + "; local trains one process with "
+                                               "scaling.torch_threads threads (default: one per core)")
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     max_failures: int = Field(1, ge=0, description="worker-group restarts from the last checkpoint")

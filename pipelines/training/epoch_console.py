@@ -20,27 +20,39 @@ def epoch_line(metrics: dict, epochs: int, eta_s: float | None) -> str:
             f"KL {metrics['val_kl']:.3f})  {metrics['samples_per_s']:,.0f} samples/s{eta}")
 
 
+class EpochEta:
+    """The ETA of a run from its reports: the epochs left times the mean time between this run's reports (the
+    first epoch's own seconds until there are two: its time includes pulling the data)."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+        self.first_report: tuple[float, int] | None = None
+
+    def line(self, metrics: dict) -> str:
+        """The console line of one epoch's report, with its ETA."""
+        now, epoch = time.monotonic(), int(metrics["epoch"])
+        eta = None
+        if self.first_report is not None and epoch > self.first_report[1]:
+            per_epoch = (now - self.first_report[0]) / (epoch - self.first_report[1])
+            eta = per_epoch * (self.epochs - epoch)
+        elif self.first_report is None:
+            eta = float(metrics.get("epoch_seconds", 0)) * (self.epochs - epoch)
+            self.first_report = (now, epoch)
+        return epoch_line(metrics, self.epochs, eta)
+
+
 def epoch_console(board, epochs: int):
-    """The callback for `training.trainer.build_trainer`: rank 0's metrics of every report → one line on `board`.
-    The ETA is the epochs left times the mean time between this run's reports."""
+    """The callback for `training.trainer.build_trainer`: rank 0's metrics of every report → one line on `board`
+    (`EpochEta`; a run in one process prints the same lines itself: `training.in_process`)."""
     from ray.train import UserCallback
 
     class EpochLines(UserCallback):
         def __init__(self):
-            self.first_report: tuple[float, int] | None = None
+            self.eta = EpochEta(epochs)
 
         def after_report(self, run_context, metrics, checkpoint):
             if not metrics or "epoch" not in metrics[0]:
                 return
-            now, epoch = time.monotonic(), int(metrics[0]["epoch"])
-            eta = None
-            if self.first_report is not None and epoch > self.first_report[1]:
-                per_epoch = (now - self.first_report[0]) / (epoch - self.first_report[1])
-                eta = per_epoch * (epochs - epoch)
-            elif self.first_report is None:
-                # the first epoch's time includes pulling the data; its own seconds are the better guess
-                eta = float(metrics[0].get("epoch_seconds", 0)) * (epochs - epoch)
-                self.first_report = (now, epoch)
-            board.post.remote(epoch_line(metrics[0], epochs, eta))
+            board.post.remote(self.eta.line(metrics[0]))
 
     return EpochLines()

@@ -1,10 +1,13 @@
-"""What each Ray Train worker runs: a plain PyTorch VAE loop plus the few Ray Train calls.
+"""The training loop: a plain PyTorch VAE loop (`run_loop`) and where it runs — a Ray Train worker
+(`RayTrainSession`, `train_loop_per_worker`) or this process (`training.in_process`, engine local).
 
-Data arrives from Ray Data as one tensor column `x`. With `data_loading: cache`
-a worker pulls its shard once and then shuffles in memory like a plain PyTorch
-loop; with `stream` it iterates `iter_torch_batches` every epoch. Validation is
-the whole val split: each worker takes every world_size-th row and the sums are
-all-reduced, so the number is the same whatever the number of workers.
+Everything the loop needs from where it runs goes through a `TrainSession`: its rank and world size, the
+device, the checkpoint to resume from, the model wrapped for data parallelism, the two splits, and where
+each epoch's metrics and checkpoint go. On Ray, data arrives from Ray Data as one tensor column `x`. With
+`data_loading: cache` a worker pulls its shard once and then shuffles in memory like a plain PyTorch
+loop; with `stream` it iterates `iter_torch_batches` every epoch. Validation is the whole val split: each
+worker takes every world_size-th row and the sums are all-reduced, so the number is the same whatever the
+number of workers.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import math
 import tempfile
 import time
 from contextlib import nullcontext
-from typing import Iterator
+from typing import Iterator, Optional, Protocol
 
 import numpy as np
 import torch
@@ -82,12 +85,16 @@ def should_cache(loop: LoopConfig, manifest: DatasetManifest, world_size: int) -
 
 
 class CachedSplit:
-    """A worker's rows pulled once from Ray Data into one tensor (on the GPU when there is one)."""
+    """A worker's rows in one tensor (on the GPU when there is one), shuffled in memory every epoch."""
 
-    def __init__(self, data_iterator, device: torch.device, rows: slice = slice(None)):
-        parts = list(data_iterator.iter_torch_batches(batch_size=4096, collate_fn=x_column_collate(), prefetch_batches=1))
-        x = torch.cat(parts) if parts else torch.empty(0)
+    def __init__(self, x: torch.Tensor, device: torch.device, rows: slice = slice(None)):
         self.x = x[rows].contiguous().to(device)
+
+    @classmethod
+    def pulled(cls, data_iterator, device: torch.device, rows: slice = slice(None)) -> "CachedSplit":
+        """The rows of a Ray Data shard, pulled once."""
+        parts = list(data_iterator.iter_torch_batches(batch_size=4096, collate_fn=x_column_collate(), prefetch_batches=1))
+        return cls(torch.cat(parts) if parts else torch.empty(0), device, rows)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -168,52 +175,116 @@ def _autocast(loop: LoopConfig, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if enabled else nullcontext()
 
 
+class TrainSession(Protocol):
+    """Where the loop runs: a Ray Train worker (`RayTrainSession`) or this process (`training.in_process`)."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def restore(self) -> Optional[tuple[VAE, dict, dict]]:
+        """(model, optimizer state, loop state) of the checkpoint to resume from, or None for a new run."""
+
+    def prepare_model(self, model: VAE) -> torch.nn.Module:
+        """The module the steps run through (DDP-wrapped across workers on Ray)."""
+
+    def splits(self, cache: bool) -> tuple:
+        """(train split, val split): `CachedSplit`s, or `StreamedSplit`s when not `cache`."""
+
+    def report(self, metrics: dict, checkpoint_directory: Optional[str]) -> None:
+        """Record an epoch's metrics, with the checkpoint saved in `checkpoint_directory` (rank 0 only)."""
+
+    def log(self, line: str) -> None:
+        """A progress line for a person (rank 0 only)."""
+
+
+class RayTrainSession:
+    """The loop inside a Ray Train worker: the few Ray Train calls."""
+
+    def __init__(self, loop: LoopConfig, manifest: DatasetManifest):
+        import ray.train
+        import ray.train.torch
+
+        context = ray.train.get_context()
+        self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.loop, self.manifest = loop, manifest
+
+    def restore(self) -> Optional[tuple[VAE, dict, dict]]:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        # a private copy per worker: `as_directory` shares one download per node between processes, and a
+        # worker that finishes first may delete it while another still reads (seen: a truncated optimizer.pt)
+        with tempfile.TemporaryDirectory(prefix="vaepipe-resume-") as directory:
+            return load_checkpoint(checkpoint.to_directory(directory))
+
+    def prepare_model(self, model: VAE) -> torch.nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    def splits(self, cache: bool) -> tuple:
+        import ray.train
+
+        train_iterator = ray.train.get_dataset_shard("train")
+        val_iterator = ray.train.get_dataset_shard("val")
+        if cache:
+            return (CachedSplit.pulled(train_iterator, self.device),
+                    CachedSplit.pulled(val_iterator, self.device, rows=slice(self.rank, None, self.world_size)))
+        pin = self.device.type == "cuda"
+        return (StreamedSplit(train_iterator, pin, self.loop.seed),
+                StreamedSplit(val_iterator, pin, self.loop.seed, self.rank, self.world_size, strided=True))
+
+    def report(self, metrics: dict, checkpoint_directory: Optional[str]) -> None:
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_directory) if checkpoint_directory else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    def log(self, line: str) -> None:
+        print(line, flush=True)  # Ray forwards a worker's stdout to the driver
+
+
 def train_loop_per_worker(config_dict: dict) -> None:
-    import ray.train
-    import ray.train.torch
-
-    from pipelines.storage.objects import write_json
-
-    # Ray Train logs every report and checkpoint at INFO; the epoch line below says it once
+    """What each Ray Train worker runs."""
+    # Ray Train logs every report and checkpoint at INFO; the epoch line of `run_loop` says it once
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     config = WorkerConfig.model_validate(config_dict)
+    run_loop(config, RayTrainSession(config.loop, config.manifest))
+
+
+def run_loop(config: WorkerConfig, session: TrainSession) -> None:
+    """Train `config.spec` for `config.loop.epochs` (from the session's checkpoint when it has one), reporting
+    every epoch's metrics and, every `checkpoint_every` epochs and at the last, a checkpoint; stops without a
+    checkpoint when training diverged, recording why in the run (DIVERGED_FILE)."""
+    from pipelines.storage.objects import write_json
+
     loop, manifest, spec, every = config.loop, config.manifest, ModelSpec.from_dict(config.spec), config.checkpoint_every
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world, device = session.rank, session.world_size, session.device
     torch.manual_seed(loop.seed * 1000 + rank)
     torch.set_num_threads(config.threads)
 
     model, optimizer_state, start_epoch, history, resumed_at = VAE(spec), None, 0, [], []
     untrained: float | None = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        # a private copy per worker: `as_directory` shares one download per node between processes, and a
-        # worker that finishes first may delete it while another still reads (seen: a truncated optimizer.pt)
-        with tempfile.TemporaryDirectory(prefix="vaepipe-resume-") as directory:
-            restored, optimizer_state, state = load_checkpoint(checkpoint.to_directory(directory))
-        model.load_state_dict(restored.state_dict())
+    restored = session.restore()
+    if restored is not None:
+        restored_model, optimizer_state, state = restored
+        model.load_state_dict(restored_model.state_dict())
         start_epoch, history = state["epoch"] + 1, state["history"]
         resumed_at = state.get("resumed_at", []) + [start_epoch]
         # checkpoints written before the yardstick was kept: the first epoch's value is the closest we have
         untrained = state.get("untrained_val_neg_elbo", history[0]["val_neg_elbo"] if history else None)
         if rank == 0:
-            print(f"resumed from the checkpoint of epoch {state['epoch'] + 1}", flush=True)
+            session.log(f"resumed from the checkpoint of epoch {state['epoch'] + 1}")
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
-    trained = ray.train.torch.prepare_model(model)
-
-    train_iterator = ray.train.get_dataset_shard("train")
-    val_iterator = ray.train.get_dataset_shard("val")
-    if should_cache(loop, manifest, world):
-        train_split = CachedSplit(train_iterator, device)
-        val_split = CachedSplit(val_iterator, device, rows=slice(rank, None, world))
-    else:
-        pin = device.type == "cuda"
-        train_split = StreamedSplit(train_iterator, pin, loop.seed)
-        val_split = StreamedSplit(val_iterator, pin, loop.seed, rank, world, strided=True)
+    trained = session.prepare_model(model)
+    train_split, val_split = session.splits(should_cache(loop, manifest, world))
 
     if untrained is None:
         # the yardstick for divergence: what the model scores before any step
@@ -255,18 +326,16 @@ def train_loop_per_worker(config_dict: dict) -> None:
                 # Train keeps only metrics that come with a checkpoint: the driver learns of this from the run
                 # (the console line comes from training.epoch_console, which sees this report)
                 write_json(f"{config.run_uri}/{DIVERGED_FILE}", record)
-            ray.train.report({**{k: (v if math.isfinite(v) else math.inf) for k, v in metrics.items()}, **record})
+            session.report({**{k: (v if math.isfinite(v) else math.inf) for k, v in metrics.items()}, **record}, None)
             return
         # the epoch's console line is printed once, by the driver, from this report (training.epoch_console)
         history.append(metrics)
         if (epoch + 1) % every == 0 or epoch + 1 == loop.epochs:
             with tempfile.TemporaryDirectory() as directory:
-                report_checkpoint = None
                 if rank == 0:
                     save_checkpoint(directory, model, optimizer,
                                     {"epoch": epoch, "history": history, "resumed_at": resumed_at,
                                      "untrained_val_neg_elbo": untrained})
-                    report_checkpoint = ray.train.Checkpoint.from_directory(directory)
-                ray.train.report(metrics, checkpoint=report_checkpoint)
+                session.report(metrics, directory if rank == 0 else None)
         else:
-            ray.train.report(metrics)
+            session.report(metrics, None)

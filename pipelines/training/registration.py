@@ -33,12 +33,33 @@ class ExportedModel:
     history: list[dict]
 
 
+def model_card(model, config: TrainJobConfig, dataset: str, manifest: DatasetManifest, best_metrics: dict,
+               state: dict, val_scores: np.ndarray, run_id: str, run: str,
+               training_extra: Optional[dict] = None, tracking: Optional[dict] = None) -> dict:
+    """The card a trained model is registered with: spec, data, run, config, metrics and the anomaly threshold
+    calibrated on the validation rows' scores `val_scores` (refused when any of its numbers is not finite), and
+    where the run is tracked (`tracking`, when it is)."""
+    calibration = calibration_card(val_scores, config.contamination)
+    check_finite_metrics(best_metrics, calibration, f"run {run_id}, epoch {best_metrics['epoch']}")
+    return {
+        "spec": json.loads(model.spec.to_json()),
+        "dataset": {"uri": dataset, "name": manifest.name, "fingerprint": manifest.fingerprint,
+                    "manifest": manifest.model_dump(mode="json")},
+        "training": {"run_id": run_id, "run_uri": run, "best_epoch": int(best_metrics["epoch"]),
+                     "config": config.model_dump(mode="json"), "history": state["history"],
+                     "resumed_at_epochs": state.get("resumed_at", []), **(training_extra or {})},
+        "metrics": {k: best_metrics[k] for k in ("val_neg_elbo", "val_recon_nll", "val_kl", "epoch")},
+        "calibration": calibration,
+        **({"tracking": tracking} if tracking else {}),
+    }
+
+
 def export_model(root: str, config: TrainJobConfig, dataset: str, manifest: DatasetManifest, checkpoint,
                  best_metrics: dict, run_id: str, run: str, progress: Callable[[str], None] = print,
                  training_extra: Optional[dict] = None, latest_checkpoint=None,
                  tracking: Optional[dict] = None) -> ExportedModel:
-    """Calibrate a training checkpoint's anomaly threshold on the validation split (needs Ray) and register it
-    as a new version of `config.name`, with a card naming the data, run, config and metrics.
+    """Calibrate a training checkpoint's anomaly threshold on the validation split and register it as a new
+    version of `config.name`, with a card naming the data, run, config and metrics (`model_card`).
 
     The card's history is the whole run's, read from `latest_checkpoint` when given (the best
     checkpoint knows only the epochs up to itself). `tracking`: where the run is tracked
@@ -53,20 +74,9 @@ def export_model(root: str, config: TrainJobConfig, dataset: str, manifest: Data
             state = load_checkpoint_state(directory)
     progress(f"best epoch {best_metrics['epoch']}: val -ELBO {best_metrics['val_neg_elbo']:.3f}; "
              "calibrating the anomaly threshold on the validation split")
-    calibration = calibration_card(validation_scores(model, dataset, manifest), config.contamination)
-    check_finite_metrics(best_metrics, calibration, f"run {run_id}, epoch {best_metrics['epoch']}")
-    weights, spec_json = model_to_bytes(model)
-    card = {
-        "spec": json.loads(spec_json),
-        "dataset": {"uri": dataset, "name": manifest.name, "fingerprint": manifest.fingerprint,
-                    "manifest": manifest.model_dump(mode="json")},
-        "training": {"run_id": run_id, "run_uri": run, "best_epoch": int(best_metrics["epoch"]),
-                     "config": config.model_dump(mode="json"), "history": state["history"],
-                     "resumed_at_epochs": state.get("resumed_at", []), **(training_extra or {})},
-        "metrics": {k: best_metrics[k] for k in ("val_neg_elbo", "val_recon_nll", "val_kl", "epoch")},
-        "calibration": calibration,
-        **({"tracking": tracking} if tracking else {}),
-    }
+    card = model_card(model, config, dataset, manifest, best_metrics, state,
+                      validation_scores(model, dataset, manifest), run_id, run, training_extra, tracking)
+    weights, _ = model_to_bytes(model)
     return ExportedModel(register_model(root, config.name, weights, card), card, state["history"])
 
 

@@ -92,6 +92,8 @@ class SweepJobConfig(TrainJobConfig):
 
     @model_validator(mode="after")
     def _sweep_fits_training(self):
+        if self.engine == "local":
+            raise ValueError("engine local: a sweep runs its trials on Ray Tune; leave engine out (or auto / ray)")
         if self.checkpoint.every_epochs != 1:
             raise ValueError("checkpoint.every_epochs must be 1 in a sweep, so that the best epoch of the best "
                              "trial has a checkpoint to register")

@@ -25,8 +25,8 @@ from pydantic import Field, field_validator
 
 from pipelines.config import StrictModel
 from pipelines.datasets.features import features_to_table, table_features
-from pipelines.datasets.manifest import DatasetManifest, SplitRule
-from pipelines.datasets.preparation import PrepareConfig, build_arrow_table
+from pipelines.datasets.manifest import DatasetManifest
+from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
 from pipelines.datasets.sources import SourceTable
 from pipelines.training.model_spec import model_spec_for
 from pipelines.training.config import ModelConfig
@@ -144,11 +144,7 @@ def table_manifest(frame: pd.DataFrame, categorical: Sequence[str], config: Synt
                             split={"train": 1 - val, "val": val, "test": 0.0})
     numeric_options = {c: {"transform": config.column_transforms.get(c, config.transform),
                            "zero_inflated": config.zero_inflated} for c in frame.columns if c not in categorical}
-    arrow, fields = build_arrow_table(source, prepare, numeric_options)
-    manifest = DatasetManifest(name="in-memory", kind="tabular", source=source.description, rows=arrow.num_rows,
-                               split=SplitRule(fractions=prepare.split),
-                               arrow_schema={f.name: str(f.type) for f in arrow.schema}, shards=[],
-                               created_at="in-memory", **fields)
+    manifest, arrow = prepare_in_memory(source, prepare, numeric_options)
     return manifest, np.asarray(arrow["split"].to_pylist())
 
 

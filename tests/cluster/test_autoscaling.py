@@ -129,7 +129,8 @@ def test_a_request_that_can_never_be_met_fails_naming_it(cluster, digits_root, r
         import sys
         from pipelines.cli.main import main
         sys.exit(main(["train", "configs/digits.yaml", "--storage", {digits_root!r},
-                       "--set", "scaling.use_gpu=true", "--set", "ray.scale_up_timeout_s=60"]))
+                       "--set", "scaling.use_gpu=true", "--set", "ray.scale_up_timeout_s=60",
+                       "--engine", "ray"]))
     """, timeout_s=120)
     record_property("refusal_s", round(time.monotonic() - started, 1))
     assert job.returncode == 2, job.stdout[-2000:] + job.stderr[-2000:]
@@ -158,7 +159,7 @@ def test_submitted_training_scales_the_cluster_up_from_zero_and_registers_a_mode
                                                                                  record_property):
     watch = cluster.watch()
     code = submit(cluster, "train", "configs/digits.yaml", "--storage", digits_root, "--set", "train.epochs=1",
-                  "--set", "scaling.num_workers=1", "--set", "checkpoint.keep=1")
+                  "--set", "scaling.num_workers=1", "--set", "checkpoint.keep=1", "--set", "engine=ray")
     watch.stop()
 
     out, err = capsys.readouterr()

@@ -43,7 +43,7 @@ def test_training_spread_over_two_nodes_checkpoints_to_s3(two_nodes, s3_store):
     env = {**os.environ, "RAY_ADDRESS": head.gcs_address}
     command = [sys.executable, "-m", "pipelines.cli", "train", "configs/digits.yaml", "--storage", root,
                "--set", "train.epochs=2", "--set", "scaling.num_workers=2",
-               "--set", "scaling.placement_strategy=STRICT_SPREAD"]
+               "--set", "scaling.placement_strategy=STRICT_SPREAD", "--engine", "ray"]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=500)
     assert run.returncode == 0, run.stderr[-3000:]
 

@@ -34,7 +34,7 @@ def test_nightly_job_on_a_cluster_writes_the_days_scores(head, digits_zero_model
     assert main(["promote", digits_zero_model["model"], "--storage", storage]) == 0
     # what the RayJob's ConfigMap provides: the storage root, not credentials
     monkeypatch.setenv("VAEPIPE_STORAGE", storage)
-    code = main(["submit", "nightly", "configs/nightly.yaml", "--date", DATE, "--set", f"model={name}",
+    code = main(["submit", "nightly", "configs/nightly.yaml", "--date", DATE, "--set", f"model={name}", "--set", "engine=ray",
                  "--address", head.dashboard, "--working-dir", str(ROOT)])
     assert code == 0
     version = digits_zero_model["model"].split("@")[1]

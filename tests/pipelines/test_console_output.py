@@ -24,7 +24,8 @@ RAY_INTERNALS = ("Traceback", "core_worker", "RayDeprecationWarning", "Reporting
 @pytest.mark.timeout(1800)
 def test_make_demo_prints_no_ray_internals_and_each_epoch_once(tmp_path):
     env = {name: value for name, value in os.environ.items() if not name.startswith(("RAY_ADDRESS", "AWS_"))}
-    env.update(VAEPIPE_HOME=str(tmp_path / "home"), RAY_AUTH_MODE="disabled")
+    # the demo's jobs on Ray, whose console output is what this checks (engine auto would run them in-process)
+    env.update(VAEPIPE_HOME=str(tmp_path / "home"), RAY_AUTH_MODE="disabled", VAEPIPE_AUTO_LOCAL_MAX_ROWS="0")
     try:
         # what `make demo` runs, its output captured through a pipe: no terminal
         demo = subprocess.run([str(VAEPIPE), "demo"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
@@ -71,7 +72,8 @@ def test_scoring_a_million_rows_without_a_terminal_prints_rows_done_rate_and_eta
     assert not sys.stdout.isatty()
     lines: list[str] = []
     outcome = run_scoring(ScoreJobConfig(model=million_rows["model"], input="big", storage=million_rows["root"],
-                                         compute={"actors": 2, "batch_size": 8192}), progress=lines.append)
+                                         compute={"actors": 2, "batch_size": 8192}, engine="ray"),
+                          progress=lines.append)
 
     assert outcome.rows == 1_000_000
     progress = [line for line in lines if re.fullmatch(r"[\d,]+ / 1,000,000 rows \(\d+ %\)  [\d,]+ rows/s  "

@@ -70,7 +70,7 @@ def kill_live_actors(listed, keep_trying, deadline: float) -> list:
 def test_killed_scoring_actor_is_restarted_and_the_output_is_exact(digits_zero_model, record_property):
     config = ScoreJobConfig(model=digits_zero_model["model"], input=digits_zero_model["dataset"],
                             storage=digits_zero_model["storage"], date="2026-10-01", iw_samples=300,
-                            compute={"actors": 2, "cpus_per_actor": 0.25, "batch_size": 32})
+                            compute={"actors": 2, "cpus_per_actor": 0.25, "batch_size": 32}, engine="ray")
     outcome: dict = {}
 
     def score() -> None:
@@ -117,7 +117,8 @@ def test_two_scoring_jobs_for_the_same_date_at_once_leave_one_complete_output(di
                                                                               record_property):
     command = [sys.executable, "-m", "pipelines.cli", "score", "--model", digits_zero_model["model"],
                "--input", digits_zero_model["dataset"], "--split", "test", "--storage", digits_zero_model["storage"],
-               "--date", "2026-10-02", "--actors", "1", "--cpus-per-actor", "0.25", "--batch-size", "64"]
+               "--date", "2026-10-02", "--actors", "1", "--cpus-per-actor", "0.25", "--batch-size", "64",
+               "--engine", "ray"]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}  # RAY_ADDRESS: both join the session's cluster
     jobs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]

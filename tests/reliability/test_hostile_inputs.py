@@ -397,7 +397,8 @@ def test_when_the_store_dies_mid_score_the_error_names_the_cause(digits_zero_mod
         env.update(AWS_ENDPOINT_URL=proxy.endpoint, VAEPIPE_S3_MAX_ATTEMPTS="2", PYTHONPATH=os.getcwd())
         job = subprocess.run([sys.executable, "-m", "pipelines.cli", "score", "--model", model["model"], "--input",
                               model["dataset"], "--storage", model["storage"], "--date", "2026-10-17",
-                              "--set", "ray.num_cpus=4"], env=env, capture_output=True, text=True, timeout=360)
+                              "--set", "ray.num_cpus=4", "--engine", "ray"], env=env, capture_output=True, text=True,
+                             timeout=360)
     last = job.stderr.strip().splitlines()[-1] if job.stderr.strip() else ""
     assert job.returncode == 2, job.stderr[-3000:]
     assert last.startswith("error: cannot write") and "scores/" in last and "_LEASE" not in last, last

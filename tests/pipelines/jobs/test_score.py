@@ -120,7 +120,8 @@ def test_killed_scoring_job_rerun_gives_exact_output_and_one_success(digits_zero
     # iw_samples makes each part slow enough that the kill lands mid-way
     command = [sys.executable, "-m", "pipelines.cli", "score", "--model", digits_zero_model["model"],
                "--input", "digits", "--storage", digits_zero_model["storage"], "--date", "2026-11-02",
-               "--iw-samples", "3000", "--batch-size", "64", "--cpus-per-actor", "0.25"]
+               "--iw-samples", "3000", "--batch-size", "64", "--cpus-per-actor", "0.25",
+               "--engine", "ray"]  # the Ray job (and its local Ray) is what gets killed: never auto's local
     job = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:

@@ -38,7 +38,8 @@ def _config(root: str, **overrides) -> TrainJobConfig:
     data = {"name": "digits", "dataset": "digits", "storage": root,
             "model": {"latent_dim": 8, "hidden": [16, 32]},
             "train": {"epochs": 4, "batch_size": 64, "lr": 0.003, "kl_warmup_epochs": 0},
-            "scaling": {"num_workers": 2, "cpus_per_worker": 0.5}}
+            "scaling": {"num_workers": 2, "cpus_per_worker": 0.5},
+            "engine": "ray"}  # Ray Train is the point here (workers killed, DDP, checkpoints): never auto's local
     for key, value in overrides.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return TrainJobConfig.model_validate(data)

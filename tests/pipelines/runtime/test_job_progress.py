@@ -33,3 +33,16 @@ def test_an_epoch_line_has_the_losses_the_rate_and_the_eta():
     assert epoch_line({**metrics, "epoch": 15}, 15, eta_s=0).endswith("samples/s")
     assert epoch_line({"epoch": 4, "diverged_because": "train_loss became NaN/inf"}, 15, None) == \
         "epoch 4/15: training diverged: train_loss became NaN/inf"
+
+
+def test_a_local_jobs_batches_pass_through_with_the_same_progress_lines():
+    import io
+
+    from pipelines.runtime.job_progress import counted_batches
+
+    lines: list[str] = []
+    batches = [{"row_id": list(range(n))} for n in (300, 300, 400)]
+    assert list(counted_batches(iter(batches), 1_000, lines.append, stream=io.StringIO())) == batches
+    # a line every 10 % at least: each batch here is more than that
+    assert [line.split(" rows")[0] for line in lines] == ["300 / 1,000", "600 / 1,000", "1,000 / 1,000"]
+    assert lines[-1].startswith("1,000 / 1,000 rows (100 %)") and " in " in lines[-1]

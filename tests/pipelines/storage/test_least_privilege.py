@@ -104,9 +104,16 @@ def test_an_identity_without_the_bucket_grant_is_told_it_is_not_authorized(restr
 # --- the jobs end to end -----------------------------------------------------------------------
 
 
+# the verbs that run on Ray: pinned to it (engine auto would run these small jobs in one process), since what is
+# checked is that Ray's workers, not only the driver, get by with the jobs identity's grants
+RAY_VERBS = ("train", "score", "nightly", "generate", "embed")
+
+
 def vaepipe(store, identity, *args: str) -> subprocess.CompletedProcess:
-    """`vaepipe ARGS --storage ROOT` in a subprocess acting as `identity`, with a local Ray of its own."""
-    command = [sys.executable, "-m", "pipelines.cli", *args, "--storage", store.storage_root]
+    """`vaepipe ARGS --storage ROOT` in a subprocess acting as `identity`, with a local Ray of its own (engine ray
+    for the verbs that run on it)."""
+    engine = ["--engine", "ray"] if args[0] in RAY_VERBS else []
+    command = [sys.executable, "-m", "pipelines.cli", *args, *engine, "--storage", store.storage_root]
     return subprocess.run(command, cwd=REPO, env=store.process_env(identity, PYTHONPATH=str(REPO)),
                           capture_output=True, text=True, timeout=420)
 

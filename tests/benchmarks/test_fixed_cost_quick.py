@@ -1,0 +1,36 @@
+"""benchmarks/fixed_cost.py --quick runs end to end: local, cold-Ray and warm-Ray times for train and score, the
+crossover lines and the threshold auto uses (no speed asserted: that is the benchmark's to report)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+
+def test_quick_fixed_cost_prints_every_job_on_every_engine_and_the_crossover(tmp_path):
+    # its own embedded store and Rays: nothing of the test session's
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "AWS_"))}
+    env.update(PYTHONPATH=str(ROOT), VAEPIPE_HOME=str(tmp_path / "home"))
+    run = subprocess.run([sys.executable, "benchmarks/fixed_cost.py", "--quick"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=1440)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| job "))
+    assert [cell.strip() for cell in lines[header].strip("|").split("|")] == [
+        "job", "local", "ray cold", "ray warm", "auto picks"]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[header + 2:header + 5]]
+    assert [row[0] for row in rows] == ["train digits, 3 epochs", "score 2,000 rows", "score 20,000 rows"]
+    for row in rows:
+        assert all(re.fullmatch(r"\d+\.\d", cell) and float(cell) > 0 for cell in row[1:4]), row
+        assert row[4] in ("local", "ray")
+    assert re.search(r"^crossover against ray cold: ", run.stdout, re.MULTILINE)
+    assert re.search(r"^crossover against ray warm: ", run.stdout, re.MULTILINE)
+    assert "MEASURED_CROSSOVER_ROWS" in run.stdout

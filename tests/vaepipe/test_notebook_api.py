@@ -1,0 +1,114 @@
+"""The notebook API (`vaepipe.VAEDetector`, `VAESynthesizer`) against the CLI: a model fitted in a notebook,
+saved into a storage root, is scored by `vaepipe score` to the same numbers, and loads back the same; samples
+keep the fitted frame's schema. All in this process (engine local): no Ray."""
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+from pipelines.cli.main import main
+from pipelines.datasets.sources import load_builtin
+from pipelines.storage.objects import resolve
+from vaepipe import NotFittedError, VAEDetector, VAESynthesizer
+
+DATE = "2026-12-01"
+
+
+def breast_cancer_frame() -> tuple[pd.DataFrame, np.ndarray]:
+    """scikit-learn's breast cancer table as a user has it (the built-in sample's columns, row i = row id i) and
+    whether each row is benign (the normal class)."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    return data.data.rename(columns=lambda name: name.replace(" ", "_")), data.target.to_numpy() == 1
+
+
+def read_parts(prefix: str) -> pd.DataFrame:
+    """The Parquet parts of a committed output (pyarrow skips `_SUCCESS` and `_summary.json`)."""
+    location = resolve(prefix)
+    return ds.dataset(location.path, format="parquet", filesystem=location.filesystem).to_table().to_pandas()
+
+
+@pytest.fixture(scope="module")
+def saved_detector(s3_store) -> dict:
+    """A detector fitted on the benign rows (3 epochs), saved into a storage root on the S3 server, and
+    `vaepipe score` of the built-in breast_cancer dataset (every row) with that saved model."""
+    root = f"s3://{s3_store.bucket}/notebook-{uuid.uuid4().hex[:8]}"
+    frame, benign = breast_cancer_frame()
+    detector = VAEDetector(epochs=3, seed=0, contamination=0.05, engine="local").fit(frame[benign])
+    reference = detector.save(root)
+    assert main(["prepare", "breast_cancer", "--storage", root]) == 0
+    assert main(["score", "--model", reference, "--input", "breast_cancer", "--storage", root, "--date", DATE,
+                 "--engine", "local"]) == 0
+    name, version = reference.split("@")
+    scores = read_parts(f"{root}/scores/{name}-v{version}/breast_cancer/{DATE}")
+    scores.index = scores["row_id"].astype(int)
+    return {"root": root, "reference": reference, "detector": detector, "frame": frame, "benign": benign,
+            "scores": scores.sort_index()}
+
+
+def test_decision_scores_equal_what_vaepipe_score_writes_for_the_saved_model(saved_detector):
+    detector, frame, benign, scores = (saved_detector[key] for key in ("detector", "frame", "benign", "scores"))
+    assert len(scores) == len(frame) == 569
+    # decision_scores_: the fitted (benign) rows' scores, as `vaepipe score` scored the same rows
+    np.testing.assert_allclose(detector.decision_scores_, scores["anomaly_score"].to_numpy()[benign],
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(detector.decision_function(frame), scores["anomaly_score"].to_numpy(),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(detector.predict(frame), scores["is_anomaly"].to_numpy().astype(int))
+    np.testing.assert_allclose(detector.predict_proba(frame)[:, 1], scores["percentile"].to_numpy() / 100,
+                               atol=1e-6)
+    np.testing.assert_array_equal(detector.labels_, (detector.decision_scores_ > detector.threshold_).astype(int))
+    # the threshold is the card's: the 95th percentile of the held-out validation rows' scores
+    assert 0 < detector.labels_.mean() < 0.5
+    # and the model tells the classes apart: malignant rows score higher than benign ones
+    assert scores["anomaly_score"][~benign].median() > scores["anomaly_score"][benign].median()
+
+
+def test_a_saved_model_loads_back_by_reference_and_by_folder_with_the_same_numbers(saved_detector):
+    detector, frame, root, reference = (saved_detector[key] for key in ("detector", "frame", "root", "reference"))
+    name, version = reference.split("@")
+    for loaded in (VAEDetector.load(reference, storage=root), VAEDetector.load(f"{root}/models/{name}/{version}")):
+        assert loaded.reference_ == reference
+        assert loaded.threshold_ == pytest.approx(detector.threshold_)
+        assert loaded.card_["metrics"] == detector.card_["metrics"]
+        np.testing.assert_array_equal(loaded.decision_function(frame), detector.decision_function(frame))
+        np.testing.assert_array_equal(loaded.transform(frame), detector.transform(frame))
+
+
+def test_embeddings_are_the_latent_means_per_row(saved_detector):
+    detector, frame = saved_detector["detector"], saved_detector["frame"]
+    latent = detector.transform(frame)
+    assert latent.shape == (len(frame), detector.card_["spec"]["latent_dim"]) and np.isfinite(latent).all()
+    np.testing.assert_allclose(detector.transform(frame.iloc[:7]), latent[:7], rtol=1e-5, atol=1e-6)
+
+
+def test_an_unfitted_model_says_to_fit_it_first():
+    with pytest.raises(NotFittedError, match=r"not fitted: call fit\(X\)"):
+        VAEDetector().decision_function(np.zeros((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def fair_frame() -> pd.DataFrame:
+    """The built-in `fair` table with a pandas category column, an int64 column, str columns and floats."""
+    frame = load_builtin("fair").table.copy()
+    frame["religious"] = pd.Categorical(frame["religious"], categories=sorted(set(frame["religious"])))
+    frame["children"] = frame["children"].round().astype("int64")
+    return frame
+
+
+def test_sample_returns_the_fitted_frames_columns_dtypes_and_levels(fair_frame):
+    synthesizer = VAESynthesizer(epochs=2, seed=0, engine="local").fit(fair_frame)
+    rows = synthesizer.sample(300, seed=1)
+
+    assert list(rows.columns) == list(fair_frame.columns) and len(rows) == 300
+    assert rows.dtypes.to_dict() == fair_frame.dtypes.to_dict()
+    assert list(rows["religious"].cat.categories) == list(fair_frame["religious"].cat.categories)
+    for column in ("rate_marriage", "educ", "occupation", "occupation_husb"):
+        assert set(rows[column]) <= set(fair_frame[column]), column
+    pd.testing.assert_frame_equal(synthesizer.sample(300, seed=1), rows)  # a seed gives the same rows
+    assert not synthesizer.sample(300, seed=2).equals(rows)
