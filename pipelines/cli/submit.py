@@ -7,8 +7,8 @@ import sys
 from pipelines.cli.console import result
 from pipelines.jobs.submit import STORAGE_ENV_VARS
 
-# Commands that act on this machine (a local store, a local demo), not jobs for a cluster.
-NOT_SUBMITTABLE = ("submit", "storage", "demo")
+# Commands that act on this machine (its store, its local Ray, the demo) or only list the registry: not cluster jobs.
+NOT_SUBMITTABLE = ("submit", "storage", "demo", "ray", "models")
 
 
 def _add_submit_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
