@@ -2,8 +2,13 @@
 registered as Ray Train's would be, one line per epoch; a run resumes on the engine that wrote it. No Ray."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import uuid
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,6 +19,8 @@ from pipelines.storage.layout import local_checkpoint_epoch, run_uri
 from pipelines.storage.objects import list_files
 from pipelines.storage.registry import load_registered
 from pipelines.training.config import TrainJobConfig
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +37,33 @@ def config(root: str, engine: str = "auto", epochs: int = 3) -> TrainJobConfig:
         "checkpoint": {"every_epochs": 1, "keep": 2}})
 
 
-def test_auto_trains_digits_in_this_process_and_registers_the_best_epoch(digits_root):
-    lines: list[str] = []
-    outcome = run_training(config(digits_root), progress=lines.append)
+# What the first test runs in a fresh process: `auto` must see no Ray, and the test session's own Ray is
+# connected in-process (and named by RAY_ADDRESS), which makes `auto` pick Ray, as it should for a cluster.
+AUTO_TRAINING = """
+import json, sys
+from pipelines.jobs.train import run_training
+from pipelines.training.config import TrainJobConfig
 
-    ray = sys.modules.get("ray")  # another test may have imported it; none may start it
-    assert outcome.engine == "local" and (ray is None or not ray.is_initialized())
+lines = []
+outcome = run_training(TrainJobConfig.model_validate(json.loads(sys.argv[1])), progress=lines.append)
+ray = sys.modules.get("ray")
+print("OUTCOME " + json.dumps({"engine": outcome.engine, "model": outcome.model, "best_epoch": outcome.best_epoch,
+                               "run_uri": outcome.run_uri, "lines": lines,
+                               "ray_started": bool(ray is not None and ray.is_initialized())}))
+"""
+
+
+def test_auto_trains_digits_in_this_process_and_registers_the_best_epoch(digits_root):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env["PYTHONPATH"] = str(ROOT)
+    run = subprocess.run([sys.executable, "-c", AUTO_TRAINING, config(digits_root).model_dump_json()], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (result,) = [json.loads(line.removeprefix("OUTCOME ")) for line in run.stdout.splitlines()
+                 if line.startswith("OUTCOME ")]
+    outcome, lines = SimpleNamespace(**result), result["lines"]
+
+    assert outcome.engine == "local" and not outcome.ray_started
     assert any(line.startswith("engine: local (auto: ") for line in lines), lines
     epochs = [line.split()[1] for line in lines if line.startswith("epoch ")]
     assert epochs == ["1/3", "2/3", "3/3"], lines  # each once, in order, with the figures
