@@ -1,6 +1,8 @@
 """`engine: auto | ray | local`: which engine a job runs on, and the line that says why."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from pipelines.runtime.engine import (ENV_AUTO_LOCAL_MAX_ROWS, MEASURED_CROSSOVER_ROWS, EngineError,
@@ -13,6 +15,11 @@ def no_cluster(monkeypatch, tmp_path):
     for name in ("RAY_ADDRESS", ENV_AUTO_LOCAL_MAX_ROWS):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("VAEPIPE_HOME", str(tmp_path))
+    # In `make test` the session's own Ray is connected in this process (tests/conftest.py `ray_cluster`),
+    # which `auto` rightly reads as a cluster; these tests are about a process that is not connected.
+    ray = sys.modules.get("ray")
+    if ray is not None:
+        monkeypatch.setattr(ray, "is_initialized", lambda: False)
 
 
 def test_auto_runs_small_jobs_locally_and_says_why():
@@ -57,3 +64,10 @@ def test_asked_for_engines_are_kept_and_local_is_refused_when_the_job_cannot_run
     with pytest.raises(EngineError, match="engine local cannot run this job: the training rows do not fit"):
         choose_engine("local", 10, local_blocker=blocker)
     assert choose_engine("auto", 10, local_blocker=blocker).line == f"engine: ray (auto: {blocker})"
+
+
+def test_auto_takes_ray_in_a_process_already_connected_to_one(monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # as in a notebook after ray.init()
+    choice = choose_engine("auto", 10)
+    assert choice.engine == "ray" and "this process is connected to a Ray cluster" in choice.line
