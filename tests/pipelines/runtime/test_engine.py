@@ -67,7 +67,7 @@ def test_asked_for_engines_are_kept_and_local_is_refused_when_the_job_cannot_run
 
 
 def test_auto_takes_ray_in_a_process_already_connected_to_one(monkeypatch):
-    ray = pytest.importorskip("ray")
+    import ray
     monkeypatch.setattr(ray, "is_initialized", lambda: True)  # as in a notebook after ray.init()
     choice = choose_engine("auto", 10)
     assert choice.engine == "ray" and "this process is connected to a Ray cluster" in choice.line
