@@ -9,9 +9,13 @@ warnings known to be harmless are dropped (`HARMLESS`). `--verbose` leaves Ray a
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pipelines.runtime import ray_private
 
@@ -26,6 +30,9 @@ HARMLESS = (
     r"Started a local Ray instance",
 )
 _HARMLESS = re.compile("|".join(HARMLESS))
+# Ray's C++ core says it at INFO on the driver's stderr when it reads RAY_BACKEND_LOG_LEVEL, before it
+# applies that level: the one line a quiet job cannot silence through Ray's settings
+LEVEL_NOTICE = re.compile(r"logging\.cc:\d+\W+Set ray log level from environment variable")
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune")
 
 _verbose = False
@@ -62,6 +69,38 @@ def init_options() -> dict:
     """`ray.init` arguments for this verbosity: workers' output forwarded and Ray's driver logs at INFO only
     when verbose."""
     return {"log_to_driver": _verbose, "logging_level": logging.INFO if _verbose else logging.WARNING}
+
+
+@contextmanager
+def connecting() -> Iterator[None]:
+    """Around `ray.init` on the driver: the process's stderr (file descriptor 2, where Ray's C++ core writes)
+    passes through a pipe that drops `LEVEL_NOTICE` and forwards every other line as it comes. Ray's own
+    processes started meanwhile write to their log files, not to the inherited descriptor. A no-op when
+    verbose."""
+    if _verbose:
+        yield
+        return
+    sys.stderr.flush()
+    console = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    forwarder = threading.Thread(target=_forward_lines, args=(read_end, console), name="vaepipe-stderr",
+                                 daemon=True)
+    forwarder.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(console, 2)  # closes this process's last write end of the pipe: the forwarder sees its end
+        forwarder.join(timeout=2)
+
+
+def _forward_lines(read_end: int, console: int) -> None:
+    with os.fdopen(read_end, "rb") as lines, os.fdopen(console, "wb", buffering=0) as out:
+        for line in lines:
+            if not LEVEL_NOTICE.search(line.decode(errors="replace")):
+                out.write(line)
 
 
 def quiet_driver() -> None:

@@ -121,7 +121,8 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
     saved = {name: os.environ.get(name) for name in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
     os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))
     try:
-        ray.init(address="local", num_cpus=num_cpus, **init_kwargs)
+        with ray_console.connecting():
+            ray.init(address="local", num_cpus=num_cpus, **init_kwargs)
         remember_started_here(ray.get_runtime_context().gcs_address)  # fixed in size: cluster_capacity
         if daemon_priority == "idle":
             idle_priority_for_daemons(ray_private.local_node())
@@ -155,7 +156,8 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None)
     # a cluster named by the config or the environment, else the warm local Ray of `vaepipe ray up`
     address = config.address or os.environ.get("RAY_ADDRESS") or warm_ray_address()
     if address:
-        ray.init(address=address, **ray_console.init_options())
+        with ray_console.connecting():
+            ray.init(address=address, **ray_console.init_options())
         try:
             configure_data_context()
             yield

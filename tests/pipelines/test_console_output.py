@@ -17,7 +17,7 @@ import pytest
 VAEPIPE = Path(sys.executable).with_name("vaepipe")
 # what people new to Ray read as failures (issue 23)
 RAY_INTERNALS = ("Traceback", "core_worker", "RayDeprecationWarning", "Reporting training result", "(raylet)",
-                 "Progress bars disabled", "Failed to kill actor")
+                 "Progress bars disabled", "Failed to kill actor", "logging.cc")
 
 
 @pytest.mark.slow
