@@ -15,14 +15,21 @@ def sample_prior(model: VAE, n: int, temperature: float = 1.0, generator: torch.
     from `generator`, so a seeded generator gives the same output every time.
     Temperature < 1 trades diversity for typical-looking samples; 0 decodes z=0.
     """
+    device = next(model.parameters()).device
+    z = temperature * seeded_noise(torch.randn, (n, model.spec.latent_dim), device, generator)
+    return decode_latents(model, z, generator, mode)
+
+
+def decode_latents(model: VAE, z: torch.Tensor, generator: torch.Generator | None = None,
+                   mode: str = "mean") -> torch.Tensor:
+    """Inputs [n, *input_shape] decoded from given latents z [n, latent_dim] (from the prior, a mixture fitted
+    to the aggregate posterior, or embeddings); `mode` as in `sample_prior`."""
     if mode not in ("mean", "sample"):
         raise ValueError(f"mode must be 'mean' or 'sample'; got {mode!r}")
-    device = next(model.parameters()).device
     with model.inference():
-        z = temperature * seeded_noise(torch.randn, (n, model.spec.latent_dim), device, generator)
-        params = model.decode(z)
+        params = model.decode(z.to(next(model.parameters()).device))
         x = model.likelihood.mean(params) if mode == "mean" else model.likelihood.sample(params, generator)
-    return x.reshape(n, *model.spec.input_shape)
+    return x.reshape(len(z), *model.spec.input_shape)
 
 
 def encode(model: VAE, x: torch.Tensor) -> Posterior:

@@ -159,8 +159,9 @@ def user_error_in(err: BaseException) -> Optional[UserError]:
     return None
 
 
-def read_attempt_parts(commit, columns: Optional[list[str]] = None) -> pa.Table:
-    """This attempt's recorded Parquet parts as one table, before the commit: what a summary is computed from."""
+def read_attempt_parts(commit, columns: Optional[list[str]] = None, limit: Optional[int] = None) -> pa.Table:
+    """This attempt's recorded Parquet parts as one table, before the commit: what a summary is computed from.
+    With `limit`, the first `limit` rows in part order (parts after those are not read)."""
     import pyarrow.parquet as pq
 
     from pipelines.storage.objects import resolve
@@ -169,5 +170,11 @@ def read_attempt_parts(commit, columns: Optional[list[str]] = None) -> pa.Table:
     paths = [resolve(uri).path for uri in commit.recorded_uris if uri.endswith(".parquet")]
     if not paths:
         return pa.table({name: pa.array([], type=pa.float64()) for name in columns or ()})
-    return pa.concat_tables([pq.read_table(path, columns=columns, filesystem=location.filesystem)
-                             for path in paths])
+    tables, rows = [], 0
+    for path in paths:
+        if limit is not None and rows >= limit:
+            break
+        tables.append(pq.read_table(path, columns=columns, filesystem=location.filesystem))
+        rows += tables[-1].num_rows
+    table = pa.concat_tables(tables)
+    return table if limit is None else table.slice(0, limit)

@@ -4,29 +4,39 @@ from __future__ import annotations
 import argparse
 
 from pipelines.cli.batch_command import add_batch_flags, build_batch_config, run_batch_command
+from pipelines.cli.console import result
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from pipelines.jobs.generate import GenerateJobConfig, run_generation
+    from pipelines.jobs.generate import GenerateJobConfig, copy_samples_out, run_generation, samples_prefix
     from pipelines.reports.samples import build_samples_report
     from pipelines.storage.embedded_server import apply_store_env
 
     apply_store_env()
     config = build_batch_config(GenerateJobConfig, {
         "model": args.model, "num_samples": args.num_samples, "temperature": args.temperature, "seed": args.seed,
-        "run": args.run, "output": args.output}, args)
-    return run_batch_command(run_generation, config, report=build_samples_report, done=lambda outcome: (
+        "run": args.run, "output": args.output, "sampler": args.sampler, "with_ids": args.with_ids or None}, args)
+    status = run_batch_command(run_generation, config, report=build_samples_report, done=lambda outcome: (
         f"generated {outcome.rows} rows with {outcome.model} in {outcome.seconds:.1f} s"))
+    if status == 0 and args.local_dir:
+        result(f"  copied to {copy_samples_out(samples_prefix(config), args.local_dir, args.local_format)}")
+    return status
 
 
 def register(commands) -> None:
     generate = commands.add_parser(
-        "generate", help="sample new rows from a model's prior, in the dataset's original schema",
-        description="Draw z from the prior (scaled by --temperature), decode, and map back to the training "
-                    "dataset's schema: tables keep their column names, dtypes, value ranges and categorical "
-                    "levels; images are uint8 arrays plus a PNG grid (samples.png). The same --seed gives the "
-                    "same rows. Writes samples/<model>-v<version>/<run>/ (Parquet parts, _SUCCESS).",
+        "generate", help="sample new rows from a model, in the dataset's original schema",
+        description="Draw z (from a Gaussian mixture fitted to the training rows' latents for tables, from the "
+                    "N(0, I) prior for images; --sampler), decode, and map back to the training dataset's schema: "
+                    "tables have exactly the source's columns, in its order, with its dtypes, value ranges and "
+                    "categorical levels; images are uint8 arrays plus a PNG grid (samples.png). The same --seed "
+                    "gives the same rows. Writes samples/<model>-v<version>/<run>/ (Parquet parts, "
+                    "_summary.json, _SUCCESS). For tables the summary and the report score the rows against the "
+                    "dataset's test split as SDMetrics' QualityReport does (column shapes, column-pair trends, "
+                    "overall) and give DCR: the share of rows closer to a training row than to a test row "
+                    "(near 0.5: no sign of copied rows).",
         epilog="Examples:\n  vaepipe generate --model fair@latest --num-samples 100000 --seed 7\n"
+               "  vaepipe generate --model fair@latest --num-samples 5000 --local-dir out --local-format csv\n"
                "  vaepipe generate --model models/digits@3 --num-samples 64 --temperature 0.8\n"
                "  vaepipe generate --model digits@PROMOTED --num-samples 1000000 --actors 4 --run big",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,7 +44,17 @@ def register(commands) -> None:
     generate.add_argument("--num-samples", type=int, required=True, help="rows to generate")
     generate.add_argument("--temperature", type=float, help="prior scale (default 1.0; 0.8 for typical rows)")
     generate.add_argument("--seed", type=int, help="random seed (default 0)")
-    generate.add_argument("--run", help="output folder name (default seed<S>-n<N>-t<T>)")
+    generate.add_argument("--sampler", choices=["auto", "prior", "gmm"],
+                          help="where z comes from: gmm (a 10-component Gaussian mixture fitted to the posterior "
+                               "means of up to 20,000 training rows), prior (N(0, I)), auto (default: gmm for "
+                               "tables, prior for images)")
+    generate.add_argument("--with-ids", action="store_true",
+                          help="add a sample_id column numbering the rows (default: the source's columns only)")
+    generate.add_argument("--run", help="output folder name (default <sampler>-seed<S>-n<N>-t<T>)")
     generate.add_argument("--output", help="output root folder or URI (default samples)")
+    generate.add_argument("--local-dir", metavar="DIR",
+                          help="also copy the committed rows to DIR/<run>.parquet (or .csv) on this machine")
+    generate.add_argument("--local-format", choices=["parquet", "csv"], default="parquet",
+                          help="file format of --local-dir (default parquet; csv for tables only)")
     add_batch_flags(generate)
     generate.set_defaults(handler=cmd_generate)

@@ -17,6 +17,27 @@ def _shape(text: str) -> tuple[int, int, int]:
     return tuple(int(p) for p in parts)  # type: ignore[return-value]
 
 
+def _split(text: str) -> dict[str, float]:
+    try:
+        pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+        return {key.strip(): float(value) for key, value in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--split takes train=F,val=F,test=F (e.g. train=0.9,val=0.1,test=0), "
+                                         f"got {text!r}") from None
+
+
+def _transforms(given: list[str] | None) -> dict:
+    """--transform KIND (every numeric column) and --transform COLUMN=KIND (one column), repeatable."""
+    fields: dict = {}
+    for item in given or ():
+        column, _, kind = item.rpartition("=")
+        if column:
+            fields.setdefault("column_transforms", {})[column] = kind
+        else:
+            fields["transform"] = kind
+    return fields
+
+
 def prepare_config_from_args(args: argparse.Namespace):
     from pipelines.config import build_config, load_yaml
     from pipelines.jobs.prepare import PrepareConfig
@@ -27,9 +48,13 @@ def prepare_config_from_args(args: argparse.Namespace):
         "columns": _csv_list(args.columns), "categorical": _csv_list(args.categorical),
         "numeric": _csv_list(args.numeric), "id_column": args.id_column, "label_column": args.label_column,
         "image_shape": args.image_shape, "impute": args.impute, "overwrite": args.overwrite or None,
-        "follow_symlinks": args.follow_symlinks or None, "rows": args.rows, "seed": args.seed,
+        "follow_symlinks": args.follow_symlinks or None, "rows": args.rows, "seed": args.seed, "split": args.split,
     }
     data.update({key: value for key, value in flags.items() if value is not None})
+    transforms = _transforms(args.transform)
+    data.update({**transforms, "column_transforms": {**data.get("column_transforms", {}),
+                                                     **transforms.get("column_transforms", {})}}
+                if transforms else {})
     if "name" not in data and "source" in data:
         data["name"] = data["source"].removeprefix("builtin:")
     return build_config(PrepareConfig, data, args.set or (), source=args.config or "command line")
@@ -53,10 +78,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def register(commands) -> None:
     prepare = commands.add_parser(
         "prepare", help="turn a source into sharded Parquet + manifest on storage",
-        description="Read a source, check it, split rows into train/val/test by a hash of their id, compute "
-                    "preprocessing statistics on train, and write datasets/<name>/part-*.parquet + _manifest.json.",
+        description="Read a source, check it, split rows into train/val/test by a hash of their id (80/10/10 "
+                    "unless --split: train fits the model, val picks its best checkpoint and calibrates the "
+                    "anomaly threshold, test is what reports and generate's quality figures compare with), "
+                    "compute preprocessing statistics on train, and write datasets/<name>/part-*.parquet + "
+                    "_manifest.json.",
         epilog="Examples:\n  vaepipe prepare digits\n  vaepipe prepare mnist5k --rows-per-shard 1000\n"
                "  vaepipe prepare data/customers.csv --name customers --id-column customer_id --categorical plan,region\n"
+               "  vaepipe prepare data/claims.csv --name claims --split train=0.9,val=0.1,test=0 --transform amount=quantile\n"
                "  vaepipe prepare photos/ --name photos --image-shape 3,32,32\n"
                "  vaepipe prepare shapes --rows 200000 --seed 1          # images with known factors, for "
                "`vaepipe interpret`\n"
@@ -76,6 +105,12 @@ def register(commands) -> None:
     prepare.add_argument("--id-column", help="column with a unique row id (default: row number)")
     prepare.add_argument("--label-column", help="column kept as a label, not a feature")
     prepare.add_argument("--image-shape", type=_shape, help="C,H,W to convert and resize images to (C = 1 or 3)")
+    prepare.add_argument("--split", type=_split, metavar="train=F,val=F,test=F",
+                         help="share of rows in each split (default train=0.8,val=0.1,test=0.1; the shares sum to 1)")
+    prepare.add_argument("--transform", action="append", metavar="[COLUMN=]KIND",
+                         help="how numeric columns are modelled, KIND one of auto (default: log1p for skewed "
+                              "non-negative columns), identity, log1p, quantile (any shape, outliers bounded; "
+                              "the best for synthesis); COLUMN=KIND for one column (repeatable)")
     prepare.add_argument("--impute", choices=["error", "mean", "median", "drop"],
                          help="what to do with NaN/inf and missing values (default: error)")
     prepare.add_argument("--follow-symlinks", action="store_true",

@@ -26,6 +26,7 @@ from pipelines.datasets.sources import (
 from pipelines.naming import validate_name
 
 MISSING_LEVEL = "__missing__"
+NumericTransform = Literal["auto", "identity", "log1p", "quantile"]
 
 
 class PrepareConfig(StrictModel):
@@ -40,7 +41,16 @@ class PrepareConfig(StrictModel):
                                                         "gives the same rows")
     storage: Optional[str] = Field(None, description="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
     rows_per_shard: Optional[int] = Field(None, gt=0, description="rows per Parquet shard (default: about 8 shards)")
-    split: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    split: dict[str, float] = Field(
+        default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1},
+        description="share of rows in each split, assigned by a hash of the row id; val picks the best checkpoint "
+                    "and calibrates the anomaly threshold, test is scored by reports and generate's quality figures")
+    transform: NumericTransform = Field(
+        "auto", description="how numeric columns are modelled: auto (log1p for skewed non-negative columns, "
+                            "[is-nonzero, value] pairs for mostly-zero ones, else identity), identity, log1p, or "
+                            "quantile (Φ⁻¹ of the train split's empirical CDF: any shape, outliers bounded)")
+    column_transforms: dict[str, NumericTransform] = Field(
+        default_factory=dict, description="per-column override of transform, e.g. {income: quantile}")
     columns: Optional[list[str]] = Field(None, description="feature columns to keep (tabular; default all)")
     categorical: list[str] = Field(default_factory=list, description="columns to treat as categorical")
     numeric: list[str] = Field(default_factory=list, description="columns that must be numeric")
@@ -353,6 +363,13 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig,
         fields["image"] = ImageSpec(shape=tuple(int(s) for s in images.shape[1:]))
     else:
         numeric, categorical = column_roles(source.table, config)
+        not_numeric = [c for c in config.column_transforms if c not in numeric]
+        if not_numeric:
+            raise SourceError(f"{source.description}: column_transforms names {not_numeric}, which "
+                              f"{'is' if len(not_numeric) == 1 else 'are'} not numeric feature column(s) "
+                              f"(numeric: {numeric})")
+        if not numeric_options:
+            numeric_options = {c: {"transform": config.column_transforms.get(c, config.transform)} for c in numeric}
         table, keep = clean_tabular(source, numeric, categorical, splits, config.impute)
         train = (splits == "train") & keep
         if not train.any():

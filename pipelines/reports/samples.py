@@ -117,6 +117,18 @@ def build_samples_report(root: str, prefix: str) -> Report:
     facts = {"samples": prefix, "model": model.reference, "rows": f"{success['rows']:,}",
              "seed": str(success.get("seed")), "temperature": str(success.get("temperature")),
              "compared with": f"train split of {model.card['dataset']['uri']}"}
+    summary = success.get("summary") or {}
+    if summary.get("sampler"):
+        facts["sampler"] = summary["sampler"] + (f" ({summary['mixture_components']} components)"
+                                                 if summary.get("mixture_components") else "")
+    quality = summary.get("quality")
+    if quality:
+        facts["quality (SDMetrics)"] = (f"overall {quality['overall']:.3f}: column shapes "
+                                        f"{quality['column_shapes']:.3f}, column-pair trends "
+                                        f"{quality['column_pair_trends']:.3f} (against the "
+                                        f"{quality['compared_with']})")
+        facts["DCR closer to training"] = (f"{quality['dcr_closer_to_training']:.3f} of rows (about 0.5: no sign "
+                                           "of copied training rows)")
     if manifest.kind == "image":
         n = GRID_IMAGES
         real = images(manifest, real_rows)[:n]

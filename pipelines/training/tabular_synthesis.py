@@ -34,6 +34,7 @@ from vae_core import VAE
 from vae_core.noise import seeded_noise
 
 Transform = Literal["auto", "identity", "log1p", "quantile"]
+GMM_COMPONENTS = 10
 
 
 class SynthesisConfig(StrictModel):
@@ -61,7 +62,7 @@ class SynthesisConfig(StrictModel):
     sampler: Literal["prior", "gmm"] = Field(
         "gmm", description="where sampled z come from: the N(0, I) prior, or a Gaussian mixture fitted to the "
                            "training rows' posterior means (the aggregate posterior; pythae's GMM sampler)")
-    gmm_components: int = Field(10, ge=1)
+    gmm_components: int = Field(GMM_COMPONENTS, ge=1)
     seed: int = 0
     threads: Optional[int] = Field(None, ge=1, description="torch threads (default: torch's)")
 
@@ -124,13 +125,14 @@ class TabularSynthesizer:
         return features_to_table(self.manifest, x.numpy())
 
 
-def sample_mixture(mixture, n: int, seed: int) -> np.ndarray:
-    """n draws from a fitted sklearn GaussianMixture with our own seed (its `sample` uses the fit's state)."""
+def sample_mixture(mixture, n: int, seed: int, temperature: float = 1.0) -> np.ndarray:
+    """n draws from a fitted sklearn GaussianMixture with our own seed (its `sample` uses the fit's state);
+    `temperature` scales each component's spread around its mean (1: the fitted mixture)."""
     rng = np.random.default_rng(seed)
     components = rng.choice(len(mixture.weights_), size=n, p=mixture.weights_ / mixture.weights_.sum())
     eps = rng.standard_normal((n, mixture.means_.shape[1]))
     chol = np.linalg.cholesky(mixture.covariances_)  # covariance_type "full": [K, Z, Z]
-    return mixture.means_[components] + np.einsum("nij,nj->ni", chol[components], eps)
+    return mixture.means_[components] + temperature * np.einsum("nij,nj->ni", chol[components], eps)
 
 
 def table_manifest(frame: pd.DataFrame, categorical: Sequence[str], config: SynthesisConfig,
@@ -165,18 +167,19 @@ def fit(frame: pd.DataFrame, categorical: Sequence[str] = (), config: Optional[S
     report.seconds = time.perf_counter() - started
     synthesizer = TabularSynthesizer(model, manifest, config, report)
     if config.sampler == "gmm":
-        synthesizer.latent_mixture = fit_latent_mixture(model, x_train, config)
+        synthesizer.latent_mixture = fit_latent_mixture(model, x_train, config.gmm_components, config.seed)
     return synthesizer
 
 
-def fit_latent_mixture(model: VAE, x_train: torch.Tensor, config: SynthesisConfig):
-    """A full-covariance Gaussian mixture on the training rows' posterior means (the aggregate posterior)."""
+def fit_latent_mixture(model: VAE, x_train: torch.Tensor, components: int = GMM_COMPONENTS, seed: int = 0):
+    """A full-covariance Gaussian mixture on the training rows' posterior means (the aggregate posterior),
+    with at most one component per 20 rows."""
     from sklearn.mixture import GaussianMixture
 
     with model.inference():
-        mu = model.encode(x_train).mu.numpy().astype(np.float64)
-    components = max(1, min(config.gmm_components, len(mu) // 20))
-    return GaussianMixture(components, covariance_type="full", reg_covar=1e-4, random_state=config.seed).fit(mu)
+        mu = model.encode(x_train.to(next(model.parameters()).device)).mu.float().cpu().numpy().astype(np.float64)
+    components = max(1, min(components, len(mu) // 20))
+    return GaussianMixture(components, covariance_type="full", reg_covar=1e-4, random_state=seed).fit(mu)
 
 
 def train_steps(model: VAE, x_train: torch.Tensor, x_val: Optional[torch.Tensor], config: SynthesisConfig,

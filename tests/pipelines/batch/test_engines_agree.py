@@ -61,9 +61,22 @@ def test_local_and_ray_engines_generate_the_same_seeded_samples(saved_model):
     outputs = {}
     for engine in ("local", "ray"):
         outcome = run_generation(GenerateJobConfig(model=saved_model["model"], storage=saved_model["root"],
-                                                   num_samples=3000, block_rows=1000, seed=7, run=f"seed7-{engine}",
+                                                   num_samples=3000, block_rows=1000, seed=7, run=f"seed7-{engine}", with_ids=True,
                                                    engine=engine, compute={"actors": 2, "cpus_per_actor": 0.5}),
                                  progress=lambda _: None)
         assert outcome.engine == engine
         outputs[engine] = read_parts(outcome.output_uri).sort_values("sample_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(outputs["local"], outputs["ray"], check_exact=False, rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_whose_training_rows_are_not_stored_generates_from_the_prior_and_refuses_gmm(saved_model):
+    from pipelines.errors import BatchJobError
+    from pipelines.jobs.generate import GenerateJobConfig, run_generation
+    from pipelines.storage.commit import read_success
+
+    fields = dict(model=saved_model["model"], storage=saved_model["root"], num_samples=100, engine="local")
+    outcome = run_generation(GenerateJobConfig(**fields), progress=lambda _: None)
+    assert read_success(outcome.output_uri)["sampler"] == "prior"
+    assert outcome.summary["quality"] is None  # nothing stored to compare with, and it says so
+    with pytest.raises(BatchJobError, match="use --sampler prior"):
+        run_generation(GenerateJobConfig(**fields, sampler="gmm"), progress=lambda _: None)

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def generate(model: dict, **fields):
-    config = GenerateJobConfig(model=model["model"], storage=model["storage"], block_rows=1000,
+    config = GenerateJobConfig(model=model["model"], storage=model["storage"], block_rows=1000, with_ids=True,
                                compute={"actors": 2, "cpus_per_actor": 0.25}, **fields)
     outcome = run_generation(config, progress=lambda _: None)
     location = resolve(outcome.output_uri)
@@ -38,6 +38,25 @@ def test_generated_rows_have_the_original_schema(samples, fair_model):
     for column in manifest.numeric:
         assert str(table[column.name].dtype) == column.dtype  # the source dtype, integer-valued floats included
         assert table[column.name].between(column.min, column.max).all()
+
+
+def test_by_default_rows_have_exactly_the_source_columns_and_the_summary_scores_them(fair_model):
+    from pipelines.storage.layout import SUMMARY_FILE
+    from pipelines.storage.objects import read_json
+
+    config = GenerateJobConfig(model=fair_model["model"], storage=fair_model["storage"], num_samples=3000, seed=3,
+                               compute={"actors": 2, "cpus_per_actor": 0.25})
+    outcome = run_generation(config, progress=lambda _: None)
+    location = resolve(outcome.output_uri)
+    table = pa.concat_tables([pq.read_table(resolve(uri).path, filesystem=location.filesystem)
+                              for uri in list_committed_parts(outcome.output_uri)])
+    manifest = fair_model["manifest"]
+    assert table.column_names == manifest.column_order  # no sample_id, the source's order
+    summary = read_json(f"{outcome.output_uri}/{SUMMARY_FILE}")
+    assert summary["sampler"] == "gmm" and read_success(outcome.output_uri)["sampler"] == "gmm"
+    quality = summary["quality"]
+    assert 0.8 < quality["overall"] <= 1 and 0.8 < quality["column_shapes"] <= 1
+    assert 0.2 < quality["dcr_closer_to_training"] < 0.8  # not copying training rows
 
 
 def test_categorical_values_are_training_levels(samples, fair_model):
@@ -67,7 +86,8 @@ def test_mostly_zero_columns_keep_their_share_of_exact_zeros(samples, fair_model
 def test_same_seed_gives_the_same_rows_whatever_the_actor_count(samples, fair_model):
     _, table = samples
     config = GenerateJobConfig(model=fair_model["model"], storage=fair_model["storage"], block_rows=1000,
-                               num_samples=5000, seed=7, run="one-actor", compute={"actors": 1, "cpus_per_actor": 0.25})
+                               num_samples=5000, seed=7, run="one-actor", with_ids=True,
+                               compute={"actors": 1, "cpus_per_actor": 0.25})
     outcome = run_generation(config, progress=lambda _: None)
     location = resolve(outcome.output_uri)
     again = pa.concat_tables([pq.read_table(resolve(uri).path, filesystem=location.filesystem)

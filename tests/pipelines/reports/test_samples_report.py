@@ -19,3 +19,4 @@ def test_generating_rows_leaves_column_distributions_and_correlation_difference(
     index = f"{report_uri(storage, samples_report_id(prefix))}/{INDEX}"
     page = check_report(index, tmp_path, {"columns.png", "correlation-difference.png"}).read_text()
     assert "Mean |difference|" in page
+    assert "quality (SDMetrics)" in page and "DCR closer to training" in page and "gmm (" in page

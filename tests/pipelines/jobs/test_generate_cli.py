@@ -1,0 +1,57 @@
+"""A new user's synthesis path on the command line, no Ray: `prepare` with its split and transforms,
+`train --engine local`, `generate --local-dir` — the rows land on this machine in the source's schema, and the
+output's summary scores them against the test split."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.cli.main import main
+from pipelines.datasets.sources import load_builtin
+
+ROOT = Path(__file__).resolve().parents[3]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def fair_on_disk(tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("store")
+    assert main(["prepare", "fair", "--storage", str(store), "--split", "train=0.7,val=0.1,test=0.2",
+                 "--transform", "quantile", "--transform", "affairs=log1p"]) == 0
+    assert main(["train", str(ROOT / "configs" / "fair.yaml"), "--storage", str(store), "--engine", "local",
+                 "--set", "train.epochs=4"]) == 0
+    return store
+
+
+def test_prepare_records_the_split_and_each_columns_transform(fair_on_disk):
+    manifest = json.loads((fair_on_disk / "datasets" / "fair" / "_manifest.json").read_text())
+    assert manifest["split"]["fractions"] == {"train": 0.7, "val": 0.1, "test": 0.2}
+    transforms = {column["name"]: column["transform"] for column in manifest["numeric"]}
+    assert transforms == {"age": "quantile", "yrs_married": "quantile", "children": "quantile", "affairs": "log1p"}
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_generate_copies_rows_in_the_source_schema_to_a_local_file(fair_on_disk, tmp_path, file_format):
+    out = tmp_path / "out"
+    assert main(["generate", "--model", "fair@latest", "--num-samples", "2000", "--storage", str(fair_on_disk),
+                 "--engine", "local", "--local-dir", str(out), "--local-format", file_format, "--run", file_format]) == 0
+    path = out / f"{file_format}.{file_format}"
+    rows = pd.read_csv(path) if file_format == "csv" else pd.read_parquet(path)
+    source = load_builtin("fair").table
+    features = [c for c in source.columns if c != "had_affair"]  # fair's label is not a feature
+    assert list(rows.columns) == features and len(rows) == 2000
+    if file_format == "parquet":  # CSV forgets dtypes; Parquet keeps the source's
+        assert {c: str(rows[c].dtype) for c in features if c in ("age", "affairs")} == {"age": "float64",
+                                                                                       "affairs": "float64"}
+    summary = json.loads((fair_on_disk / "samples" / "fair-v1" / file_format / "_summary.json").read_text())
+    assert summary["sampler"] == "gmm" and summary["quality"]["compared_with"].startswith("test split")
+
+
+def test_a_transform_for_a_column_that_is_not_numeric_is_refused_naming_it(tmp_path, capsys):
+    assert main(["prepare", "fair", "--storage", str(tmp_path), "--transform", "occupation=quantile"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error:") and "occupation" in err[-1]
+    assert not (tmp_path / "datasets" / "fair").exists()
