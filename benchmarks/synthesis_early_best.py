@@ -6,6 +6,7 @@ to it at the end. With `--min-std S` the floor on a learned Gaussian std (vae_co
 in model units) is raised to S, to test the "outliers under a learned per-column std" explanation.
 
     PYTHONPATH=. nice -n 19 .venv/bin/python benchmarks/synthesis_early_best.py [--table randhie] [--min-std 0.1]
+    PYTHONPATH=. .venv/bin/python benchmarks/synthesis_early_best.py --quick     # 60 steps: checks it runs
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--table", default="randhie", choices=list(TABLES))
     parser.add_argument("--min-std", type=float, default=None)
     parser.add_argument("--transforms", nargs="*", default=["identity", "auto", "quantile"])
+    parser.add_argument("--quick", action="store_true", help="60 steps per transform, to check the script runs")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     if args.min_std is not None:
@@ -33,7 +35,8 @@ def main() -> None:
     train, _ = split(table.rows())
     for transform in args.transforms:
         config = SynthesisConfig(transform=transform, zero_inflated=None if transform != "quantile" else False,
-                                 validation_fraction=0.1, threads=THREADS)
+                                 validation_fraction=0.1, threads=THREADS, steps=60 if args.quick else None,
+                                 evaluations=6 if args.quick else SynthesisConfig.model_fields["evaluations"].default)
         synthesizer = fit(train, table.categorical, config)
         history = synthesizer.report.history
         curve = " ".join(f"{h['step']}:{h['val_neg_elbo']:.1f}" for h in history[:: max(1, len(history) // 10)])

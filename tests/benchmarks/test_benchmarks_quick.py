@@ -1,0 +1,53 @@
+"""Every benchmark script runs in the suite in its `--quick` mode, so none can drift from the code it measures
+(score_throughput.py crashed on main with a KeyError while the README quoted it). Each must exit 0 and print
+its table; speeds are the full runs' to report, never asserted here."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+
+def run_benchmark(arguments: list[str], env: dict[str, str]) -> str:
+    # RAY_ADDRESS stripped: a benchmark starts and times its own Ray, never the test session's
+    env = {**{k: v for k, v in env.items() if not k.startswith("RAY_ADDRESS")}, "PYTHONPATH": str(ROOT),
+           "RAY_AUTH_MODE": "disabled"}
+    run = subprocess.run([sys.executable, *arguments], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=1400)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run.stdout
+
+
+def test_score_throughput_quick_prints_the_plain_loop_and_vaepipe_rows(s3_store):
+    out = run_benchmark(["benchmarks/score_throughput.py", "--quick", "--storage",
+                         f"s3://{s3_store.bucket}/bench-quick"], dict(os.environ))
+    assert "scoring 20,000 rows" in out
+    for row in ("plain single-process loop", "vaepipe score, end to end", "vaepipe score, minus fixed start",
+                "fixed start-up"):
+        assert row in out, out
+
+
+def test_train_throughput_quick_prints_every_job_against_the_plain_loop():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # it runs a store of its own
+    out = run_benchmark(["benchmarks/train_throughput.py", "--quick", "--epochs", "1"], env)
+    assert "| job | setup | steady samples/s | steady ratio |" in out
+    assert "plain" in out.lower()
+
+
+def test_quality_quick_prints_density_anomaly_and_synthesis_tables(tmp_path):
+    out = run_benchmark(["benchmarks/quality.py", "--quick", "--out", str(tmp_path)], dict(os.environ))
+    assert "### Density: test NLL" in out and "One-class anomaly detection" in out
+    assert (tmp_path / "quality.json").exists() and (tmp_path / "quality.md").exists()
+
+
+def test_synthesis_early_best_quick_reports_the_best_step_per_transform():
+    out = run_benchmark(["benchmarks/synthesis_early_best.py", "--quick", "--transforms", "identity", "quantile"],
+                        dict(os.environ))
+    assert out.count("best step") == 2 and "transform=quantile" in out
