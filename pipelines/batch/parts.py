@@ -162,19 +162,31 @@ def user_error_in(err: BaseException) -> Optional[UserError]:
 def read_attempt_parts(commit, columns: Optional[list[str]] = None, limit: Optional[int] = None) -> pa.Table:
     """This attempt's recorded Parquet parts as one table, before the commit: what a summary is computed from.
     With `limit`, the first `limit` rows in part order (parts after those are not read)."""
+    uris = [uri for uri in commit.recorded_uris if uri.endswith(".parquet")]
+    if not uris:
+        return pa.table({name: pa.array([], type=pa.float64()) for name in columns or ()})
+    return read_parquet_parts(commit.prefix_uri, uris, columns, limit)
+
+
+def read_committed_parts(prefix: str, columns: Optional[list[str]] = None, limit: Optional[int] = None) -> pa.Table:
+    """The Parquet parts a committed output's `_SUCCESS` lists, as one table (`limit` as in read_attempt_parts)."""
+    from pipelines.storage.commit import list_committed_parts
+
+    return read_parquet_parts(prefix, list_committed_parts(prefix), columns, limit)
+
+
+def read_parquet_parts(prefix: str, uris: list[str], columns: Optional[list[str]] = None,
+                       limit: Optional[int] = None) -> pa.Table:
     import pyarrow.parquet as pq
 
     from pipelines.storage.objects import resolve
 
-    location = resolve(commit.prefix_uri)
-    paths = [resolve(uri).path for uri in commit.recorded_uris if uri.endswith(".parquet")]
-    if not paths:
-        return pa.table({name: pa.array([], type=pa.float64()) for name in columns or ()})
+    location = resolve(prefix)
     tables, rows = [], 0
-    for path in paths:
+    for uri in uris:
         if limit is not None and rows >= limit:
             break
-        tables.append(pq.read_table(path, columns=columns, filesystem=location.filesystem))
+        tables.append(pq.read_table(resolve(uri).path, columns=columns, filesystem=location.filesystem))
         rows += tables[-1].num_rows
     table = pa.concat_tables(tables)
     return table if limit is None else table.slice(0, limit)

@@ -26,16 +26,15 @@ def _split(text: str) -> dict[str, float]:
                                          f"got {text!r}") from None
 
 
-def _transforms(given: list[str] | None) -> dict:
-    """--transform KIND (every numeric column) and --transform COLUMN=KIND (one column), repeatable."""
-    fields: dict = {}
+def _add_transforms(data: dict, given: list[str] | None) -> None:
+    """--transform KIND (every numeric column) and --transform COLUMN=KIND (one column), repeatable, over the
+    config file's fields."""
     for item in given or ():
         column, _, kind = item.rpartition("=")
         if column:
-            fields.setdefault("column_transforms", {})[column] = kind
+            data.setdefault("column_transforms", {})[column] = kind
         else:
-            fields["transform"] = kind
-    return fields
+            data["transform"] = kind
 
 
 def prepare_config_from_args(args: argparse.Namespace):
@@ -51,10 +50,7 @@ def prepare_config_from_args(args: argparse.Namespace):
         "follow_symlinks": args.follow_symlinks or None, "rows": args.rows, "seed": args.seed, "split": args.split,
     }
     data.update({key: value for key, value in flags.items() if value is not None})
-    transforms = _transforms(args.transform)
-    data.update({**transforms, "column_transforms": {**data.get("column_transforms", {}),
-                                                     **transforms.get("column_transforms", {})}}
-                if transforms else {})
+    _add_transforms(data, args.transform)
     if "name" not in data and "source" in data:
         data["name"] = data["source"].removeprefix("builtin:")
     return build_config(PrepareConfig, data, args.set or (), source=args.config or "command line")

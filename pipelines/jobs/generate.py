@@ -122,9 +122,10 @@ def training_dataset(model) -> Optional[str]:
     return uri
 
 
-def sampler_of(config: GenerateJobConfig, model) -> str:
-    """The sampler a request gets: auto is gmm for tables whose training rows are on storage, else prior."""
-    kind, stored = model.training_manifest.kind, training_dataset(model) is not None
+def sampler_of(config: GenerateJobConfig, model, dataset: Optional[str]) -> str:
+    """The sampler a request gets: auto is gmm for tables whose training rows are on storage (`dataset`, from
+    `training_dataset`), else prior."""
+    kind, stored = model.training_manifest.kind, dataset is not None
     if config.sampler == "gmm" and not stored:
         raise BatchJobError(f"--sampler gmm fits a mixture to the training rows' latents, but {model.reference} was "
                             f"trained on rows kept nowhere on storage ({model.card['dataset']['uri']}); use --sampler "
@@ -202,7 +203,8 @@ def image_grid_png(images: np.ndarray) -> bytes:
 def samples_prefix(config: GenerateJobConfig) -> str:
     """Where the request's samples are (or will be) committed."""
     root, model = open_model(config)
-    return samples_uri(output_root(root, config.output), model.slug, config.run_name(sampler_of(config, model)))
+    sampler = sampler_of(config, model, training_dataset(model))
+    return samples_uri(output_root(root, config.output), model.slug, config.run_name(sampler))
 
 
 def copy_samples_out(prefix: str, directory: str, file_format: Literal["parquet", "csv"] = "parquet") -> str:
@@ -214,12 +216,9 @@ def copy_samples_out(prefix: str, directory: str, file_format: Literal["parquet"
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    from pipelines.storage.commit import list_committed_parts
-    from pipelines.storage.objects import resolve
+    from pipelines.batch.parts import read_committed_parts
 
-    location = resolve(prefix)
-    table = pa.concat_tables([pq.read_table(resolve(uri).path, filesystem=location.filesystem)
-                              for uri in list_committed_parts(prefix)])
+    table = read_committed_parts(prefix)
     if file_format == "csv" and any(pa.types.is_fixed_size_list(f.type) or pa.types.is_list(f.type)
                                     or isinstance(f.type, pa.ExtensionType) for f in table.schema):
         raise BatchJobError(f"{prefix} holds images, which a CSV cell cannot: use --local-format parquet")
@@ -246,8 +245,8 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
         raise BatchJobError(f"model {model.reference} has a feature column named {SAMPLE_ID!r}, the column "
                             "--with-ids numbers rows with; generate without --with-ids")
     blocks = sample_blocks(config.num_samples, config.block_rows)
-    sampler = sampler_of(config, model)
     dataset = training_dataset(model)
+    sampler = sampler_of(config, model, dataset)
     if config.sampler == "auto" and sampler == "prior" and manifest.kind == "tabular":
         progress(f"sampler prior: {model.reference}'s training rows are not on storage (the mixture sampler needs them)")
 

@@ -86,25 +86,10 @@ def tabular_comparison(manifest: DatasetManifest, real: pd.DataFrame, synthetic:
     ]
 
 
-def _read_parts(prefix: str, limit: int) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from pipelines.storage.commit import list_committed_parts
-    from pipelines.storage.objects import resolve
-
-    location, tables, rows = resolve(prefix), [], 0
-    for uri in list_committed_parts(prefix):
-        if rows >= limit:
-            break
-        tables.append(pq.read_table(resolve(uri).path, filesystem=location.filesystem))
-        rows += tables[-1].num_rows
-    return pa.concat_tables(tables).slice(0, limit).to_pandas()
-
-
 def build_samples_report(root: str, prefix: str) -> Report:
     """The report of the committed samples at `prefix`, against the train split of the model's dataset."""
     from pipelines.batch.model_actors import resolve_model
+    from pipelines.batch.parts import read_committed_parts
     from pipelines.storage.commit import read_success
     from pipelines.datasets.local_rows import images, read_rows
 
@@ -112,7 +97,7 @@ def build_samples_report(root: str, prefix: str) -> Report:
     success = read_success(prefix)
     model = resolve_model(root, success["model"])
     manifest = model.training_manifest
-    synthetic = _read_parts(prefix, MAX_ROWS)
+    synthetic = read_committed_parts(prefix, limit=MAX_ROWS).to_pandas()
     real_rows = read_rows(model.card["dataset"]["uri"], manifest, "train", limit=MAX_ROWS)
     facts = {"samples": prefix, "model": model.reference, "rows": f"{success['rows']:,}",
              "seed": str(success.get("seed")), "temperature": str(success.get("temperature")),
