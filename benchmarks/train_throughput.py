@@ -112,13 +112,18 @@ def plain_run(root: str, name: str, model: dict, epochs: int, batch_size: int, l
             "end_to_end": len(x) * epochs / wall, "fixed_s": wall - sum(len(x) / r for r in rates)}
 
 
-def measure(root: str, name: str, model: dict, epochs: int, batch_size: int, lr: float) -> list[dict]:
+# (workers, Ray daemon priority) per vaepipe row; the last full setup shows what the default
+# daemon_priority: idle buys, in the same run. --quick runs one, to check every step of the script runs.
+SETUPS = {"full": ((1, "idle"), (2, "idle"), (1, "normal")), "quick": ((1, "idle"),)}
+
+
+def measure(root: str, name: str, model: dict, epochs: int, batch_size: int, lr: float,
+            setups=SETUPS["full"]) -> list[dict]:
     manifest = load_manifest(dataset_uri(root, name))
     before = plain_run(root, name, model, epochs, batch_size, lr)
     rows = []
     cores = os.cpu_count() or 1
-    # the last setup shows what the default daemon_priority: idle buys, in the same run
-    for workers, daemons in ((1, "idle"), (2, "idle"), (1, "normal")):
+    for workers, daemons in setups:
         config = TrainJobConfig(
             name=f"bench-{name}", dataset=name, storage=root, model=model,
             train={"epochs": epochs, "batch_size": batch_size, "lr": lr, "data_loading": "cache"},
@@ -158,9 +163,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000, help="tabular rows (images: rows // 4)")
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="small data, to check the script runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="8,000 rows and one vaepipe setup per job, to check the script runs")
     args = parser.parse_args()
-    rows = 20_000 if args.quick else args.rows
+    rows = 8_000 if args.quick else args.rows
+    setups = SETUPS["quick" if args.quick else "full"]
     with tempfile.TemporaryDirectory(prefix="vaepipe-bench-") as tmp, running_store(Path(tmp) / "store") as info:
         os.environ.update({"AWS_ENDPOINT_URL": info.endpoint, "AWS_ACCESS_KEY_ID": info.access_key,
                            "AWS_SECRET_ACCESS_KEY": info.secret_key, "AWS_REGION": info.region,
@@ -172,8 +179,9 @@ def main() -> None:
                         source=tabular_source(rows))
         prepare_dataset(PrepareConfig(name="images", source="mnist", storage=root, rows_per_shard=rows // 32),
                         source=image_source(rows // 4))
-        results = measure(root, "tabular", {"latent_dim": 8, "hidden": [256, 128]}, args.epochs, 512, 1e-3)
-        results += measure(root, "images", {"latent_dim": 16, "hidden": [32, 64]}, args.epochs, 256, 1e-3)
+        results = measure(root, "tabular", {"latent_dim": 8, "hidden": [256, 128]}, args.epochs, 512, 1e-3,
+                           setups)
+        results += measure(root, "images", {"latent_dim": 16, "hidden": [32, 64]}, args.epochs, 256, 1e-3, setups)
     print_table(results)
 
 
