@@ -125,6 +125,7 @@ class VAEModel:
         from pipelines.datasets.reader import featurize_batch, numpy_batch
         from pipelines.errors import TrainingError
         from pipelines.training.calibration import batch_scores
+        from pipelines.training.budget import plan_budget, with_budget
         from pipelines.training.checkpoints import load_checkpoint, load_checkpoint_state
         from pipelines.training.in_process import train_in_process
         from pipelines.training.model_spec import model_spec_for
@@ -137,6 +138,9 @@ class VAEModel:
         if len(x_train) == 0 or len(x_val) == 0:
             raise TrainingError(f"{len(x)} rows split into {len(x_train)} train / {len(x_val)} val rows: fitting "
                                 "needs both (prepare's split: 80 % train, 10 % val, 10 % test by a hash of the row)")
+        budget = plan_budget(config, manifest, processes=1)
+        config = with_budget(config, budget)
+        self._log(budget.line(1))
         spec = model_spec_for(manifest, config.model)
         run_id = new_run_id(config.name)
         with tempfile.TemporaryDirectory(prefix="vaepipe-fit-") as run:

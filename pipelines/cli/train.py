@@ -42,7 +42,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     outcome = run_training(config, resume=args.resume, progress=progress)
     index = report_after_job(build_training_report, storage_root(config.storage), outcome.model, progress=progress)
     attach_report(outcome.tracked, index)
-    result(f"registered model {outcome.model} (best epoch {outcome.best_epoch}, val -ELBO "
+    result(f"registered model {outcome.model} (best epoch {outcome.best_epoch} of {outcome.epochs}, val -ELBO "
           f"{outcome.metrics['val_neg_elbo']:.3f} nats) in {outcome.seconds:.0f} s")
     result(f"  checkpoints: {outcome.run_uri}/")
     return 0

@@ -15,6 +15,7 @@ from pipelines.datasets.manifest import DatasetManifest
 from pipelines.errors import TrainingError
 from pipelines.runtime.engine import EngineChoice, EngineError, choose_engine
 from pipelines.storage.layout import DIVERGED_FILE, run_uri, runs_uri, storage_root
+from pipelines.training.budget import early_best_warning, plan_budget, with_budget
 from pipelines.training.config import TrainJobConfig
 from pipelines.training.loop import should_cache
 from pipelines.training.model_spec import model_spec_for
@@ -31,6 +32,7 @@ class TrainOutcome:
     name: str
     version: int
     best_epoch: int
+    epochs: int  # the run's (train.epochs, auto resolved)
     metrics: dict
     history: list[dict]
     seconds: float
@@ -77,6 +79,9 @@ def run_training(config: TrainJobConfig, resume: Optional[str] = None,
     run_id = resume or new_run_id(config.name)
     run = run_uri(root, run_id)
     choice = training_engine(config, manifest, run, resume)
+    processes = 1 if choice.engine == "local" else config.scaling.num_workers
+    budget = plan_budget(config, manifest, processes)
+    config = with_budget(config, budget)
     # a resumed run keeps the overrides it was resumed with (epochs, lr, ...): the stored config is what ran
     save_job_config(run, config)
     if choice.engine == "local":
@@ -89,15 +94,19 @@ def run_training(config: TrainJobConfig, resume: Optional[str] = None,
              f"{manifest.name} ({manifest.split_rows['train']} train / {manifest.split_rows['val']} val rows), "
              f"{spec.architecture} VAE latent {spec.latent_dim}, {layout}")
     progress(choice.line)
+    progress(budget.line(processes))
     train = train_in_process if choice.engine == "local" else train_on_ray
     with tracked_run(tracking, run_id, config.model_dump(mode="json"), {"vaepipe.run_uri": run},
                      say=progress) as tracked:
         best_metrics, exported = train(config, root, dataset, manifest, spec, run_id, run, progress, tracked)
+        warning = early_best_warning(int(best_metrics["epoch"]), config.train.epochs)
+        if warning:
+            progress(warning)
         if tracked is not None:
             after_the_job("the registered model was not mirrored into MLflow",
                           lambda: mirror_registration(tracked, root, config.name, exported, progress))
     return TrainOutcome(run_id=run_id, run_uri=run, model=f"{config.name}@{exported.version}", name=config.name,
-                        version=exported.version, best_epoch=int(best_metrics["epoch"]),
+                        version=exported.version, best_epoch=int(best_metrics["epoch"]), epochs=config.train.epochs,
                         metrics=exported.card["metrics"], history=exported.history,
                         seconds=time.monotonic() - started, engine=choice.engine, tracked=tracked)
 

@@ -21,6 +21,7 @@ import pandas as pd
 from pipelines.errors import SweepError, TrainingError
 from pipelines.runtime import ray_private
 from pipelines.storage.layout import REGISTERED_FILE, run_uri, runs_uri, storage_root, sweep_trials_uri
+from pipelines.training.budget import plan_budget, with_budget
 from pipelines.training.config import TrainJobConfig
 from pipelines.training.model_spec import model_spec_for
 from pipelines.training.registration import export_model, mirror_registration
@@ -258,8 +259,10 @@ def run_sweep(config: SweepJobConfig, resume: Optional[str] = None, promote: boo
     started = time.monotonic()
     tracking = tracking_for(config.tracking, config.name)  # before anything starts: MLflow missing is one line
     root = storage_root(config.storage)
+    dataset, manifest = load_training_data(config, root)
+    # every trial's auto budget from the template's worker count (a searched batch_size is each trial's own)
+    config = with_budget(config, plan_budget(config, manifest, config.scaling.num_workers, sweep=True))
     template = config.trial_template()
-    dataset, manifest = load_training_data(template, root)
     if config.search.metric == "mig" and not manifest.factor_columns:
         raise SweepError(f"search.metric mig selects on the factors a dataset records, and {manifest.name} has no "
                          "factor columns: prepare one that does (vaepipe prepare shapes | factor_table), or use "

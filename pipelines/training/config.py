@@ -1,7 +1,7 @@
 """The `vaepipe train` config: one pydantic model, from YAML + `--set` overrides."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -41,9 +41,18 @@ class ModelConfig(StrictModel):
         return value
 
 
+# a count, or "auto": chosen for the dataset's size when the job starts (`training.budget`)
+Count = Union[Annotated[int, Field(ge=1)], Literal["auto"]]
+CountOrZero = Union[Annotated[int, Field(ge=0)], Literal["auto"]]
+
+
 class LoopConfig(StrictModel):
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(128, ge=1, description="per-worker batch size")
+    epochs: Count = Field(
+        "auto", description="passes over the training rows; auto: tables get enough epochs for 3,000 optimizer "
+                            "steps (at least 10), images 20")
+    batch_size: Count = Field(
+        "auto", description="per-worker batch size; auto: tables about 1/8 of the training rows per step over all "
+                            "workers (a power of two in 32..512), images 128")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     objective: Literal["elbo", "beta_tc"] = Field(
@@ -54,8 +63,9 @@ class LoopConfig(StrictModel):
                                                "the total correlation (Chen et al. use 6 on dSprites)")
     alpha: float = Field(1.0, ge=0, description="beta_tc only: weight of the index-code mutual information")
     gamma: float = Field(1.0, ge=0, description="beta_tc only: weight of the dimension-wise KL")
-    kl_warmup_epochs: int = Field(0, ge=0, description="epochs over which the KL term's weights (β; with beta_tc "
-                                                       "also α and γ) ramp linearly from 0")
+    kl_warmup_epochs: CountOrZero = Field(
+        "auto", description="epochs over which the KL term's weights (β; with beta_tc also α and γ) ramp linearly "
+                            "from 0; auto: the first 10% of the epochs")
     free_bits: float = Field(0.0, ge=0, description="minimum KL per latent dimension in nats (0 = off; elbo only)")
     grad_clip: Optional[float] = Field(None, gt=0)
     seed: int = 0
@@ -79,7 +89,9 @@ class LoopConfig(StrictModel):
 
 
 class CheckpointConfig(StrictModel):
-    every_epochs: int = Field(1, ge=1, description="checkpoint every N epochs (and always at the last one)")
+    every_epochs: Count = Field(
+        "auto", description="checkpoint every N epochs (and always at the last one); auto: every epoch up to 39 "
+                            "epochs, then at most 20 checkpoints per run (1 in a sweep)")
     keep: int = Field(2, ge=1, description="checkpoints kept, the best by validation negative ELBO")
 
 

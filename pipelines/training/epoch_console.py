@@ -3,9 +3,14 @@ controller) formats rank 0's report of each epoch and posts it to the job's `Pro
 driver prints (Ray's workers do not print to the console: `runtime.ray_console`)."""
 from __future__ import annotations
 
+import math
 import time
+from typing import Optional
 
 from pipelines.runtime.job_progress import duration
+
+# a run of many epochs (a small table's step budget: hundreds) prints about this many epoch lines
+MAX_EPOCH_LINES = 40
 
 
 def epoch_line(metrics: dict, epochs: int, eta_s: float | None) -> str:
@@ -22,15 +27,18 @@ def epoch_line(metrics: dict, epochs: int, eta_s: float | None) -> str:
 
 class EpochEta:
     """The ETA of a run from its reports: the epochs left times the mean time between this run's reports (the
-    first epoch's own seconds until there are two: its time includes pulling the data)."""
+    first epoch's own seconds until there are two: its time includes pulling the data). Of a run longer than
+    MAX_EPOCH_LINES epochs, every n-th epoch's line is printed (and the first, the last and a diverged one)."""
 
     def __init__(self, epochs: int):
         self.epochs = epochs
+        self.every = max(1, math.ceil(epochs / MAX_EPOCH_LINES))
         self.first_report: tuple[float, int] | None = None
 
-    def line(self, metrics: dict) -> str:
-        """The console line of one epoch's report, with its ETA."""
+    def line(self, metrics: dict) -> Optional[str]:
+        """The console line of one epoch's report, with its ETA; None for an epoch not printed."""
         now, epoch = time.monotonic(), int(metrics["epoch"])
+        shown = epoch % self.every == 0 or epoch in (1, self.epochs) or "diverged_because" in metrics
         eta = None
         if self.first_report is not None and epoch > self.first_report[1]:
             per_epoch = (now - self.first_report[0]) / (epoch - self.first_report[1])
@@ -38,7 +46,7 @@ class EpochEta:
         elif self.first_report is None:
             eta = float(metrics.get("epoch_seconds", 0)) * (self.epochs - epoch)
             self.first_report = (now, epoch)
-        return epoch_line(metrics, self.epochs, eta)
+        return epoch_line(metrics, self.epochs, eta) if shown else None
 
 
 def epoch_console(board, epochs: int):
@@ -53,6 +61,8 @@ def epoch_console(board, epochs: int):
         def after_report(self, run_context, metrics, checkpoint):
             if not metrics or "epoch" not in metrics[0]:
                 return
-            board.post.remote(self.eta.line(metrics[0]))
+            line = self.eta.line(metrics[0])
+            if line is not None:
+                board.post.remote(line)
 
     return EpochLines()

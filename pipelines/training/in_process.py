@@ -129,8 +129,9 @@ class InProcessSession:
     def report(self, metrics: dict, checkpoint_directory: Optional[str]) -> None:
         if checkpoint_directory is not None:
             self.run.save(checkpoint_directory, metrics)
-        if "epoch" in metrics:
-            self._log(self.eta.line(metrics))
+        line = self.eta.line(metrics) if "epoch" in metrics else None
+        if line is not None:
+            self._log(line)
         if self.on_report is not None:
             self.on_report(metrics)
 

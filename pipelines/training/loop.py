@@ -21,7 +21,7 @@ from typing import Iterator, Optional, Protocol
 import numpy as np
 import torch
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipelines.config import StrictModel
 from pipelines.datasets.manifest import DatasetManifest
@@ -41,6 +41,14 @@ class WorkerConfig(StrictModel):
     checkpoint_every: int = Field(ge=1)
     threads: int = Field(ge=1, description="torch intra-op threads (ScalingConfig.threads, resolved by the driver)")
     run_uri: str = Field(description="the run's folder on storage, where a divergence is recorded")
+
+    @field_validator("loop")
+    @classmethod
+    def _budget_resolved(cls, loop: LoopConfig) -> LoopConfig:
+        auto = [name for name in ("epochs", "batch_size", "kl_warmup_epochs") if getattr(loop, name) == "auto"]
+        if auto:  # a driver that forgot `training.budget`: fail before the first step, not inside range("auto")
+            raise ValueError(f"train.{', train.'.join(auto)} still auto: the driver sets them (training.budget)")
+        return loop
 
 
 def x_column_collate():

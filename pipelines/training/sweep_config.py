@@ -94,10 +94,10 @@ class SweepJobConfig(TrainJobConfig):
     def _sweep_fits_training(self):
         if self.engine == "local":
             raise ValueError("engine local: a sweep runs its trials on Ray Tune; leave engine out (or auto / ray)")
-        if self.checkpoint.every_epochs != 1:
+        if self.checkpoint.every_epochs not in (1, "auto"):
             raise ValueError("checkpoint.every_epochs must be 1 in a sweep, so that the best epoch of the best "
                              "trial has a checkpoint to register")
-        if self.search.early_stopping.grace_period > self.train.epochs:
+        if self.train.epochs != "auto" and self.search.early_stopping.grace_period > self.train.epochs:
             raise ValueError(f"search.early_stopping.grace_period ({self.search.early_stopping.grace_period}) "
                              f"exceeds train.epochs ({self.train.epochs})")
         if self.search.algorithm == "optuna" and self.search.metric == "mig":

@@ -28,6 +28,7 @@ from pipelines.datasets.features import features_to_table, table_features
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
 from pipelines.datasets.sources import SourceTable
+from pipelines.training.budget import EARLY_BEST_SHARE, TABLE_STEPS, rows_per_step
 from pipelines.training.model_spec import model_spec_for
 from pipelines.training.config import ModelConfig
 from vae_core import VAE
@@ -74,18 +75,10 @@ class SynthesisConfig(StrictModel):
         return value
 
 
-# A batch of about 1/8 of the rows (a power of two between 32 and 512), so even a small table gets
-# several steps per pass; the same number of updates whatever the size.
-MIN_BATCH, MAX_BATCH, ROWS_PER_BATCH = 32, 512, 8
-DEFAULT_STEPS = 3000
-# a best validation step this early in the run is reported as a warning
-EARLY_BEST_SHARE = 0.05
-
-
 def training_budget(rows: int) -> tuple[int, int]:
-    """(batch size, optimizer steps) for a table of `rows` training rows."""
-    batch = int(min(MAX_BATCH, max(MIN_BATCH, 2 ** round(math.log2(max(rows / ROWS_PER_BATCH, 1))))))
-    return batch, DEFAULT_STEPS
+    """(batch size, optimizer steps) for a table of `rows` training rows: `vaepipe train`'s auto budget for one
+    process (`training.budget`), the same number of updates whatever the size."""
+    return rows_per_step(rows), TABLE_STEPS
 
 
 @dataclass

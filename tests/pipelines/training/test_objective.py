@@ -24,7 +24,7 @@ def test_elbo_minimizes_the_models_own_beta_elbo(batch_output):
 
 def test_beta_tc_weighs_the_total_correlation_with_beta_and_uses_the_whole_train_split_as_n(batch_output):
     out = batch_output
-    loop = LoopConfig(objective="beta_tc", beta=6.0, alpha=0.5, gamma=2.0)
+    loop = LoopConfig(objective="beta_tc", beta=6.0, alpha=0.5, gamma=2.0, kl_warmup_epochs=0)
     expected = beta_tc_loss(out.recon_nll, out.mu, out.logvar, out.z, dataset_size=5000, alpha=0.5, beta=6.0,
                             gamma=2.0)
     assert torch.equal(training_loss(loop, out, epoch=3, train_rows=5000), expected)
@@ -34,7 +34,7 @@ def test_beta_tc_weighs_the_total_correlation_with_beta_and_uses_the_whole_train
 def test_beta_tc_at_unit_weights_is_the_plain_elbo(batch_output):
     out = batch_output
     plain = out.recon_nll.mean() + out.kl.mean()
-    assert torch.isclose(training_loss(LoopConfig(objective="beta_tc"), out, 0, 1000), plain, rtol=1e-6)
+    assert torch.isclose(training_loss(LoopConfig(objective="beta_tc", kl_warmup_epochs=0), out, 0, 1000), plain, rtol=1e-6)
 
 
 def test_warm_up_ramps_every_weight_of_beta_tc(batch_output):
