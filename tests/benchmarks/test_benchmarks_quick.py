@@ -51,3 +51,9 @@ def test_synthesis_early_best_quick_reports_the_best_step_per_transform():
     out = run_benchmark(["benchmarks/synthesis_early_best.py", "--quick", "--transforms", "identity", "quantile"],
                         dict(os.environ))
     assert out.count("best step") == 2 and "transform=quantile" in out
+
+
+def test_features_quick_prints_the_probe_of_embeddings_raw_and_pca():
+    out = run_benchmark(["benchmarks/features.py", "--quick"], dict(os.environ))
+    for row in ("| digits (", "| digits | raw |", "| digits | pca_16 |"):
+        assert row in out, out
