@@ -211,6 +211,25 @@ class VAEModel:
         latent = int(self.card_["spec"]["latent_dim"])
         return np.stack([out[f"mu_{i}"] for i in range(latent)], axis=1) if out else np.zeros((0, latent), np.float32)
 
+    def inverse_transform(self, Z):
+        """Rows decoded from latents Z [N, latent_dim] (the decoder's mean), in the fitted data's form: a
+        DataFrame with its columns and dtypes, or uint8 images [N, C, H, W] — `transform`'s way back, as
+        scikit-learn's `PCA.inverse_transform`; what `vaepipe generate --from-embeddings` writes."""
+        import pandas as pd
+        import torch
+
+        from pipelines.jobs.generate import decoded_rows
+        from vae_core import decode_latents
+
+        self._require_fitted()
+        z = torch.as_tensor(np.asarray(Z, dtype=np.float32))
+        latent = int(self.card_["spec"]["latent_dim"])
+        if z.ndim != 2 or z.shape[1] != latent:
+            raise ValueError(f"Z must be [N, {latent}] (this model's latent size); got shape {tuple(z.shape)}")
+        manifest = self.manifest_
+        rows = decoded_rows(manifest, decode_latents(self.model_, z, None, mode="mean"))
+        return rows[manifest.image.column] if manifest.kind == "image" else pd.DataFrame(rows)
+
     # --- registry --------------------------------------------------------------------------------
 
     def save(self, path_or_uri: str, name: Optional[str] = None) -> str:

@@ -15,6 +15,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     apply_store_env()
     config = build_batch_config(GenerateJobConfig, {
         "model": args.model, "num_samples": args.num_samples, "temperature": args.temperature, "seed": args.seed,
+        "from_embeddings": args.from_embeddings, "radius": args.radius,
         "run": args.run, "output": args.output, "sampler": args.sampler, "with_ids": args.with_ids or None}, args)
     status = run_batch_command(run_generation, config, report=build_samples_report, done=lambda outcome: (
         f"generated {outcome.rows} rows with {outcome.model} in {outcome.seconds:.1f} s"))
@@ -38,10 +39,19 @@ def register(commands) -> None:
         epilog="Examples:\n  vaepipe generate --model fair@latest --num-samples 100000 --seed 7\n"
                "  vaepipe generate --model fair@latest --num-samples 5000 --local-dir out --local-format csv\n"
                "  vaepipe generate --model models/digits@3 --num-samples 64 --temperature 0.8\n"
-               "  vaepipe generate --model digits@PROMOTED --num-samples 1000000 --actors 4 --run big",
+               "  vaepipe generate --model digits@PROMOTED --num-samples 1000000 --actors 4 --run big\n"
+               "  vaepipe embed --model digits@3 --input digits && \\\n"
+               "    vaepipe generate --model digits@3 --from-embeddings embeddings/digits-v3/digits --radius 0.5",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     generate.add_argument("--model", required=True, help="NAME@VERSION, NAME@PROMOTED or NAME@latest")
-    generate.add_argument("--num-samples", type=int, required=True, help="rows to generate")
+    generate.add_argument("--num-samples", type=int, help="rows to generate (required unless --from-embeddings)")
+    generate.add_argument("--from-embeddings", metavar="PREFIX",
+                          help="decode the latent means written by `vaepipe embed` with this model (a folder under "
+                               "the storage root, e.g. embeddings/digits-v3/digits, or a URI): one row per "
+                               "embedded row, keeping its row_id")
+    generate.add_argument("--radius", type=float,
+                          help="with --from-embeddings: decode z = mu + radius * N(0, I) noise instead of mu "
+                               "(rows near each embedded row; default 0)")
     generate.add_argument("--temperature", type=float, help="prior scale (default 1.0; 0.8 for typical rows)")
     generate.add_argument("--seed", type=int, help="random seed (default 0)")
     generate.add_argument("--sampler", choices=["auto", "prior", "gmm"],

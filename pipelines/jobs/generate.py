@@ -19,6 +19,12 @@ decoder's mean and never emits a level that is a minority at every z (rare
 levels vanish), so the generated table would not match the data's marginals.
 Images are the decoder's mean (pixel probabilities → uint8): Bernoulli draws
 would add salt-and-pepper noise that is not in the data.
+
+From embeddings (`from_embeddings`: an output of `vaepipe embed` made with the same model): every row's
+latent mean μ is decoded to the decoder's mean — at `radius` 0 the row as the model reconstructs it, above 0
+from z = μ + radius·ε, a point in the row's neighbourhood — and keeps the embedded row's `row_id`. ε of the
+row at position i of the embeddings (their committed part order) comes from block i // block_rows seeded
+with (seed, block), so the rows do not depend on how the work is split.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ import io
 from typing import Callable, Literal, Optional
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipelines.batch.config import BatchJobConfig
 from pipelines.batch.model_actors import ModelActor, ModelWork
@@ -44,7 +50,13 @@ MIXTURE_FILE = "latent_mixture.json"
 
 class GenerateJobConfig(BatchJobConfig):
     output: str = Field("samples", description="output root: a folder under the storage root or a full URI")
-    num_samples: int = Field(ge=1, description="rows to generate")
+    num_samples: Optional[int] = Field(None, ge=1, description="rows to generate (not with from_embeddings: one "
+                                                               "row per embedded row)")
+    from_embeddings: Optional[str] = Field(
+        None, description="decode the latent means of an output of `vaepipe embed` (a folder under the storage "
+                          "root, e.g. embeddings/digits-v1/digits, or a full URI) made with the same model")
+    radius: float = Field(0.0, ge=0, description="from_embeddings: decode z = μ + radius·ε, ε ~ N(0, I) (0: the "
+                                                 "decoder's mean of μ itself)")
     temperature: float = Field(1.0, ge=0, description="z ~ N(0, temperature² I); < 1 gives more typical rows")
     seed: int = Field(0, ge=0)
     run: Optional[str] = Field(None, description="output folder name (default: from the sampler, seed, N and "
@@ -56,8 +68,25 @@ class GenerateJobConfig(BatchJobConfig):
     with_ids: bool = Field(False, description="add a sample_id column numbering the rows 0..N-1 (tables otherwise "
                                               "have exactly the source's columns)")
 
+    @model_validator(mode="after")
+    def _rows_from_one_place(self):
+        if (self.num_samples is None) == (self.from_embeddings is None):
+            raise ValueError("give num_samples (rows drawn from the sampler) or from_embeddings (one row per embedded "
+                             "row), not both" if self.num_samples else "num_samples is required (or from_embeddings)")
+        if self.radius and self.from_embeddings is None:
+            raise ValueError("radius applies to from_embeddings: a neighbourhood of each embedded row")
+        if self.from_embeddings is not None and (self.with_ids or self.sampler not in ("auto", "prior")
+                                                 or self.temperature != 1.0):
+            raise ValueError("from_embeddings decodes the embedded rows' latents (each keeps its row_id): "
+                             "sampler, temperature and with_ids are for sampled rows; leave them out")
+        return self
+
     def run_name(self, sampler: str) -> str:
-        default = f"{sampler}-seed{self.seed}-n{self.num_samples}-t{self.temperature:g}"
+        if self.from_embeddings is not None:
+            source = self.from_embeddings.rstrip("/").rsplit("/", 1)[-1]
+            default = f"decoded-{source}-r{self.radius:g}-seed{self.seed}"
+        else:
+            default = f"{sampler}-seed{self.seed}-n{self.num_samples}-t{self.temperature:g}"
         return validate_name(self.run or default, "run")
 
 
@@ -90,7 +119,6 @@ class GenerateActor(ModelActor):
     def generate(self, block: int, start: int, rows: int) -> dict:
         import torch
 
-        from pipelines.datasets.features import features_to_table
         from pipelines.training.tabular_synthesis import sample_mixture
         from vae_core import decode_latents, sample_prior
 
@@ -102,11 +130,74 @@ class GenerateActor(ModelActor):
         else:
             z = sample_mixture(self.mixture, rows, block_seed(self.seed, block), self.temperature)
             x = decode_latents(self.model, torch.from_numpy(z).float(), generator, mode=mode)
-        if self.manifest.kind == "image":
-            pixels = torch.round(x.float().clamp(0, 1) * self.manifest.image.max_value).to(torch.uint8)
-            return {**ids, self.manifest.image.column: pixels.cpu().numpy()}
-        table = features_to_table(self.manifest, x.float().cpu().numpy())
-        return {**ids, **{name: table[name].to_numpy() for name in table.columns}}
+        return {**ids, **decoded_rows(self.manifest, x)}
+
+
+def decoded_rows(manifest, x) -> dict:
+    """Decoded model inputs [n, ...] as output columns: uint8 pixels, or the source's table columns."""
+    import torch
+
+    from pipelines.datasets.features import features_to_table
+
+    if manifest.kind == "image":
+        pixels = torch.round(x.float().clamp(0, 1) * manifest.image.max_value).to(torch.uint8)
+        return {manifest.image.column: pixels.cpu().numpy()}
+    table = features_to_table(manifest, x.float().cpu().numpy())
+    return {name: table[name].to_numpy() for name in table.columns}
+
+
+class DecodeActor(ModelActor):
+    """Embedded rows (position, row_id, mu_*) → decoded rows with their row_id (`from_embeddings`)."""
+
+    def __init__(self, root: Optional[str], reference: Optional[str], use_gpu: bool, seed: int, radius: float,
+                 block_rows: int, loaded: Optional[tuple] = None):
+        super().__init__(root, reference, use_gpu, loaded)
+        self.seed, self.radius, self.block_rows = seed, radius, block_rows
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        from vae_core import decode_latents
+
+        latent = self.model.spec.latent_dim
+        z = np.stack([np.asarray(batch[f"mu_{i}"], dtype=np.float32) for i in range(latent)], axis=1)
+        if self.radius > 0:
+            z = z + self.radius * self.noise(np.asarray(batch[POSITION], dtype=np.int64), latent)
+        # the decoder's mean: no draw whose seed would depend on how the rows were batched
+        x = decode_latents(self.model, torch.from_numpy(z).to(self.device), None, mode="mean")
+        return {"row_id": batch["row_id"], **decoded_rows(self.manifest, x)}
+
+    def noise(self, positions: np.ndarray, latent: int) -> np.ndarray:
+        """ε of each position: row i % block_rows of block i // block_rows's seeded draws."""
+        blocks = positions // self.block_rows
+        eps = np.empty((len(positions), latent), dtype=np.float32)
+        for block in np.unique(blocks):
+            draws = np.random.default_rng(block_seed(self.seed, int(block))).standard_normal((self.block_rows, latent))
+            here = blocks == block
+            eps[here] = draws[positions[here] % self.block_rows]
+        return eps
+
+
+POSITION = "position"  # an embedded row's place in the embeddings' committed part order (the decode input only)
+
+
+def embedded_rows(root: str, model, source: str):
+    """The latent means and row ids of an embeddings output made with `model`, with each row's position."""
+    import pyarrow as pa
+
+    from pipelines.batch.parts import read_committed_parts
+    from pipelines.storage.commit import read_success
+
+    prefix = output_root(root, source)
+    committed = read_success(prefix)
+    made_with = committed.get("model")
+    if made_with != model.reference:
+        raise BatchJobError(f"embeddings at {prefix} were made with {made_with or 'an unknown model'}, not "
+                            f"{model.reference}: latents of another model decode to nothing meaningful (run "
+                            f"`vaepipe embed --model {model.reference} ...` first)")
+    latent = int(model.card["spec"]["latent_dim"])
+    table = read_committed_parts(prefix, ["row_id", *(f"mu_{i}" for i in range(latent))])
+    return prefix, table.append_column(POSITION, pa.array(np.arange(len(table), dtype=np.int64)))
 
 
 def training_dataset(model) -> Optional[str]:
@@ -126,6 +217,8 @@ def sampler_of(config: GenerateJobConfig, model, dataset: Optional[str]) -> str:
     """The sampler a request gets: auto is gmm for tables whose training rows are on storage (`dataset`, from
     `training_dataset`), else prior."""
     kind, stored = model.training_manifest.kind, dataset is not None
+    if config.from_embeddings is not None:
+        return "embeddings"
     if config.sampler == "gmm" and not stored:
         raise BatchJobError(f"--sampler gmm fits a mixture to the training rows' latents, but {model.reference} was "
                             f"trained on rows kept nowhere on storage ({model.card['dataset']['uri']}); use --sampler "
@@ -244,29 +337,24 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
     if config.with_ids and SAMPLE_ID in manifest.feature_columns:
         raise BatchJobError(f"model {model.reference} has a feature column named {SAMPLE_ID!r}, the column "
                             "--with-ids numbers rows with; generate without --with-ids")
-    blocks = sample_blocks(config.num_samples, config.block_rows)
     dataset = training_dataset(model)
     sampler = sampler_of(config, model, dataset)
     if config.sampler == "auto" and sampler == "prior" and manifest.kind == "tabular":
         progress(f"sampler prior: {model.reference}'s training rows are not on storage (the mixture sampler needs them)")
-
-    def ray_blocks(_actors: int):
-        import ray.data
-
-        # one Ray block per sample block, so every actor gets blocks to work on
-        return ray.data.from_items(blocks, override_num_blocks=len(blocks))
-
-    def local_blocks(_rows: int):
-        return ({key: np.asarray([value]) for key, value in block.items()} for block in blocks)
-
     mixture = None
     if sampler == "gmm":
         progress(f"fitting the latent mixture to up to {MIXTURE_ROWS:,} training rows of "
                  f"{model.card['dataset']['uri']}")
         mixture = fit_mixture(root, model, config.seed)
+    if sampler == "embeddings":
+        rows, work, description, extra = decode_plan(config, root, model)
+    else:
+        rows = config.num_samples
+        work, description, extra = sample_plan(config, mixture, sampler)
+        description = f"generating {rows} {manifest.kind} rows from {model.reference} {description}"
 
     def finish(commit) -> dict:
-        summary: dict = {"sampler": sampler, "temperature": config.temperature, "seed": config.seed}
+        summary: dict = {"sampler": sampler, "seed": config.seed, **extra}
         if mixture is not None:
             commit.write(MIXTURE_FILE, mixture_json(mixture))
             summary["mixture_components"] = len(mixture.weights_)
@@ -292,14 +380,48 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
 
     return run_batch("generate", config, model, BatchPlan(
         prefix=samples_uri(output_root(root, config.output), model.slug, config.run_name(sampler)),
-        rows=config.num_samples,
-        description=f"generating {config.num_samples} {manifest.kind} rows from {model.reference} "
-                    f"(sampler {sampler}, seed {config.seed}, temperature {config.temperature:g}) in "
-                    f"{len(blocks)} block(s)",
-        work=ModelWork(GenerateActor, ray_blocks, local_blocks,
-                       dict(seed=config.seed, temperature=config.temperature, mixture=mixture,
-                            with_ids=config.with_ids), batch_size=1),
-        finish=finish,
-        metadata={"rows_in": config.num_samples, "seed": config.seed, "temperature": config.temperature,
-                  "sampler": sampler, "with_ids": config.with_ids, "block_rows": config.block_rows,
-                  "training_fingerprint": manifest.fingerprint}), progress)
+        rows=rows, description=description, work=work, finish=finish,
+        metadata={"rows_in": rows, "seed": config.seed, "sampler": sampler, "block_rows": config.block_rows,
+                  "training_fingerprint": manifest.fingerprint, **extra}), progress)
+
+
+def sample_plan(config: GenerateJobConfig, mixture, sampler: str) -> tuple[ModelWork, str, dict]:
+    """Rows drawn from the sampler: (the work, how it is described, `_SUCCESS` fields)."""
+    blocks = sample_blocks(config.num_samples, config.block_rows)
+
+    def ray_blocks(_actors: int):
+        import ray.data
+
+        # one Ray block per sample block, so every actor gets blocks to work on
+        return ray.data.from_items(blocks, override_num_blocks=len(blocks))
+
+    def local_blocks(_rows: int):
+        return ({key: np.asarray([value]) for key, value in block.items()} for block in blocks)
+
+    work = ModelWork(GenerateActor, ray_blocks, local_blocks, dict(
+        seed=config.seed, temperature=config.temperature, mixture=mixture, with_ids=config.with_ids), batch_size=1)
+    return (work, f"(sampler {sampler}, seed {config.seed}, temperature {config.temperature:g}) in "
+                  f"{len(blocks)} block(s)", {"temperature": config.temperature, "with_ids": config.with_ids})
+
+
+def decode_plan(config: GenerateJobConfig, root: str, model) -> tuple[int, ModelWork, str, dict]:
+    """Rows decoded from an embeddings output: (rows, the work, how it is described, `_SUCCESS` fields)."""
+    prefix, table = embedded_rows(root, model, config.from_embeddings)
+    if len(table) == 0:
+        raise BatchJobError(f"embeddings at {prefix} hold no rows: nothing to decode")
+
+    def ray_rows(actors: int):
+        import ray.data
+
+        return ray.data.from_arrow(table).repartition(max(actors, -(-len(table) // config.block_rows)))
+
+    def local_rows(batch_rows: int):
+        for start in range(0, len(table), batch_rows):
+            part = table.slice(start, batch_rows)
+            yield {name: part[name].to_numpy(zero_copy_only=False) for name in part.column_names}
+
+    work = ModelWork(DecodeActor, ray_rows, local_rows,
+                     dict(seed=config.seed, radius=config.radius, block_rows=config.block_rows))
+    description = (f"decoding the latent means of {len(table)} rows of {prefix} with {model.reference}"
+                   + (f" (z = μ + {config.radius:g}·ε, seed {config.seed})" if config.radius else ""))
+    return len(table), work, description, {"from_embeddings": prefix, "radius": config.radius}

@@ -100,8 +100,11 @@ def build_samples_report(root: str, prefix: str) -> Report:
     synthetic = read_committed_parts(prefix, limit=MAX_ROWS).to_pandas()
     real_rows = read_rows(model.card["dataset"]["uri"], manifest, "train", limit=MAX_ROWS)
     facts = {"samples": prefix, "model": model.reference, "rows": f"{success['rows']:,}",
-             "seed": str(success.get("seed")), "temperature": str(success.get("temperature")),
-             "compared with": f"train split of {model.card['dataset']['uri']}"}
+             "seed": str(success.get("seed")), "compared with": f"train split of {model.card['dataset']['uri']}"}
+    if "temperature" in success:
+        facts["temperature"] = str(success["temperature"])
+    if "from_embeddings" in success:
+        facts["decoded from"] = f"{success['from_embeddings']} (radius {success['radius']:g})"
     summary = success.get("summary") or {}
     if summary.get("sampler"):
         facts["sampler"] = summary["sampler"] + (f" ({summary['mixture_components']} components)"

@@ -87,6 +87,20 @@ def test_embeddings_are_the_latent_means_per_row(saved_detector):
     np.testing.assert_allclose(detector.transform(frame.iloc[:7]), latent[:7], rtol=1e-5, atol=1e-6)
 
 
+def test_inverse_transform_decodes_latents_back_into_the_frames_columns(saved_detector):
+    detector, frame = saved_detector["detector"], saved_detector["frame"]
+    rows = detector.inverse_transform(detector.transform(frame.iloc[:50]))
+    assert list(rows.columns) == list(frame.columns) and len(rows) == 50
+    assert rows.dtypes.astype(str).to_dict() == frame.dtypes.astype(str).to_dict()
+    # a reconstruction: each row is nearer its own original than the average other row (standardized columns)
+    scale = frame.std()
+    own = (((rows - frame.iloc[:50].reset_index(drop=True)) / scale) ** 2).sum(axis=1)
+    other = (((rows - frame.iloc[50:100].reset_index(drop=True)) / scale) ** 2).sum(axis=1)
+    assert own.mean() < other.mean(), (own.mean(), other.mean())
+    with pytest.raises(ValueError, match="latent size"):
+        detector.inverse_transform(np.zeros((2, 99)))
+
+
 def test_an_unfitted_model_says_to_fit_it_first():
     with pytest.raises(NotFittedError, match=r"not fitted: call fit\(X\)"):
         VAEDetector().decision_function(np.zeros((2, 3)))

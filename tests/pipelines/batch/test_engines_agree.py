@@ -80,3 +80,25 @@ def test_a_model_whose_training_rows_are_not_stored_generates_from_the_prior_and
     assert outcome.summary["quality"] is None  # nothing stored to compare with, and it says so
     with pytest.raises(BatchJobError, match="use --sampler prior"):
         run_generation(GenerateJobConfig(**fields, sampler="gmm"), progress=lambda _: None)
+
+
+def test_local_and_ray_engines_decode_the_same_embedded_rows_in_the_source_schema(saved_model):
+    from pipelines.jobs.embed import EmbedJobConfig, run_embedding
+    from pipelines.jobs.generate import GenerateJobConfig, run_generation
+
+    embedded = run_embedding(EmbedJobConfig(model=saved_model["model"], input="breast_cancer", engine="local",
+                                            storage=saved_model["root"]), progress=lambda _: None)
+    outputs = {}
+    for engine in ("local", "ray"):
+        # radius > 0: the noise of a row must not depend on which actor or batch it landed in
+        outcome = run_generation(GenerateJobConfig(
+            model=saved_model["model"], storage=saved_model["root"], from_embeddings=embedded.output_uri,
+            radius=0.3, seed=5, block_rows=100, run=f"decoded-{engine}", engine=engine,
+            compute={"actors": 2, "cpus_per_actor": 0.5, "batch_size": 64}), progress=lambda _: None)
+        assert outcome.engine == engine and outcome.rows == 569
+        outputs[engine] = read_parts(outcome.output_uri).sort_values(
+            "row_id", key=lambda ids: ids.astype(int)).reset_index(drop=True)
+    local, on_ray = outputs["local"], outputs["ray"]
+    assert local.columns[0] == "row_id" and local["row_id"].tolist() == [str(i) for i in range(569)]
+    assert "mean_radius" in local.columns and "label" not in local.columns
+    pd.testing.assert_frame_equal(local, on_ray, check_exact=False, rtol=1e-5, atol=1e-5)
