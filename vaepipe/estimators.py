@@ -316,18 +316,43 @@ class VAEDetector(VAEModel):
 
 class VAESynthesizer(VAEModel):
     """A synthesizer shaped like SDV's: `fit(df)` (column roles as `vaepipe prepare` infers them, `categorical=` /
-    `numeric=` to override), then `sample(n, seed=..., temperature=...)`: a DataFrame with the fitted frame's
-    column names, order, dtypes and categorical levels — the rows `vaepipe generate` writes for the same model,
-    seed and temperature. Fitted to images, `sample` returns uint8 images [n, C, H, W]."""
+    `numeric=` to override), then `sample(n, seed=..., temperature=..., sampler=...)`: a DataFrame with the fitted
+    frame's column names, order, dtypes and categorical levels — the rows `vaepipe generate` writes for the same
+    model, seed, temperature and sampler. Fitted to images, `sample` returns uint8 images [n, C, H, W].
 
-    def sample(self, n: int, seed: int = 0, temperature: float = 1.0):
-        """`n` new rows drawn from the prior (z ~ N(0, temperature² I)); the same seed gives the same rows."""
+    Like `vaepipe generate`, a table fitted here samples by default from a Gaussian mixture fitted to the
+    training rows' posterior means (`latent_mixture_`, `sampler="gmm"`; `"prior"` for N(0, I)); a synthesizer
+    opened with `load` has no training rows, so it samples from the prior, as `generate` does for it."""
+
+    def _fitted(self, X) -> None:
+        from pipelines.jobs.generate import MIXTURE_ROWS
+        from pipelines.training.tabular_synthesis import fit_latent_mixture
+
+        self.latent_mixture_ = None
+        if self.manifest_.kind != "image":
+            import torch
+
+            x = model_input(self.manifest_, X.iloc[:MIXTURE_ROWS] if hasattr(X, "iloc") else X[:MIXTURE_ROWS])["x"]
+            self.latent_mixture_ = fit_latent_mixture(self.model_, torch.from_numpy(np.asarray(x, np.float32)),
+                                                      seed=self.seed or 0)
+
+    def sample(self, n: int, seed: int = 0, temperature: float = 1.0, sampler: str = "auto"):
+        """`n` new rows; z from the mixture fitted to the training rows' latents (tables fitted here: sampler auto
+        or gmm) or from the prior N(0, temperature² I) (images, loaded models, sampler prior); the same seed gives
+        the same rows."""
         from pipelines.jobs.generate import SAMPLE_ID, GenerateActor, GenerateJobConfig, sample_blocks
 
         self._require_fitted()
         if n < 1:
             raise UserError(f"sample(n={n}): n must be at least 1")
-        actor = GenerateActor(None, None, False, seed=seed, temperature=temperature, loaded=(self.model_, self.card_))
+        mixture = getattr(self, "latent_mixture_", None)
+        if sampler not in ("auto", "prior", "gmm"):
+            raise UserError(f"sample(sampler={sampler!r}): use 'auto', 'prior' or 'gmm'")
+        if sampler == "gmm" and mixture is None:
+            raise UserError("sample(sampler='gmm') needs the mixture fitted to the training rows, which exists only "
+                            "after fit() on a table here (a loaded model samples the prior): use sampler='prior'")
+        actor = GenerateActor(None, None, False, seed=seed, temperature=temperature, loaded=(self.model_, self.card_),
+                              mixture=None if sampler == "prior" else mixture)
         block_rows = GenerateJobConfig.model_fields["block_rows"].default
         parts = [actor.generate(b["block"], b["start"], b["rows"]) for b in sample_blocks(n, block_rows)]
         manifest = self.manifest_

@@ -12,6 +12,7 @@ import pytest
 
 from pipelines.cli.main import main
 from pipelines.datasets.sources import load_builtin
+from pipelines.errors import UserError
 from pipelines.storage.objects import resolve
 from vaepipe import NotFittedError, VAEDetector, VAESynthesizer
 
@@ -126,3 +127,16 @@ def test_sample_returns_the_fitted_frames_columns_dtypes_and_levels(fair_frame):
         assert set(rows[column]) <= set(fair_frame[column]), column
     pd.testing.assert_frame_equal(synthesizer.sample(300, seed=1), rows)  # a seed gives the same rows
     assert not synthesizer.sample(300, seed=2).equals(rows)
+
+
+def test_a_table_samples_from_its_latent_mixture_and_a_loaded_one_from_the_prior(fair_frame, tmp_path):
+    synthesizer = VAESynthesizer(epochs=2, seed=0, engine="local").fit(fair_frame)
+    mixture = synthesizer.latent_mixture_
+    assert mixture is not None and mixture.means_.shape[1] == synthesizer.card_["spec"]["latent_dim"]
+    # auto is the mixture, as `vaepipe generate` does for a table whose training rows it has
+    pd.testing.assert_frame_equal(synthesizer.sample(200, seed=4), synthesizer.sample(200, seed=4, sampler="gmm"))
+    assert not synthesizer.sample(200, seed=4).equals(synthesizer.sample(200, seed=4, sampler="prior"))
+    loaded = VAESynthesizer.load(synthesizer.save(str(tmp_path)), storage=str(tmp_path))
+    pd.testing.assert_frame_equal(loaded.sample(200, seed=4), synthesizer.sample(200, seed=4, sampler="prior"))
+    with pytest.raises(UserError, match="sampler='prior'"):
+        loaded.sample(10, sampler="gmm")
