@@ -31,9 +31,10 @@ demo: $(STAMP)
 test: $(BENCH_STAMP)
 	$(PY) -m pytest
 
-# Skips the slow end-to-end tests (CI runs them all through `make test`).
+# Skips the slow end-to-end tests (CI runs them all through `make test`). Two pytest-xdist workers: these tests
+# wait on the storage server, leases and subprocesses as much as they compute, so two overlap on 2 cores.
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n 2
 
 # Imports point down (the import-linter contracts in pyproject.toml); tests/test_architecture.py runs it too.
 lint: $(STAMP)

@@ -85,6 +85,6 @@ def running_restricted_store(root: Path, prefix: str = STORAGE_PREFIX) -> Iterat
     identities = root / "identities.json"
     identities.write_text(json.dumps(identities_config(admin, jobs, policy), indent=2) + "\n")
     identities.chmod(0o600)
-    with running_store(root) as info:
+    with running_store(root, stop_timeout=1) as info:
         assert info.access_key == admin.access_key, "the store did not take the admin identity as its own"
         yield RestrictedStore(info, storage_root, admin, jobs, policy)

@@ -337,14 +337,16 @@ def apply_store_env(root: Path | None = None, override: bool = False) -> dict[st
 
 
 @contextmanager
-def running_store(root: Path) -> Iterator[StoreInfo]:
-    """A store for the duration of a ``with`` block (tests, demos)."""
+def running_store(root: Path, stop_timeout: float = 15) -> Iterator[StoreInfo]:
+    """A store for the duration of a ``with`` block (tests, demos). `stop_timeout`: seconds SeaweedFS gets to
+    stop on SIGTERM before it is killed (it takes ~12 s to stop cleanly; a store whose data is thrown away
+    afterwards need not wait)."""
     store = EmbeddedStore(root)
     info = store.up()
     try:
         yield info
     finally:
-        store.down()
+        store.down(timeout=stop_timeout)
 
 
 # --- processes and ports ---------------------------------------------------
