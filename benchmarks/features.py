@@ -26,6 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipelines.datasets.features import image_features  # noqa: E402
 from pipelines.datasets.preparation import assign_splits  # noqa: E402
 from pipelines.datasets.sources import load_builtin  # noqa: E402
 from pipelines.metrics.linear_probe import DRAWS, PER_CLASS, linear_probe, with_pca  # noqa: E402
@@ -47,12 +48,9 @@ def probe_dataset(name: str, epochs: int, latent_dim: int, seed: int) -> tuple[d
     model.fit(images[unlabelled])  # no labels: the VAE learns from the images alone
     seconds = time.perf_counter() - started
     embedded = (model.transform(images[train]), model.transform(images[test]))
-    raw = tuple(images[rows].reshape(int(rows.sum()), -1).astype(np.float32) / source_max(images) for rows in (train, test))
+    # the raw pixels as the model sees them (scaled by the fitted manifest's pixel range)
+    raw = tuple(image_features(model.manifest_, images[rows]).reshape(int(rows.sum()), -1) for rows in (train, test))
     return linear_probe(with_pca(embedded, raw, seed), labels[train], labels[test], seed=seed), seconds
-
-
-def source_max(images: np.ndarray) -> float:
-    return float(max(int(images.max()), 1))
 
 
 def main() -> None:
@@ -77,11 +75,11 @@ def main() -> None:
             few = f"{result['per_class']:.3f} ± {result['per_class_sd']:.3f}" if result["per_class"] is not None else "–"
             gap_few = (f"{result['per_class'] - raw['per_class']:+.3f}" if result["per_class"] is not None
                        and raw["per_class"] is not None else "–")
-            print(f"| {name} ({probe['train_rows']} train / {probe['test_rows']} test) | {representation} | "
-                  f"{result['all_labels']:.3f} | {few} | {result['all_labels'] - raw['all_labels']:+.3f} | {gap_few} | "
-                  f"{seconds:.0f} |" if representation == "embedding" else
-                  f"| {name} | {representation} | {result['all_labels']:.3f} | {few} | "
-                  f"{result['all_labels'] - raw['all_labels']:+.3f} | {gap_few} | |", flush=True)
+            first = representation == "embedding"  # the set's first row carries its sizes and the fit time
+            where = f"{name} ({probe['train_rows']} train / {probe['test_rows']} test)" if first else name
+            print(f"| {where} | {representation} | {result['all_labels']:.3f} | {few} | "
+                  f"{result['all_labels'] - raw['all_labels']:+.3f} | {gap_few} | {f'{seconds:.0f}' if first else ''} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
