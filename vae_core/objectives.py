@@ -117,14 +117,15 @@ def iw_log_likelihood(model, x: torch.Tensor, k: int = 100, chunk_size: int = 50
         raise ValueError(f"k and chunk_size must be >= 1; got k={k}, chunk_size={chunk_size}")
     mu, logvar = model.encode(x)
     mu, logvar = mu.float(), logvar.float()
-    x_flat = x.reshape(x.shape[0], -1)
+    condition = model.condition(x)  # None unless the model is conditional
+    x_flat = model.split_condition(x)[0].reshape(x.shape[0], -1)
     batch, latent = mu.shape
     log_weights = []
     for start in range(0, k, chunk_size):
         n = min(chunk_size, k - start)
         eps = seeded_noise(torch.randn, (n, batch, latent), mu.device, generator)
         z = mu + torch.exp(0.5 * logvar) * eps  # [n, B, Z]
-        params = model.decode(z.reshape(n * batch, latent))
+        params = model.decode(z.reshape(n * batch, latent), None if condition is None else condition.repeat(n, 1))
         log_px_z = model.likelihood.log_prob(params, x_flat.repeat(n, 1)).reshape(n, batch)
         log_pz = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
         log_qz_x = gaussian_log_density(z, mu, logvar)

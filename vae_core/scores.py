@@ -22,11 +22,12 @@ def anomaly_scores(model: VAE, x: torch.Tensor, iw_samples: int = 0, seed: int =
     - "iw_nll" (only when iw_samples > 0): -log p(x) estimated with iw_samples
       importance samples (Burda et al. 2015), drawn from a generator seeded with
       `seed` so it too is deterministic.
+    A conditional model scores each row given its level (-log p(x|y)), or given q(y|x) where it has none.
     """
     with model.inference():
         mu, logvar = model.encode(x)
-        flat = x.reshape(x.shape[0], -1)
-        recon_nll = -model.likelihood.log_prob(model.decode(mu), flat)
+        flat = model.split_condition(x)[0].reshape(x.shape[0], -1)
+        recon_nll = -model.likelihood.log_prob(model.decode(mu, model.condition(x)), flat)
         kl = kl_diag_gaussian(mu, logvar)
         scores = {"neg_elbo": recon_nll + kl, "recon_nll": recon_nll, "kl": kl,
                   "anomaly_score": recon_nll + kl + model.likelihood.saturated_log_prob(flat)}

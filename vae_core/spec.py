@@ -65,6 +65,13 @@ class ModelSpec:
     `input_shape` is (D,) for "mlp" and (C, H, W) for "conv". `hidden` is the
     layer widths (mlp) or channels per stride-2 stage (conv). The likelihood
     blocks cover the flattened features in order and their sizes sum to D.
+
+    `condition_levels` makes it a conditional VAE (Sohn et al. 2015): one entry per
+    condition (a class label, a categorical column) giving its number of levels. The
+    model's input is then flat [B, D + sum(condition_levels)]: the features followed by
+    each condition one-hot (all zeros where a row's level is unknown). With exactly one
+    condition the model also has a classifier q(y|x) and trains on rows without a level
+    too (Kingma et al. 2014, M2).
     """
 
     architecture: str
@@ -72,12 +79,14 @@ class ModelSpec:
     latent_dim: int
     hidden: tuple[int, ...]
     likelihood: tuple[LikelihoodBlock, ...] = field(kw_only=True)
+    condition_levels: tuple[int, ...] = field(default=(), kw_only=True)
 
     def __post_init__(self):
         # Accept the lists and dicts that JSON gives back; store tuples so specs
         # stay hashable and compare equal after a round trip.
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        object.__setattr__(self, "condition_levels", tuple(self.condition_levels))
         blocks = tuple(b if isinstance(b, LikelihoodBlock) else LikelihoodBlock(**b) for b in self.likelihood)
         object.__setattr__(self, "likelihood", blocks)
         self.validate()
@@ -85,6 +94,11 @@ class ModelSpec:
     @property
     def feature_dim(self) -> int:
         return math.prod(self.input_shape)
+
+    @property
+    def condition_dim(self) -> int:
+        """Width of the condition one-hots after the features (0: not conditional)."""
+        return sum(self.condition_levels)
 
     def validate(self):
         if self.architecture not in ARCHITECTURES:
@@ -98,6 +112,8 @@ class ModelSpec:
             raise ValueError(f"latent_dim must be an int >= 1; got {self.latent_dim!r}")
         if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ValueError(f"hidden must be a non-empty tuple of positive ints; got {self.hidden!r}")
+        if any(not isinstance(k, int) or k < 2 for k in self.condition_levels):
+            raise ValueError(f"condition_levels must be ints >= 2 (levels of each condition); got {self.condition_levels!r}")
         if not self.likelihood:
             raise ValueError("likelihood is empty; give LikelihoodBlocks whose sizes sum to the feature count")
         covered = sum(b.size for b in self.likelihood)
@@ -138,7 +154,7 @@ class ModelSpec:
     @classmethod
     def for_images(cls, shape: tuple[int, int, int], latent_dim: int = DEFAULT_LATENT_DIM,
                    hidden: tuple[int, ...] = DEFAULT_CONV_HIDDEN, pixels: str = DEFAULT_PIXELS,
-                   variance: str = DEFAULT_PIXEL_VARIANCE) -> "ModelSpec":
+                   variance: str = DEFAULT_PIXEL_VARIANCE, condition_levels: tuple[int, ...] = ()) -> "ModelSpec":
         """Conv VAE over pixels scaled to [0, 1]: a Bernoulli per pixel (the continuous cross-entropy,
         the usual density model), or `pixels="gaussian"` with `variance` ("shared": one learned std)."""
         if pixels not in CONV_LIKELIHOOD_KINDS:
@@ -148,16 +164,18 @@ class ModelSpec:
         # 5 folds: 0.991 starting at 1, 0.993 at 0.1).
         gaussian = {"variance": variance, "init_std": PIXEL_INIT_STD}
         block = LikelihoodBlock(pixels, math.prod(shape), **(gaussian if pixels == "gaussian" else {}))
-        return cls("conv", tuple(shape), latent_dim, tuple(hidden), likelihood=(block,))
+        return cls("conv", tuple(shape), latent_dim, tuple(hidden), likelihood=(block,),
+                   condition_levels=tuple(condition_levels))
 
     @classmethod
     def for_table(cls, num_numeric: int, categorical_levels: list[int], latent_dim: int = DEFAULT_LATENT_DIM,
                   hidden: tuple[int, ...] = DEFAULT_MLP_HIDDEN, variance: str = DEFAULT_COLUMN_VARIANCE,
-                  num_zero_inflated: int = 0) -> "ModelSpec":
+                  num_zero_inflated: int = 0, condition_levels: tuple[int, ...] = ()) -> "ModelSpec":
         """MLP VAE over rows laid out as [standardized numerics..., zero-inflated (indicator, value)
         pairs..., one-hot group 1..., group 2...]."""
         blocks = [LikelihoodBlock("gaussian", num_numeric, variance=variance)] if num_numeric > 0 else []
         blocks += [LikelihoodBlock("zero_inflated", 2, variance=variance) for _ in range(num_zero_inflated)]
         blocks += [LikelihoodBlock("categorical", levels) for levels in categorical_levels]
         feature_dim = num_numeric + 2 * num_zero_inflated + sum(categorical_levels)
-        return cls("mlp", (feature_dim,), latent_dim, tuple(hidden), likelihood=tuple(blocks))
+        return cls("mlp", (feature_dim,), latent_dim, tuple(hidden), likelihood=tuple(blocks),
+                   condition_levels=tuple(condition_levels))
