@@ -16,12 +16,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = build_batch_config(GenerateJobConfig, {
         "model": args.model, "num_samples": args.num_samples, "temperature": args.temperature, "seed": args.seed,
         "from_embeddings": args.from_embeddings, "radius": args.radius,
-        "run": args.run, "output": args.output, "sampler": args.sampler, "with_ids": args.with_ids or None}, args)
+        "run": args.run, "output": args.output, "sampler": args.sampler, "with_ids": args.with_ids or None,
+        "condition": _conditions(args.condition), "per_class": args.per_class,
+        "conditions_file": args.conditions}, args)
     status = run_batch_command(run_generation, config, report=build_samples_report, done=lambda outcome: (
         f"generated {outcome.rows} rows with {outcome.model} in {outcome.seconds:.1f} s"))
     if status == 0 and args.local_dir:
         result(f"  copied to {copy_samples_out(samples_prefix(config), args.local_dir, args.local_format)}")
     return status
+
+
+def _conditions(pairs: list[str] | None) -> dict | None:
+    """--condition label=3 --condition city=Oslo → {"label": "3", "city": "Oslo"}."""
+    if not pairs:
+        return None
+    from pipelines.datasets.conditions import ConditionError
+
+    bad = [pair for pair in pairs if "=" not in pair or not pair.split("=", 1)[0]]
+    if bad:
+        raise ConditionError(f"--condition {bad[0]!r}: write it as COLUMN=LEVEL, e.g. --condition label=3")
+    return dict(pair.split("=", 1) for pair in pairs)
 
 
 def register(commands) -> None:
@@ -40,6 +54,8 @@ def register(commands) -> None:
                "  vaepipe generate --model fair@latest --num-samples 5000 --local-dir out --local-format csv\n"
                "  vaepipe generate --model models/digits@3 --num-samples 64 --temperature 0.8\n"
                "  vaepipe generate --model digits@PROMOTED --num-samples 1000000 --actors 4 --run big\n"
+               "  vaepipe generate --model digits-cvae@1 --per-class 10      # a conditional model: 10 of each digit\n"
+               "  vaepipe generate --model digits-cvae@1 --num-samples 500 --condition label=3\n"
                "  vaepipe embed --model digits@3 --input digits && \\\n"
                "    vaepipe generate --model digits@3 --from-embeddings embeddings/digits-v3/digits --radius 0.5",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,6 +74,16 @@ def register(commands) -> None:
                           help="where z comes from: gmm (a 10-component Gaussian mixture fitted to the posterior "
                                "means of up to 20,000 training rows), prior (N(0, I)), auto (default: gmm for "
                                "tables, prior for images)")
+    generate.add_argument("--condition", action="append", metavar="COLUMN=LEVEL",
+                          help="a conditional model (trained with model.condition_on): every row at this level; "
+                               "repeat for each condition")
+    generate.add_argument("--per-class", type=int, metavar="N",
+                          help="a conditional model with one condition: N rows of every level (instead of "
+                               "--num-samples)")
+    generate.add_argument("--conditions", metavar="FILE",
+                          help="a conditional model: a local CSV with a column per condition and an optional "
+                               "num_rows column (default 1): the rows to generate, like SDV's "
+                               "sample_from_conditions (instead of --num-samples)")
     generate.add_argument("--with-ids", action="store_true",
                           help="add a sample_id column numbering the rows (default: the source's columns only)")
     generate.add_argument("--run", help="output folder name (default <sampler>-seed<S>-n<N>-t<T>)")

@@ -65,7 +65,7 @@ def _numpy_dtype(dtype: str) -> np.dtype | None:
         return None
 
 
-def _levels_as_source(levels: list[str], dtype: str) -> np.ndarray:
+def levels_as_source(levels: list[str], dtype: str) -> np.ndarray:
     """Level names (stored as text) back in the column's source dtype: 3.0 for a float code column,
     True for a boolean one, text otherwise."""
     target = _numpy_dtype(dtype)
@@ -93,6 +93,6 @@ def features_to_table(manifest: DatasetManifest, features: np.ndarray) -> pd.Dat
     for column in manifest.categorical:
         width = len(column.levels)
         codes = features[:, offset:offset + width].argmax(axis=1)
-        columns[column.name] = _levels_as_source(column.levels, column.dtype)[codes]
+        columns[column.name] = levels_as_source(column.levels, column.dtype)[codes]
         offset += width
     return pd.DataFrame({name: columns[name] for name in manifest.column_order or manifest.feature_columns})

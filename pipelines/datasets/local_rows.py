@@ -13,8 +13,9 @@ from pipelines.datasets.manifest import DatasetManifest
 
 
 def read_rows(dataset: str, manifest: DatasetManifest, split: Optional[str] = None, limit: Optional[int] = None,
-              row_ids: Optional[Sequence[str]] = None) -> pa.Table:
-    """Rows of `split` (every split when None), at most `limit`, only `row_ids` when given, in shard order."""
+              row_ids: Optional[Sequence[str]] = None, columns: Optional[Sequence[str]] = None) -> pa.Table:
+    """Rows of `split` (every split when None), at most `limit`, only `row_ids` when given, in shard order;
+    only `columns` when given."""
     import pyarrow.dataset as ds
 
     from pipelines.datasets.catalog import shard_uris
@@ -29,7 +30,10 @@ def read_rows(dataset: str, manifest: DatasetManifest, split: Optional[str] = No
     if row_ids is not None:
         wanted = ds.field(manifest.id_column).isin([str(row_id) for row_id in row_ids])
         condition = wanted if condition is None else condition & wanted
-    return data.head(limit, filter=condition) if limit is not None else data.to_table(filter=condition)
+    columns = list(columns) if columns is not None else None
+    if limit is not None:
+        return data.head(limit, columns=columns, filter=condition)
+    return data.to_table(columns=columns, filter=condition)
 
 
 def images(manifest: DatasetManifest, rows: pa.Table) -> np.ndarray:
@@ -40,9 +44,13 @@ def images(manifest: DatasetManifest, rows: pa.Table) -> np.ndarray:
     return column.to_numpy_ndarray().reshape(-1, *manifest.image.shape)
 
 
-def features(manifest: DatasetManifest, rows: pa.Table) -> np.ndarray:
-    """The model's input features of the rows (images scaled to [0, 1]; tables standardized and one-hot)."""
-    if manifest.kind == "image":
-        return image_features(manifest, images(manifest, rows))
-    return table_features(manifest, {name: rows[name].to_numpy(zero_copy_only=False)
-                                     for name in manifest.feature_columns})
+def features(manifest: DatasetManifest, rows: pa.Table, conditions: bool = True) -> np.ndarray:
+    """The model's input of the rows: features (images scaled to [0, 1]; tables standardized and one-hot), then a
+    conditional model's condition one-hots (unless `conditions` is False: the features alone)."""
+    from pipelines.datasets.conditions import with_condition_input
+
+    given = [column.name for column in manifest.condition or [] if column.name in rows.column_names]
+    batch = {name: rows[name].to_numpy(zero_copy_only=False)
+             for name in dict.fromkeys([*([] if manifest.kind == "image" else manifest.feature_columns), *given])}
+    x = image_features(manifest, images(manifest, rows)) if manifest.kind == "image" else table_features(manifest, batch)
+    return with_condition_input(manifest, x, batch) if conditions else x

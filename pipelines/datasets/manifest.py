@@ -170,6 +170,10 @@ class DatasetManifest(_Frozen):
     # columns holding each row's known generative factors (the generated samples): never model input, read by
     # `vaepipe interpret` (None: the dataset has none, and manifests written before they were kept)
     factor_columns: Optional[list[str]] = None
+    # a conditional model's conditions (`model.condition_on`), each with its levels: set only on the copy of the
+    # manifest a model is trained with and carries in its card, never on a prepared dataset. The model input is
+    # then the features followed by one one-hot per condition (`pipelines.datasets.conditions`, `condition_levels`).
+    condition: Optional[list[CategoricalColumn]] = None
     fingerprint: str = ""
     created_at: str
 
@@ -184,6 +188,11 @@ class DatasetManifest(_Frozen):
         """Numeric columns as laid out in the model's features: plain Gaussian ones first, then the
         zero-inflated pairs (the order `vae_core.ModelSpec.for_table` expects)."""
         return [c for c in self.numeric if not c.zero_inflated] + [c for c in self.numeric if c.zero_inflated]
+
+    @property
+    def condition_dim(self) -> int:
+        """Width of the condition one-hots after the features (0: not a conditional model's manifest)."""
+        return sum(len(c.levels) for c in self.condition or [])
 
     @property
     def feature_dim(self) -> int:
@@ -220,7 +229,7 @@ class DatasetManifest(_Frozen):
 
 
 # left out of the fingerprint: what it is, and what may change without changing the data
-_NOT_FINGERPRINTED = ("fingerprint", "created_at", "source")
+_NOT_FINGERPRINTED = ("fingerprint", "created_at", "source", "condition")
 
 
 def fingerprint_of(manifest: dict) -> str:

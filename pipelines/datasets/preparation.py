@@ -295,7 +295,11 @@ def default_rows_per_shard(rows: int) -> int:
 
 def _arrow_column(values) -> pa.Array:
     values = np.asarray(values)
-    return pa.array(values.tolist() if values.dtype == object else values)
+    if values.dtype != object:
+        return pa.array(values)
+    # text with gaps (a label known on some rows only): a missing value is null, not a float NaN among strings
+    return pa.array([None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+                     for value in values.tolist()])
 
 
 # --- I/O ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from pipelines.datasets.catalog import shard_uris
+from pipelines.datasets.conditions import with_condition_input
 from pipelines.datasets.features import table_features
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.runtime import ray_private
@@ -22,9 +23,10 @@ from pipelines.runtime import ray_private
 def featurize_batch(batch: dict, manifest: DatasetManifest, keep: Sequence[str]) -> dict:
     out = {name: batch[name] for name in keep}
     if manifest.kind == "image":
-        out["x"] = np.ascontiguousarray(batch[manifest.image.column])
+        x = np.ascontiguousarray(batch[manifest.image.column])
     else:
-        out["x"] = table_features(manifest, batch)
+        x = table_features(manifest, batch)
+    out["x"] = with_condition_input(manifest, x, batch)
     return out
 
 
@@ -78,9 +80,13 @@ def iter_split_batches(dataset: str, manifest: DatasetManifest, split: str | Non
 
     location = resolve(dataset)
     columns = list(dict.fromkeys([*manifest.feature_columns, *keep, *(["split"] if split is not None else [])]))
+    # a conditional model's label column, where the input has one (without, every row's label is unknown)
+    conditions = [column.name for column in manifest.condition or [] if column.name not in columns]
     for uri in shard_uris(dataset, manifest):
         with location.filesystem.open_input_file(resolve(uri).path) as handle:
-            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_size, columns=columns):
+            shard = pq.ParquetFile(handle)
+            present = [name for name in conditions if name in shard.schema_arrow.names]
+            for batch in shard.iter_batches(batch_size=batch_size, columns=columns + present):
                 if split is not None:
                     batch = batch.filter(pc.equal(batch.column("split"), split))
                 if batch.num_rows:
@@ -105,7 +111,11 @@ def to_model_input(x, manifest: DatasetManifest):
     """The float tensor a model consumes, from a batch's `x` column (torch, on any device)."""
     import torch
 
-    if x.dtype == torch.uint8:
+    if x.dtype != torch.uint8:
+        return x
+    if not manifest.condition:
         return x.to(torch.float32).mul_(1.0 / manifest.image.max_value)
-    return x
+    # pixels scaled, the condition one-hots (0/1 stored as uint8) as they are
+    pixels = x[:, :manifest.feature_dim].to(torch.float32).mul_(1.0 / manifest.image.max_value)
+    return torch.cat([pixels, x[:, manifest.feature_dim:].to(torch.float32)], dim=1)
 

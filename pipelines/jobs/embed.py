@@ -109,7 +109,8 @@ def label_probe(commit, model, source, label: Optional[str], latent_dim: int) ->
         if None in index:
             return None, f"the {split} rows are not in this output (embed every split to get the probe)"
         pairs.append(mu[index])
-        raw.append(features(model.training_manifest, table).reshape(len(table), -1))
+        # the features alone: a conditional model's input also holds the label itself
+        raw.append(features(model.training_manifest, table, conditions=False).reshape(len(table), -1))
         labels.append(np.asarray(table[label].to_pylist()))
     representations = with_pca((pairs[0], pairs[1]), (raw[0], raw[1]))
     return linear_probe(representations, labels[0], labels[1]), None

@@ -20,6 +20,12 @@ levels vanish), so the generated table would not match the data's marginals.
 Images are the decoder's mean (pixel probabilities → uint8): Bernoulli draws
 would add salt-and-pepper noise that is not in the data.
 
+A conditional model (`model.condition_on`) generates the levels it is asked for: `condition` (every row at
+those levels), `per_class` (N rows of every level of its one condition) or `conditions_file` (a CSV with a column
+per condition and an optional `num_rows` column, like SDV's `sample_from_conditions`). Row i takes the request
+that covers position i, so the rows are the same at any scale; they carry each condition's level as a column
+(a table's categorical condition is the column itself). Without a request row i takes level i mod K.
+
 From embeddings (`from_embeddings`: an output of `vaepipe embed` made with the same model): every row's
 latent mean μ is decoded to the decoder's mean — at `radius` 0 the row as the model reconstructs it, above 0
 from z = μ + radius·ε, a point in the row's neighbourhood — and keeps the embedded row's `row_id`. ε of the
@@ -67,9 +73,26 @@ class GenerateJobConfig(BatchJobConfig):
                             "the training rows' posterior means), auto (gmm for tables, prior for images)")
     with_ids: bool = Field(False, description="add a sample_id column numbering the rows 0..N-1 (tables otherwise "
                                               "have exactly the source's columns)")
+    condition: Optional[dict[str, str]] = Field(
+        None, description="a conditional model: every row at these levels, e.g. {label: '3'}")
+    per_class: Optional[int] = Field(
+        None, ge=1, description="a conditional model with one condition: this many rows of every level (instead "
+                                "of num_samples)")
+    conditions_file: Optional[str] = Field(
+        None, description="a conditional model: a local CSV with one column per condition and an optional "
+                          "num_rows column (default 1): the rows to generate, request by request")
 
     @model_validator(mode="after")
     def _rows_from_one_place(self):
+        requests = [name for name in ("condition", "per_class", "conditions_file") if getattr(self, name) is not None]
+        if len(requests) > 1:
+            raise ValueError(f"give one of condition, per_class, conditions_file, not {' and '.join(requests)}")
+        if requests and self.from_embeddings is not None:
+            raise ValueError(f"{requests[0]} chooses the levels of sampled rows; from_embeddings decodes embedded rows")
+        if requests and requests[0] != "condition":
+            if self.num_samples is not None:
+                raise ValueError(f"{requests[0]} sets the number of rows: leave num_samples out")
+            return self
         if (self.num_samples is None) == (self.from_embeddings is None):
             raise ValueError("give num_samples (rows drawn from the sampler) or from_embeddings (one row per embedded "
                              "row), not both" if self.num_samples else "num_samples is required (or from_embeddings)")
@@ -85,9 +108,77 @@ class GenerateJobConfig(BatchJobConfig):
         if self.from_embeddings is not None:
             source = self.from_embeddings.rstrip("/").rsplit("/", 1)[-1]
             default = f"decoded-{source}-r{self.radius:g}-seed{self.seed}"
+        elif self.per_class is not None:
+            default = f"{sampler}-seed{self.seed}-perclass{self.per_class}-t{self.temperature:g}"
+        elif self.conditions_file is not None or self.condition is not None:
+            import hashlib
+
+            asked = self.conditions_file or sorted(self.condition.items())
+            default = (f"{sampler}-seed{self.seed}-n{self.num_samples or 'file'}-t{self.temperature:g}-"
+                       f"c{hashlib.sha256(repr(asked).encode()).hexdigest()[:8]}")
         else:
             default = f"{sampler}-seed{self.seed}-n{self.num_samples}-t{self.temperature:g}"
         return validate_name(self.run or default, "run")
+
+
+class ConditionRequests:
+    """The levels each generated row is asked for: request r's one-hots cover rows ends[r-1] .. ends[r]-1."""
+
+    def __init__(self, one_hots: np.ndarray, counts: list[int]):
+        self.one_hots, self.ends = one_hots.astype(np.float32), np.cumsum(counts)
+
+    @property
+    def rows(self) -> int:
+        return int(self.ends[-1])
+
+    def at(self, start: int, rows: int) -> np.ndarray:
+        """One-hots [rows, C] of rows start .. start+rows-1."""
+        return self.one_hots[np.searchsorted(self.ends, np.arange(start, start + rows), side="right")]
+
+
+def condition_requests(config: GenerateJobConfig, manifest) -> Optional[ConditionRequests]:
+    """The levels asked for (`condition`, `per_class`, `conditions_file`), or None: none asked (a conditional
+    model then takes level i mod K at row i). Unknown conditions and levels are refused by name."""
+    from pipelines.datasets.conditions import ConditionError, requested_conditions
+
+    if config.condition is not None:
+        return ConditionRequests(requested_conditions(manifest, [config.condition]), [config.num_samples])
+    if config.per_class is not None:
+        if len(manifest.condition or []) != 1:
+            raise ConditionError("per_class needs a model with exactly one condition; this one has "
+                                 f"{[c.name for c in manifest.condition or []] or 'none'} (use condition or "
+                                 "conditions_file)")
+        (column,) = manifest.condition
+        requests = [{column.name: level} for level in column.levels]
+        return ConditionRequests(requested_conditions(manifest, requests), [config.per_class] * len(requests))
+    if config.conditions_file is not None:
+        requests, counts = read_conditions_file(config.conditions_file)
+        return ConditionRequests(requested_conditions(manifest, requests), counts)
+    return None
+
+
+def read_conditions_file(path: str) -> tuple[list[dict], list[int]]:
+    """(the levels of each request, its row count) from a CSV of condition columns and an optional num_rows."""
+    import pandas as pd
+
+    from pipelines.datasets.conditions import ConditionError
+
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as error:
+        raise ConditionError(f"conditions file {path}: cannot read it as CSV ({type(error).__name__}: {error})") \
+            from None
+    if frame.empty:
+        raise ConditionError(f"conditions file {path} has no rows")
+    counts = [1] * len(frame)
+    if "num_rows" in frame.columns:
+        texts = list(frame.pop("num_rows"))
+        for row, text in enumerate(texts):
+            if not text.strip().isdigit() or int(text) < 1:
+                raise ConditionError(f"conditions file {path}, row {row + 1}, column num_rows: {text!r} is not a "
+                                     "positive whole number")
+        counts = [int(text) for text in texts]
+    return frame.to_dict("records"), counts
 
 
 def sample_blocks(num_samples: int, block_rows: int) -> list[dict]:
@@ -102,12 +193,13 @@ def block_seed(seed: int, block: int) -> int:
 
 class GenerateActor(ModelActor):
     def __init__(self, root: Optional[str], reference: Optional[str], use_gpu: bool, seed: int, temperature: float,
-                 loaded: Optional[tuple] = None, mixture=None, with_ids: bool = False):
+                 loaded: Optional[tuple] = None, mixture=None, with_ids: bool = False, requests=None):
         super().__init__(root, reference, use_gpu, loaded)
         self.seed = seed
         self.temperature = temperature
         self.mixture = mixture  # a fitted sklearn GaussianMixture over z, or None: the prior
         self.with_ids = with_ids
+        self.requests = requests  # ConditionRequests of a conditional model, or None
 
     def __call__(self, batch: dict) -> dict:
         columns: dict[str, list] = {}
@@ -125,25 +217,35 @@ class GenerateActor(ModelActor):
         generator = torch.Generator(device=self.device).manual_seed(block_seed(self.seed, block))
         ids = {SAMPLE_ID: np.arange(start, start + rows, dtype=np.int64)} if self.with_ids else {}
         mode = "mean" if self.manifest.kind == "image" else "sample"
+        condition = None
+        if self.manifest.condition:
+            condition = (self.requests.at(start, rows) if self.requests is not None
+                         else self.model.default_condition(start + rows)[start:].numpy())
+        given = None if condition is None else torch.from_numpy(condition)
         if self.mixture is None:
-            x = sample_prior(self.model, rows, self.temperature, generator, mode=mode)
+            x = sample_prior(self.model, rows, self.temperature, generator, mode=mode, condition=given)
         else:
             z = sample_mixture(self.mixture, rows, block_seed(self.seed, block), self.temperature)
-            x = decode_latents(self.model, torch.from_numpy(z).float(), generator, mode=mode)
-        return {**ids, **decoded_rows(self.manifest, x)}
+            x = decode_latents(self.model, torch.from_numpy(z).float(), generator, mode=mode, condition=given)
+        return {**ids, **decoded_rows(self.manifest, x, condition)}
 
 
-def decoded_rows(manifest, x) -> dict:
-    """Decoded model inputs [n, ...] as output columns: uint8 pixels, or the source's table columns."""
+def decoded_rows(manifest, x, condition: Optional[np.ndarray] = None) -> dict:
+    """Decoded model inputs [n, ...] as output columns: uint8 pixels, or the source's table columns — and, for a
+    conditional model, each row's condition (one-hots [n, C]) as its column: a label column added, a table's
+    categorical condition written with the level the row was generated for."""
     import torch
 
+    from pipelines.datasets.conditions import condition_values
     from pipelines.datasets.features import features_to_table
 
+    given = condition_values(manifest, condition) if condition is not None else {}
     if manifest.kind == "image":
         pixels = torch.round(x.float().clamp(0, 1) * manifest.image.max_value).to(torch.uint8)
-        return {manifest.image.column: pixels.cpu().numpy()}
+        return {manifest.image.column: pixels.cpu().numpy(), **given}
     table = features_to_table(manifest, x.float().cpu().numpy())
-    return {name: table[name].to_numpy() for name in table.columns}
+    columns = {name: table[name].to_numpy() for name in table.columns}
+    return {**columns, **given}
 
 
 class DecodeActor(ModelActor):
@@ -341,16 +443,21 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
     sampler = sampler_of(config, model, dataset)
     if config.sampler == "auto" and sampler == "prior" and manifest.kind == "tabular":
         progress(f"sampler prior: {model.reference}'s training rows are not on storage (the mixture sampler needs them)")
+    # the levels asked for are checked before anything slow (the mixture fit)
+    requests = None if sampler == "embeddings" else condition_requests(config, manifest)
     mixture = None
     if sampler == "gmm":
         progress(f"fitting the latent mixture to up to {MIXTURE_ROWS:,} training rows of "
                  f"{model.card['dataset']['uri']}")
         mixture = fit_mixture(root, model, config.seed)
     if sampler == "embeddings":
+        if manifest.condition:
+            raise BatchJobError(f"{model.reference} is a conditional model: decoding embeddings would need each "
+                                "row's condition, which embeddings do not keep; generate with --condition instead")
         rows, work, description, extra = decode_plan(config, root, model)
     else:
-        rows = config.num_samples
-        work, description, extra = sample_plan(config, mixture, sampler)
+        rows = requests.rows if requests is not None else config.num_samples
+        work, description, extra = sample_plan(config, rows, mixture, sampler, requests)
         description = f"generating {rows} {manifest.kind} rows from {model.reference} {description}"
 
     def finish(commit) -> dict:
@@ -385,9 +492,10 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
                   "training_fingerprint": manifest.fingerprint, **extra}), progress)
 
 
-def sample_plan(config: GenerateJobConfig, mixture, sampler: str) -> tuple[ModelWork, str, dict]:
+def sample_plan(config: GenerateJobConfig, rows: int, mixture, sampler: str,
+                requests: Optional[ConditionRequests] = None) -> tuple[ModelWork, str, dict]:
     """Rows drawn from the sampler: (the work, how it is described, `_SUCCESS` fields)."""
-    blocks = sample_blocks(config.num_samples, config.block_rows)
+    blocks = sample_blocks(rows, config.block_rows)
 
     def ray_blocks(_actors: int):
         import ray.data
@@ -399,9 +507,13 @@ def sample_plan(config: GenerateJobConfig, mixture, sampler: str) -> tuple[Model
         return ({key: np.asarray([value]) for key, value in block.items()} for block in blocks)
 
     work = ModelWork(GenerateActor, ray_blocks, local_blocks, dict(
-        seed=config.seed, temperature=config.temperature, mixture=mixture, with_ids=config.with_ids), batch_size=1)
-    return (work, f"(sampler {sampler}, seed {config.seed}, temperature {config.temperature:g}) in "
-                  f"{len(blocks)} block(s)", {"temperature": config.temperature, "with_ids": config.with_ids})
+        seed=config.seed, temperature=config.temperature, mixture=mixture, with_ids=config.with_ids,
+        requests=requests), batch_size=1)
+    asked = {name: getattr(config, name) for name in ("condition", "per_class", "conditions_file")
+             if getattr(config, name) is not None}
+    return (work, f"(sampler {sampler}, seed {config.seed}, temperature {config.temperature:g}"
+                  + "".join(f", {name} {value}" for name, value in asked.items()) + f") in {len(blocks)} block(s)",
+            {"temperature": config.temperature, "with_ids": config.with_ids, **asked})
 
 
 def decode_plan(config: GenerateJobConfig, root: str, model) -> tuple[int, ModelWork, str, dict]:

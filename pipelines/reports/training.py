@@ -82,9 +82,10 @@ def reconstruction_figure(model, x: torch.Tensor) -> Figure:
     n = min(RECONSTRUCTIONS, len(x)) // 8 * 8 or min(RECONSTRUCTIONS, len(x))
     with model.inference():
         recon = model.reconstruct(x[:n]).float().clamp(0, 1).numpy()
-    cols = min(8, n)
-    inputs, outputs = x[:n].numpy().reshape(-1, cols, *x.shape[1:]), recon.reshape(-1, cols, *x.shape[1:])
-    stacked = np.stack([inputs, outputs], axis=1).reshape(-1, cols, *x.shape[1:])
+    cols, shape = min(8, n), model.spec.input_shape
+    pixels = model.split_condition(x[:n])[0].numpy()  # without a conditional model's condition one-hots
+    inputs, outputs = pixels.reshape(-1, cols, *shape), recon.reshape(-1, cols, *shape)
+    stacked = np.stack([inputs, outputs], axis=1).reshape(-1, cols, *shape)
     png = image_table_png(stacked, ["input", "reconstruction"] * len(inputs))
     return Figure("reconstructions.png", png,
                   "Validation images (input) above the decoder's mean at z = the posterior mean (reconstruction).")
@@ -173,7 +174,9 @@ def _prior_section(model, manifest: DatasetManifest, rows) -> Section:
     generator = torch.Generator().manual_seed(0)
     if manifest.kind == "image":
         samples = sample_prior(model, PRIOR_IMAGES, generator=generator, mode="mean").float().clamp(0, 1).numpy()
-        return Section("Samples from the prior", "Decoder means at z ~ N(0, I), seed 0.",
+        given = (f" Sample i is decoded with level i mod K of {', '.join(c.name for c in manifest.condition)}."
+                 if manifest.condition else "")
+        return Section("Samples from the prior", f"Decoder means at z ~ N(0, I), seed 0.{given}",
                        [Figure("prior-samples.png", image_grid_png(samples), f"{PRIOR_IMAGES} samples")])
     # tables draw values (mode="sample") as `vaepipe generate` does, so their spread is comparable
     samples = sample_prior(model, max(len(rows), 500), generator=generator, mode="sample").float().numpy()

@@ -59,7 +59,9 @@ def storage_root(explicit: str | None = None) -> str:
     given = explicit or os.environ.get(ENV_STORAGE) or DEFAULT_STORAGE_ROOT
     root = given.rstrip("/") or "/"  # "/" itself must stay "/", not become "" (the current directory)
     check_output_location(root)
-    return root
+    # a relative folder (`--storage store`) as an absolute path: listings return absolute paths, and a
+    # model's card records where its dataset is, which must not depend on the directory a later job runs in
+    return os.path.abspath(root) if not urlparse(root).scheme else root
 
 
 def check_output_location(uri: str) -> None:

@@ -33,6 +33,12 @@ class ModelConfig(StrictModel):
                           f"or fixed 1; default {DEFAULT_COLUMN_VARIANCE} for table columns, "
                           f"{DEFAULT_PIXEL_VARIANCE} for gaussian pixels")
 
+    condition_on: list[str] = Field(
+        default_factory=list,
+        description="a conditional VAE (Sohn et al. 2015): generate and score given these columns — the dataset's "
+                    "label column (images or tables; rows without a label still train the model, whose classifier "
+                    "infers it: Kingma et al. 2014, M2) or a table's categorical columns")
+
     @field_validator("hidden")
     @classmethod
     def _hidden_positive(cls, value):
@@ -67,6 +73,9 @@ class LoopConfig(StrictModel):
         "auto", description="epochs over which the KL term's weights (β; with beta_tc also α and γ) ramp linearly "
                             "from 0; auto: the first 10% of the epochs")
     free_bits: float = Field(0.0, ge=0, description="minimum KL per latent dimension in nats (0 = off; elbo only)")
+    classifier_weight: Union[Annotated[float, Field(ge=0)], Literal["auto"]] = Field(
+        "auto", description="a model conditioned on a label: weight of its classifier's cross-entropy per labelled "
+                            "row; auto: 0.1 × train rows / labelled train rows (Kingma et al. 2014's α = 0.1·N)")
     grad_clip: Optional[float] = Field(None, gt=0)
     seed: int = 0
     data_loading: Literal["auto", "cache", "stream"] = Field(
@@ -141,3 +150,13 @@ class TrainJobConfig(StrictModel):
     @classmethod
     def _name_is_safe(cls, value: str) -> str:
         return validate_name(value, "model name")
+
+    @model_validator(mode="after")
+    def _conditional_objective(self):
+        if self.model.condition_on and self.train.objective != "elbo":
+            raise ValueError("model.condition_on trains a conditional VAE on the ELBO; train.objective beta_tc is "
+                             "for unconditional models")
+        if not self.model.condition_on and self.train.classifier_weight != "auto":
+            raise ValueError("train.classifier_weight weighs the classifier of a model conditioned on a label: set "
+                             "model.condition_on, or leave it out")
+        return self

@@ -30,7 +30,8 @@ def read_split_tensor(dataset: str, manifest: DatasetManifest, split: str) -> to
     from pipelines.datasets.reader import iter_split_batches
 
     parts = [batch["x"] for batch in iter_split_batches(dataset, manifest, split)]
-    shape = (0, *((manifest.image.shape) if manifest.kind == "image" else (manifest.feature_dim,)))
+    shape = ((0, manifest.feature_dim + manifest.condition_dim) if manifest.condition
+             else (0, *((manifest.image.shape) if manifest.kind == "image" else (manifest.feature_dim,))))
     return torch.from_numpy(np.concatenate(parts) if parts else np.zeros(shape, dtype=np.float32))
 
 

@@ -84,6 +84,15 @@ def training_loss(loop: LoopConfig, out: VAEOutput, epoch: int, train_rows: int)
                         alpha=loop.alpha * share, beta=loop.beta * share, gamma=loop.gamma * share)
 
 
+def classifier_weight(loop: LoopConfig, manifest: DatasetManifest) -> float:
+    """The weight of a label classifier's cross-entropy per labelled row (ignored by other models): as set, or
+    Kingma et al.'s (2014) α = 0.1·N on the mean over labelled rows, 0.1 × train rows / labelled train rows."""
+    if loop.classifier_weight != "auto":
+        return float(loop.classifier_weight)
+    labelled = sum(manifest.condition[0].train_counts) if manifest.condition else 0
+    return 0.1 * manifest.split_rows["train"] / max(labelled, 1)
+
+
 def should_cache(loop: LoopConfig, manifest: DatasetManifest, world_size: int) -> bool:
     if loop.data_loading != "auto":
         return loop.data_loading == "cache"
@@ -297,6 +306,7 @@ def run_loop(config: WorkerConfig, session: TrainSession) -> None:
     if untrained is None:
         # the yardstick for divergence: what the model scores before any step
         untrained = evaluate(model, val_split, manifest, device, max(loop.batch_size, 512))["val_neg_elbo"]
+    weight = classifier_weight(loop, manifest)
     for epoch in range(start_epoch, loop.epochs):
         beta = beta_at(loop, epoch)
         generator = torch.Generator().manual_seed(loop.seed * 100_003 + epoch * 101 + rank)
@@ -306,7 +316,7 @@ def run_loop(config: WorkerConfig, session: TrainSession) -> None:
         for x in train_split.batches(loop.batch_size, generator):
             x = to_model_input(x.to(device, non_blocking=True), manifest)
             with _autocast(loop, device):
-                out = trained(x, beta=beta, free_bits=loop.free_bits)
+                out = trained(x, beta=beta, free_bits=loop.free_bits, classifier_weight=weight)
                 loss = training_loss(loop, out, epoch, manifest.split_rows["train"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

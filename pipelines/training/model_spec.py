@@ -12,7 +12,8 @@ def model_spec_for(manifest: DatasetManifest, config: ModelConfig) -> ModelSpec:
     likelihoods (Gaussian numeric, zero-inflated Gaussian for mostly-zero numeric columns,
     categorical one-hot groups) for tables."""
     # only what the config sets: every default is the factory's own (vae_core.spec.DEFAULT_*)
-    options = {"latent_dim": config.latent_dim}
+    options = {"latent_dim": config.latent_dim,
+               "condition_levels": tuple(len(column.levels) for column in manifest.condition or [])}
     if config.hidden is not None:
         options["hidden"] = tuple(config.hidden)
     if config.gaussian_variance is not None:

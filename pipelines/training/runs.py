@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from pipelines.config import StrictModel
 from pipelines.datasets.catalog import load_manifest, verify_shards
+from pipelines.datasets.condition_levels import with_conditions
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.errors import TrainingError
 from pipelines.storage.layout import DIVERGED_FILE, JOB_FILE, resolve_dataset, run_uri, runs_uri
@@ -76,7 +77,8 @@ def check_not_diverged(run: str, config: TrainJobConfig, run_id: str) -> None:
 
 
 def load_training_data(config: TrainJobConfig, root: str) -> tuple[str, DatasetManifest]:
-    """(dataset URI, manifest) of the job's dataset, after checking the shards and that every worker gets rows."""
+    """(dataset URI, manifest) of the job's dataset, after checking the shards and that every worker gets rows; a
+    conditional model's manifest lists its conditions."""
     from pipelines.storage.objects import check_access
 
     check_access(root)
@@ -86,4 +88,4 @@ def load_training_data(config: TrainJobConfig, root: str) -> tuple[str, DatasetM
     if manifest.split_rows["train"] < config.scaling.num_workers or manifest.split_rows["val"] == 0:
         raise TrainingError(f"dataset {dataset} has {manifest.split_rows} rows per split: training needs at least "
                             f"one train row per worker and a non-empty val split")
-    return dataset, manifest
+    return dataset, with_conditions(dataset, manifest, config.model.condition_on)
