@@ -12,14 +12,14 @@ import sys
 from typing import Callable, Sequence
 
 from pipelines import __version__
-from pipelines.cli import (console, demo, embed, generate, interpret, local_ray, models, nightly, prepare, promote,
+from pipelines.cli import (augment, console, demo, embed, generate, interpret, local_ray, models, nightly, prepare, promote,
                            report, score, storage, submit, train, tune)
 from pipelines.errors import UserError
 from pipelines.redaction import redact
 from pipelines.storage.layout import ENV_ALLOW_SYSTEM_PATHS
 
-COMMANDS = [demo, storage, local_ray, prepare, train, tune, promote, models, score, generate, embed, interpret, nightly,
-            report, submit]
+COMMANDS = [demo, storage, local_ray, prepare, train, tune, promote, models, score, generate, augment, embed, interpret,
+            nightly, report, submit]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -148,6 +148,18 @@ class SplitRule(_Frozen):
         return value
 
 
+class Augmentation(_Frozen):
+    """How an augmented dataset (`vaepipe augment`) was made: the dataset it extends, the conditional model that
+    generated its synthetic rows, where those rows are committed, and each class's real and synthetic train rows.
+    Its rows say which they are in `column` (true: generated)."""
+    dataset: str
+    dataset_fingerprint: str
+    model: str
+    samples: str
+    column: str = "is_synthetic"
+    train_rows: dict[str, dict[str, int]]  # level → {"real": n, "synthetic": m}
+
+
 class DatasetManifest(_Frozen):
     format_version: int = 1
     name: str
@@ -174,6 +186,8 @@ class DatasetManifest(_Frozen):
     # manifest a model is trained with and carries in its card, never on a prepared dataset. The model input is
     # then the features followed by one one-hot per condition (`pipelines.datasets.conditions`, `condition_levels`).
     condition: Optional[list[CategoricalColumn]] = None
+    # set by `vaepipe augment` (None: every row is real)
+    augmentation: Optional[Augmentation] = None
     fingerprint: str = ""
     created_at: str
 

@@ -29,6 +29,9 @@ MISSING_LEVEL = "__missing__"
 NumericTransform = Literal["auto", "identity", "log1p", "quantile"]
 
 
+SYNTHETIC_COLUMN = "is_synthetic"  # an augmented dataset's provenance column (`manifest.Augmentation.column`)
+
+
 class PrepareConfig(StrictModel):
     """What `vaepipe prepare` does; every field has a CLI flag of the same name."""
 
@@ -355,7 +358,7 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig,
         raise SourceError(f"{source.description}: the dataset is empty (0 rows)")
     check_user_columns(source)
     check_unique_ids(source.row_ids, source.description)
-    splits = assign_splits(source.row_ids, config.split)
+    splits = assign_splits(source.row_ids, config.split) if source.splits is None else np.asarray(source.splits)
     fields: dict = {}
     columns: dict[str, pa.Array] = {}
     keep = np.ones(source.rows, dtype=bool)
@@ -392,6 +395,8 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig,
     if source.labels is not None:
         columns[source.label_name] = _arrow_column(source.labels[keep])
         fields["label_column"] = source.label_name
+    if source.synthetic is not None:
+        columns[SYNTHETIC_COLUMN] = pa.array(np.asarray(source.synthetic, dtype=bool)[keep])
     if source.factors is not None:
         for factor in source.factors.columns:
             columns[factor] = _arrow_column(source.factors[factor].to_numpy()[keep])

@@ -49,6 +49,10 @@ class SourceTable:
     # known generative factors, one column each (generated sources): stored beside the features, never fed
     # to the model, read by `vaepipe interpret` to score disentanglement
     factors: Optional[pd.DataFrame] = None
+    # rows that keep a split of their own instead of the hash of their id ("train", "val", "test"; `vaepipe
+    # augment`: real rows keep theirs, generated rows are train rows), and whether each row was generated
+    splits: Optional[np.ndarray] = None
+    synthetic: Optional[np.ndarray] = None
 
     @property
     def rows(self) -> int:

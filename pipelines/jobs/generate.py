@@ -48,6 +48,7 @@ from pipelines.naming import validate_name
 from pipelines.storage.layout import GRID_FILE, output_root, samples_uri
 
 SAMPLE_ID = "sample_id"
+REQUESTS = ("condition", "per_class", "conditions_file", "class_counts")  # the ways to ask a conditional model
 GRID_SAMPLES = 64
 MIXTURE_ROWS = 20_000   # training rows whose posterior means the mixture sampler is fitted to
 QUALITY_ROWS = 2_000    # rows of each side the summary's quality and privacy figures compare
@@ -81,12 +82,18 @@ class GenerateJobConfig(BatchJobConfig):
     conditions_file: Optional[str] = Field(
         None, description="a conditional model: a local CSV with one column per condition and an optional "
                           "num_rows column (default 1): the rows to generate, request by request")
+    class_counts: Optional[dict[str, int]] = Field(
+        None, description="a conditional model with one condition: rows per level, e.g. {'3': 40, '8': 10} "
+                          "(what `vaepipe augment` asks for; levels with 0 rows may be left out)")
 
     @model_validator(mode="after")
     def _rows_from_one_place(self):
-        requests = [name for name in ("condition", "per_class", "conditions_file") if getattr(self, name) is not None]
+        requests = [name for name in REQUESTS if getattr(self, name) is not None]
         if len(requests) > 1:
-            raise ValueError(f"give one of condition, per_class, conditions_file, not {' and '.join(requests)}")
+            raise ValueError(f"give one of {', '.join(REQUESTS)}, not {' and '.join(requests)}")
+        if self.class_counts is not None and (not self.class_counts or min(self.class_counts.values()) < 0
+                                              or sum(self.class_counts.values()) == 0):
+            raise ValueError("class_counts must give each level a row count >= 0, and at least one row in all")
         if requests and self.from_embeddings is not None:
             raise ValueError(f"{requests[0]} chooses the levels of sampled rows; from_embeddings decodes embedded rows")
         if requests and requests[0] != "condition":
@@ -110,10 +117,10 @@ class GenerateJobConfig(BatchJobConfig):
             default = f"decoded-{source}-r{self.radius:g}-seed{self.seed}"
         elif self.per_class is not None:
             default = f"{sampler}-seed{self.seed}-perclass{self.per_class}-t{self.temperature:g}"
-        elif self.conditions_file is not None or self.condition is not None:
+        elif self.conditions_file is not None or self.condition is not None or self.class_counts is not None:
             import hashlib
 
-            asked = self.conditions_file or sorted(self.condition.items())
+            asked = self.conditions_file or sorted((self.condition or self.class_counts).items())
             default = (f"{sampler}-seed{self.seed}-n{self.num_samples or 'file'}-t{self.temperature:g}-"
                        f"c{hashlib.sha256(repr(asked).encode()).hexdigest()[:8]}")
         else:
@@ -143,14 +150,17 @@ def condition_requests(config: GenerateJobConfig, manifest) -> Optional[Conditio
 
     if config.condition is not None:
         return ConditionRequests(requested_conditions(manifest, [config.condition]), [config.num_samples])
-    if config.per_class is not None:
+    if config.per_class is not None or config.class_counts is not None:
+        asked = "per_class" if config.per_class is not None else "class_counts"
         if len(manifest.condition or []) != 1:
-            raise ConditionError("per_class needs a model with exactly one condition; this one has "
+            raise ConditionError(f"{asked} needs a model with exactly one condition; this one has "
                                  f"{[c.name for c in manifest.condition or []] or 'none'} (use condition or "
                                  "conditions_file)")
         (column,) = manifest.condition
-        requests = [{column.name: level} for level in column.levels]
-        return ConditionRequests(requested_conditions(manifest, requests), [config.per_class] * len(requests))
+        counts = ({level: config.per_class for level in column.levels} if config.per_class is not None
+                  else {level: n for level, n in config.class_counts.items() if n > 0})
+        requests = [{column.name: level} for level in counts]
+        return ConditionRequests(requested_conditions(manifest, requests), list(counts.values()))
     if config.conditions_file is not None:
         requests, counts = read_conditions_file(config.conditions_file)
         return ConditionRequests(requested_conditions(manifest, requests), counts)
@@ -509,8 +519,7 @@ def sample_plan(config: GenerateJobConfig, rows: int, mixture, sampler: str,
     work = ModelWork(GenerateActor, ray_blocks, local_blocks, dict(
         seed=config.seed, temperature=config.temperature, mixture=mixture, with_ids=config.with_ids,
         requests=requests), batch_size=1)
-    asked = {name: getattr(config, name) for name in ("condition", "per_class", "conditions_file")
-             if getattr(config, name) is not None}
+    asked = {name: getattr(config, name) for name in REQUESTS if getattr(config, name) is not None}
     return (work, f"(sampler {sampler}, seed {config.seed}, temperature {config.temperature:g}"
                   + "".join(f", {name} {value}" for name, value in asked.items()) + f") in {len(blocks)} block(s)",
             {"temperature": config.temperature, "with_ids": config.with_ids, **asked})

@@ -26,11 +26,12 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
 
 def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lambda _: None,
-                    source: Optional[SourceTable] = None) -> DatasetManifest:
+                    source: Optional[SourceTable] = None, manifest_fields: Optional[dict] = None) -> DatasetManifest:
     """Load, check, split and shard the source; commit shards + manifest under datasets/<name>/.
 
-    `source` gives the rows directly (arrays built in a notebook or a benchmark);
-    `config.source` then only names where they came from.
+    `source` gives the rows directly (arrays built in a notebook or a benchmark, `vaepipe augment`'s real and
+    generated rows); `config.source` then only names where they came from. `manifest_fields` go into the
+    manifest as well (`augmentation`).
     """
     from pipelines.storage.commit import OutputCommit
     from pipelines.storage.objects import check_access, write_json
@@ -56,7 +57,7 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lam
             name=config.name, kind=source.kind, source=source.description, rows=arrow.num_rows,
             split=SplitRule(fractions=config.split), impute=config.impute,
             arrow_schema={f.name: str(f.type) for f in arrow.schema}, shards=shards,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields, **(manifest_fields or {}),
         )
         manifest = manifest.model_copy(update={"fingerprint": manifest.compute_fingerprint()})
         write_json(f"{target}/{MANIFEST_FILE}", manifest.model_dump(mode="json"))

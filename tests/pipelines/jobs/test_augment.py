@@ -1,0 +1,115 @@
+"""`vaepipe augment` as a user runs it: a conditional model tops up each class of a labelled dataset, the result is
+a new prepared dataset (real rows unchanged and in their splits, generated rows in train, `is_synthetic` on every
+row, the manifest counting real and generated rows per class) that `vaepipe train` reads like any other; a second
+run changes nothing, and a model that is not conditioned on the label is refused by name."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[3]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def rows_of(folder: Path) -> pa.Table:
+    return pa.concat_tables([pq.read_table(part) for part in sorted(folder.glob("part-*.parquet"))])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("store")
+    assert main(["prepare", "digits", "--storage", str(store)]) == 0
+    assert main(["train", str(ROOT / "configs" / "digits.yaml"), "--storage", str(store), "--engine", "local",
+                 "--set", "name=digits-cvae", "--set", "model.condition_on=[label]", "--set", "train.epochs=10"]) == 0
+    assert main(["train", str(ROOT / "configs" / "digits.yaml"), "--storage", str(store), "--engine", "local",
+                 "--set", "train.epochs=1"]) == 0
+    return store
+
+
+def augment(store: Path, *flags: str) -> int:
+    return main(["augment", "--storage", str(store), "--engine", "local", *flags])
+
+
+def test_each_class_is_topped_up_and_the_real_rows_stay_as_they_were(store):
+    assert augment(store, "--model", "digits-cvae@1", "--input", "digits", "--name", "digits-200",
+                   "--per-class", "200") == 0
+    before, after = rows_of(store / "datasets" / "digits"), rows_of(store / "datasets" / "digits-200")
+    manifest = json.loads((store / "datasets" / "digits-200" / "_manifest.json").read_text())
+    record = manifest["augmentation"]
+    real_train = before.filter(pa.compute.equal(before["split"], "train"))
+    for level, counts in record["train_rows"].items():
+        assert counts["real"] == int(np.sum(np.asarray(real_train["label"].to_pylist()) == int(level)))
+        assert counts["real"] + counts["synthetic"] == 200
+    synthetic = np.asarray(after["is_synthetic"].to_pylist())
+    assert synthetic.sum() == sum(c["synthetic"] for c in record["train_rows"].values())
+    assert set(np.asarray(after["split"].to_pylist())[synthetic]) == {"train"}  # val and test stay real
+    real = after.filter(pa.compute.invert(after["is_synthetic"])).sort_by("row_id")
+    before = before.sort_by("row_id")
+    assert real.select(["row_id", "split", "label"]).equals(before.select(["row_id", "split", "label"]))
+    pixels = [np.stack(table["image"].to_numpy(zero_copy_only=False)).reshape(len(table), -1) for table in (real, before)]
+    assert np.array_equal(*pixels)
+    labels = pd.Series(np.asarray(after["label"].to_pylist())[np.asarray(after["split"].to_pylist()) == "train"])
+    assert set(labels.value_counts()) == {200}
+    assert manifest["split_rows"]["train"] == 2000 and manifest["split_rows"]["val"] == json.loads(
+        (store / "datasets" / "digits" / "_manifest.json").read_text())["split_rows"]["val"]
+    # a dataset like any other: an unconditional model trains on it
+    assert main(["train", str(ROOT / "configs" / "digits.yaml"), "--storage", str(store), "--engine", "local",
+                 "--set", "name=on-augmented", "--set", "dataset=digits-200", "--set", "train.epochs=1"]) == 0
+
+
+def test_a_second_run_changes_nothing(store, capsys):
+    flags = ["--model", "digits-cvae@1", "--input", "digits", "--name", "digits-bal", "--balance"]
+    assert augment(store, *flags) == 0
+    manifest = (store / "datasets" / "digits-bal" / "_manifest.json").read_bytes()
+    first = rows_of(store / "datasets" / "digits-bal").sort_by("row_id")
+    capsys.readouterr()
+    assert augment(store, *flags) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert (store / "datasets" / "digits-bal" / "_manifest.json").read_bytes() == manifest
+    assert augment(store, *flags, "--overwrite") == 0  # the generated rows are reused, the same dataset again
+    assert "reusing the rows already generated" in capsys.readouterr().out
+    again = rows_of(store / "datasets" / "digits-bal").sort_by("row_id")
+    assert again.drop(["image"]).equals(first.drop(["image"]))
+    assert np.array_equal(*(np.stack(t["image"].to_numpy(zero_copy_only=False)) for t in (again, first)))
+
+
+def test_a_model_not_conditioned_on_the_label_is_refused_with_nothing_written(store, capsys):
+    assert augment(store, "--model", "digits@1", "--input", "digits", "--name", "refused", "--balance") == 2
+    assert "digits@1 is not conditioned on its dataset's label" in capsys.readouterr().err
+    assert not (store / "datasets" / "refused").exists()
+    with pytest.raises(SystemExit):  # one target only, argparse says so
+        augment(store, "--model", "digits-cvae@1", "--input", "digits", "--name", "two", "--balance", "--ratio", "1")
+
+
+def test_an_imbalanced_table_is_balanced_in_its_own_schema(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame.iloc[:, :8].copy()
+    frame["diagnosis"] = np.where(data.target == 1, "benign", "malignant")
+    frame = pd.concat([frame[frame.diagnosis == "benign"], frame[frame.diagnosis == "malignant"].head(30)])
+    source = tmp_path / "cancer.csv"
+    frame.to_csv(source, index=False)
+    store = tmp_path / "store"
+    assert main(["prepare", str(source), "--name", "cancer", "--label-column", "diagnosis", "--storage",
+                 str(store)]) == 0
+    assert main(["train", str(ROOT / "configs" / "fair.yaml"), "--storage", str(store), "--engine", "local",
+                 "--set", "name=cancer-cvae", "--set", "dataset=cancer", "--set", "model.condition_on=[diagnosis]",
+                 "--set", "train.epochs=50"]) == 0
+    assert augment(store, "--model", "cancer-cvae@1", "--input", "cancer", "--name", "cancer-balanced",
+                   "--balance") == 0
+    after = rows_of(store / "datasets" / "cancer-balanced").to_pandas()
+    train = after[after.split == "train"]
+    assert train.diagnosis.value_counts()["malignant"] == train.diagnosis.value_counts()["benign"]
+    assert train[train.is_synthetic].diagnosis.eq("malignant").all()
+    before = rows_of(store / "datasets" / "cancer").schema
+    assert all(after[name].dtype.kind == np.dtype(before.field(name).type.to_pandas_dtype()).kind
+               for name in frame.columns[:8])
