@@ -10,15 +10,17 @@ logistic regression on the pixels and a small CNN — are fitted on
 
 - real-only: the 10 labelled rows per class;
 - + SMOTE: those rows plus SMOTE's interpolations (imbalanced-learn) up to N per class;
-- + augment: the augmented dataset's labelled train rows (the 10 real per class and N - 10 generated),
+- + augment (S): the augmented dataset's labelled train rows (the 10 real per class and N - 10 generated with
+  `vaepipe augment --sampler S`, for each S of --samplers: prior, gmm, interpolate),
 
-and scored on the test split (the CNN gets the same 1,500 optimizer steps in every arm). The M2 model's own classifier q(y|x) is reported beside them (it is what produced
-the generated rows' classes). Table (`breast_cancer`, the first 10 columns): the train split keeps every benign
+and scored on the test split (the CNN gets the same 1,500 optimizer steps in every arm). The M2 model's own
+classifier q(y|x) is reported beside them (it is what produced the generated rows' classes). Table (`breast_cancer`, the first 10 columns): the train split keeps every benign
 row and 10 malignant ones (a draw), `vaepipe train configs/fair.yaml` conditions on the diagnosis, `vaepipe
 augment --balance` tops malignant up to benign; a logistic regression (standardized columns) gives F1 and ROC-AUC
 of malignant on the test split, against SMOTE to the same counts.
 
     PYTHONPATH=. .venv/bin/python benchmarks/augmentation.py [--quick] [--draws 5] [--sets digits,mnist5k,cancer]
+        [--samplers prior,gmm,interpolate]
 
 Prints one Markdown table per set (mean ± sd over the draws, and each arm's gain over real-only); `--quick`: one
 draw of digits, 2 epochs, and the table with 20 epochs, to check the script runs.
@@ -100,7 +102,7 @@ def logistic_accuracy(x_train, y_train, x_test, y_test) -> float:
     return float((model.predict(x_test.reshape(len(x_test), -1)) == y_test).mean())
 
 
-def image_draw(name: str, draw: int, epochs: int, store: Path) -> dict:
+def image_draw(name: str, draw: int, epochs: int, store: Path, samplers: list[str]) -> dict:
     """Accuracy of each (arm, classifier) on one draw of `name`, plus M2's own classifier and timings."""
     import torch
     from imblearn.over_sampling import SMOTE
@@ -130,22 +132,26 @@ def image_draw(name: str, draw: int, epochs: int, store: Path) -> dict:
             "--set", f"name={dataset}", "--set", f"dataset={dataset}", "--set", "model.condition_on=[label]",
             "--set", f"train.epochs={epochs}", "--set", "train.kl_warmup_epochs=auto")
     trained = time.perf_counter() - started
-    vaepipe("augment", "--storage", str(store), "--engine", "local", "--model", f"{dataset}@1", "--input", dataset,
-            "--name", f"{dataset}-aug", "--per-class", str(AUGMENTED_PER_CLASS), "--seed", str(draw))
-    augmented = read_dataset(store, f"{dataset}-aug")
-    generated = augmented.filter(np.asarray(augmented["is_synthetic"].to_pylist()))
     # every image source is stored as uint8 0..255 (digits' 0..16 scaled up): classifiers see [0, 1]
     pixels = source.images.astype(np.float32) / 255.0
-    x_generated = np.stack(generated["image"].to_numpy(zero_copy_only=False)).astype(np.float32) / 255.0
-    x_aug = np.concatenate([pixels[kept], x_generated.reshape(len(generated), *pixels.shape[1:])])
-    y_aug = np.concatenate([labels[kept], np.asarray(generated["label"].to_pylist()).astype(int)])
+    augmented_arms = {}
+    for sampler in samplers:
+        vaepipe("augment", "--storage", str(store), "--engine", "local", "--model", f"{dataset}@1", "--input",
+                dataset, "--name", f"{dataset}-{sampler}", "--per-class", str(AUGMENTED_PER_CLASS), "--seed",
+                str(draw), "--sampler", sampler)
+        augmented = read_dataset(store, f"{dataset}-{sampler}")
+        generated = augmented.filter(np.asarray(augmented["is_synthetic"].to_pylist()))
+        x_generated = np.stack(generated["image"].to_numpy(zero_copy_only=False)).astype(np.float32) / 255.0
+        augmented_arms[f"+ augment ({sampler})"] = (
+            np.concatenate([pixels[kept], x_generated.reshape(len(generated), *pixels.shape[1:])]),
+            np.concatenate([labels[kept], np.asarray(generated["label"].to_pylist()).astype(int)]))
     test = split == "test"
     x_test, y_test = pixels[test], labels[test]
     smote = SMOTE(sampling_strategy={k: AUGMENTED_PER_CLASS for k in np.unique(labels)}, random_state=draw,
                   k_neighbors=5)
     x_smote, y_smote = smote.fit_resample(pixels[kept].reshape(len(kept), -1), labels[kept])
     x_smote = x_smote.reshape(-1, *pixels.shape[1:])
-    arms = {"real-only": (pixels[kept], labels[kept]), "+ SMOTE": (x_smote, y_smote), "+ augment": (x_aug, y_aug)}
+    arms = {"real-only": (pixels[kept], labels[kept]), "+ SMOTE": (x_smote, y_smote), **augmented_arms}
     result = {}
     for arm, (x, y) in arms.items():
         result[(arm, "logistic")] = logistic_accuracy(x, y, x_test, y_test)
@@ -161,9 +167,8 @@ def image_draw(name: str, draw: int, epochs: int, store: Path) -> dict:
     return result
 
 
-def table_draw(draw: int, epochs: int | None, store: Path, sampler: str = "auto") -> dict:
+def table_draw(draw: int, epochs: int | None, store: Path, samplers: list[str]) -> dict:
     """F1 and ROC-AUC of malignant for each arm on one draw of the imbalanced breast_cancer table."""
-    import pandas as pd
     from imblearn.over_sampling import SMOTE
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
@@ -191,18 +196,20 @@ def table_draw(draw: int, epochs: int | None, store: Path, sampler: str = "auto"
             "--set", f"name={dataset}", "--set", f"dataset={dataset}", "--set", "model.condition_on=[diagnosis]",
             *(["--set", f"train.epochs={epochs}"] if epochs else []))
     trained = time.perf_counter() - started
-    vaepipe("augment", "--storage", str(store), "--engine", "local", "--model", f"{dataset}@1", "--input", dataset,
-            "--name", f"{dataset}-aug", "--balance", "--seed", str(draw), "--sampler", sampler)
-    augmented = read_dataset(store, f"{dataset}-aug").to_pandas()
-    augmented = augmented[augmented["split"] == "train"]
     split = assign_splits(frame["row_id"].to_numpy(dtype=object), SPLIT)
     train, test = frame[split == "train"], frame[split == "test"]
     y_train, y_test = (train["diagnosis"] == "malignant").to_numpy(int), (test["diagnosis"] == "malignant").to_numpy(int)
     counts = {0: int((y_train == 0).sum()), 1: int((y_train == 0).sum())}
     x_smote, y_smote = SMOTE(sampling_strategy=counts, random_state=draw, k_neighbors=5).fit_resample(
         train[columns].to_numpy(), y_train)
-    arms = {"real-only": (train[columns].to_numpy(), y_train), "+ SMOTE": (x_smote, y_smote),
-            "+ augment": (augmented[columns].to_numpy(), (augmented["diagnosis"] == "malignant").to_numpy(int))}
+    arms = {"real-only": (train[columns].to_numpy(), y_train), "+ SMOTE": (x_smote, y_smote)}
+    for sampler in samplers:
+        vaepipe("augment", "--storage", str(store), "--engine", "local", "--model", f"{dataset}@1", "--input",
+                dataset, "--name", f"{dataset}-{sampler}", "--balance", "--seed", str(draw), "--sampler", sampler)
+        augmented = read_dataset(store, f"{dataset}-{sampler}").to_pandas()
+        augmented = augmented[augmented["split"] == "train"]
+        arms[f"+ augment ({sampler})"] = (augmented[columns].to_numpy(),
+                                          (augmented["diagnosis"] == "malignant").to_numpy(int))
     result = {}
     for arm, (x, y) in arms.items():
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, y)
@@ -233,11 +240,12 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--sets", default="digits,mnist5k,cancer")
     parser.add_argument("--epochs", type=int, default=100, help="conditional VAE epochs on the image sets")
-    parser.add_argument("--table-sampler", choices=["auto", "prior", "gmm"], default="auto",
-                        help="where the table's generated rows' z comes from (`vaepipe augment --sampler`)")
+    parser.add_argument("--samplers", default="prior,gmm,interpolate",
+                        help="`vaepipe augment --sampler` of each augment arm (comma-separated)")
     args = parser.parse_args()
     sets = ["digits", "cancer"] if args.quick else args.sets.split(",")
     draws, epochs = (1, 2) if args.quick else (args.draws, args.epochs)
+    samplers = args.samplers.split(",")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip() or "?"
     print(f"augmentation with {PER_CLASS} labels per class (images) / {MALIGNANT} malignant train rows (table), "
@@ -246,13 +254,13 @@ def main() -> None:
         store = Path(folder)
         for name in sets:
             if name == "cancer":
-                results = [table_draw(d, 20 if args.quick else None, store, args.table_sampler) for d in range(draws)]
+                results = [table_draw(d, 20 if args.quick else None, store, samplers) for d in range(draws)]
                 rows = results[0]["rows"]
                 summarize(name, results, f"breast_cancer, {rows['train']} train rows of which {MALIGNANT} malignant, "
                                          f"{rows['test']} test rows ({rows['malignant_test']} malignant): "
-                                         f"malignant F1 and ROC-AUC, logistic regression; sampler {args.table_sampler}")
+                                         f"malignant F1 and ROC-AUC, logistic regression")
             else:
-                results = [image_draw(name, d, epochs, store) for d in range(draws)]
+                results = [image_draw(name, d, epochs, store, samplers) for d in range(draws)]
                 summarize(name, results, f"{name}: test accuracy, {PER_CLASS} labelled train rows per class, "
                                          f"+ up to {AUGMENTED_PER_CLASS} per class")
 

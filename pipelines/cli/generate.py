@@ -70,10 +70,11 @@ def register(commands) -> None:
                                "(rows near each embedded row; default 0)")
     generate.add_argument("--temperature", type=float, help="prior scale (default 1.0; 0.8 for typical rows)")
     generate.add_argument("--seed", type=int, help="random seed (default 0)")
-    generate.add_argument("--sampler", choices=["auto", "prior", "gmm"],
+    generate.add_argument("--sampler", choices=["auto", "prior", "gmm", "interpolate"],
                           help="where z comes from: gmm (a 10-component Gaussian mixture fitted to the posterior "
-                               "means of up to 20,000 training rows), prior (N(0, I)), auto (default: gmm for "
-                               "tables, prior for images)")
+                               "means of up to 20,000 training rows), prior (N(0, I)), interpolate (between one of "
+                               "those rows' means and one of its 5 nearest neighbours' of the same level: SMOTE in "
+                               "latent space), auto (default: gmm for tables, prior for images)")
     generate.add_argument("--condition", action="append", metavar="COLUMN=LEVEL",
                           help="a conditional model (trained with model.condition_on): every row at this level; "
                                "repeat for each condition")

@@ -6,6 +6,9 @@ Where z comes from (`sampler`): the N(0, I) prior, or a Gaussian mixture fitted 
 posterior does not fill the prior, so prior draws land where the decoder saw no data; on five real tables
 the mixture raised the mean SDMetrics overall score from 0.916 to 0.920 and TSTR from 0.647 to 0.688
 (`benchmarks/synthesis.py --ablation`), so tables default to it. Images keep the prior (not measured).
+Third, `interpolate`: z on the segment between a training row's posterior mean and one of its 5 nearest
+neighbours' of the same level (SMOTE in latent space, `vae_core.interpolate_latents`), decoded at that level —
+rows that stay among the class's real rows, what `vaepipe augment` wants when a class has few of them.
 
 Determinism: the N samples are cut into fixed blocks of `block_rows`; block b
 draws from a generator seeded with (seed, b). Which actor runs a block, and in
@@ -35,7 +38,7 @@ with (seed, block), so the rows do not depend on how the work is split.
 from __future__ import annotations
 
 import io
-from typing import Callable, Literal, Optional
+from typing import Callable, Literal, NamedTuple, Optional
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -53,6 +56,7 @@ GRID_SAMPLES = 64
 MIXTURE_ROWS = 20_000   # training rows whose posterior means the mixture sampler is fitted to
 QUALITY_ROWS = 2_000    # rows of each side the summary's quality and privacy figures compare
 MIXTURE_FILE = "latent_mixture.json"
+Sampler = Literal["auto", "prior", "gmm", "interpolate"]
 
 
 class GenerateJobConfig(BatchJobConfig):
@@ -69,9 +73,11 @@ class GenerateJobConfig(BatchJobConfig):
     run: Optional[str] = Field(None, description="output folder name (default: from the sampler, seed, N and "
                                                  "temperature, so the same request lands in the same place)")
     block_rows: int = Field(8192, ge=1, description="rows per seeded block: the unit of work of one actor call")
-    sampler: Literal["auto", "prior", "gmm"] = Field(
+    sampler: Sampler = Field(
         "auto", description="where z comes from: prior (N(0, temperature² I)), gmm (a Gaussian mixture fitted to "
-                            "the training rows' posterior means), auto (gmm for tables, prior for images)")
+                            "the training rows' posterior means), interpolate (between a training row's posterior "
+                            "mean and one of its 5 nearest same-level neighbours': SMOTE in latent space), auto "
+                            "(gmm for tables, prior for images)")
     with_ids: bool = Field(False, description="add a sample_id column numbering the rows 0..N-1 (tables otherwise "
                                               "have exactly the source's columns)")
     condition: Optional[dict[str, str]] = Field(
@@ -103,6 +109,9 @@ class GenerateJobConfig(BatchJobConfig):
         if (self.num_samples is None) == (self.from_embeddings is None):
             raise ValueError("give num_samples (rows drawn from the sampler) or from_embeddings (one row per embedded "
                              "row), not both" if self.num_samples else "num_samples is required (or from_embeddings)")
+        if self.sampler == "interpolate" and self.temperature != 1.0:
+            raise ValueError("temperature scales z drawn from the prior or the mixture; interpolate places z between "
+                             "two training rows' latents: leave temperature out")
         if self.radius and self.from_embeddings is None:
             raise ValueError("radius applies to from_embeddings: a neighbourhood of each embedded row")
         if self.from_embeddings is not None and (self.with_ids or self.sampler not in ("auto", "prior")
@@ -203,13 +212,15 @@ def block_seed(seed: int, block: int) -> int:
 
 class GenerateActor(ModelActor):
     def __init__(self, root: Optional[str], reference: Optional[str], use_gpu: bool, seed: int, temperature: float,
-                 loaded: Optional[tuple] = None, mixture=None, with_ids: bool = False, requests=None):
+                 loaded: Optional[tuple] = None, mixture=None, with_ids: bool = False, requests=None,
+                 anchors: Optional[LatentAnchors] = None):
         super().__init__(root, reference, use_gpu, loaded)
         self.seed = seed
         self.temperature = temperature
         self.mixture = mixture  # a fitted sklearn GaussianMixture over z, or None: the prior
         self.with_ids = with_ids
         self.requests = requests  # ConditionRequests of a conditional model, or None
+        self.anchors = anchors  # the interpolate sampler's LatentAnchors, or None
 
     def __call__(self, batch: dict) -> dict:
         columns: dict[str, list] = {}
@@ -222,7 +233,7 @@ class GenerateActor(ModelActor):
         import torch
 
         from pipelines.training.tabular_synthesis import sample_mixture
-        from vae_core import decode_latents, sample_prior
+        from vae_core import decode_latents, interpolate_latents, sample_prior
 
         generator = torch.Generator(device=self.device).manual_seed(block_seed(self.seed, block))
         ids = {SAMPLE_ID: np.arange(start, start + rows, dtype=np.int64)} if self.with_ids else {}
@@ -232,7 +243,12 @@ class GenerateActor(ModelActor):
             condition = (self.requests.at(start, rows) if self.requests is not None
                          else self.model.default_condition(start + rows)[start:].numpy())
         given = None if condition is None else torch.from_numpy(condition)
-        if self.mixture is None:
+        if self.anchors is not None:
+            z = interpolate_latents(
+                torch.from_numpy(self.anchors.mu), rows, torch.Generator().manual_seed(block_seed(self.seed, block)),
+                None if self.anchors.conditions is None else torch.from_numpy(self.anchors.conditions), given)
+            x = decode_latents(self.model, z, generator, mode=mode, condition=given)
+        elif self.mixture is None:
             x = sample_prior(self.model, rows, self.temperature, generator, mode=mode, condition=given)
         else:
             z = sample_mixture(self.mixture, rows, block_seed(self.seed, block), self.temperature)
@@ -331,8 +347,8 @@ def sampler_of(config: GenerateJobConfig, model, dataset: Optional[str]) -> str:
     kind, stored = model.training_manifest.kind, dataset is not None
     if config.from_embeddings is not None:
         return "embeddings"
-    if config.sampler == "gmm" and not stored:
-        raise BatchJobError(f"--sampler gmm fits a mixture to the training rows' latents, but {model.reference} was "
+    if config.sampler in ("gmm", "interpolate") and not stored:
+        raise BatchJobError(f"--sampler {config.sampler} needs the training rows' latents, but {model.reference} was "
                             f"trained on rows kept nowhere on storage ({model.card['dataset']['uri']}); use --sampler "
                             "prior")
     if config.sampler != "auto":
@@ -353,6 +369,43 @@ def fit_mixture(root: str, model, seed: int):
     manifest = model.training_manifest
     rows = read_rows(model.card["dataset"]["uri"], manifest, "train", limit=MIXTURE_ROWS)
     return fit_latent_mixture(vae, torch.from_numpy(features(manifest, rows)), seed=seed)
+
+
+class LatentAnchors(NamedTuple):
+    """What the interpolate sampler draws between: training rows' posterior means [N, latent_dim] and, for a
+    conditional model, their condition one-hots [N, C] (zeros where a row's level is unknown)."""
+    mu: np.ndarray
+    conditions: Optional[np.ndarray]
+
+
+def fit_anchors(root: str, model, requests: Optional[ConditionRequests]) -> LatentAnchors:
+    """The interpolate sampler's anchors: the posterior means of up to MIXTURE_ROWS training rows, read in this
+    process. Every level asked for must have an anchor, or the request is refused naming the level."""
+    import torch
+
+    from pipelines.datasets.conditions import condition_values
+    from pipelines.datasets.local_rows import features, read_rows
+    from pipelines.storage.registry import load_registered
+    from vae_core import encode
+
+    vae, _ = load_registered(root, model.reference)
+    manifest = model.training_manifest
+    rows = read_rows(model.card["dataset"]["uri"], manifest, "train", limit=MIXTURE_ROWS)
+    x = features(manifest, rows)
+    conditions = x[:, x.shape[1] - manifest.condition_dim:] if manifest.condition else None
+    if requests is not None:
+        for request in np.unique(requests.one_hots, axis=0):
+            if not ((conditions @ request) == request.sum()).any():
+                values = condition_values(manifest, request[None])
+                ends = np.cumsum([len(column.levels) for column in manifest.condition])
+                asked = ", ".join(f"{column.name}={values[column.name][0]}"  # the columns the request sets
+                                  for column, end in zip(manifest.condition, ends)
+                                  if request[end - len(column.levels):end].any())
+                raise BatchJobError(f"--sampler interpolate draws between training rows of the levels asked for, but "
+                                    f"no training row of {model.reference} (of the {len(x):,} read) has {asked}; use "
+                                    "--sampler prior or gmm")
+    mu = encode(vae, torch.from_numpy(x)).mu.float().numpy()
+    return LatentAnchors(mu, None if conditions is None else conditions.astype(np.float32))
 
 
 def mixture_json(mixture) -> bytes:
@@ -455,7 +508,11 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
         progress(f"sampler prior: {model.reference}'s training rows are not on storage (the mixture sampler needs them)")
     # the levels asked for are checked before anything slow (the mixture fit)
     requests = None if sampler == "embeddings" else condition_requests(config, manifest)
-    mixture = None
+    mixture = anchors = None
+    if sampler == "interpolate":
+        progress(f"encoding up to {MIXTURE_ROWS:,} training rows of {model.card['dataset']['uri']} to interpolate "
+                 "between")
+        anchors = fit_anchors(root, model, requests)
     if sampler == "gmm":
         progress(f"fitting the latent mixture to up to {MIXTURE_ROWS:,} training rows of "
                  f"{model.card['dataset']['uri']}")
@@ -467,7 +524,7 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
         rows, work, description, extra = decode_plan(config, root, model)
     else:
         rows = requests.rows if requests is not None else config.num_samples
-        work, description, extra = sample_plan(config, rows, mixture, sampler, requests)
+        work, description, extra = sample_plan(config, rows, mixture, sampler, requests, anchors)
         description = f"generating {rows} {manifest.kind} rows from {model.reference} {description}"
 
     def finish(commit) -> dict:
@@ -475,6 +532,8 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
         if mixture is not None:
             commit.write(MIXTURE_FILE, mixture_json(mixture))
             summary["mixture_components"] = len(mixture.weights_)
+        if anchors is not None:
+            summary["anchors"] = len(anchors.mu)
         if manifest.kind == "image":
             first = read_attempt_parts(commit, limit=None if config.with_ids else GRID_SAMPLES)
             if config.with_ids:
@@ -503,7 +562,8 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
 
 
 def sample_plan(config: GenerateJobConfig, rows: int, mixture, sampler: str,
-                requests: Optional[ConditionRequests] = None) -> tuple[ModelWork, str, dict]:
+                requests: Optional[ConditionRequests] = None,
+                anchors: Optional[LatentAnchors] = None) -> tuple[ModelWork, str, dict]:
     """Rows drawn from the sampler: (the work, how it is described, `_SUCCESS` fields)."""
     blocks = sample_blocks(rows, config.block_rows)
 
@@ -518,7 +578,7 @@ def sample_plan(config: GenerateJobConfig, rows: int, mixture, sampler: str,
 
     work = ModelWork(GenerateActor, ray_blocks, local_blocks, dict(
         seed=config.seed, temperature=config.temperature, mixture=mixture, with_ids=config.with_ids,
-        requests=requests), batch_size=1)
+        requests=requests, anchors=anchors), batch_size=1)
     asked = {name: getattr(config, name) for name in REQUESTS if getattr(config, name) is not None}
     return (work, f"(sampler {sampler}, seed {config.seed}, temperature {config.temperature:g}"
                   + "".join(f", {name} {value}" for name, value in asked.items()) + f") in {len(blocks)} block(s)",

@@ -89,7 +89,7 @@ def test_a_model_not_conditioned_on_the_label_is_refused_with_nothing_written(st
         augment(store, "--model", "digits-cvae@1", "--input", "digits", "--name", "two", "--balance", "--ratio", "1")
 
 
-def test_an_imbalanced_table_is_balanced_in_its_own_schema(tmp_path):
+def test_an_imbalanced_table_is_balanced_in_its_own_schema(tmp_path, capsys):
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer(as_frame=True)
@@ -113,3 +113,10 @@ def test_an_imbalanced_table_is_balanced_in_its_own_schema(tmp_path):
     before = rows_of(store / "datasets" / "cancer").schema
     assert all(after[name].dtype.kind == np.dtype(before.field(name).type.to_pandas_dtype()).kind
                for name in frame.columns[:8])
+    # a table's rows come from interpolate (auto), which has no temperature to scale
+    samples = store / "samples" / "cancer-cvae-v1" / "augment-cancer-balanced-interpolate-seed0"
+    assert json.loads((samples / "_summary.json").read_text())["sampler"] == "interpolate"
+    assert augment(store, "--model", "cancer-cvae@1", "--input", "cancer", "--name", "warm", "--balance",
+                   "--temperature", "0.8") == 2
+    assert "pass --sampler prior or gmm with --temperature" in capsys.readouterr().err
+    assert not (store / "datasets" / "warm").exists()

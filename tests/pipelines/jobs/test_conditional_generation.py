@@ -125,3 +125,27 @@ def test_a_categorical_column_as_the_condition(tmp_path):
         "column_order"]
     assert main(["train", str(ROOT / "configs" / "fair.yaml"), "--storage", str(store), "--engine", "local",
                  "--set", "model.condition_on=[age]", "--set", "train.epochs=1"]) == 2
+
+
+def test_interpolate_generates_the_asked_levels_and_refuses_a_combination_no_training_row_has(tmp_path, capsys):
+    """--sampler interpolate (SMOTE in latent space, `vae_core.interpolate_latents`: tests/vae_core) through the
+    product: rows at the levels asked for, the anchors counted in the summary; a combination of levels that no
+    training row has (fair: no student with a grade-school education) is refused by name with nothing written,
+    while the prior still generates it; temperature does not apply."""
+    store = tmp_path / "store"
+    assert main(["prepare", "fair", "--storage", str(store)]) == 0
+    assert main(["train", str(ROOT / "configs" / "fair.yaml"), "--storage", str(store), "--engine", "local",
+                 "--set", "model.condition_on=[educ,occupation]", "--set", "train.epochs=3"]) == 0
+    assert generate(store, "fair@1", "--num-samples", "300", "--condition", "educ=advanced_degree",
+                    "--condition", "occupation=professional", "--sampler", "interpolate", "--run", "i") == 0
+    rows = rows_of(store / "samples" / "fair-v1" / "i").to_pandas()
+    assert set(rows["educ"]) == {"advanced_degree"} and set(rows["occupation"]) == {"professional"}
+    summary = json.loads((store / "samples" / "fair-v1" / "i" / "_summary.json").read_text())
+    assert summary["sampler"] == "interpolate" and summary["anchors"] > 1000
+    flags = ["--num-samples", "5", "--condition", "educ=grade_school", "--condition", "occupation=student"]
+    assert generate(store, "fair@1", *flags, "--sampler", "interpolate", "--run", "refused") == 2
+    assert "has educ=grade_school, occupation=student; use --sampler prior or gmm" in capsys.readouterr().err
+    assert not (store / "samples" / "fair-v1" / "refused").exists()
+    assert generate(store, "fair@1", *flags, "--sampler", "prior", "--run", "prior") == 0
+    assert generate(store, "fair@1", "--num-samples", "5", "--sampler", "interpolate", "--temperature", "0.5") == 2
+    assert "interpolate places z between two training rows' latents" in capsys.readouterr().err
