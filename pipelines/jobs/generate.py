@@ -494,6 +494,7 @@ def copy_samples_out(prefix: str, directory: str, file_format: Literal["parquet"
 def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = print) -> BatchOutcome:
     """Generate, write samples/<model>/<run>/ and commit it; `AlreadyComplete` if it exists."""
     from pipelines.batch.parts import read_attempt_parts
+    from pipelines.storage.commit import refuse_if_complete
     from pipelines.storage.layout import SUMMARY_FILE
     from pipelines.storage.objects import write_json
 
@@ -506,8 +507,10 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
     sampler = sampler_of(config, model, dataset)
     if config.sampler == "auto" and sampler == "prior" and manifest.kind == "tabular":
         progress(f"sampler prior: {model.reference}'s training rows are not on storage (the mixture sampler needs them)")
-    # the levels asked for are checked before anything slow (the mixture fit)
+    # the levels asked for, and whether the output exists, are checked before anything slow (the mixture fit)
     requests = None if sampler == "embeddings" else condition_requests(config, manifest)
+    prefix = samples_uri(output_root(root, config.output), model.slug, config.run_name(sampler))
+    refuse_if_complete(prefix, config.overwrite)
     mixture = anchors = None
     if sampler == "interpolate":
         progress(f"encoding up to {MIXTURE_ROWS:,} training rows of {model.card['dataset']['uri']} to interpolate "
@@ -555,7 +558,7 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
         return {"summary": summary}
 
     return run_batch("generate", config, model, BatchPlan(
-        prefix=samples_uri(output_root(root, config.output), model.slug, config.run_name(sampler)),
+        prefix=prefix,
         rows=rows, description=description, work=work, finish=finish,
         metadata={"rows_in": rows, "seed": config.seed, "sampler": sampler, "block_rows": config.block_rows,
                   "training_fingerprint": manifest.fingerprint, **extra}), progress)

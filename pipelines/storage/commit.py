@@ -131,6 +131,18 @@ def is_complete(prefix_uri: str) -> bool:
     return exists(join_uri(prefix_uri, SUCCESS))
 
 
+def already_complete(prefix_uri: str) -> AlreadyComplete:
+    return AlreadyComplete(f"output at {prefix_uri} is already complete ({SUCCESS} exists); nothing to do -- pass "
+                           "--overwrite to write it again")
+
+
+def refuse_if_complete(prefix_uri: str, overwrite: bool) -> None:
+    """`AlreadyComplete` before a job's slow preparation when its output is committed (and not `overwrite`);
+    `OutputCommit` checks again when it takes the lease."""
+    if not overwrite and is_complete(prefix_uri):
+        raise already_complete(prefix_uri)
+
+
 def read_success(prefix_uri: str) -> dict[str, Any]:
     """The validated ``_SUCCESS`` manifest of a committed output, as a dict."""
     uri = join_uri(prefix_uri, SUCCESS)
@@ -230,20 +242,16 @@ class OutputCommit:
     def __enter__(self) -> OutputCommit:
         check_conditional_writes(self.prefix_uri)
         if is_complete(self.prefix_uri) and not self.overwrite:
-            raise self._already_complete()
+            raise already_complete(self.prefix_uri)
         self._take_lease()
         # A holder we waited on may have committed and released its lease: its output is the one to keep.
         if not self.overwrite and is_complete(self.prefix_uri):
             self._stop_heartbeat()
             self._release_lease()
-            raise self._already_complete()
+            raise already_complete(self.prefix_uri)
         if self.overwrite:
             delete_file(self.success_uri)
         return self
-
-    def _already_complete(self) -> AlreadyComplete:
-        return AlreadyComplete(f"output at {self.prefix_uri} is already complete ({SUCCESS} exists); "
-                               "nothing to do -- pass --overwrite to write it again")
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._stop_heartbeat()

@@ -116,6 +116,11 @@ def test_an_imbalanced_table_is_balanced_in_its_own_schema(tmp_path, capsys):
     # a table's rows come from interpolate (auto), which has no temperature to scale
     samples = store / "samples" / "cancer-cvae-v1" / "augment-cancer-balanced-interpolate-seed0"
     assert json.loads((samples / "_summary.json").read_text())["sampler"] == "interpolate"
+    capsys.readouterr()
+    assert augment(store, "--model", "cancer-cvae@1", "--input", "cancer", "--name", "cancer-balanced",
+                   "--balance", "--overwrite") == 0
+    out = capsys.readouterr().out
+    assert "reusing the rows already generated" in out and "encoding up to" not in out  # nothing refitted
     assert augment(store, "--model", "cancer-cvae@1", "--input", "cancer", "--name", "warm", "--balance",
                    "--temperature", "0.8") == 2
     assert "pass --sampler prior or gmm with --temperature" in capsys.readouterr().err
