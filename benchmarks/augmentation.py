@@ -45,7 +45,7 @@ from pipelines.datasets.preparation import assign_splits  # noqa: E402
 
 SPLIT = {"train": 0.8, "val": 0.1, "test": 0.1}  # prepare's default
 PER_CLASS = 10          # labelled train rows per class (issue 21)
-AUGMENTED_PER_CLASS = 200
+AUGMENTED_PER_CLASS = 200  # images: labelled train rows per class after augment (and SMOTE)
 MALIGNANT = 10          # malignant train rows of the imbalanced table
 
 
@@ -102,7 +102,8 @@ def logistic_accuracy(x_train, y_train, x_test, y_test) -> float:
     return float((model.predict(x_test.reshape(len(x_test), -1)) == y_test).mean())
 
 
-def image_draw(name: str, draw: int, epochs: int, store: Path, samplers: list[str]) -> dict:
+def image_draw(name: str, draw: int, epochs: int, store: Path, samplers: list[str],
+               per_class: int = AUGMENTED_PER_CLASS) -> dict:
     """Accuracy of each (arm, classifier) on one draw of `name`, plus M2's own classifier and timings."""
     import torch
     from imblearn.over_sampling import SMOTE
@@ -137,7 +138,7 @@ def image_draw(name: str, draw: int, epochs: int, store: Path, samplers: list[st
     augmented_arms = {}
     for sampler in samplers:
         vaepipe("augment", "--storage", str(store), "--engine", "local", "--model", f"{dataset}@1", "--input",
-                dataset, "--name", f"{dataset}-{sampler}", "--per-class", str(AUGMENTED_PER_CLASS), "--seed",
+                dataset, "--name", f"{dataset}-{sampler}", "--per-class", str(per_class), "--seed",
                 str(draw), "--sampler", sampler)
         augmented = read_dataset(store, f"{dataset}-{sampler}")
         generated = augmented.filter(np.asarray(augmented["is_synthetic"].to_pylist()))
@@ -147,7 +148,7 @@ def image_draw(name: str, draw: int, epochs: int, store: Path, samplers: list[st
             np.concatenate([labels[kept], np.asarray(generated["label"].to_pylist()).astype(int)]))
     test = split == "test"
     x_test, y_test = pixels[test], labels[test]
-    smote = SMOTE(sampling_strategy={k: AUGMENTED_PER_CLASS for k in np.unique(labels)}, random_state=draw,
+    smote = SMOTE(sampling_strategy={k: per_class for k in np.unique(labels)}, random_state=draw,
                   k_neighbors=5)
     x_smote, y_smote = smote.fit_resample(pixels[kept].reshape(len(kept), -1), labels[kept])
     x_smote = x_smote.reshape(-1, *pixels.shape[1:])
@@ -240,6 +241,8 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--sets", default="digits,mnist5k,cancer")
     parser.add_argument("--epochs", type=int, default=100, help="conditional VAE epochs on the image sets")
+    parser.add_argument("--per-class", type=int, default=AUGMENTED_PER_CLASS,
+                        help="images: labelled train rows per class after augment and SMOTE (default 200)")
     parser.add_argument("--samplers", default="prior,gmm,interpolate",
                         help="`vaepipe augment --sampler` of each augment arm (comma-separated)")
     args = parser.parse_args()
@@ -260,9 +263,9 @@ def main() -> None:
                                          f"{rows['test']} test rows ({rows['malignant_test']} malignant): "
                                          f"malignant F1 and ROC-AUC, logistic regression")
             else:
-                results = [image_draw(name, d, epochs, store, samplers) for d in range(draws)]
+                results = [image_draw(name, d, epochs, store, samplers, args.per_class) for d in range(draws)]
                 summarize(name, results, f"{name}: test accuracy, {PER_CLASS} labelled train rows per class, "
-                                         f"+ up to {AUGMENTED_PER_CLASS} per class")
+                                         f"+ up to {args.per_class} per class")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def register(commands) -> None:
     target.add_argument("--ratio", type=float, metavar="R", help="add R generated rows per labelled train row")
     augment.add_argument("--seed", type=int, help="random seed of the generated rows (default 0)")
     augment.add_argument("--sampler", choices=["auto", "prior", "gmm", "interpolate"],
-                         help="as for vaepipe generate; auto (default): interpolate for tables, prior for images")
+                         help="as for vaepipe generate; auto (default): interpolate, between real rows of the class")
     augment.add_argument("--temperature", type=float, help="as for vaepipe generate (default 1.0)")
     augment.add_argument("--output", help="where the generated rows are committed (default samples)")
     add_batch_flags(augment)

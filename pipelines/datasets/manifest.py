@@ -156,6 +156,8 @@ class Augmentation(_Frozen):
     dataset_fingerprint: str
     model: str
     samples: str
+    sampler: Optional[str] = None  # where the generated rows' z came from (`vaepipe generate --sampler`)
+    classifier_val_accuracy: Optional[float] = None  # the model's q(y|x) on the input's labelled val rows
     column: str = "is_synthetic"
     train_rows: dict[str, dict[str, int]]  # level → {"real": n, "synthetic": m}
 

@@ -22,6 +22,9 @@ from pipelines.jobs.generate import Sampler
 from pipelines.naming import validate_name
 
 
+CLASSIFIER_WARNING = 0.8  # q(y|x) accuracy on labelled val rows below which augment warns (digits 0.97, mnist5k 0.44)
+
+
 class AugmentError(UserError, ValueError):
     """An augmentation that cannot be made as asked; the message names the model, dataset or class."""
 
@@ -29,28 +32,31 @@ class AugmentError(UserError, ValueError):
 class AugmentJobConfig(BatchJobConfig):
     output: str = Field("samples", description="where the generated rows are committed (an output root, as for "
                                                "`vaepipe generate`)")
-    input: str = Field(description="the labelled prepared dataset to augment: a name under <storage>/datasets/ or a URI")
+    input: str = Field(description="the labelled prepared dataset to augment: a name under <storage>/datasets/ or "
+                                   "a URI")
     name: str = Field(description="the new dataset: datasets/<name>/")
     balance: bool = Field(False, description="top every class up to the largest class's labelled train rows")
     per_class: Optional[int] = Field(None, ge=1, description="top every class up to this many labelled train rows")
     ratio: Optional[float] = Field(None, gt=0, description="add this many generated rows per labelled train row of "
                                                            "each class")
     seed: int = Field(0, ge=0)
-    sampler: Sampler = Field("auto", description="as for `vaepipe generate`, but auto is interpolate for tables "
-                                                 "and prior for images (benchmarks/augmentation.py)")
+    sampler: Sampler = Field("auto", description="as for `vaepipe generate`, but auto is interpolate "
+                                                 "(`resolved_sampler` says why)")
     temperature: float = Field(1.0, ge=0, description="as for `vaepipe generate`")
 
-    def sampler_for(self, kind: str) -> str:
-        """The sampler the generated rows come from. auto: where each did best on a classifier fitted to 10
-        labelled rows per class plus the generated ones (benchmarks/augmentation.py, 5 draws) — interpolate
-        on a table (breast_cancer malignant F1 0.940, SMOTE 0.939, prior 0.910, gmm 0.905), the prior on
-        images (digits accuracy, logistic / CNN: prior 0.958 / 0.935, gmm 0.946 / 0.922, interpolate 0.938 /
-        0.912: ten images per class are too few anchors to vary the strokes)."""
-        sampler = self.sampler if self.sampler != "auto" else "interpolate" if kind == "tabular" else "prior"
+    def resolved_sampler(self) -> str:
+        """The sampler the generated rows come from; auto is interpolate, the one that never hurt much
+        (benchmarks/augmentation.py: a classifier fitted to 10 labelled rows per class plus the generated
+        ones). breast_cancer malignant F1: interpolate 0.940, prior 0.910, gmm 0.905, SMOTE 0.939. digits
+        accuracy, logistic / CNN: prior 0.958 / 0.935, gmm 0.946 / 0.922, interpolate 0.938 / 0.912 (real
+        only 0.927 / 0.936). mnist5k, 30 epochs: prior 0.370 / 0.456 — the model had not learnt the classes
+        (its q(y|x) 0.44), so prior draws decoded at a level are not that level — interpolate 0.738 / 0.832
+        (real only 0.725 / 0.845): it starts from real rows of the class, which carry the class in z too."""
+        sampler = "interpolate" if self.sampler == "auto" else self.sampler
         if sampler == "interpolate" and self.temperature != 1.0:
             raise AugmentError("temperature scales z drawn from the prior or the mixture, but the rows would come "
-                               f"from interpolate{' (auto for a table)' if self.sampler == 'auto' else ''}: pass "
-                               "--sampler prior or gmm with --temperature")
+                               f"from interpolate{' (auto)' if self.sampler == 'auto' else ''}: pass --sampler "
+                               "prior or gmm with --temperature")
         return sampler
 
     def samples_run(self, sampler: str) -> str:
@@ -91,6 +97,8 @@ class AugmentOutcome:
 def run_augmentation(config: AugmentJobConfig, progress: Callable[[str], None] = print) -> AugmentOutcome:
     import time
 
+    import pyarrow as pa
+
     from pipelines.batch.model_input import open_model_input
     from pipelines.batch.run import open_model
     from pipelines.datasets.conditions import label_text
@@ -124,10 +132,44 @@ def run_augmentation(config: AugmentJobConfig, progress: Callable[[str], None] =
         raise AugmentError(f"nothing to add: the labelled train rows of {source.uri} per {label} are {real}")
     progress(f"augmenting {source.uri} ({source.manifest.rows} rows; labelled train rows per {label}: {real}) "
              f"with {sum(added.values())} rows from {model.reference}")
-    generated = generate_rows(config, added, config.sampler_for(trained.kind), progress)
-    manifest = write_augmented(config, root, source, rows, generated, real, added, model.reference, progress)
+    sampler = config.resolved_sampler()
+    accuracy = classifier_accuracy(root, model.reference, trained, rows.filter(
+        pa.array((np.asarray(rows["split"].to_pylist()) == "val") & known)), sampler, progress)
+    generated = generate_rows(config, added, sampler, progress)
+    manifest = write_augmented(config, root, source, rows, generated, real, added, model.reference, progress,
+                               {"sampler": sampler, "classifier_val_accuracy": accuracy})
     return AugmentOutcome(target, generated.prefix, manifest.augmentation.train_rows, manifest.rows,
                           time.perf_counter() - started)
+
+
+def classifier_accuracy(root: str, reference: str, trained, labelled_val, sampler: str,
+                        progress: Callable[[str], None]) -> Optional[float]:
+    """The share of the input's labelled val rows that the model's classifier q(y|x) labels correctly (None
+    without any): whether the model learnt the classes. Printed, with a warning below CLASSIFIER_WARNING."""
+    import torch
+
+    from pipelines.datasets.conditions import label_text
+    from pipelines.datasets.local_rows import features
+    from pipelines.storage.registry import load_registered
+
+    if len(labelled_val) == 0:
+        progress("the input has no labelled val rows: the model's classifier q(y|x) is not checked")
+        return None
+    vae, _ = load_registered(root, reference)
+    (column,) = trained.condition
+    with vae.inference():
+        q = vae.class_probabilities(torch.from_numpy(features(trained, labelled_val)))
+    text, _ = label_text(labelled_val[column.name].to_numpy(zero_copy_only=False))
+    accuracy = float(np.mean(np.asarray(column.levels)[q.argmax(1).numpy()] == text.astype(str)))
+    line = (f"{reference}'s classifier q(y|x) labels {accuracy:.1%} of the {len(labelled_val)} labelled val rows "
+            f"correctly (chance {1 / len(column.levels):.0%})")
+    if accuracy >= CLASSIFIER_WARNING:
+        progress(line)
+    else:
+        progress(f"WARNING: {line}: the model has not learnt the classes well (train longer or with more labels)"
+                 + ("; rows drawn from the prior or the mixture and decoded at a class need not look like it "
+                    "(--sampler interpolate starts from real rows of the class)" if sampler != "interpolate" else ""))
+    return round(accuracy, 4)
 
 
 def conditioned_label(reference: str, trained) -> str:
@@ -164,7 +206,7 @@ def generate_rows(config: AugmentJobConfig, counts: dict[str, int], sampler: str
 
 
 def write_augmented(config: AugmentJobConfig, root: str, source, rows, generated: Generated,
-                    real: dict[str, int], added: dict[str, int], reference: str, progress):
+                    real: dict[str, int], added: dict[str, int], reference: str, progress, provenance: dict):
     """Commit the new dataset (`vaepipe prepare`'s writer): real rows in their splits, generated rows in train."""
     import pandas as pd
 
@@ -202,6 +244,6 @@ def write_augmented(config: AugmentJobConfig, root: str, source, rows, generated
     prepare = PrepareConfig(name=config.name, source=table.description, storage=root, split=manifest.split.fractions,
                             label_column=label, id_column=manifest.id_column, overwrite=config.overwrite, **options)
     record = Augmentation(dataset=source.uri, dataset_fingerprint=manifest.fingerprint, model=reference,
-                          samples=generated.prefix,
+                          samples=generated.prefix, **provenance,
                           train_rows={level: {"real": real[level], "synthetic": added[level]} for level in real})
     return prepare_dataset(prepare, progress, source=table, manifest_fields={"augmentation": record})

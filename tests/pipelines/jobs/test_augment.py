@@ -44,6 +44,8 @@ def test_each_class_is_topped_up_and_the_real_rows_stay_as_they_were(store):
     before, after = rows_of(store / "datasets" / "digits"), rows_of(store / "datasets" / "digits-200")
     manifest = json.loads((store / "datasets" / "digits-200" / "_manifest.json").read_text())
     record = manifest["augmentation"]
+    assert record["sampler"] == "interpolate"  # auto
+    assert record["classifier_val_accuracy"] >= 0.8  # the model learnt the digits: no warning
     real_train = before.filter(pa.compute.equal(before["split"], "train"))
     for level, counts in record["train_rows"].items():
         assert counts["real"] == int(np.sum(np.asarray(real_train["label"].to_pylist()) == int(level)))
@@ -79,6 +81,20 @@ def test_a_second_run_changes_nothing(store, capsys):
     again = rows_of(store / "datasets" / "digits-bal").sort_by("row_id")
     assert again.drop(["image"]).equals(first.drop(["image"]))
     assert np.array_equal(*(np.stack(t["image"].to_numpy(zero_copy_only=False)) for t in (again, first)))
+
+
+def test_a_model_whose_classifier_did_not_learn_the_classes_is_named_in_a_warning(store, capsys):
+    # with its classifier's weight at 0, q(y|x) stays at its initialisation: about chance on the val rows
+    assert main(["train", str(ROOT / "configs" / "digits.yaml"), "--storage", str(store), "--engine", "local",
+                 "--set", "name=digits-blind", "--set", "model.condition_on=[label]", "--set", "train.epochs=1",
+                 "--set", "train.classifier_weight=0"]) == 0
+    capsys.readouterr()
+    assert augment(store, "--model", "digits-blind@1", "--input", "digits", "--name", "blind", "--ratio", "0.1",
+                   "--sampler", "prior") == 0
+    out = capsys.readouterr().out
+    assert "WARNING: digits-blind@1's classifier q(y|x) labels" in out and "--sampler interpolate starts" in out
+    record = json.loads((store / "datasets" / "blind" / "_manifest.json").read_text())["augmentation"]
+    assert record["classifier_val_accuracy"] < 0.5 and record["sampler"] == "prior"
 
 
 def test_a_model_not_conditioned_on_the_label_is_refused_with_nothing_written(store, capsys):
