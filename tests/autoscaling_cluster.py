@@ -29,7 +29,7 @@ from typing import Optional
 
 import requests
 
-from tests.ray_nodes import (RayNode, _live_processes, _processes_of, _signal_all, _start, free_port, node_env,
+from tests.ray_nodes import (RayNode, _live_processes, _processes_of, _signal_all, _start, free_ports, node_env,
                              wait_for_jobs_api)
 
 HEAD_NODE_TYPE = "ray.head.default"  # the head type name the fake provider gives its head node
@@ -131,7 +131,7 @@ def start_autoscaling_head(worker_node_types: dict, head_cpus: float = 0, storag
                            extra_env: Optional[dict] = None, idle_timeout_minutes: float = 5.0) -> AutoscalingHead:
     """Start the head (with `head_cpus` CPUs, 0 as on the shipped clusters) and its autoscaler; returns once
     the Jobs API answers. No worker node runs until something asks for resources."""
-    gcs_port, dashboard_port = free_port(), free_port()
+    gcs_port, dashboard_port, client_port, agent_port = free_ports(4)  # distinct: `ray start` refuses a shared one
     head_ip = "127.0.0.1"
     # Worker nodes' temp dirs under one root that stop() finds their processes by
     worker_temp_root = tempfile.mkdtemp(prefix="vp-asw-", dir="/tmp")
@@ -143,8 +143,8 @@ def start_autoscaling_head(worker_node_types: dict, head_cpus: float = 0, storag
     env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1", PYTHONPATH=str(PROVIDER_DIR),
                **(extra_env or {}))
     arguments = ["--head", f"--node-ip-address={head_ip}", f"--port={gcs_port}", f"--dashboard-port={dashboard_port}",
-                 "--dashboard-host=127.0.0.1", f"--ray-client-server-port={free_port()}",
-                 f"--dashboard-agent-listen-port={free_port()}", f"--num-cpus={head_cpus:g}",
+                 "--dashboard-host=127.0.0.1", f"--ray-client-server-port={client_port}",
+                 f"--dashboard-agent-listen-port={agent_port}", f"--num-cpus={head_cpus:g}",
                  "--include-dashboard=true"]
     # The monitor reads the config once it starts, so it must exist before `ray start`.
     descriptor, config_path = tempfile.mkstemp(prefix="vp-as-config-", suffix=".json")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,13 +17,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from pipelines.runtime.warm_ray import free_ports
+
 VENV_BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def _live_processes() -> dict[int, tuple[int, str]]:
@@ -111,9 +110,9 @@ def _start(arguments: list[str], env: dict[str, str], prefix: str) -> RayNode:
 
 
 def start_head(env: dict[str, str], num_cpus: int = 2, resources: str | None = None) -> RayNode:
-    gcs_port, dashboard_port = free_port(), free_port()
+    gcs_port, dashboard_port, client_port, agent_port = free_ports(4)  # distinct: `ray start` refuses a shared one
     arguments = ["--head", f"--port={gcs_port}", f"--dashboard-port={dashboard_port}", "--dashboard-host=127.0.0.1",
-                 f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+                 f"--ray-client-server-port={client_port}", f"--dashboard-agent-listen-port={agent_port}",
                  f"--num-cpus={num_cpus}", "--include-dashboard=true"]
     if resources:
         arguments.append(f"--resources={resources}")
@@ -128,9 +127,10 @@ def start_head(env: dict[str, str], num_cpus: int = 2, resources: str | None = N
 
 
 def start_worker(head: RayNode, env: dict[str, str], num_cpus: int = 2) -> RayNode:
+    agent_port, node_port, object_port, metrics_port = free_ports(4)
     arguments = [f"--address={head.gcs_address}", f"--num-cpus={num_cpus}",
-                 f"--dashboard-agent-listen-port={free_port()}", f"--node-manager-port={free_port()}",
-                 f"--object-manager-port={free_port()}", f"--metrics-export-port={free_port()}"]
+                 f"--dashboard-agent-listen-port={agent_port}", f"--node-manager-port={node_port}",
+                 f"--object-manager-port={object_port}", f"--metrics-export-port={metrics_port}"]
     return _start(arguments, env, "vp-worker-")
 
 

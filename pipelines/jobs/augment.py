@@ -120,7 +120,8 @@ def run_augmentation(config: AugmentJobConfig, progress: Callable[[str], None] =
                            f"{model.reference} is conditioned on {label!r}")
     rows = read_rows(source.uri, source.manifest)
     text, known = label_text(rows[label].to_numpy(zero_copy_only=False))
-    train = np.asarray(rows["split"].to_pylist()) == "train"
+    split = np.asarray(rows["split"].to_pylist())
+    train = split == "train"
     (column,) = trained.condition
     unknown = sorted(set(text[known]) - set(column.levels))
     if unknown:
@@ -133,8 +134,8 @@ def run_augmentation(config: AugmentJobConfig, progress: Callable[[str], None] =
     progress(f"augmenting {source.uri} ({source.manifest.rows} rows; labelled train rows per {label}: {real}) "
              f"with {sum(added.values())} rows from {model.reference}")
     sampler = config.resolved_sampler()
-    accuracy = classifier_accuracy(root, model.reference, trained, rows.filter(
-        pa.array((np.asarray(rows["split"].to_pylist()) == "val") & known)), sampler, progress)
+    accuracy = classifier_accuracy(root, model.reference, trained, rows.filter(pa.array((split == "val") & known)),
+                                   sampler, progress)
     generated = generate_rows(config, added, sampler, progress)
     manifest = write_augmented(config, root, source, rows, generated, real, added, model.reference, progress,
                                {"sampler": sampler, "classifier_val_accuracy": accuracy})

@@ -378,9 +378,10 @@ class LatentAnchors(NamedTuple):
     conditions: Optional[np.ndarray]
 
 
-def fit_anchors(root: str, model, requests: Optional[ConditionRequests]) -> LatentAnchors:
+def fit_anchors(root: str, model, requests: Optional[ConditionRequests], rows_asked: int) -> LatentAnchors:
     """The interpolate sampler's anchors: the posterior means of up to MIXTURE_ROWS training rows, read in this
-    process. Every level asked for must have an anchor, or the request is refused naming the level."""
+    process. Every level asked for (by `requests`, or without any, each level in turn over `rows_asked` rows)
+    must have an anchor, or the request is refused naming the level."""
     import torch
 
     from pipelines.datasets.conditions import condition_values
@@ -393,8 +394,10 @@ def fit_anchors(root: str, model, requests: Optional[ConditionRequests]) -> Late
     rows = read_rows(model.card["dataset"]["uri"], manifest, "train", limit=MIXTURE_ROWS)
     x = features(manifest, rows)
     conditions = x[:, x.shape[1] - manifest.condition_dim:] if manifest.condition else None
-    if requests is not None:
-        for request in np.unique(requests.one_hots, axis=0):
+    if manifest.condition:
+        asked = (requests.one_hots if requests is not None
+                 else vae.default_condition(min(rows_asked, 100_000)).numpy())  # levels cycle: a prefix has them all
+        for request in np.unique(asked, axis=0):
             if not ((conditions @ request) == request.sum()).any():
                 values = condition_values(manifest, request[None])
                 ends = np.cumsum([len(column.levels) for column in manifest.condition])
@@ -515,7 +518,7 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
     if sampler == "interpolate":
         progress(f"encoding up to {MIXTURE_ROWS:,} training rows of {model.card['dataset']['uri']} to interpolate "
                  "between")
-        anchors = fit_anchors(root, model, requests)
+        anchors = fit_anchors(root, model, requests, config.num_samples or 0)
     if sampler == "gmm":
         progress(f"fitting the latent mixture to up to {MIXTURE_ROWS:,} training rows of "
                  f"{model.card['dataset']['uri']}")

@@ -16,6 +16,7 @@ imports Ray.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -59,10 +60,15 @@ def default_root() -> Path:
     return (Path(home) if home else Path.cwd() / ".vaepipe") / "ray"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports. Every socket stays bound until all are chosen: ports picked one at a
+    time can come back twice (the kernel hands out a just-closed port again), and `ray start` then refuses to
+    start ("trying to use a port number … that is used by other components")."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def _port_answers(port: int) -> bool:
@@ -123,14 +129,14 @@ class WarmRay:
         self.root.mkdir(parents=True, exist_ok=True)
         # short: Ray's unix socket paths live under it and are capped at 107 bytes
         temp_dir = tempfile.mkdtemp(prefix="vaepipe-ray-", dir="/tmp")
-        gcs_port, dashboard_port = _free_port(), _free_port()
+        gcs_port, dashboard_port, client_port, agent_port, node_port, object_port, metrics_port = free_ports(7)
         ray = Path(sys.executable).parent / "ray"
         command = [str(ray if ray.exists() else "ray"), "start", "--head", "--block", f"--temp-dir={temp_dir}",
                    "--disable-usage-stats", f"--port={gcs_port}", f"--num-cpus={num_cpus:g}",
                    f"--node-ip-address={HOST}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-                   "--include-dashboard=true", f"--ray-client-server-port={_free_port()}",
-                   f"--dashboard-agent-listen-port={_free_port()}", f"--node-manager-port={_free_port()}",
-                   f"--object-manager-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
+                   "--include-dashboard=true", f"--ray-client-server-port={client_port}",
+                   f"--dashboard-agent-listen-port={agent_port}", f"--node-manager-port={node_port}",
+                   f"--object-manager-port={object_port}", f"--metrics-export-port={metrics_port}"]
         process_env = {**os.environ, **(env or {})}
         # Ray's state API (Ray Train's placement-group cleaner) auto-detects "its" cluster and refuses to choose
         # when several run on the machine: every process of this one inherits its own address instead

@@ -79,6 +79,9 @@ def test_an_unconditional_model_refuses_a_condition(digits_store, capsys):
                  "local", "--set", "train.epochs=1"]) == 0
     assert generate(digits_store, "digits@1", "--per-class", "3") == 2
     assert "per_class needs a model with exactly one condition" in capsys.readouterr().err
+    # interpolate needs no condition: between any training row and its neighbours
+    assert generate(digits_store, "digits@1", "--num-samples", "20", "--sampler", "interpolate", "--run", "i") == 0
+    assert len(rows_of(digits_store / "samples" / "digits-v1" / "i")) == 20
 
 
 def test_a_mostly_unlabelled_table_trains_and_generates_each_class(tmp_path):
