@@ -44,8 +44,7 @@ def read_split(dataset: str, manifest: DatasetManifest, split: str | None, keep:
 
     location = resolve(dataset)
     paths = [resolve(uri).path for uri in shard_uris(dataset, manifest)]
-    # only the v1 reader honours override_num_blocks (ray_private.parquet_reader_v1)
-    with ray_private.parquet_reader_v1(enabled=min_blocks is not None):
+    with ray_private.parquet_reader_v1(enabled=True):
         ds = ray.data.read_parquet(paths, filesystem=location.filesystem, override_num_blocks=min_blocks)
     if split is not None:
         ds = ds.filter(expr=col("split") == split)

@@ -41,9 +41,13 @@ def node_logs_dir(node) -> str:
 
 @contextmanager
 def parquet_reader_v1(enabled: bool) -> Iterator[None]:
-    """Ray Data's v1 Parquet reader for the `read_parquet` calls inside the block. The v2 reader bin-packs
-    files into ~128 MiB read units and ignores `override_num_blocks` (seen: 8 digits shards read as one
-    block, one of two model actors idle); the flag is read by `read_parquet` when it is called."""
+    """Ray Data's v1 Parquet reader for the `read_parquet` calls inside the block. Ray 2.60's default v2
+    reader (ListFiles → ReadFiles) costs 3–5 s more per read of a small split than v1's 0.1–1 s (measured on
+    digits' val split, warm local Ray, docs/design.md "Reading splits"), which a sweep paid three times per
+    trial; it bin-packs files into ~128 MiB read units and ignores `override_num_blocks` (seen: 8 digits
+    shards read as one block, one of two model actors idle); and its ListFiles work queue can print an
+    InterruptedError traceback to the driver when a job ends. The flag is read by `read_parquet` when it
+    is called."""
     from ray.data import DataContext
 
     context = DataContext.get_current()
