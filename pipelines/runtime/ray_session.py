@@ -21,6 +21,10 @@ RAY_ENVIRONMENT = {
     "RAY_TRAIN_V2_ENABLED": "1",
     # Train V2 patches print() into its logger *and* stdout, so every line came twice
     "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+    # Train V2's controller takes one report per poll of its workers, every 2 s by default, and a worker's
+    # queue holds one: an epoch shorter than that waited for the poll (a 300-epoch small table: 714 s).
+    # A poll that does not answer in time is only retried, not failed (RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S).
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
 }
 
 
