@@ -356,19 +356,26 @@ def sampler_of(config: GenerateJobConfig, model, dataset: Optional[str]) -> str:
     return "gmm" if kind == "tabular" and stored else "prior"
 
 
-def fit_mixture(root: str, model, seed: int):
-    """The mixture sampler: a Gaussian mixture fitted to the posterior means of up to MIXTURE_ROWS training
-    rows of the model's dataset, read in this process."""
-    import torch
-
+def training_features(root: str, model):
+    """The registered model and the model inputs of up to MIXTURE_ROWS rows of its training split, read in this
+    process: what the gmm and interpolate samplers are fitted on."""
     from pipelines.datasets.local_rows import features, read_rows
     from pipelines.storage.registry import load_registered
-    from pipelines.training.tabular_synthesis import fit_latent_mixture
 
     vae, _ = load_registered(root, model.reference)
     manifest = model.training_manifest
     rows = read_rows(model.card["dataset"]["uri"], manifest, "train", limit=MIXTURE_ROWS)
-    return fit_latent_mixture(vae, torch.from_numpy(features(manifest, rows)), seed=seed)
+    return vae, features(manifest, rows)
+
+
+def fit_mixture(root: str, model, seed: int):
+    """The mixture sampler: a Gaussian mixture fitted to the posterior means of the training rows."""
+    import torch
+
+    from pipelines.training.tabular_synthesis import fit_latent_mixture
+
+    vae, x = training_features(root, model)
+    return fit_latent_mixture(vae, torch.from_numpy(x), seed=seed)
 
 
 class LatentAnchors(NamedTuple):
@@ -379,20 +386,16 @@ class LatentAnchors(NamedTuple):
 
 
 def fit_anchors(root: str, model, requests: Optional[ConditionRequests], rows_asked: int) -> LatentAnchors:
-    """The interpolate sampler's anchors: the posterior means of up to MIXTURE_ROWS training rows, read in this
-    process. Every level asked for (by `requests`, or without any, each level in turn over `rows_asked` rows)
-    must have an anchor, or the request is refused naming the level."""
+    """The interpolate sampler's anchors: the posterior means of the training rows (`training_features`). Every
+    level asked for (by `requests`, or without any, each level in turn over `rows_asked` rows) must have an
+    anchor, or the request is refused naming the level."""
     import torch
 
     from pipelines.datasets.conditions import condition_values
-    from pipelines.datasets.local_rows import features, read_rows
-    from pipelines.storage.registry import load_registered
     from vae_core import encode
 
-    vae, _ = load_registered(root, model.reference)
+    vae, x = training_features(root, model)
     manifest = model.training_manifest
-    rows = read_rows(model.card["dataset"]["uri"], manifest, "train", limit=MIXTURE_ROWS)
-    x = features(manifest, rows)
     conditions = x[:, x.shape[1] - manifest.condition_dim:] if manifest.condition else None
     if manifest.condition:
         asked = (requests.one_hots if requests is not None
