@@ -11,12 +11,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
+from pipelines.runtime.ray_session import ADDRESS_VARIABLES
 from pipelines.runtime.warm_ray import free_ports
 
 VENV_BIN = Path(sys.executable).parent
@@ -85,14 +88,36 @@ class RayNode:
         assert not left, f"Ray processes left behind: {sorted(left)}"
 
 
+def outside_session_ray(env: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """`env` (this process's by default) without what points a process at the test session's Ray: the variables
+    `local_ray` sets (its address and GCS port) and RAY_API_SERVER_ADDRESS; also without names starting with
+    `drop`. A `ray start` that inherited the session's GCS port put a two-node cluster's worker elsewhere."""
+    dropped = ADDRESS_VARIABLES + ("RAY_API_SERVER_ADDRESS",) + drop
+    return {key: value for key, value in (os.environ if env is None else env).items()
+            if not key.startswith(dropped)}
+
+
+@contextmanager
+def outside_session_address() -> Iterator[None]:
+    """Around a call of Ray's state API for another cluster: it lets $RAY_ADDRESS win over the `address` it is
+    given (as JobSubmissionClient does), which once the session's Ray runs is that Ray. A two-node test asked
+    the head's dashboard for its workers' nodes and was answered with the session's one node."""
+    saved = {name: os.environ.pop(name) for name in ADDRESS_VARIABLES + ("RAY_API_SERVER_ADDRESS",)
+             if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def node_env(storage_credentials: bool = True) -> dict[str, str]:
     """This environment minus what would point Ray at another cluster or shadow the shipped code.
 
     With `storage_credentials` the node keeps AWS_*: the cluster's own identity, as on a real
     cluster, so that jobs reach the S3 server without credentials being shipped.
     """
-    dropped = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS") + (() if storage_credentials else ("AWS_",))
-    env = {key: value for key, value in os.environ.items() if not key.startswith(dropped) and key != "PYTHONPATH"}
+    env = outside_session_ray(drop=() if storage_credentials else ("AWS_",))
+    env.pop("PYTHONPATH", None)
     env.update(RAY_AUTH_MODE="disabled", PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     return env
 

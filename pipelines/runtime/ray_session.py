@@ -104,6 +104,11 @@ def idle_priority_for_daemons(node, wait_s: float = 10.0) -> int:
     return set_idle_priority(daemons)
 
 
+# What `local_ray` puts in this process's environment for the Ray it starts (and its processes inherit): a
+# process meant for another Ray must not inherit them (a `ray start` given the GCS port took that Ray's).
+ADDRESS_VARIABLES = ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")
+
+
 @contextmanager
 def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "normal",
               **init_kwargs) -> Iterator[str]:
@@ -122,7 +127,7 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
 
     port = _free_port()
     address = f"{ray_private.node_ip_address()}:{port}"
-    saved = {name: os.environ.get(name) for name in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
+    saved = {name: os.environ.get(name) for name in ADDRESS_VARIABLES}
     os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))
     try:
         with ray_console.connecting():

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.ray_nodes import outside_session_ray
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def run_benchmark(arguments: list[str], env: dict[str, str]) -> str:
-    # RAY_ADDRESS stripped: a benchmark starts and times its own Ray, never the test session's
-    env = {**{k: v for k, v in env.items() if not k.startswith("RAY_ADDRESS")}, "PYTHONPATH": str(ROOT),
+    # a benchmark starts and times its own Ray, never the test session's
+    env = {**outside_session_ray(env), "PYTHONPATH": str(ROOT),
            "RAY_AUTH_MODE": "disabled"}
     run = subprocess.run([sys.executable, *arguments], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=1400)

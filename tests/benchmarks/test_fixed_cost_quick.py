@@ -2,13 +2,14 @@
 crossover lines and the threshold auto uses (no speed asserted: that is the benchmark's to report)."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.ray_nodes import outside_session_ray
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 def test_quick_fixed_cost_prints_every_job_on_every_engine_and_the_crossover(tmp_path):
     # its own embedded store and Rays: nothing of the test session's
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "AWS_"))}
+    env = outside_session_ray(drop=("AWS_",))
     env.update(PYTHONPATH=str(ROOT), VAEPIPE_HOME=str(tmp_path / "home"))
     run = subprocess.run([sys.executable, "benchmarks/fixed_cost.py", "--quick"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=1440)

@@ -2,7 +2,6 @@
 on a machine without one (and measure on one that has it)."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -11,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.ray_nodes import outside_session_ray
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 def test_quick_gpu_check_prints_cpu_and_gpu_rows_for_training_and_scoring():
     # its own store and local Rays: nothing of the test session's
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "AWS_"))}
+    env = outside_session_ray(drop=("AWS_",))
     run = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--quick"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=840)
 

@@ -11,7 +11,6 @@ Scale-up times are printed and recorded (`record_property`): from the request to
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pipelines.datasets.preparation import PrepareConfig
 from pipelines.jobs.prepare import prepare_dataset
 from pipelines.storage.registry import list_versions, load_registered
 from tests.autoscaling_cluster import AutoscalingHead, start_autoscaling_head
+from tests.ray_nodes import outside_session_ray
 
 pytestmark = [pytest.mark.slow]
 
@@ -57,7 +57,7 @@ def cluster(s3_store):
 
 def attached(head: AutoscalingHead, script: str, timeout_s: float) -> subprocess.CompletedProcess:
     """Run `script` in a fresh Python with RAY_ADDRESS pointing at `head` (as `ray job submit` would)."""
-    env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env = outside_session_ray()
     env.update(RAY_ADDRESS=head.gcs_address, RAY_AUTH_MODE="disabled")
     return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout_s)

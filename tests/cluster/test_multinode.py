@@ -3,7 +3,6 @@ land on both nodes completes and checkpoints to the S3 server, so nothing depend
 shared local disk."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
 from pipelines.storage.registry import load_registered
 from pipelines.storage.objects import list_files
-from tests.ray_nodes import node_env, start_head, start_worker, wait_for_nodes
+from tests.ray_nodes import node_env, outside_session_address, outside_session_ray, start_head, start_worker, wait_for_nodes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -40,14 +39,15 @@ def test_training_spread_over_two_nodes_checkpoints_to_s3(two_nodes, s3_store):
     head, worker = two_nodes
     root = f"s3://{s3_store.bucket}/multinode-{uuid.uuid4().hex[:8]}"
     prepare_dataset(PrepareConfig(name="digits", source="digits", storage=root))
-    env = {**os.environ, "RAY_ADDRESS": head.gcs_address}
+    env = {**outside_session_ray(), "RAY_ADDRESS": head.gcs_address}
     command = [sys.executable, "-m", "pipelines.cli", "train", "configs/digits.yaml", "--storage", root,
                "--set", "train.epochs=2", "--set", "scaling.num_workers=2",
                "--set", "scaling.placement_strategy=STRICT_SPREAD", "--engine", "ray"]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=500)
     assert run.returncode == 0, run.stderr[-3000:]
 
-    workers = list_actors(address=head.dashboard, filters=[("class_name", "=", "RayTrainWorker")], detail=True)
+    with outside_session_address():
+        workers = list_actors(address=head.dashboard, filters=[("class_name", "=", "RayTrainWorker")], detail=True)
     assert len({actor["node_id"] for actor in workers}) == 2, "the two workers should run on different nodes"
     _, card = load_registered(root, "digits")
     checkpoints = [f.uri for f in list_files(card["training"]["run_uri"], include_hidden=True)

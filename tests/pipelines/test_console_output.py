@@ -2,7 +2,6 @@
 Ray internals and each epoch once; a scoring job of a million rows says how far it is while it runs."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -14,6 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.ray_nodes import outside_session_ray
+
 VAEPIPE = Path(sys.executable).with_name("vaepipe")
 # what people new to Ray read as failures (issue 23)
 RAY_INTERNALS = ("Traceback", "core_worker", "RayDeprecationWarning", "Reporting training result", "(raylet)",
@@ -23,7 +24,7 @@ RAY_INTERNALS = ("Traceback", "core_worker", "RayDeprecationWarning", "Reporting
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_make_demo_prints_no_ray_internals_and_each_epoch_once(tmp_path):
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("RAY_ADDRESS", "AWS_"))}
+    env = outside_session_ray(drop=("AWS_",))
     # the demo's jobs on Ray, whose console output is what this checks (engine auto would run them in-process)
     env.update(VAEPIPE_HOME=str(tmp_path / "home"), RAY_AUTH_MODE="disabled", VAEPIPE_AUTO_LOCAL_MAX_ROWS="0")
     try:

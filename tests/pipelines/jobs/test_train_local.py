@@ -3,7 +3,6 @@ registered as Ray Train's would be, one line per epoch; a run resumes on the eng
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -19,6 +18,7 @@ from pipelines.storage.layout import local_checkpoint_epoch, run_uri
 from pipelines.storage.objects import list_files
 from pipelines.storage.registry import load_registered
 from pipelines.training.config import TrainJobConfig
+from tests.ray_nodes import outside_session_ray
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -54,7 +54,7 @@ print("OUTCOME " + json.dumps({"engine": outcome.engine, "model": outcome.model,
 
 
 def test_auto_trains_digits_in_this_process_and_registers_the_best_epoch(digits_root):
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env = outside_session_ray()
     env["PYTHONPATH"] = str(ROOT)
     run = subprocess.run([sys.executable, "-c", AUTO_TRAINING, config(digits_root).model_dump_json()], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=600)
