@@ -11,8 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,19 +93,6 @@ def outside_session_ray(env: dict[str, str] | None = None, drop: tuple[str, ...]
     dropped = ADDRESS_VARIABLES + ("RAY_API_SERVER_ADDRESS",) + drop
     return {key: value for key, value in (os.environ if env is None else env).items()
             if not key.startswith(dropped)}
-
-
-@contextmanager
-def outside_session_address() -> Iterator[None]:
-    """Around a call of Ray's state API for another cluster: it lets $RAY_ADDRESS win over the `address` it is
-    given (as JobSubmissionClient does), which once the session's Ray runs is that Ray. A two-node test asked
-    the head's dashboard for its workers' nodes and was answered with the session's one node."""
-    saved = {name: os.environ.pop(name) for name in ADDRESS_VARIABLES + ("RAY_API_SERVER_ADDRESS",)
-             if name in os.environ}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
 
 
 def node_env(storage_credentials: bool = True) -> dict[str, str]:

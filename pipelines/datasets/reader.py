@@ -44,7 +44,7 @@ def read_split(dataset: str, manifest: DatasetManifest, split: str | None, keep:
 
     location = resolve(dataset)
     paths = [resolve(uri).path for uri in shard_uris(dataset, manifest)]
-    with ray_private.parquet_reader_v1(enabled=True):
+    with ray_private.parquet_reader_v1():
         ds = ray.data.read_parquet(paths, filesystem=location.filesystem, override_num_blocks=min_blocks)
     if split is not None:
         ds = ds.filter(expr=col("split") == split)

@@ -10,16 +10,14 @@ identity (IAM role, Kubernetes Secret, the environment of `ray start`).
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
 import shlex
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from pipelines.errors import UserError
 
@@ -160,27 +158,18 @@ def unreachable_message(address: str, reason: object) -> str:
             "(`ray start --head --dashboard-host 0.0.0.0`) and is its dashboard port (default 8265) reachable?")
 
 
-@contextmanager
-def _explicit_address() -> Iterator[None]:
-    # JobSubmissionClient lets RAY_API_SERVER_ADDRESS / RAY_ADDRESS override its
-    # address argument; an explicit --address must win over a stale shell variable.
-    saved = {name: os.environ.pop(name) for name in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS") if name in os.environ}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
-
-
 def connect(address: str, environ: Mapping[str, str]):
     """A JobSubmissionClient for `address`; RAY_AUTH_TOKEN, when set, authenticates (never shipped)."""
     import requests
     from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 
+    from pipelines.runtime.ray_session import explicit_address
+
     token = environ.get("RAY_AUTH_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        with _explicit_address():
+        with explicit_address():
             return JobSubmissionClient(address, headers=headers)
     except AuthenticationError as err:
         raise SubmitError(f"the Ray Jobs API at {address} refused the request: {err} "

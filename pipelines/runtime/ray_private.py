@@ -40,7 +40,7 @@ def node_logs_dir(node) -> str:
 
 
 @contextmanager
-def parquet_reader_v1(enabled: bool) -> Iterator[None]:
+def parquet_reader_v1() -> Iterator[None]:
     """Ray Data's v1 Parquet reader for the `read_parquet` calls inside the block. Ray 2.60's default v2
     reader (ListFiles → ReadFiles) costs 3–5 s more per read of a small split than v1's 0.1–1 s (measured on
     digits' val split, warm local Ray, docs/design.md "Reading splits"), which a sweep paid three times per
@@ -52,7 +52,7 @@ def parquet_reader_v1(enabled: bool) -> Iterator[None]:
 
     context = DataContext.get_current()
     before = context.use_datasource_v2
-    context.use_datasource_v2 = before and not enabled
+    context.use_datasource_v2 = False
     try:
         yield
     finally:

@@ -110,6 +110,19 @@ ADDRESS_VARIABLES = ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")
 
 
 @contextmanager
+def explicit_address() -> Iterator[None]:
+    """Around a call given another cluster's address: Ray's JobSubmissionClient and state API let
+    RAY_API_SERVER_ADDRESS / RAY_ADDRESS win over the address they are given (a stale shell variable, or the
+    Ray this process started), so those and `ADDRESS_VARIABLES` are taken out of the environment meanwhile."""
+    saved = {name: os.environ.pop(name) for name in ("RAY_API_SERVER_ADDRESS", *ADDRESS_VARIABLES)
+             if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+@contextmanager
 def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "normal",
               **init_kwargs) -> Iterator[str]:
     """Start a local Ray whose every process knows its own address; yields that GCS address.

@@ -65,7 +65,8 @@ def worker_splits(dataset: str, manifest: DatasetManifest, config: TrainJobConfi
     on 2 cores)."""
     cached = should_cache(config.train, manifest, config.scaling.num_workers)
     train, val = read_split(dataset, manifest, "train"), read_split(dataset, manifest, "val")
-    return {"train": train.materialize() if cached and should_cache(config.train, manifest, 1) else train,
+    # all of train within one worker's budget implies the cache mode (each worker's share is smaller)
+    return {"train": train.materialize() if should_cache(config.train, manifest, 1) else train,
             "val": val.materialize() if cached else val}
 
 

@@ -13,7 +13,8 @@ import pytest
 from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
 from pipelines.storage.registry import load_registered
 from pipelines.storage.objects import list_files
-from tests.ray_nodes import node_env, outside_session_address, outside_session_ray, start_head, start_worker, wait_for_nodes
+from pipelines.runtime.ray_session import explicit_address
+from tests.ray_nodes import node_env, outside_session_ray, start_head, start_worker, wait_for_nodes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -46,7 +47,8 @@ def test_training_spread_over_two_nodes_checkpoints_to_s3(two_nodes, s3_store):
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=500)
     assert run.returncode == 0, run.stderr[-3000:]
 
-    with outside_session_address():
+    # the state API lets $RAY_ADDRESS (the session's Ray, once started) win over `address`
+    with explicit_address():
         workers = list_actors(address=head.dashboard, filters=[("class_name", "=", "RayTrainWorker")], detail=True)
     assert len({actor["node_id"] for actor in workers}) == 2, "the two workers should run on different nodes"
     _, card = load_registered(root, "digits")

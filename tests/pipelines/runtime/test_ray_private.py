@@ -26,7 +26,7 @@ def test_the_v1_parquet_reader_switch_is_set_inside_and_restored_after():
 
     context = DataContext.get_current()
     before = context.use_datasource_v2
-    with ray_private.parquet_reader_v1(enabled=True):
+    with ray_private.parquet_reader_v1():
         assert context.use_datasource_v2 is False
     assert context.use_datasource_v2 == before
 
