@@ -61,13 +61,10 @@ def write_parts(dataset, commit) -> None:
     try:
         dataset.write_datasink(sink)
     except Exception as err:  # Ray wraps task errors in its own exception types
-        cause = user_error_in(err)
-        if cause is None:
-            storage = storage_error_in(err, commit.prefix_uri)
-            if storage is None:
-                raise
-            raise storage from None
-        raise type(cause)(str(cause).strip().splitlines()[-1]) from None
+        for_people = error_for_people(err, commit.prefix_uri)
+        if for_people is None:
+            raise
+        raise for_people from None
     commit.record([name for name, _ in sink.written], [size for _, size in sink.written])
 
 
@@ -128,6 +125,15 @@ def write_local_parts(batches: Iterable[dict], commit, rows_per_part: int = LOCA
             except OSError:
                 pass  # the error that got us here is the one to report
     commit.record(names, sizes)
+
+
+def error_for_people(err: BaseException, prefix: str) -> Optional[UserError]:
+    """What a person should read for an error raised inside a Ray task while writing under `prefix`: the
+    UserError it wraps (its message alone, without Ray's traceback) or the storage failure; None otherwise."""
+    cause = user_error_in(err)
+    if cause is not None:
+        return type(cause)(str(cause).strip().splitlines()[-1])
+    return storage_error_in(err, prefix)
 
 
 def storage_error_in(err: BaseException, prefix: str) -> Optional[UserError]:

@@ -48,6 +48,7 @@ def prepare_config_from_args(args: argparse.Namespace):
         "numeric": _csv_list(args.numeric), "id_column": args.id_column, "label_column": args.label_column,
         "image_shape": args.image_shape, "impute": args.impute, "overwrite": args.overwrite or None,
         "follow_symlinks": args.follow_symlinks or None, "rows": args.rows, "seed": args.seed, "split": args.split,
+        "engine": args.engine,
     }
     data.update({key: value for key, value in flags.items() if value is not None})
     _add_transforms(data, args.transform)
@@ -78,10 +79,13 @@ def register(commands) -> None:
                     "unless --split: train fits the model, val picks its best checkpoint and calibrates the "
                     "anomaly threshold, test is what reports and generate's quality figures compare with), "
                     "compute preprocessing statistics on train, and write datasets/<name>/part-*.parquet + "
-                    "_manifest.json.",
+                    "_manifest.json. CSV/Parquet files are read in batches, in three passes (profile, "
+                    "statistics, write), so a source larger than memory prepares in bounded memory; the whole "
+                    "source is checked before anything is written.",
         epilog="Examples:\n  vaepipe prepare digits\n  vaepipe prepare mnist5k --rows-per-shard 1000\n"
                "  vaepipe prepare data/customers.csv --name customers --id-column customer_id --categorical plan,region\n"
                "  vaepipe prepare data/claims.csv --name claims --split train=0.9,val=0.1,test=0 --transform amount=quantile\n"
+               "  vaepipe prepare s3://raw/events/ --name events --id-column event_id --engine ray   # one task per file\n"
                "  vaepipe prepare photos/ --name photos --image-shape 3,32,32\n"
                "  vaepipe prepare shapes --rows 200000 --seed 1          # images with known factors, for "
                "`vaepipe interpret`\n"
@@ -115,6 +119,11 @@ def register(commands) -> None:
     prepare.add_argument("--rows", type=int, help="rows to generate (shapes, factor_table; default 10,000)")
     prepare.add_argument("--seed", type=int, help="seed of a generated sample (default 0; the same seed gives the "
                                                   "same rows)")
+    prepare.add_argument("--engine", choices=["auto", "local", "ray"],
+                         help="where CSV/Parquet files are read, checked and written, in batches (memory stays "
+                              "bounded on both): local (one file after another in this process), ray (one Ray task "
+                              "per file, on the cluster ray.address / RAY_ADDRESS names or a local Ray), or auto "
+                              "(default: ray when attached to a Ray cluster, else local)")
     prepare.add_argument("--overwrite", action="store_true", help="replace a dataset that already exists")
     prepare.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     prepare.set_defaults(handler=cmd_prepare)

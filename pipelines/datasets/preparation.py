@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -17,13 +18,16 @@ import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
 from pipelines.config import StrictModel
+from pipelines.datasets.column_stats import NumericSummary
 from pipelines.datasets.manifest import (
     SPLITS, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec, NumericColumn, SplitRule,
 )
 from pipelines.datasets.sources import (
-    BUILTIN_SOURCES, GENERATED_SOURCES, IMAGE_SUFFIXES, SourceError, SourceTable, load_builtin, load_image_folder, load_table,
+    BUILTIN_SOURCES, GENERATED_SOURCES, IMAGE_SUFFIXES, SourceError, SourceTable, load_builtin, load_image_folder,
 )
 from pipelines.naming import validate_name
+from pipelines.runtime.engine import Engine
+from pipelines.runtime.ray_session import RayConfig
 
 MISSING_LEVEL = "__missing__"
 NumericTransform = Literal["auto", "identity", "log1p", "quantile"]
@@ -64,6 +68,11 @@ class PrepareConfig(StrictModel):
     follow_symlinks: bool = Field(False, description="read files that are symlinks (or inside linked folders) of a "
                                                      "local source; off: such a link is refused")
     overwrite: bool = False
+    engine: Engine = Field("auto", description="where CSV/Parquet files are read, checked and written: local (one "
+                                               "file after another in this process), ray (one Ray task per file), "
+                                               "or auto (ray when attached to a Ray cluster, else local); "
+                                               "memory stays bounded on both")
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     @field_validator("name")
     @classmethod
@@ -98,13 +107,18 @@ class PrepareConfig(StrictModel):
 
 # --- pure steps ---------------------------------------------------------------------
 
-def assign_splits(row_ids: np.ndarray, fractions: dict[str, float], seed: str = "vaepipe") -> np.ndarray:
-    """A split per row from a hash of its id: stable when rows are added, reordered or re-sharded."""
+def row_units(row_ids: np.ndarray, seed: str) -> np.ndarray:
+    """A number in [0, 1) per row from a hash of its id and `seed`: the same for the same id, wherever it is."""
     def unit(row_id) -> float:
         digest = hashlib.blake2b(f"{seed}:{row_id}".encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big") / 2.0**64
 
-    u = np.fromiter((unit(r) for r in row_ids), dtype=np.float64, count=len(row_ids))
+    return np.fromiter((unit(r) for r in row_ids), dtype=np.float64, count=len(row_ids))
+
+
+def assign_splits(row_ids: np.ndarray, fractions: dict[str, float], seed: str = "vaepipe") -> np.ndarray:
+    """A split per row from a hash of its id: stable when rows are added, reordered or re-sharded."""
+    u = row_units(row_ids, seed)
     edges = np.cumsum([fractions[s] for s in SPLITS])
     index = np.minimum(np.searchsorted(edges, u, side="right"), len(SPLITS) - 1)
     return np.asarray(SPLITS, dtype=object)[index]
@@ -118,105 +132,149 @@ def check_unique_ids(row_ids: np.ndarray, source: str) -> None:
                           f"({len(duplicated)} duplicate ids); ids must be unique")
 
 
-def _looks_numeric(series: pd.Series) -> bool:
-    present = series.dropna()
-    if present.empty:
-        return False
-    parsed = pd.to_numeric(present, errors="coerce")
-    return parsed.notna().mean() >= 0.9
+@dataclass
+class ColumnProfile:
+    """What a column's values say about its role, as counts that add up over the blocks of a source."""
+
+    present: int = 0  # values that are not missing
+    numbers: int = 0  # of those, values that parse as numbers
+    typed_numeric: bool = True  # the source typed it as numbers (Parquet, a DataFrame), not as text
+    dtype: str = ""  # its pandas dtype, as the whole column would have it
+
+    @classmethod
+    def of(cls, series: pd.Series) -> ColumnProfile:
+        typed = bool(pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series))
+        present = series.dropna()
+        numbers = len(present) if typed else int(pd.to_numeric(present, errors="coerce").notna().sum())
+        return cls(len(present), numbers, typed, str(series.dtype))
+
+    def merge(self, other: ColumnProfile) -> ColumnProfile:
+        # the dtype pandas gives the concatenation of the two (int64 and float64 make float64)
+        dtype = self.dtype if self.dtype == other.dtype else str(pd.concat(
+            [pd.Series([], dtype=self.dtype), pd.Series([], dtype=other.dtype)]).dtype)
+        return ColumnProfile(self.present + other.present, self.numbers + other.numbers,
+                             self.typed_numeric and other.typed_numeric, dtype)
+
+    @property
+    def looks_numeric(self) -> bool:
+        # mostly numbers with a few strays: far more likely a dirty numeric column than a category
+        return self.present > 0 and self.numbers / self.present >= 0.9
 
 
 def column_roles(table: pd.DataFrame, config: PrepareConfig) -> tuple[list[str], list[str]]:
     """(numeric, categorical) feature columns: declared roles first, then inferred from the values."""
-    columns = list(config.columns) if config.columns else list(table.columns)
-    unknown = [c for c in columns + config.categorical + config.numeric if c not in table.columns]
+    return column_roles_from({c: ColumnProfile.of(table[c]) for c in table.columns}, config)
+
+
+def column_roles_from(profiles: dict[str, ColumnProfile], config: PrepareConfig) -> tuple[list[str], list[str]]:
+    """`column_roles` from the profiles of a source's columns (in source order)."""
+    names = list(profiles)
+    columns = list(config.columns) if config.columns else names
+    unknown = [c for c in columns + config.categorical + config.numeric if c not in profiles]
     if unknown:
-        raise SourceError(f"{config.source}: column(s) {unknown} not found (columns: {list(table.columns)})")
+        raise SourceError(f"{config.source}: column(s) {unknown} not found (columns: {names})")
     if not columns:
         raise SourceError(f"{config.source}: no feature columns left")
     numeric, categorical = [], []
     for column in columns:
-        series = table[column]
+        profile = profiles[column]
         if column in config.categorical:
             categorical.append(column)
-        elif column in config.numeric or pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-            numeric.append(column)
-        elif _looks_numeric(series):
-            # mostly numbers with a few strays: far more likely a dirty numeric column than a category
+        elif column in config.numeric or profile.typed_numeric or profile.looks_numeric:
             numeric.append(column)
         else:
             categorical.append(column)
     return numeric, categorical
 
 
-def to_numeric(series: pd.Series, column: str, row_ids: np.ndarray, source: str) -> np.ndarray:
-    """float64 values; a value that is present but not a number is an error naming its row."""
-    parsed = pd.to_numeric(series, errors="coerce")
-    bad = parsed.isna() & series.notna() & (series.astype(str).str.strip().str.lower() != "nan")
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise SourceError(f"{source}: column {column!r} row {row_ids[i]!r} has non-numeric value "
-                          f"{series.iloc[i]!r} ({int(bad.sum())} such rows); fix the data or declare the "
-                          "column categorical")
-    return parsed.to_numpy(dtype=np.float64)
-
-
 def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str], splits: np.ndarray,
-                  impute: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """Typed feature columns with NaN/inf handled by `impute`; returns (table, rows kept mask)."""
+                  impute: str, fill: Optional[dict[str, float]] = None,
+                  problems: Optional[dict] = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Typed feature columns with NaN/inf handled by `impute`; returns (table, rows kept mask).
+
+    `fill`: what NaN/inf of each numeric column become under impute mean|median (default: the mean or median
+    of this table's valid train values; a column missing from it keeps NaN, for a caller that computes the
+    statistics first). `problems`: record what is wrong with the data there (`add_problems`) instead of
+    raising it, so that a source read block by block reports its first bad row and the total
+    (`raise_problems`)."""
+    found: dict = {}
     table = pd.DataFrame(index=range(source.rows))
     keep = np.ones(source.rows, dtype=bool)
     train = splits == "train"
     for column in numeric:
-        values = to_numeric(source.table[column], column, source.row_ids, source.description)
+        series = source.table[column]
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+        not_numeric = np.isnan(values) & series.notna().to_numpy() & (
+            series.astype(str).str.strip().str.lower() != "nan").to_numpy()
+        _note(found, ("not numeric", column), not_numeric, source.row_ids, series)
         invalid = ~np.isfinite(values)
         if invalid.any():
             if impute == "error":
-                i = int(np.flatnonzero(invalid)[0])
-                raise SourceError(
-                    f"{source.description}: column {column!r} has {int(invalid.sum())} NaN/inf value(s), first at "
-                    f"row {source.row_ids[i]!r}; clean the data or pass --impute mean|median|drop")
-            if impute == "drop":
+                _note(found, ("invalid", column), invalid, source.row_ids, series)
+            elif impute == "drop":
                 keep &= ~invalid
-            else:
+            elif fill is None:
                 reference = values[train & ~invalid]
                 if reference.size == 0:
                     raise SourceError(f"{source.description}: column {column!r} has no valid train values to impute from")
                 values = np.where(invalid, np.mean(reference) if impute == "mean" else np.median(reference), values)
+            elif column in fill:
+                values = np.where(invalid, fill[column], values)
         table[column] = values
     for column in categorical:
         series = source.table[column]
         missing = series.isna().to_numpy()
         if missing.any():
             if impute == "error":
-                i = int(np.flatnonzero(missing)[0])
-                raise SourceError(
-                    f"{source.description}: categorical column {column!r} has {int(missing.sum())} missing value(s), "
-                    f"first at row {source.row_ids[i]!r}; clean the data or pass --impute mean|median|drop")
+                _note(found, ("missing", column), missing, source.row_ids, series)
             if impute == "drop":
                 keep &= ~missing
         table[column] = series.astype(object).where(~missing, MISSING_LEVEL).astype(str).to_numpy()
+    if problems is None:
+        raise_problems(found, source.description)
+    else:
+        add_problems(problems, found)
     return table, keep
+
+
+def _note(found: dict, key: tuple[str, str], rows: np.ndarray, row_ids: np.ndarray, series: pd.Series) -> None:
+    if rows.any():
+        i = int(np.flatnonzero(rows)[0])
+        found[key] = {"count": int(rows.sum()), "row": str(row_ids[i]), "value": series.iloc[i]}
+
+
+def add_problems(into: dict, more: dict) -> None:
+    """Add the problems of a later block to those of the blocks before it: counts add up, the first row stays."""
+    for key, problem in more.items():
+        if key in into:
+            into[key] = {**into[key], "count": into[key]["count"] + problem["count"]}
+        else:
+            into[key] = problem
+
+
+def raise_problems(problems: dict, description: str) -> None:
+    """The first problem `clean_tabular` found, as the error a person acts on (none: nothing happens).
+    A value that is not a number comes first, then NaN/inf, then missing categories, column by column."""
+    for kind in ("not numeric", "invalid", "missing"):
+        for (found, column), problem in problems.items():
+            if found != kind:
+                continue
+            count, row = problem["count"], problem["row"]
+            if kind == "not numeric":
+                raise SourceError(f"{description}: column {column!r} row {row!r} has non-numeric value "
+                                  f"{problem['value']!r} ({count} such rows); fix the data or declare the "
+                                  "column categorical")
+            if kind == "invalid":
+                raise SourceError(f"{description}: column {column!r} has {count} NaN/inf value(s), first at row "
+                                  f"{row!r}; clean the data or pass --impute mean|median|drop")
+            raise SourceError(f"{description}: categorical column {column!r} has {count} missing value(s), first "
+                              f"at row {row!r}; clean the data or pass --impute mean|median|drop")
 
 
 # skewness above which a non-negative column is modelled on the log1p scale (an exponential has 2)
 LOG1P_SKEWNESS = 2.0
 # share of exact zeros from which a non-negative column gets a zero-inflated likelihood
 ZERO_INFLATED_SHARE = 0.2
-
-
-def _nonzero_std(values: np.ndarray) -> float:
-    std = float(np.std(values))
-    # a constant column would divide by zero when standardized; 1.0 leaves it at 0
-    return std if std > 1e-12 else 1.0
-
-
-def skewness(values: np.ndarray) -> float:
-    centered = values - values.mean()
-    spread = float(np.sqrt(np.mean(centered ** 2)))
-    return float(np.mean(centered ** 3)) / spread ** 3 if spread > 1e-12 else 0.0
-
-
 # quantile transform: the train values at this many evenly spaced probabilities (fewer rows: every row)
 QUANTILE_POINTS = 1001
 
@@ -228,51 +286,43 @@ def numeric_stats(name: str, values: np.ndarray, dtype: str, transform: str = "a
     `transform` "auto" chooses identity / log1p (skewed, non-negative) and zero-inflation by the
     rules below; "identity", "log1p" or "quantile" is taken as given (log1p needs values > -1).
     `zero_inflated` overrides the zero-share rule (None: the rule decides)."""
-    values = values.astype(np.float64)
+    return numeric_stats_from(name, NumericSummary.of(values), dtype, transform, zero_inflated)
+
+
+def numeric_stats_from(name: str, summary: NumericSummary, dtype: str, transform: str = "auto",
+                       zero_inflated: Optional[bool] = None) -> NumericColumn:
+    """`numeric_stats` from a summary of the train values: of a whole column, or merged from its blocks."""
+    varies = len(summary.distinct_nonzero) > 1
     if transform != "auto":
-        return _numeric_stats_with(name, values, dtype, transform, zero_inflated)
-    scaling: dict = {}
-    if values.min() >= 0:
-        nonzero = values[values != 0]
-        if np.mean(values == 0) >= ZERO_INFLATED_SHARE and len(np.unique(nonzero)) > 1:
-            scaling["zero_inflated"] = True
-            values_modelled = nonzero
+        if transform == "log1p" and summary.min <= -1:
+            raise SourceError(f"column {name!r} has value {summary.min:g}; transform log1p needs values > -1")
+        if zero_inflated is None:
+            zero_inflated = bool(summary.min >= 0 and summary.zero_share >= ZERO_INFLATED_SHARE and varies)
+        scaling: dict = {"transform": transform, "zero_inflated": zero_inflated}
+        if transform == "quantile":
+            modelled = summary.sample[summary.sample != 0] if zero_inflated else summary.sample
+            points = min(QUANTILE_POINTS, len(modelled))
+            scaling["quantiles"] = np.quantile(modelled, np.linspace(0.0, 1.0, points)).tolist()
         else:
-            values_modelled = values
-        if skewness(values_modelled) > LOG1P_SKEWNESS:
-            scaling["transform"] = "log1p"
-            values_modelled = np.log1p(values_modelled)
-        if scaling:
-            scaling.update(center=float(values_modelled.mean()), scale=_nonzero_std(values_modelled))
-    return NumericColumn(
-        name=name, dtype=dtype, mean=float(np.mean(values)), std=_nonzero_std(values),
-        min=float(np.min(values)), max=float(np.max(values)),
-        integer=bool(np.all(np.equal(np.mod(values, 1), 0))), **scaling,
-    )
-
-
-def _numeric_stats_with(name: str, values: np.ndarray, dtype: str, transform: str,
-                        zero_inflated: Optional[bool]) -> NumericColumn:
-    """numeric_stats for a transform chosen by the caller."""
-    if transform == "log1p" and values.min() <= -1:
-        raise SourceError(f"column {name!r} has value {values.min():g}; transform log1p needs values > -1")
-    nonzero = values[values != 0]
-    if zero_inflated is None:
-        zero_inflated = bool(values.min() >= 0 and np.mean(values == 0) >= ZERO_INFLATED_SHARE
-                             and len(np.unique(nonzero)) > 1)
-    modelled = nonzero if zero_inflated else values
-    scaling: dict = {"transform": transform, "zero_inflated": zero_inflated}
-    if transform == "quantile":
-        points = min(QUANTILE_POINTS, len(modelled))
-        scaling["quantiles"] = np.quantile(modelled, np.linspace(0.0, 1.0, points)).tolist()
+            moments = {("log1p", True): summary.log_nonzero, ("log1p", False): summary.log_values,
+                       ("identity", True): summary.nonzero, ("identity", False): summary.values}[
+                transform, zero_inflated]
+            scaling.update(center=moments.mean, scale=moments.std())
     else:
-        modelled = np.log1p(modelled) if transform == "log1p" else modelled
-        scaling.update(center=float(modelled.mean()), scale=_nonzero_std(modelled))
-    return NumericColumn(
-        name=name, dtype=dtype, mean=float(np.mean(values)), std=_nonzero_std(values),
-        min=float(np.min(values)), max=float(np.max(values)),
-        integer=bool(np.all(np.equal(np.mod(values, 1), 0))), **scaling,
-    )
+        scaling = {}
+        if summary.min >= 0:
+            zero_inflated = summary.zero_share >= ZERO_INFLATED_SHARE and varies
+            if zero_inflated:
+                scaling["zero_inflated"] = True
+            modelled, logged = ((summary.nonzero, summary.log_nonzero) if zero_inflated
+                                else (summary.values, summary.log_values))
+            if modelled.skewness() > LOG1P_SKEWNESS:
+                scaling["transform"] = "log1p"
+                modelled = logged
+            if scaling:
+                scaling.update(center=modelled.mean, scale=modelled.std())
+    return NumericColumn(name=name, dtype=dtype, mean=summary.values.mean, std=summary.values.std(),
+                         min=summary.min, max=summary.max, integer=summary.integer, **scaling)
 
 
 def numeric_dtype(series: pd.Series, values: np.ndarray) -> str:
@@ -285,10 +335,14 @@ def numeric_dtype(series: pd.Series, values: np.ndarray) -> str:
 
 
 def categorical_stats(name: str, values: np.ndarray, train: np.ndarray, dtype: str) -> CategoricalColumn:
-    levels = sorted(set(values.tolist()))
-    counts = pd.Series(values[train]).value_counts()
-    return CategoricalColumn(name=name, dtype=dtype, levels=levels,
-                             train_counts=[int(counts.get(level, 0)) for level in levels])
+    return categorical_stats_from(name, set(values.tolist()), pd.Series(values[train]).value_counts().to_dict(), dtype)
+
+
+def categorical_stats_from(name: str, levels: set, train_counts: dict, dtype: str) -> CategoricalColumn:
+    """A categorical column from its levels (over the rows kept) and each level's count in the train split."""
+    ordered = sorted(levels)
+    return CategoricalColumn(name=name, dtype=dtype, levels=ordered,
+                             train_counts=[int(train_counts.get(level, 0)) for level in ordered])
 
 
 def default_rows_per_shard(rows: int) -> int:
@@ -296,7 +350,7 @@ def default_rows_per_shard(rows: int) -> int:
     return int(min(200_000, max(256, math.ceil(rows / 8))))
 
 
-def _arrow_column(values) -> pa.Array:
+def arrow_column(values) -> pa.Array:
     values = np.asarray(values)
     if values.dtype != object:
         return pa.array(values)
@@ -307,23 +361,33 @@ def _arrow_column(values) -> pa.Array:
 
 # --- I/O ----------------------------------------------------------------------------
 
-def load_source(config: PrepareConfig) -> SourceTable:
+def reads_table_files(config: PrepareConfig) -> bool:
+    """Whether the source is CSV/Parquet files (read block by block: `datasets.table_stream`) rather than a
+    built-in sample or an image folder (read into memory: `load_source`); an unknown name is an error."""
     spec = config.source
     builtin = spec.removeprefix("builtin:")
-    if builtin in GENERATED_SOURCES:
-        return load_builtin(builtin, config.rows, config.seed, config.image_shape)
     if builtin in BUILTIN_SOURCES:
-        return load_builtin(builtin, config.rows, config.seed)
+        return False
     if spec.startswith("builtin:"):
         raise SourceError(f"unknown built-in sample {builtin!r}; choose one of: {', '.join(BUILTIN_SOURCES)}")
     local = Path(spec)
     if "://" not in spec and local.is_dir() and any(
             p.suffix.lower() in IMAGE_SUFFIXES for p in local.rglob("*")):
-        return load_image_folder(spec, config.image_shape, config.follow_symlinks)
+        return False
     if "://" not in spec and not local.exists():
         raise SourceError(f"input {spec} does not exist (nor is it a built-in sample: "
                           f"{', '.join(BUILTIN_SOURCES)})")
-    return load_table(spec, config.id_column, config.label_column, config.follow_symlinks)
+    return True
+
+
+def load_source(config: PrepareConfig) -> SourceTable:
+    """A built-in sample or an image folder, in memory (CSV/Parquet files: `reads_table_files`)."""
+    builtin = config.source.removeprefix("builtin:")
+    if builtin in GENERATED_SOURCES:
+        return load_builtin(builtin, config.rows, config.seed, config.image_shape)
+    if builtin in BUILTIN_SOURCES:
+        return load_builtin(builtin, config.rows, config.seed)
+    return load_image_folder(config.source, config.image_shape, config.follow_symlinks)
 
 
 def check_user_columns(source: SourceTable) -> None:
@@ -349,6 +413,17 @@ def check_user_columns(source: SourceTable) -> None:
                               f"it in the source{hint} (reserved: {sorted(taken)})")
 
 
+def transform_options(numeric: list[str], config: PrepareConfig, description: str) -> dict[str, dict]:
+    """Each numeric column's transform (`numeric_stats`' keyword arguments); column_transforms must name
+    numeric feature columns."""
+    not_numeric = [c for c in config.column_transforms if c not in numeric]
+    if not_numeric:
+        raise SourceError(f"{description}: column_transforms names {not_numeric}, which "
+                          f"{'is' if len(not_numeric) == 1 else 'are'} not numeric feature column(s) "
+                          f"(numeric: {numeric})")
+    return {c: {"transform": config.column_transforms.get(c, config.transform)} for c in numeric}
+
+
 def build_arrow_table(source: SourceTable, config: PrepareConfig,
                       numeric_options: Optional[dict[str, dict]] = None) -> tuple[pa.Table, dict]:
     """The rows to store and the manifest fields describing them. `numeric_options` maps a numeric
@@ -370,13 +445,7 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig,
         fields["image"] = ImageSpec(shape=tuple(int(s) for s in images.shape[1:]))
     else:
         numeric, categorical = column_roles(source.table, config)
-        not_numeric = [c for c in config.column_transforms if c not in numeric]
-        if not_numeric:
-            raise SourceError(f"{source.description}: column_transforms names {not_numeric}, which "
-                              f"{'is' if len(not_numeric) == 1 else 'are'} not numeric feature column(s) "
-                              f"(numeric: {numeric})")
-        if not numeric_options:
-            numeric_options = {c: {"transform": config.column_transforms.get(c, config.transform)} for c in numeric}
+        numeric_options = numeric_options or transform_options(numeric, config, source.description)
         table, keep = clean_tabular(source, numeric, categorical, splits, config.impute)
         train = (splits == "train") & keep
         if not train.any():
@@ -393,19 +462,19 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig,
     columns["row_id"] = pa.array(source.row_ids[keep].astype(str).tolist(), type=pa.string())
     columns["split"] = pa.array(splits[keep].tolist(), type=pa.string())
     if source.labels is not None:
-        columns[source.label_name] = _arrow_column(source.labels[keep])
+        columns[source.label_name] = arrow_column(source.labels[keep])
         fields["label_column"] = source.label_name
     if source.synthetic is not None:
         columns[SYNTHETIC_COLUMN] = pa.array(np.asarray(source.synthetic, dtype=bool)[keep])
     if source.factors is not None:
         for factor in source.factors.columns:
-            columns[factor] = _arrow_column(source.factors[factor].to_numpy()[keep])
+            columns[factor] = arrow_column(source.factors[factor].to_numpy()[keep])
         fields["factor_columns"] = [str(factor) for factor in source.factors.columns]
     if source.kind == "image":
         columns["image"] = pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(source.images[keep]))
     else:
         for column in table.columns:
-            columns[column] = _arrow_column(table[column].to_numpy()[keep])
+            columns[column] = arrow_column(table[column].to_numpy()[keep])
     arrow = pa.table(columns)
     kept_splits = splits[keep]
     fields["split_rows"] = {s: int(np.sum(kept_splits == s)) for s in SPLITS}

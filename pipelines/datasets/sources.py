@@ -1,7 +1,8 @@
 """Where a dataset comes from: built-in samples, CSV/Parquet files, image folders.
 
-Each loader returns a `SourceTable` held in memory: images as one uint8 array
-[N, C, H, W], tables as a DataFrame with their original columns. Problems with
+Built-in samples and image folders load as a `SourceTable` held in memory: images as one uint8 array
+[N, C, H, W], tables as a DataFrame with their original columns. CSV/Parquet files are only listed here
+(`table_files`): `datasets.table_stream` reads them in batches. Problems with
 the input are raised here as `SourceError` naming the file, column or row.
 """
 from __future__ import annotations
@@ -176,8 +177,9 @@ def load_builtin(name: str, rows: Optional[int] = None, seed: Optional[int] = No
 
 # --- CSV / Parquet ------------------------------------------------------------------
 
-def _table_files(uri: str, follow_symlinks: bool = False) -> tuple[object, list[str]]:
-    """The filesystem and the CSV/Parquet files at `uri` (one file, or every one under a prefix)."""
+def table_files(uri: str, follow_symlinks: bool = False) -> list[str]:
+    """The CSV/Parquet files at `uri` (one file, or every one under a prefix), as paths of its filesystem, in
+    the order their rows are numbered."""
     import pyarrow.fs as pafs
 
     from pipelines.storage.objects import resolve
@@ -186,7 +188,7 @@ def _table_files(uri: str, follow_symlinks: bool = False) -> tuple[object, list[
     fs, path = location.filesystem, location.path
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.File:
-        return fs, [path]
+        return [path]
     if info.type == pafs.FileType.NotFound:
         raise SourceError(f"input {uri} does not exist")
     if not location.is_s3:
@@ -200,29 +202,7 @@ def _table_files(uri: str, follow_symlinks: bool = False) -> tuple[object, list[
         )
     if not files:
         raise SourceError(f"input {uri} contains no .csv or .parquet files")
-    return fs, files
-
-
-def _read_one_table(fs, path: str) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    suffix = Path(path).suffix.lower()
-    try:
-        if suffix == ".csv":
-            with fs.open_input_stream(path) as stream:
-                # every column as text first: numeric parsing is ours, so errors can name the row
-                names = pacsv.read_csv(stream, read_options=pacsv.ReadOptions(block_size=1 << 16)).column_names
-            with fs.open_input_stream(path) as stream:
-                table = pacsv.read_csv(stream, convert_options=pacsv.ConvertOptions(
-                    column_types={n: pa.string() for n in names}, strings_can_be_null=True))
-            return table.to_pandas()
-        with fs.open_input_file(path) as handle:
-            return pq.read_table(handle).to_pandas()
-    except (pa.ArrowException, OSError, ValueError) as err:
-        # any parser failure is a property of the user's file: name it, never a traceback
-        raise SourceError(f"cannot read {path}: {str(err).strip().splitlines()[0]}") from None
+    return files
 
 
 def check_column_names(names: list, where: str) -> None:
@@ -234,33 +214,6 @@ def check_column_names(names: list, where: str) -> None:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise SourceError(f"{where}: column name(s) {repeated} appear more than once; give every column its own name")
-
-
-def load_table(uri: str, id_column: Optional[str], label_column: Optional[str], follow_symlinks: bool = False
-               ) -> SourceTable:
-    fs, files = _table_files(uri, follow_symlinks)
-    if id_column is not None and id_column == label_column:
-        raise SourceError(f"column {id_column!r} is given as both the id column and the label column; "
-                          "a row id cannot also be what the row is labelled with")
-    frames = []
-    for path in files:
-        frame = _read_one_table(fs, path)
-        check_column_names(list(frame.columns), path)
-        if frames and list(frame.columns) != list(frames[0].columns):
-            raise SourceError(
-                f"{path} has columns {list(frame.columns)} but {files[0]} has {list(frames[0].columns)}; "
-                "every file of one dataset must have the same columns")
-        frames.append(frame)
-    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    for column, role in ((id_column, "id"), (label_column, "label")):
-        if column is not None and column not in table.columns:
-            raise SourceError(f"{role} column {column!r} is not in {uri} (columns: {list(table.columns)})")
-    if id_column:
-        row_ids = table.pop(id_column).astype(str).to_numpy(dtype=object)
-    else:
-        row_ids = _index_ids(len(table))
-    labels = table.pop(label_column).to_numpy() if label_column else None
-    return SourceTable("tabular", uri, row_ids, labels=labels, table=table, label_name=label_column)
 
 
 # --- image folders ------------------------------------------------------------------

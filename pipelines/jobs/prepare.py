@@ -1,21 +1,30 @@
 """`vaepipe prepare`: turn a source into Parquet shards + `_manifest.json` on storage.
 
-The steps are `datasets.preparation`'s; this reads the source and writes the result through an
-`OutputCommit`, so a failed or interrupted prepare never leaves a dataset that looks complete.
+The steps are `datasets.preparation`'s. Built-in samples, image folders and rows given in memory are prepared
+in memory; CSV/Parquet files are read in batches, three passes of one task per file (`datasets.table_stream`),
+on Ray or in this process (`engine`), so that a source larger than memory prepares in bounded memory. The
+result is written through an `OutputCommit`, so a failed or interrupted prepare never leaves a dataset that
+looks complete, and the source is checked whole before anything is written.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 from datetime import datetime, timezone
+from contextlib import nullcontext
+from functools import partial, reduce
 from typing import Callable, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.datasets.manifest import DatasetManifest, ShardInfo, SplitRule
-from pipelines.datasets.preparation import PrepareConfig, build_arrow_table, default_rows_per_shard, load_source
-from pipelines.datasets.sources import SourceTable
+from pipelines.datasets.preparation import (
+    PrepareConfig, build_arrow_table, categorical_stats_from, check_user_columns, column_roles_from,
+    default_rows_per_shard, load_source, numeric_stats_from, raise_problems, reads_table_files, transform_options,
+)
+from pipelines.datasets.sources import SourceError, SourceTable, table_files
+from pipelines.runtime.engine import EngineChoice, attached_cluster
 from pipelines.storage.layout import MANIFEST_FILE, dataset_uri, storage_root
 
 
@@ -39,6 +48,8 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lam
     root = storage_root(config.storage)
     target = dataset_uri(root, config.name)
     check_access(target, write=True)  # where it writes: a read-only or unauthorized root fails here, before reading
+    if source is None and reads_table_files(config):
+        return prepare_table_files(config, target, progress)
     if source is None:
         progress(f"reading {config.source}")
         source = load_source(config)
@@ -62,4 +73,153 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lam
         manifest = manifest.model_copy(update={"fingerprint": manifest.compute_fingerprint()})
         write_json(f"{target}/{MANIFEST_FILE}", manifest.model_dump(mode="json"))
         commit.commit(expected_rows=arrow.num_rows, metadata={"fingerprint": manifest.fingerprint})
+    return manifest
+
+
+def choose_prepare_engine(config: PrepareConfig) -> EngineChoice:
+    """Ray when asked, or (auto) when attached to a Ray cluster; else this process. Both keep memory bounded,
+    and on one machine this process reads as fast as one Ray task, without Ray's start-up."""
+    if config.engine != "auto":
+        return EngineChoice(config.engine, "asked for")
+    cluster = attached_cluster(config.ray.address)
+    if cluster:
+        return EngineChoice("ray", f"auto: {cluster}; one task per file")
+    return EngineChoice("local", "auto: not attached to a Ray cluster; one file after another in this process")
+
+
+def _call(function: Callable, *args):
+    return function(*args)
+
+
+def _each_file(function: Callable, calls: list[tuple], on_ray: bool, progress: Callable[[str], None], what: str,
+               prefix: str) -> list:
+    """`function(*call)` for every call, in order: on Ray tasks (one CPU each) or one after another here."""
+    if not on_ray:
+        results = []
+        for call in calls:
+            results.append(function(*call))
+            progress(f"{what}: {len(results)}/{len(calls)} file(s)")
+        return results
+    import ray
+
+    from pipelines.batch.parts import error_for_people
+
+    task = ray.remote(num_cpus=1)(_call)
+    refs = [task.remote(function, *call) for call in calls]
+    pending, done = list(refs), 0
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            ray.get(ready)  # the first failure stops the pass, not the last
+            done += 1
+            progress(f"{what}: {done}/{len(calls)} file(s)")
+        return ray.get(refs)
+    except Exception as err:  # Ray wraps task errors in its own exception types
+        for ref in pending:
+            ray.cancel(ref)
+        for_people = error_for_people(err, prefix)
+        if for_people is None:
+            raise
+        raise for_people from None
+
+
+def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[str], None]) -> DatasetManifest:
+    """Prepare CSV/Parquet files in bounded memory (`datasets.table_stream`): the same checks, statistics,
+    splits and manifest as in memory, the shards written by the tasks that read the files."""
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.datasets import table_stream as stream
+    from pipelines.runtime.ray_session import ray_session
+    from pipelines.storage.commit import OutputCommit
+    from pipelines.storage.objects import write_json
+
+    files = table_files(config.source, config.follow_symlinks)
+    if config.id_column is not None and config.id_column == config.label_column:
+        raise SourceError(f"column {config.id_column!r} is given as both the id column and the label column; "
+                          "a row id cannot also be what the row is labelled with")
+    choice = choose_prepare_engine(config)
+    progress(choice.line)
+    on_ray = choice.engine == "ray"
+    each = partial(_each_file, on_ray=on_ray, progress=progress, prefix=target)
+    with ray_session(config.ray) if on_ray else nullcontext():
+        jobs = [stream.FileJob(config.source, path) for path in files]
+        profiles = each(partial(stream.profile_file, config=config), [(job,) for job in jobs], what="read")
+        columns = profiles[0].columns
+        for path, profile in zip(files, profiles):
+            if profile.columns != columns:
+                raise SourceError(f"{path} has columns {profile.columns} but {files[0]} has {columns}; "
+                                  "every file of one dataset must have the same columns")
+        for column, role in ((config.id_column, "id"), (config.label_column, "label")):
+            if column is not None and column not in columns:
+                raise SourceError(f"{role} column {column!r} is not in {config.source} (columns: {columns})")
+        rows = sum(profile.rows for profile in profiles)
+        if rows == 0:
+            raise SourceError(f"{config.source}: the dataset is empty (0 rows)")
+        features = [c for c in columns if c not in (config.id_column, config.label_column)]
+        check_user_columns(SourceTable("tabular", config.source, np.empty(0, dtype=object),
+                                       table=pd.DataFrame(columns=features), label_name=config.label_column))
+        if config.id_column:
+            duplicates, repeated = stream.duplicate_id_hashes(profiles)
+            if duplicates:
+                raise SourceError(f"{config.source}: id {stream.first_duplicate_id(jobs, config, duplicates)!r} "
+                                  f"appears more than once ({repeated} duplicate ids); ids must be unique")
+        merged = {c: reduce(lambda a, b: a.merge(b), [p.profiles[c] for p in profiles]) for c in features}
+        numeric, categorical = column_roles_from(merged, config)
+        options = transform_options(numeric, config, config.source)
+        offsets = np.concatenate([[0], np.cumsum([p.rows for p in profiles])[:-1]]).astype(int).tolist()
+        jobs = [stream.FileJob(config.source, path, offset) for path, offset in zip(files, offsets)]
+        label_types = [p.label_type for p in profiles if p.label_type is not None]
+        plan = stream.FilePlan(config, numeric, categorical,
+                               label_type=pa.unify_schemas([pa.schema([("label", t)]) for t in label_types],
+                                                           promote_options="permissive").field("label").type
+                               if label_types else None,
+                               sample_rate=stream.sample_rate(int(rows * config.split["train"])))
+        summaries = each(partial(stream.summarize_file, plan=plan), [(job,) for job in jobs], what="summarized")
+        total = reduce(lambda a, b: a.merge(b), summaries)
+        raise_problems(total.problems, config.source)
+        if total.split_rows["train"] == 0:
+            raise SourceError(f"{config.source}: no rows left in the train split")
+        if total.kept == 0:
+            raise SourceError(f"{config.source}: no rows left after dropping rows with missing values")
+        fill, numeric_columns = {}, []
+        for column in numeric:
+            summary = total.numeric[column]
+            if config.impute in ("mean", "median") and total.invalid[column]:
+                if summary.count == 0:
+                    raise SourceError(f"{config.source}: column {column!r} has no valid train values to impute from")
+                fill[column] = summary.values.mean if config.impute == "mean" else summary.median()
+                summary = summary.with_copies(fill[column], total.invalid_train[column])
+            if merged[column].typed_numeric:
+                dtype = merged[column].dtype
+            else:  # CSV text: whole numbers are int64, as the in-memory path infers them
+                whole = total.whole[column] and (column not in fill or float(fill[column]).is_integer())
+                finite = total.finite[column] + (total.invalid[column] if column in fill else 0)
+                dtype = "int64" if finite and whole else "float64"
+            numeric_columns.append(numeric_stats_from(column, summary, dtype, **options[column]))
+        categorical_columns = [categorical_stats_from(c, total.levels[c], total.train_counts[c], merged[c].dtype)
+                               for c in categorical]
+        rows_per_shard = config.rows_per_shard or default_rows_per_shard(total.kept)
+        schema = {"row_id": "string", "split": "string"}
+        if config.label_column:
+            schema[config.label_column] = str(plan.label_type)
+        schema.update({c: "double" for c in numeric} | {c: "string" for c in categorical})
+        with OutputCommit(target, job="prepare", overwrite=config.overwrite) as commit:
+            counts = stream.shard_counts([s.kept for s in summaries], rows_per_shard)
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
+            targets = [stream.ShardTarget(target, tuple(commit.part_name(start + k) for k in range(count)),
+                                          rows_per_shard) for start, count in zip(starts, counts)]
+            written = each(partial(stream.write_file, plan=plan, fill=fill), list(zip(jobs, targets)),
+                           what="written")
+            shards = [shard for file_shards in written for shard in file_shards]
+            commit.record([s.key for s in shards], [s.size for s in shards])
+            manifest = DatasetManifest(
+                name=config.name, kind="tabular", source=config.source, rows=total.kept,
+                split=SplitRule(fractions=config.split), impute=config.impute, arrow_schema=schema, shards=shards,
+                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), numeric=numeric_columns,
+                categorical=categorical_columns, column_order=[c for c in features if c in {*numeric, *categorical}],
+                split_rows=total.split_rows, **({"label_column": config.label_column} if config.label_column else {}))
+            manifest = manifest.model_copy(update={"fingerprint": manifest.compute_fingerprint()})
+            write_json(f"{target}/{MANIFEST_FILE}", manifest.model_dump(mode="json"))
+            commit.commit(expected_rows=total.kept, metadata={"fingerprint": manifest.fingerprint})
     return manifest

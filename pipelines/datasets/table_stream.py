@@ -1,0 +1,286 @@
+"""A CSV/Parquet source prepared in bounded memory: three passes over its files, each read in batches.
+
+1. `profile_file`: the file's rows, its columns and what their values look like (the roles are decided from
+   all files' profiles), and a 128-bit hash of each id (ids must be unique across files);
+2. `summarize_file`: each batch cleaned as `clean_tabular` cleans a whole table, and the train split's
+   statistics as summaries that merge (`column_stats`), with what is wrong with the data (first row, count);
+3. `write_file`: each batch cleaned again, now with the imputed values, and the file's rows written as Parquet
+   shards of `rows_per_shard` rows under the commit's attempt.
+
+Each pass is a function of one file (`FileJob`) whose result is small (counts, summaries, shard records), so a
+job runs the files on Ray tasks or one after another in this process (`jobs.prepare`), and memory stays at a
+batch and a shard per file being read, whatever the source's size. The driver holds 16 bytes per row to check
+ids (when the source has an id column) and at most `column_stats.SAMPLE_ROWS` train values per column whose
+quantiles or median are needed. The statistics, roles, splits, ids and errors are those of the in-memory path
+for the same rows: a row's id is its id column's value, else its position in the source (files in order).
+A file is the unit of parallelism: a CSV cannot be split at a byte offset safely (quoted newlines), and a
+row's position needs the rows of the files before it.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from pipelines.datasets.column_stats import SAMPLE_ROWS, NumericSummary
+from pipelines.datasets.manifest import SPLITS, ShardInfo
+from pipelines.datasets.preparation import (
+    ColumnProfile, PrepareConfig, add_problems, arrow_column, assign_splits, clean_tabular, row_units,
+)
+from pipelines.datasets.sources import SourceError, SourceTable, check_column_names
+
+BATCH_ROWS = 65_536
+CSV_BLOCK_BYTES = 16 << 20
+# two keys for pandas' 64-bit hash of the ids: 128 bits, so that two different ids share a hash with a
+# probability below 1e-20 for a billion rows
+_ID_HASH_KEYS = ("vaepipe-ids-key1", "vaepipe-ids-key2")
+
+
+@dataclass(frozen=True)
+class FileJob:
+    source: str  # the source as given: its filesystem reads `path`
+    path: str
+    offset: int = 0  # rows in the files before this one (known after the first pass)
+
+
+@dataclass
+class FileProfile:
+    rows: int
+    columns: list[str]
+    profiles: dict[str, ColumnProfile]
+    id_hashes: Optional[np.ndarray]  # [rows, 2] uint64, when the source has an id column
+    label_type: Optional[pa.DataType]
+
+
+@dataclass
+class FilePlan:
+    """What the second and third pass need to know about the whole source."""
+
+    config: PrepareConfig
+    numeric: list[str]
+    categorical: list[str]
+    label_type: Optional[pa.DataType] = None
+    sample_rate: float = 1.0  # share of train rows whose values are kept for quantiles and medians
+
+
+@dataclass
+class FileSummary:
+    kept: int = 0
+    split_rows: dict = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    numeric: dict = field(default_factory=dict)  # column -> NumericSummary of its valid train values
+    invalid_train: Counter = field(default_factory=Counter)  # column -> train rows to impute
+    invalid: Counter = field(default_factory=Counter)  # column -> rows to impute, any split
+    whole: dict = field(default_factory=dict)  # column -> every finite value is a whole number (any split)
+    finite: Counter = field(default_factory=Counter)  # column -> finite values (any split)
+    levels: dict = field(default_factory=dict)  # column -> set of levels of the rows kept
+    train_counts: dict = field(default_factory=dict)  # column -> Counter of levels in the train rows kept
+    problems: dict = field(default_factory=dict)
+
+    def merge(self, other: FileSummary) -> FileSummary:
+        merged = FileSummary(kept=self.kept + other.kept,
+                             split_rows={s: self.split_rows[s] + other.split_rows[s] for s in SPLITS},
+                             invalid_train=self.invalid_train + other.invalid_train,
+                             invalid=self.invalid + other.invalid, finite=self.finite + other.finite,
+                             problems=dict(self.problems))
+        for column in {*self.numeric, *other.numeric}:
+            parts = [s.numeric[column] for s in (self, other) if column in s.numeric]
+            merged.numeric[column] = parts[0] if len(parts) == 1 else parts[0].merge(parts[1])
+            merged.whole[column] = self.whole.get(column, True) and other.whole.get(column, True)
+        for column in {*self.levels, *other.levels}:
+            merged.levels[column] = self.levels.get(column, set()) | other.levels.get(column, set())
+            merged.train_counts[column] = self.train_counts.get(column, Counter()) + other.train_counts.get(
+                column, Counter())
+        add_problems(merged.problems, other.problems)
+        return merged
+
+
+def _filesystem(source: str):
+    from pipelines.storage.objects import resolve
+
+    return resolve(source).filesystem
+
+
+def read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
+    """The file's rows as DataFrames of a bounded size; CSV columns as text (numbers are parsed by
+    `clean_tabular`, so that an error names its row), Parquet columns as typed."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    fs = _filesystem(job.source)
+    try:
+        if Path(job.path).suffix.lower() == ".csv":
+            with fs.open_input_stream(job.path) as stream:
+                names = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+            with fs.open_input_stream(job.path) as stream:
+                reader = pacsv.open_csv(
+                    stream, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                    convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                         strings_can_be_null=True))
+                for batch in reader:
+                    yield batch.to_pandas()
+            return
+        with fs.open_input_file(job.path) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=BATCH_ROWS):
+                yield batch.to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as err:
+        if isinstance(err, SourceError):
+            raise
+        # any parser failure is a property of the user's file: name it, never a traceback
+        raise SourceError(f"cannot read {job.path}: {str(err).strip().splitlines()[0]}") from None
+
+
+def _row_ids(frame: pd.DataFrame, id_column: Optional[str], start: int) -> np.ndarray:
+    if id_column:
+        return frame[id_column].astype(str).to_numpy(dtype=object)
+    return np.array([str(i) for i in range(start, start + len(frame))], dtype=object)
+
+
+def _features(frame: pd.DataFrame, config: PrepareConfig) -> pd.DataFrame:
+    return frame.drop(columns=[c for c in (config.id_column, config.label_column) if c])
+
+
+def profile_file(job: FileJob, config: PrepareConfig) -> FileProfile:
+    rows, columns, profiles, hashes, label_type = 0, None, {}, [], None
+    for frame in read_batches(job):
+        if columns is None:
+            columns = list(frame.columns)
+            check_column_names(columns, job.path)
+            if not set(c for c in (config.id_column, config.label_column) if c) <= set(columns):
+                break  # the driver names the missing column, once, for the whole source
+        for name, series in _features(frame, config).items():
+            profile = ColumnProfile.of(series)
+            profiles[name] = profiles[name].merge(profile) if name in profiles else profile
+        if config.id_column:
+            ids = frame[config.id_column].astype(str).to_numpy(dtype=object)
+            hashes.append(np.stack([pd.util.hash_array(ids, hash_key=key) for key in _ID_HASH_KEYS], axis=1))
+        if config.label_column:
+            batch_type = arrow_column(frame[config.label_column].to_numpy()).type
+            label_type = batch_type if label_type is None else pa.unify_schemas(
+                [pa.schema([("label", label_type)]), pa.schema([("label", batch_type)])],
+                promote_options="permissive").field("label").type
+        rows += len(frame)
+    if columns is None:
+        raise SourceError(f"cannot read {job.path}: it has no header row")
+    return FileProfile(rows, columns, profiles, np.concatenate(hashes) if hashes else None, label_type)
+
+
+def duplicate_id_hashes(profiles: list[FileProfile]) -> tuple[set[tuple[int, int]], int]:
+    """The hashes of ids that appear more than once, and how many rows repeat an id of an earlier row."""
+    hashes = np.concatenate([p.id_hashes for p in profiles if p.id_hashes is not None])
+    unique, counts = np.unique(hashes, axis=0, return_counts=True)
+    return {tuple(int(v) for v in row) for row in unique[counts > 1]}, int(len(hashes) - len(unique))
+
+
+def first_duplicate_id(jobs: list[FileJob], config: PrepareConfig, duplicates: set[tuple[int, int]]) -> str:
+    """The first id that repeats an earlier one, read again from the files (only when there is one)."""
+    seen = set()
+    for job in jobs:
+        for frame in read_batches(job):
+            ids = frame[config.id_column].astype(str).to_numpy(dtype=object)
+            pairs = np.stack([pd.util.hash_array(ids, hash_key=key) for key in _ID_HASH_KEYS], axis=1)
+            for row_id, pair in zip(ids, map(tuple, pairs.tolist())):
+                if pair in duplicates:
+                    if pair in seen:
+                        return row_id
+                    seen.add(pair)
+    raise AssertionError("duplicate id hashes without a duplicate id")  # pragma: no cover
+
+
+def _blocks(job: FileJob, plan: FilePlan) -> Iterator[tuple[np.ndarray, np.ndarray, pd.DataFrame, SourceTable]]:
+    """(row ids, splits, the batch, the batch's features as a SourceTable) per batch of the file."""
+    config, start = plan.config, job.offset
+    for frame in read_batches(job):
+        ids = _row_ids(frame, config.id_column, start)
+        start += len(frame)
+        splits = assign_splits(ids, config.split)
+        block = SourceTable("tabular", config.source, ids, table=_features(frame, config).reset_index(drop=True))
+        yield ids, splits, frame, block
+
+
+def summarize_file(job: FileJob, plan: FilePlan) -> FileSummary:
+    config, summary, problems = plan.config, FileSummary(), {}
+    for ids, splits, _, block in _blocks(job, plan):
+        table, keep = clean_tabular(block, plan.numeric, plan.categorical, splits, config.impute, fill={},
+                                    problems=problems)
+        train = (splits == "train") & keep
+        sampled = row_units(ids, "sample") < plan.sample_rate if plan.sample_rate < 1 else None
+        part = FileSummary(kept=int(keep.sum()), split_rows={s: int(np.sum(splits[keep] == s)) for s in SPLITS})
+        for column in plan.numeric:
+            values = table[column].to_numpy()
+            finite = np.isfinite(values)
+            chosen = train & finite
+            sample = None if sampled is None else values[chosen & sampled]
+            part.numeric[column] = NumericSummary.of(values[chosen], sample=sample, sample_rate=plan.sample_rate)
+            part.invalid_train[column] = int(np.sum(train & ~finite))
+            part.invalid[column] = int(np.sum(~finite))
+            part.finite[column] = int(finite.sum())
+            part.whole[column] = bool(np.all(np.mod(values[finite], 1) == 0))
+        for column in plan.categorical:
+            values = table[column].to_numpy()
+            part.levels[column] = set(values[keep].tolist())
+            part.train_counts[column] = Counter(values[train].tolist())
+        summary = summary.merge(part)
+    summary.problems = problems
+    return summary
+
+
+@dataclass(frozen=True)
+class ShardTarget:
+    prefix: str  # the dataset's URI
+    names: tuple[str, ...]  # the shard names this file writes, in order
+    rows_per_shard: int
+
+
+def _shard(table: pa.Table, prefix: str, name: str) -> ShardInfo:
+    import pyarrow.parquet as pq
+
+    from pipelines.storage.objects import join_uri, write_bytes
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    data = buffer.getvalue()
+    write_bytes(join_uri(prefix, name), data)
+    return ShardInfo(key=name, rows=table.num_rows, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def write_file(job: FileJob, target: ShardTarget, plan: FilePlan, fill: dict[str, float]) -> list[ShardInfo]:
+    config, pending, shards = plan.config, [], []
+    for ids, splits, frame, block in _blocks(job, plan):
+        table, keep = clean_tabular(block, plan.numeric, plan.categorical, splits, config.impute, fill=fill,
+                                    problems={})
+        columns = {"row_id": pa.array(ids[keep].astype(str).tolist(), type=pa.string()),
+                   "split": pa.array(splits[keep].tolist(), type=pa.string())}
+        if config.label_column:
+            columns[config.label_column] = arrow_column(
+                frame[config.label_column].to_numpy()[keep]).cast(plan.label_type)
+        for column in table.columns:
+            columns[column] = arrow_column(table[column].to_numpy()[keep])
+        pending.append(pa.table(columns))
+        while sum(t.num_rows for t in pending) >= target.rows_per_shard:
+            rows = pa.concat_tables(pending)
+            shards.append(_shard(rows.slice(0, target.rows_per_shard), target.prefix, target.names[len(shards)]))
+            pending = [rows.slice(target.rows_per_shard)]
+    rest = pa.concat_tables(pending) if pending else None
+    if rest is not None and rest.num_rows:
+        shards.append(_shard(rest, target.prefix, target.names[len(shards)]))
+    if len(shards) != len(target.names):  # the rows kept changed between the passes: the file changed
+        raise SourceError(f"{job.path} changed while it was being prepared ({len(shards)} shards written, "
+                          f"{len(target.names)} expected); prepare it again")
+    return shards
+
+
+def shard_counts(kept: list[int], rows_per_shard: int) -> list[int]:
+    return [math.ceil(rows / rows_per_shard) for rows in kept]
+
+
+def sample_rate(train_rows: int) -> float:
+    """The share of train rows whose values are kept for quantiles and medians: all up to SAMPLE_ROWS."""
+    return 1.0 if train_rows <= SAMPLE_ROWS else SAMPLE_ROWS / train_rows

@@ -1,0 +1,231 @@
+"""CSV/Parquet sources prepare block by block (bounded memory) into what the in-memory path makes of the same
+rows: roles, statistics, levels, splits, errors. Real tables shipped in packages (statsmodels' Fair survey,
+scikit-learn's breast cancer), split into several files and read in small batches, so that every statistic is
+merged across batches and files."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.datasets import column_stats, table_stream
+from pipelines.datasets.column_stats import Moments, NumericSummary
+from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
+from pipelines.datasets.sources import SourceError, SourceTable
+from pipelines.jobs.prepare import prepare_dataset
+from pipelines.storage.commit import read_success
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    """Batches of a few hundred rows, so that a file of a few thousand is many blocks."""
+    monkeypatch.setattr(table_stream, "BATCH_ROWS", 300)
+    monkeypatch.setattr(table_stream, "CSV_BLOCK_BYTES", 8 << 10)
+
+
+def _fair() -> pd.DataFrame:
+    import statsmodels.api as sm
+
+    raw = sm.datasets.fair.load_pandas().data
+    raw.insert(0, "respondent", [f"r{i:05d}" for i in range(len(raw))])
+    raw["occupation"] = raw["occupation"].astype(int).map(lambda v: f"occ{v}")
+    return raw
+
+
+def _breast_cancer() -> pd.DataFrame:
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True).frame
+    data.columns = [c.replace(" ", "_") for c in data.columns]
+    return data
+
+
+def _write(frame: pd.DataFrame, folder: Path, fmt: str, files: int = 3) -> str:
+    folder.mkdir(parents=True)
+    for index, part in enumerate(np.array_split(np.arange(len(frame)), files)):
+        piece = frame.iloc[part]
+        if fmt == "csv":
+            piece.to_csv(folder / f"part-{index}.csv", index=False)
+        else:
+            pq.write_table(pa.Table.from_pandas(piece, preserve_index=False), folder / f"part-{index}.parquet")
+    return str(folder)
+
+
+def _read_whole(folder: str, fmt: str) -> pd.DataFrame:
+    """The source read whole, as the in-memory loader read files: CSV columns as text, Parquet typed."""
+    frames = []
+    for path in sorted(Path(folder).iterdir()):
+        if fmt == "csv":
+            names = pacsv.read_csv(path).column_names
+            table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=True))
+        else:
+            table = pq.read_table(path)
+        frames.append(table.to_pandas())
+    return pd.concat(frames, ignore_index=True)
+
+
+def _in_memory(config: PrepareConfig, fmt: str):
+    whole = _read_whole(config.source, fmt)
+    ids = (whole.pop(config.id_column).astype(str).to_numpy(dtype=object) if config.id_column
+           else np.array([str(i) for i in range(len(whole))], dtype=object))
+    labels = whole.pop(config.label_column).to_numpy() if config.label_column else None
+    source = SourceTable("tabular", config.source, ids, labels=labels, table=whole, label_name=config.label_column)
+    return prepare_in_memory(source, config)
+
+
+def _same(streamed, expected, path=""):
+    """Equal, floats to 1e-9 relative (sums merged in another order differ in the last bits)."""
+    if isinstance(expected, float) and isinstance(streamed, float):
+        assert streamed == pytest.approx(expected, rel=1e-9, abs=1e-12), path
+    elif isinstance(expected, dict):
+        assert set(streamed) == set(expected), path
+        for key in expected:
+            _same(streamed[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert len(streamed) == len(expected), path
+        for index, (a, b) in enumerate(zip(streamed, expected)):
+            _same(a, b, f"{path}[{index}]")
+    else:
+        assert streamed == expected, path
+
+
+def _dataset_rows(root: str, name: str) -> pa.Table:
+    prefix = f"{root}/datasets/{name}"
+    parts = [pq.read_table(f"{prefix}/{part['key']}") for part in read_success(prefix)["parts"]]
+    return pa.concat_tables(parts).sort_by("row_id")
+
+
+CASES = {
+    # real tables, with holes punched in them where imputation is tested
+    "fair-csv-median": (_fair, "csv", dict(id_column="respondent", label_column="affairs", impute="median")),
+    "fair-parquet-mean-quantile": (_fair, "parquet", dict(id_column="respondent", impute="mean",
+                                                          transform="quantile")),
+    "fair-csv-drop": (_fair, "csv", dict(label_column="affairs", impute="drop", categorical=["children"])),
+    "breast_cancer-csv": (_breast_cancer, "csv", dict(label_column="target")),
+    "breast_cancer-parquet-quantile": (_breast_cancer, "parquet", dict(transform="quantile",
+                                                                       columns=["mean_radius", "worst_area"])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_prefix_prepared_block_by_block_matches_the_in_memory_dataset(case, tmp_path, small_batches):
+    load, fmt, options = CASES[case]
+    frame = load()
+    if options.get("impute") in ("mean", "median", "drop"):
+        rng = np.random.default_rng(0)
+        for column in ("age", "yrs_married", "occupation"):
+            frame[column] = frame[column].astype(object)
+            frame.loc[rng.choice(len(frame), 40, replace=False), column] = None
+    source = _write(frame, tmp_path / "source", fmt)
+    root = str(tmp_path / "store")
+    config = PrepareConfig(name="streamed", source=source, storage=root, rows_per_shard=1000, engine="local",
+                           **options)
+    streamed = prepare_dataset(config, progress=lambda _: None)
+    expected, rows = _in_memory(config, fmt)
+
+    ignore = {"shards", "created_at", "fingerprint"}
+    _same(streamed.model_dump(mode="json", exclude=ignore), expected.model_dump(mode="json", exclude=ignore))
+    written = _dataset_rows(root, "streamed")
+    assert written.num_rows == rows.num_rows == streamed.rows
+    assert written.schema.names == rows.schema.names
+    expected_rows = rows.sort_by("row_id")
+    for column in written.schema.names:
+        # an imputed mean is a merged sum: equal to the last bits
+        _same(written.column(column).to_pylist(), expected_rows.column(column).to_pylist(), column)
+    # shards never span files: each of the 3 files ends with a shard of its own
+    assert all(shard.rows <= 1000 for shard in streamed.shards)
+    assert math.ceil(streamed.rows / 1000) <= len(streamed.shards) <= math.ceil(streamed.rows / 1000) + 2
+
+
+@pytest.mark.parametrize("fault", ["duplicate id", "not a number", "missing value"])
+def test_a_bad_row_in_a_later_file_is_named_with_the_whole_source_count(fault, tmp_path, small_batches):
+    frame = _fair().iloc[:3000].copy()
+    frame["age"] = frame["age"].astype(object)
+    if fault == "duplicate id":
+        frame.loc[[2500, 2900], "respondent"] = ["r00007", "r00011"]
+    elif fault == "not a number":
+        frame.loc[[2100, 2700], "age"] = "unknown"
+    else:
+        frame.loc[[2200, 2800], "age"] = None
+    source = _write(frame, tmp_path / "source", "csv")
+    config = PrepareConfig(name="bad", source=source, storage=str(tmp_path / "store"), id_column="respondent",
+                           engine="local")
+    with pytest.raises(SourceError) as streamed:
+        prepare_dataset(config, progress=lambda _: None)
+    with pytest.raises(SourceError) as expected:
+        _in_memory(config, "csv")
+    assert str(streamed.value) == str(expected.value)
+    assert {"duplicate id": "id 'r00007' appears more than once (2 duplicate ids)",
+            "not a number": "row 'r02100' has non-numeric value 'unknown' (2 such rows)",
+            "missing value": "has 2 NaN/inf value(s), first at row 'r02200'"}[fault] in str(streamed.value)
+    assert not (tmp_path / "store" / "datasets" / "bad").exists()  # checked whole before anything is written
+
+
+def test_summaries_of_pieces_merge_into_the_summary_of_the_whole():
+    rng = np.random.default_rng(3)
+    # far from zero with a small spread: raw power sums would cancel, central moments do not
+    values = np.concatenate([1e9 + rng.normal(size=5000), np.zeros(700)])
+    pieces = np.array_split(rng.permutation(values), 7)
+    merged = NumericSummary.of(pieces[0])
+    for piece in pieces[1:]:
+        merged = merged.merge(NumericSummary.of(piece))
+    whole = NumericSummary.of(values)
+    # (the log of values near 1e9 varies below float resolution: log moments are checked on another column)
+    skewed = rng.lognormal(2, 1, 4000)
+    merged_log = NumericSummary.of(skewed[:1000]).merge(NumericSummary.of(skewed[1000:]))
+    pairs = [(merged.values, whole.values), (merged.nonzero, whole.nonzero),
+             (merged_log.log_values, NumericSummary.of(skewed).log_values)]
+    for a, b in pairs:
+        assert a.n == b.n and a.mean == pytest.approx(b.mean, rel=1e-12)
+        assert a.std() == pytest.approx(b.std(), rel=1e-9) and a.skewness() == pytest.approx(b.skewness(), abs=1e-6)
+    assert (merged.min, merged.max, merged.zeros, merged.integer) == (whole.min, whole.max, whole.zeros, whole.integer)
+    assert np.array_equal(np.sort(merged.sample), np.sort(whole.sample))
+    # imputation adds copies of one value: the same as summarizing the filled column
+    filled = whole.with_copies(2.5, 300)
+    direct = NumericSummary.of(np.concatenate([values, np.full(300, 2.5)]))
+    assert filled.values.std() == pytest.approx(direct.values.std(), rel=1e-9)
+    assert filled.values.skewness() == pytest.approx(direct.values.skewness(), rel=1e-9)
+    assert Moments().merge(Moments.of(values[:3])) == Moments.of(values[:3])
+
+
+def test_a_large_train_split_keeps_a_uniform_sample_for_quantiles_and_medians(tmp_path, monkeypatch):
+    monkeypatch.setattr(column_stats, "SAMPLE_ROWS", 2_000)
+    monkeypatch.setattr(table_stream, "SAMPLE_ROWS", 2_000)
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"amount": rng.lognormal(3, 1, 20_000), "score": rng.normal(50, 10, 20_000)})
+    frame.loc[rng.choice(20_000, 500, replace=False), "amount"] = np.nan
+    source = _write(frame, tmp_path / "source", "parquet")
+    config = PrepareConfig(name="sampled", source=source, storage=str(tmp_path / "store"), transform="quantile",
+                           impute="median", engine="local")
+    streamed = prepare_dataset(config, progress=lambda _: None)
+    expected, _ = _in_memory(config, "parquet")
+    for got, exact in zip(streamed.numeric, expected.numeric):
+        assert got.mean == pytest.approx(exact.mean, rel=0.02)
+        # a 2,000-value sample of 16,000 train values: each quantile within a few percent of the exact one
+        inner = slice(50, -50)  # the extreme quantiles of a heavy tail move most
+        assert np.allclose(got.quantiles[inner], exact.quantiles[inner], rtol=0.1, atol=0.5)
+        assert math.isclose(got.min, exact.min) and math.isclose(got.max, exact.max)
+
+
+def test_on_ray_one_task_per_file_writes_what_this_process_writes(tmp_path, s3_prefix, ray_cluster):
+    frame = _fair()
+    source = _write(frame, tmp_path / "source", "csv", files=4)
+    manifests = {}
+    for engine in ("ray", "local"):
+        config = PrepareConfig(name=f"by-{engine}", source=source, storage=s3_prefix, id_column="respondent",
+                               label_column="affairs", rows_per_shard=700, engine=engine)
+        lines: list[str] = []
+        manifests[engine] = prepare_dataset(config, progress=lines.append)
+        assert lines[0].startswith(f"engine: {engine}"), lines
+        assert "written: 4/4 file(s)" in lines
+    ignore = {"name", "shards", "created_at", "fingerprint"}
+    assert manifests["ray"].model_dump(exclude=ignore) == manifests["local"].model_dump(exclude=ignore)
+    assert [s.rows for s in manifests["ray"].shards] == [s.rows for s in manifests["local"].shards]
+    assert _dataset_rows(s3_prefix, "by-ray").equals(_dataset_rows(s3_prefix, "by-local"))
