@@ -1,0 +1,158 @@
+"""Peak memory and speed of `vaepipe prepare` on a CSV prefix, against reading the source whole, in one run.
+
+    PYTHONPATH=. python benchmarks/prepare_memory.py                 # 0.5M and 2M rows, 4 files each
+    PYTHONPATH=. python benchmarks/prepare_memory.py --rows 1000000 8000000 --files 8
+    PYTHONPATH=. python benchmarks/prepare_memory.py --quick         # 20k and 80k rows: checks the script runs
+
+For each size it writes a generated CSV prefix (16 numeric columns, 2 categorical, an id; ~330 bytes a row)
+and prepares it three ways, each in a fresh process whose peak RSS (with every process it starts: Ray's
+daemons and workers) is sampled every 0.1 s:
+
+- `in memory`: the files read whole and prepared in memory (`prepare_in_memory`), as prepare read CSV/Parquet
+  sources before it streamed them (the baseline; it writes nothing);
+- `streamed, local`: `vaepipe prepare --engine local` (`datasets.table_stream`, batches, three passes);
+- `streamed, ray`: `--engine ray`, one Ray task per file on a local Ray the job starts.
+
+Bounded memory shows as a streamed peak that stays flat while the source grows; the in-memory peak grows with
+it. The output goes to a local storage root in a temporary folder (or --storage).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ("in memory", "streamed, local", "streamed, ray")
+
+
+def write_source(folder: Path, rows: int, files: int, seed: int = 0) -> int:
+    """A CSV prefix of `rows` rows in `files` files; its size in bytes."""
+    import pandas as pd
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    per_file = -(-rows // files)
+    for index in range(files):
+        n = min(per_file, rows - index * per_file)
+        z = rng.normal(size=(n, 4))
+        frame = pd.DataFrame(np.round(z @ rng.normal(size=(4, 16)) + 0.1 * rng.normal(size=(n, 16)), 6),
+                             columns=[f"x{i}" for i in range(16)])
+        frame.insert(0, "id", [f"row{index * per_file + i:09d}" for i in range(n)])
+        frame["plan"] = np.array(["basic", "plus", "pro"])[(z[:, 0] > 0).astype(int) + (z[:, 1] > 1)]
+        frame["region"] = np.array(["north", "south", "east", "west"])[rng.integers(0, 4, n)]
+        frame.to_csv(folder / f"part-{index:04d}.csv", index=False)
+    return sum(path.stat().st_size for path in folder.iterdir())
+
+
+def run_variant(variant: str, source: str, storage: str, name: str) -> None:
+    """One variant, in this (fresh) process; prints its rows."""
+    from pipelines.datasets.preparation import PrepareConfig
+
+    config = PrepareConfig(name=name, source=source, storage=storage, id_column="id",
+                           engine="ray" if variant.endswith("ray") else "local")
+    if variant == "in memory":
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        from pipelines.datasets.preparation import prepare_in_memory
+        from pipelines.datasets.sources import SourceTable
+
+        frames = []
+        for path in sorted(Path(source).iterdir()):
+            names = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).column_names
+            frames.append(pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=True)).to_pandas())
+        whole = pd.concat(frames, ignore_index=True)
+        del frames
+        ids = whole.pop("id").astype(str).to_numpy(dtype=object)
+        manifest, _ = prepare_in_memory(SourceTable("tabular", source, ids, table=whole), config)
+    else:
+        from pipelines.jobs.prepare import prepare_dataset
+
+        manifest = prepare_dataset(config, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    print(f"rows={manifest.rows}")
+
+
+def measured(variant: str, source: str, storage: str, name: str) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB of the process and everything it started) of one variant in a fresh process."""
+    import psutil
+
+    command = [sys.executable, __file__, "--variant", variant, "--source", source, "--storage", storage,
+               "--name", name]
+    started = time.monotonic()
+    child = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                             stdout=subprocess.PIPE, text=True)
+    peak, stop = [0], threading.Event()
+
+    def sample() -> None:
+        process = psutil.Process(child.pid)
+        while not stop.is_set():
+            try:
+                tree = [process, *process.children(recursive=True)]
+                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = child.communicate()
+    seconds = time.monotonic() - started
+    stop.set()
+    sampler.join()
+    if child.returncode != 0 or "rows=" not in out:
+        raise SystemExit(f"{variant} failed (exit {child.returncode}): {out[-2000:]}")
+    return seconds, peak[0] / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[500_000, 2_000_000], help="source sizes in rows")
+    parser.add_argument("--files", type=int, default=4, help="CSV files per source")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--quick", action="store_true", help="20k and 80k rows, 2 files: checks the script runs")
+    parser.add_argument("--storage", help="storage root for the prepared datasets (default: a temporary folder)")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--source", help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        run_variant(args.variant, args.source, args.storage, args.name)
+        return
+    if args.quick:
+        args.rows, args.files = [20_000, 80_000], 2
+    work = Path(tempfile.mkdtemp(prefix="prepare-memory-"))
+    storage = args.storage or str(work / "store")
+    results = []
+    for rows in args.rows:
+        source = work / f"source-{rows}"
+        size = write_source(source, rows, args.files)
+        print(f"source: {rows:,} rows, {size / 2**20:,.0f} MiB in {args.files} CSV files", flush=True)
+        baseline = None
+        for variant in args.variants:
+            seconds, peak = measured(variant, str(source), storage, f"{variant.split()[-1]}-{rows}")
+            baseline = seconds if variant == "in memory" else baseline
+            results.append((rows, size, variant, seconds, peak, baseline))
+            print(f"  {variant}: {seconds:.1f} s, peak {peak:,.0f} MiB", flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    print(f"\nprepare of a CSV prefix, {os.cpu_count()} cores, commit {commit}\n")
+    print("| rows | source MiB | how | seconds | rows/s | speed vs in memory | peak RSS MiB (all processes) |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
+    for rows, size, variant, seconds, peak, baseline in results:
+        ratio = f"{baseline / seconds:.2f}" if baseline else "–"
+        print(f"| {rows:,} | {size / 2**20:,.0f} | {variant} | {seconds:.1f} | {rows / seconds:,.0f} | {ratio} | "
+              f"{peak:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
