@@ -66,6 +66,14 @@ def _log1p(values: np.ndarray) -> np.ndarray:
         return np.log1p(values)
 
 
+def _two_distinct(values: np.ndarray) -> tuple:
+    """Up to two distinct values, without sorting them all."""
+    if not len(values):
+        return ()
+    others = values[values != values[0]]
+    return tuple(sorted({float(values[0]), *([float(others[0])] if len(others) else [])}))
+
+
 @dataclass
 class NumericSummary:
     """A numeric column's train values, as `preparation.numeric_stats` reads them."""
@@ -95,7 +103,7 @@ class NumericSummary:
             min=float(np.min(values)) if len(values) else math.inf,
             max=float(np.max(values)) if len(values) else -math.inf,
             integer=bool(np.all(np.equal(np.mod(values, 1), 0))), zeros=int(len(values) - len(nonzero)),
-            distinct_nonzero=tuple(float(v) for v in np.unique(nonzero)[:2]),
+            distinct_nonzero=_two_distinct(nonzero),
             sample=values if sample is None else np.asarray(sample, dtype=np.float64), sample_rate=sample_rate)
 
     def merge(self, other: NumericSummary) -> NumericSummary:

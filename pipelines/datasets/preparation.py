@@ -15,6 +15,7 @@ from typing import Literal, Optional
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, field_validator, model_validator
 
 from pipelines.config import StrictModel
@@ -132,6 +133,17 @@ def check_unique_ids(row_ids: np.ndarray, source: str) -> None:
                           f"({len(duplicated)} duplicate ids); ids must be unique")
 
 
+def parse_numbers(series: pd.Series) -> np.ndarray:
+    """float64 per value, NaN where it is missing or not a number: `pd.to_numeric(errors="coerce")`, by Arrow's
+    cast when every value parses (text columns read from CSV: ~20x faster), else by pandas."""
+    if pd.api.types.is_string_dtype(series) and not pd.api.types.is_numeric_dtype(series):
+        try:
+            return pc.cast(pa.array(series, from_pandas=True), pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            pass  # a value Arrow does not parse (text, spaces around a number): pandas decides each value
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+
+
 @dataclass
 class ColumnProfile:
     """What a column's values say about its role, as counts that add up over the blocks of a source."""
@@ -145,7 +157,7 @@ class ColumnProfile:
     def of(cls, series: pd.Series) -> ColumnProfile:
         typed = bool(pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series))
         present = series.dropna()
-        numbers = len(present) if typed else int(pd.to_numeric(present, errors="coerce").notna().sum())
+        numbers = len(present) if typed else int((~np.isnan(parse_numbers(present))).sum())
         return cls(len(present), numbers, typed, str(series.dtype))
 
     def merge(self, other: ColumnProfile) -> ColumnProfile:
@@ -203,7 +215,7 @@ def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str
     train = splits == "train"
     for column in numeric:
         series = source.table[column]
-        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+        values = parse_numbers(series)
         not_numeric = np.isnan(values) & series.notna().to_numpy() & (
             series.astype(str).str.strip().str.lower() != "nan").to_numpy()
         _note(found, ("not numeric", column), not_numeric, source.row_ids, series)

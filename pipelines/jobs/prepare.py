@@ -104,7 +104,8 @@ def _each_file(function: Callable, calls: list[tuple], on_ray: bool, progress: C
 
     from pipelines.batch.parts import error_for_people
 
-    task = ray.remote(num_cpus=1)(_call)
+    # SPREAD: the files are read on every node of a cluster, not packed onto the first one with free CPUs
+    task = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(_call)
     refs = [task.remote(function, *call) for call in calls]
     pending, done = list(refs), 0
     try:

@@ -67,3 +67,11 @@ def test_augmentation_quick_prints_every_arm_for_images_and_the_table():
                 "| + augment (prior) | cnn |", "| M2 classifier q(y|x) | accuracy |", "| + augment (gmm) | F1 |",
                 "| + SMOTE | ROC-AUC |"):
         assert row in out, out
+
+
+def test_prepare_memory_quick_prints_each_way_of_preparing_against_reading_whole():
+    out = run_benchmark(["benchmarks/prepare_memory.py", "--quick"], dict(os.environ))
+    assert "| rows | source MiB | how | seconds | rows/s | speed vs in memory | peak RSS MiB (all processes) |" in out
+    for rows in ("| 20,000 |", "| 80,000 |"):
+        for how in ("in memory", "streamed, local", "streamed, ray"):
+            assert any(line.startswith(rows) and f"| {how} |" in line for line in out.splitlines()), (rows, how)

@@ -58,3 +58,38 @@ def test_training_spread_over_two_nodes_checkpoints_to_s3(two_nodes, s3_store):
     assert [epoch["epoch"] for epoch in card["training"]["history"]] == [1, 2]
     # each node really has its own temp dir: the worker node's session lives under its own
     assert any(worker.temp_dir.glob("session_*"))
+
+
+def test_prepare_reads_the_files_on_both_nodes_and_writes_what_one_process_writes(two_nodes, s3_store):
+    """`prepare --engine ray` on a cluster: a task per file, spread over the nodes, reading the source from S3
+    (no shared disk); the dataset is row for row the one a single process prepares."""
+    import numpy as np
+    import statsmodels.api as sm
+    from ray.util.state import list_tasks
+
+    from pipelines.batch.parts import read_committed_parts
+    from pipelines.storage.objects import write_bytes
+
+    head, _ = two_nodes
+    root = f"s3://{s3_store.bucket}/multinode-prepare-{uuid.uuid4().hex[:8]}"
+    frame = sm.datasets.fair.load_pandas().data
+    frame.insert(0, "respondent", [f"r{i:05d}" for i in range(len(frame))])
+    for index, rows in enumerate(np.array_split(np.arange(len(frame)), 4)):
+        write_bytes(f"{root}/source/part-{index}.csv", frame.iloc[rows].to_csv(index=False).encode())
+    env = {**outside_session_ray(), "RAY_ADDRESS": head.gcs_address}
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "prepare", f"{root}/source", "--name", "on-ray",
+                          "--storage", root, "--id-column", "respondent", "--engine", "ray"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "engine: ray" in run.stdout + run.stderr
+    with explicit_address():
+        tasks = list_tasks(address=head.dashboard, filters=[("func_or_class_name", "=", "_call")], detail=True,
+                           limit=1000)
+    assert len(tasks) == 12  # 3 passes x 4 files
+    assert len({task["node_id"] for task in tasks}) == 2, "the file tasks should run on both nodes"
+
+    prepare_dataset(PrepareConfig(name="in-process", source=f"{root}/source", storage=root,
+                                  id_column="respondent", engine="local"), progress=lambda _: None)
+    on_ray, in_process = (read_committed_parts(f"{root}/datasets/{name}").sort_by("row_id")
+                          for name in ("on-ray", "in-process"))
+    assert on_ray.num_rows == len(frame) and on_ray.equals(in_process)
