@@ -8,8 +8,8 @@ For each size it writes a generated CSV prefix (16 numeric columns, 2 categorica
 and prepares it three ways, each in a fresh process whose peak RSS (with every process it starts: Ray's
 daemons and workers) is sampled every 0.1 s:
 
-- `in memory`: the files read whole and prepared in memory (`prepare_in_memory`), as prepare read CSV/Parquet
-  sources before it streamed them (the baseline; it writes nothing);
+- `in memory`: the files read whole, prepared in memory (`prepare_in_memory`) and written as shards, as prepare
+  read CSV/Parquet sources before it streamed them (the baseline; local files only, no commit);
 - `streamed, local`: `vaepipe prepare --engine local` (`datasets.table_stream`, batches, three passes);
 - `streamed, ray`: `--engine ray`, one Ray task per file on a local Ray the job starts.
 
@@ -74,7 +74,17 @@ def run_variant(variant: str, source: str, storage: str, name: str) -> None:
         whole = pd.concat(frames, ignore_index=True)
         del frames
         ids = whole.pop("id").astype(str).to_numpy(dtype=object)
-        manifest, _ = prepare_in_memory(SourceTable("tabular", source, ids, table=whole), config)
+        manifest, arrow = prepare_in_memory(SourceTable("tabular", source, ids, table=whole), config)
+        # and its shards written, as prepare wrote them when it read sources whole
+        import pyarrow.parquet as pq
+
+        from pipelines.datasets.preparation import default_rows_per_shard
+
+        folder = Path(storage) / "in-memory" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        step = default_rows_per_shard(arrow.num_rows)
+        for index, start in enumerate(range(0, arrow.num_rows, step)):
+            pq.write_table(arrow.slice(start, step), folder / f"part-{index:05d}.parquet", compression="zstd")
     else:
         from pipelines.jobs.prepare import prepare_dataset
 

@@ -24,7 +24,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -69,6 +69,7 @@ class FilePlan:
     categorical: list[str]
     label_type: Optional[pa.DataType] = None
     sample_rate: float = 1.0  # share of train rows whose values are kept for quantiles and medians
+    sampled: frozenset = frozenset()  # the numeric columns that need them (quantile transform, median imputed)
 
 
 @dataclass
@@ -175,8 +176,14 @@ def profile_file(job: FileJob, config: PrepareConfig) -> FileProfile:
 def duplicate_id_hashes(profiles: list[FileProfile]) -> tuple[set[tuple[int, int]], int]:
     """The hashes of ids that appear more than once, and how many rows repeat an id of an earlier row."""
     hashes = np.concatenate([p.id_hashes for p in profiles if p.id_hashes is not None])
-    unique, counts = np.unique(hashes, axis=0, return_counts=True)
-    return {tuple(int(v) for v in row) for row in unique[counts > 1]}, int(len(hashes) - len(unique))
+    # sorted by the first hash, then only the rows whose first hash repeats compared whole: a few arrays of
+    # 8 bytes a row, where np.unique(axis=0) would copy and sort the pairs
+    order = np.argsort(hashes[:, 0])
+    first = hashes[order, 0]
+    ties = np.flatnonzero(first[1:] == first[:-1])
+    candidates = hashes[np.unique(np.concatenate([order[ties], order[ties + 1]]))]
+    unique, counts = np.unique(candidates, axis=0, return_counts=True)
+    return {tuple(int(v) for v in row) for row in unique[counts > 1]}, int(np.sum(counts - 1))
 
 
 def first_duplicate_id(jobs: list[FileJob], config: PrepareConfig, duplicates: set[tuple[int, int]]) -> str:
@@ -194,8 +201,10 @@ def first_duplicate_id(jobs: list[FileJob], config: PrepareConfig, duplicates: s
     raise AssertionError("duplicate id hashes without a duplicate id")  # pragma: no cover
 
 
-def _blocks(job: FileJob, plan: FilePlan) -> Iterator[tuple[np.ndarray, np.ndarray, pd.DataFrame, SourceTable]]:
-    """(row ids, splits, the batch, the batch's features as a SourceTable) per batch of the file."""
+def _blocks(job: FileJob, plan: FilePlan, count: Optional[Callable[[int], None]]
+            ) -> Iterator[tuple[np.ndarray, np.ndarray, pd.DataFrame, SourceTable]]:
+    """(row ids, splits, the batch, the batch's features as a SourceTable) per batch of the file; `count` hears
+    the rows of each batch done (the job's progress)."""
     config, start = plan.config, job.offset
     for frame in read_batches(job):
         ids = _row_ids(frame, config.id_column, start)
@@ -203,11 +212,13 @@ def _blocks(job: FileJob, plan: FilePlan) -> Iterator[tuple[np.ndarray, np.ndarr
         splits = assign_splits(ids, config.split)
         block = SourceTable("tabular", config.source, ids, table=_features(frame, config).reset_index(drop=True))
         yield ids, splits, frame, block
+        if count is not None:  # the consumer is done with the batch
+            count(len(frame))
 
 
-def summarize_file(job: FileJob, plan: FilePlan) -> FileSummary:
+def summarize_file(job: FileJob, plan: FilePlan, count: Optional[Callable[[int], None]] = None) -> FileSummary:
     config, summary, problems = plan.config, FileSummary(), {}
-    for ids, splits, _, block in _blocks(job, plan):
+    for ids, splits, _, block in _blocks(job, plan, count):
         table, keep = clean_tabular(block, plan.numeric, plan.categorical, splits, config.impute, fill={},
                                     problems=problems)
         train = (splits == "train") & keep
@@ -217,8 +228,11 @@ def summarize_file(job: FileJob, plan: FilePlan) -> FileSummary:
             values = table[column].to_numpy()
             finite = np.isfinite(values)
             chosen = train & finite
-            sample = None if sampled is None else values[chosen & sampled]
-            part.numeric[column] = NumericSummary.of(values[chosen], sample=sample, sample_rate=plan.sample_rate)
+            if column not in plan.sampled:  # only the moments: no values kept
+                sample, rate = np.empty(0), 0.0
+            else:
+                sample, rate = (values[chosen] if sampled is None else values[chosen & sampled]), plan.sample_rate
+            part.numeric[column] = NumericSummary.of(values[chosen], sample=sample, sample_rate=rate)
             part.invalid_train[column] = int(np.sum(train & ~finite))
             part.invalid[column] = int(np.sum(~finite))
             part.finite[column] = int(finite.sum())
@@ -251,9 +265,10 @@ def _shard(table: pa.Table, prefix: str, name: str) -> ShardInfo:
     return ShardInfo(key=name, rows=table.num_rows, size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
 
-def write_file(job: FileJob, target: ShardTarget, plan: FilePlan, fill: dict[str, float]) -> list[ShardInfo]:
+def write_file(job: FileJob, target: ShardTarget, plan: FilePlan, fill: dict[str, float],
+               count: Optional[Callable[[int], None]] = None) -> list[ShardInfo]:
     config, pending, shards = plan.config, [], []
-    for ids, splits, frame, block in _blocks(job, plan):
+    for ids, splits, frame, block in _blocks(job, plan, count):
         table, keep = clean_tabular(block, plan.numeric, plan.categorical, splits, config.impute, fill=fill,
                                     problems={})
         columns = {"row_id": pa.array(ids[keep].astype(str).tolist(), type=pa.string()),

@@ -87,41 +87,53 @@ def choose_prepare_engine(config: PrepareConfig) -> EngineChoice:
     return EngineChoice("local", "auto: not attached to a Ray cluster; one file after another in this process")
 
 
-def _call(function: Callable, *args):
-    return function(*args)
+def _call(function: Callable, board, *args):
+    """`function(*args)` in a Ray task, the rows it reports counted on the job's progress board."""
+    return function(*args, count=None if board is None else board.add_rows.remote)
 
 
 def _each_file(function: Callable, calls: list[tuple], on_ray: bool, progress: Callable[[str], None], what: str,
-               prefix: str) -> list:
-    """`function(*call)` for every call, in order: on Ray tasks (one CPU each) or one after another here."""
+               prefix: str, rows: Optional[int] = None) -> list:
+    """`function(*call)` for every call, in order: on Ray tasks (one CPU each) or one after another here. With
+    `rows` (the pass's total), the function takes `count` and the rows done are reported as a batch job's."""
+    from pipelines.runtime.job_progress import RowReport, row_progress
+
+    def say(line: str) -> None:
+        progress(f"{what}: {line}")
+
     if not on_ray:
-        results = []
+        report, results = RowReport(rows, say) if rows else None, []
         for call in calls:
-            results.append(function(*call))
-            progress(f"{what}: {len(results)}/{len(calls)} file(s)")
+            results.append(function(*call, **({"count": report.add} if report else {})))
+            if report is None:
+                say(f"{len(results)}/{len(calls)} file(s)")
+        if report is not None:
+            report.close()
         return results
     import ray
 
     from pipelines.batch.parts import error_for_people
+    from pipelines.runtime.job_progress import current_board
 
     # SPREAD: the files are read on every node of a cluster, not packed onto the first one with free CPUs
     task = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(_call)
-    refs = [task.remote(function, *call) for call in calls]
-    pending, done = list(refs), 0
-    try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            ray.get(ready)  # the first failure stops the pass, not the last
-            done += 1
-            progress(f"{what}: {done}/{len(calls)} file(s)")
-        return ray.get(refs)
-    except Exception as err:  # Ray wraps task errors in its own exception types
-        for ref in pending:
-            ray.cancel(ref)
-        for_people = error_for_people(err, prefix)
-        if for_people is None:
-            raise
-        raise for_people from None
+    with row_progress(rows, say) if rows else nullcontext():
+        refs = [task.remote(function, current_board() if rows else None, *call) for call in calls]
+        pending, done = list(refs), 0
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                ray.get(ready)  # the first failure stops the pass, not the last
+                done += 1
+                say(f"{done}/{len(calls)} file(s)")
+            return ray.get(refs)
+        except Exception as err:  # Ray wraps task errors in its own exception types
+            for ref in pending:
+                ray.cancel(ref)
+            for_people = error_for_people(err, prefix)
+            if for_people is None:
+                raise
+            raise for_people from None
 
 
 def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[str], None]) -> DatasetManifest:
@@ -145,7 +157,7 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
     each = partial(_each_file, on_ray=on_ray, progress=progress, prefix=target)
     with ray_session(config.ray) if on_ray else nullcontext():
         jobs = [stream.FileJob(config.source, path) for path in files]
-        profiles = each(partial(stream.profile_file, config=config), [(job,) for job in jobs], what="read")
+        profiles = each(partial(stream.profile_file, config=config), [(job,) for job in jobs], what="profiled")
         columns = profiles[0].columns
         for path, profile in zip(files, profiles):
             if profile.columns != columns:
@@ -175,8 +187,11 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
                                label_type=pa.unify_schemas([pa.schema([("label", t)]) for t in label_types],
                                                            promote_options="permissive").field("label").type
                                if label_types else None,
-                               sample_rate=stream.sample_rate(int(rows * config.split["train"])))
-        summaries = each(partial(stream.summarize_file, plan=plan), [(job,) for job in jobs], what="summarized")
+                               sample_rate=stream.sample_rate(int(rows * config.split["train"])),
+                               sampled=frozenset(c for c in numeric if options[c].get("transform") == "quantile"
+                                                 or config.impute == "median"))
+        summaries = each(partial(stream.summarize_file, plan=plan), [(job,) for job in jobs], what="statistics",
+                         rows=rows)
         total = reduce(lambda a, b: a.merge(b), summaries)
         raise_problems(total.problems, config.source)
         if total.split_rows["train"] == 0:
@@ -211,7 +226,7 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
             targets = [stream.ShardTarget(target, tuple(commit.part_name(start + k) for k in range(count)),
                                           rows_per_shard) for start, count in zip(starts, counts)]
             written = each(partial(stream.write_file, plan=plan, fill=fill), list(zip(jobs, targets)),
-                           what="written")
+                           what="written", rows=rows)
             shards = [shard for file_shards in written for shard in file_shards]
             commit.record([s.key for s in shards], [s.size for s in shards])
             manifest = DatasetManifest(

@@ -138,32 +138,48 @@ def progress_board(say: Callable[[str], None], on_rows: Optional[Callable[[int, 
         ray.kill(board)
 
 
+class RowReport:
+    """Rows done of `total`, reported as a job reports them: plain lines (`LineSchedule`) without a terminal,
+    one redrawn bar on one."""
+
+    def __init__(self, total: int, say: Callable[[str], None], what: str = "rows", stream: Optional[TextIO] = None):
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        started = time.monotonic()
+        self.rate, self.schedule = RowRate(total, started), LineSchedule(total, started)
+        self.say, self.what, self.done = say, what, 0
+
+    def show(self, done: int, now: Optional[float] = None) -> None:
+        now = time.monotonic() if now is None else now
+        if self.tty:
+            self.stream.write("\r  " + self.rate.bar(done, now, self.what))
+            self.stream.flush()
+        elif self.schedule.due(done, now):
+            self.say(self.rate.line(done, now, self.what))
+
+    def add(self, rows: int) -> None:
+        self.done += rows
+        self.show(self.done)
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
 @contextmanager
 def row_progress(total: int, say: Callable[[str], None], what: str = "rows",
                  stream: Optional[TextIO] = None) -> Iterator[None]:
-    """Count the rows a batch job's model actors finish (`count_rows` on `current_board()`) and report them:
-    plain lines without a terminal, one redrawn bar on one."""
+    """Count the rows a batch job's model actors finish (`count_rows` on `current_board()`) and report them
+    (`RowReport`)."""
     global _current_board
-    stream = stream or sys.stdout
-    tty = stream.isatty()
-    started = time.monotonic()
-    rate, schedule = RowRate(total, started), LineSchedule(total, started)
-
-    def on_rows(done: int, now: float) -> None:
-        if tty:
-            stream.write("\r  " + rate.bar(done, now, what))
-            stream.flush()
-        elif schedule.due(done, now):
-            say(rate.line(done, now, what))
-
-    with progress_board(say, on_rows) as board:
+    report = RowReport(total, say, what, stream)
+    with progress_board(say, report.show) as board:
         _current_board = board
         try:
             yield
         finally:
             _current_board = None
-    if tty:
-        stream.write("\n")
+    report.close()
 
 
 def counting(actor_class: type, board) -> type:
@@ -186,21 +202,10 @@ def counting(actor_class: type, board) -> type:
 def counted_batches(batches: Iterable[dict], total: int, say: Callable[[str], None], what: str = "rows",
                     stream: Optional[TextIO] = None) -> Iterator[dict]:
     """`batches` (a job's output computed in this process, engine local) passed through, their rows reported as
-    `row_progress` reports a Ray job's: plain lines without a terminal, one redrawn bar on one."""
-    stream = stream or sys.stdout
-    tty = stream.isatty()
-    started = time.monotonic()
-    rate, schedule = RowRate(total, started), LineSchedule(total, started)
-    done = 0
+    `row_progress` reports a Ray job's."""
+    report = RowReport(total, say, what, stream)
     for batch in batches:
         yield batch
         column = next(iter(batch.values()), None)
-        done += len(column) if column is not None else 0
-        now = time.monotonic()
-        if tty:
-            stream.write("\r  " + rate.bar(done, now, what))
-            stream.flush()
-        elif schedule.due(done, now):
-            say(rate.line(done, now, what))
-    if tty:
-        stream.write("\n")
+        report.add(len(column) if column is not None else 0)
+    report.close()
