@@ -89,7 +89,7 @@ def choose_prepare_engine(config: PrepareConfig) -> EngineChoice:
 
 def _call(function: Callable, board, *args):
     """`function(*args)` in a Ray task, the rows it reports counted on the job's progress board."""
-    return function(*args, count=None if board is None else board.add_rows.remote)
+    return function(*args) if board is None else function(*args, count=board.add_rows.remote)
 
 
 def _each_file(function: Callable, calls: list[tuple], on_ray: bool, progress: Callable[[str], None], what: str,
