@@ -119,7 +119,8 @@ def read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
     try:
         if Path(job.path).suffix.lower() == ".csv":
             with fs.open_input_stream(job.path) as stream:
-                names = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+                # the first block holds the header (a block as large as the reads: a wide header fits too)
+                names = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES)).schema.names
             with fs.open_input_stream(job.path) as stream:
                 reader = pacsv.open_csv(
                     stream, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
