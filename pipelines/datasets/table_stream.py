@@ -254,16 +254,22 @@ class ShardTarget:
     rows_per_shard: int
 
 
-def _shard(table: pa.Table, prefix: str, name: str) -> ShardInfo:
+def encode_shard(table: pa.Table, name: str) -> tuple[bytes, ShardInfo]:
+    """A shard's Parquet bytes and the manifest's record of them (rows, size, SHA-256)."""
     import pyarrow.parquet as pq
-
-    from pipelines.storage.objects import join_uri, write_bytes
 
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     data = buffer.getvalue()
+    return data, ShardInfo(key=name, rows=table.num_rows, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def _shard(table: pa.Table, prefix: str, name: str) -> ShardInfo:
+    from pipelines.storage.objects import join_uri, write_bytes
+
+    data, shard = encode_shard(table, name)
     write_bytes(join_uri(prefix, name), data)
-    return ShardInfo(key=name, rows=table.num_rows, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    return shard
 
 
 def write_file(job: FileJob, target: ShardTarget, plan: FilePlan, fill: dict[str, float],

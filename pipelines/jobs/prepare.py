@@ -8,30 +8,22 @@ looks complete, and the source is checked whole before anything is written.
 """
 from __future__ import annotations
 
-import hashlib
-import io
 from datetime import datetime, timezone
 from contextlib import nullcontext
 from functools import partial, reduce
 from typing import Callable, Optional
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipelines.datasets.manifest import DatasetManifest, ShardInfo, SplitRule
+from pipelines.datasets.manifest import DatasetManifest, SplitRule
 from pipelines.datasets.preparation import (
     PrepareConfig, build_arrow_table, categorical_stats_from, check_user_columns, column_roles_from,
     default_rows_per_shard, load_source, numeric_stats_from, raise_problems, reads_table_files, transform_options,
 )
 from pipelines.datasets.sources import SourceError, SourceTable, table_files
+from pipelines.datasets import table_stream as stream
 from pipelines.runtime.engine import EngineChoice, attached_cluster
 from pipelines.storage.layout import MANIFEST_FILE, dataset_uri, storage_root
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    return buffer.getvalue()
 
 
 def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lambda _: None,
@@ -58,11 +50,9 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lam
     shards = []
     with OutputCommit(target, job="prepare", overwrite=config.overwrite) as commit:
         for index, start in enumerate(range(0, arrow.num_rows, rows_per_shard)):
-            data = _parquet_bytes(arrow.slice(start, rows_per_shard))
-            name = commit.part_name(index)
-            commit.write(name, data)
-            shards.append(ShardInfo(key=name, rows=min(rows_per_shard, arrow.num_rows - start),
-                                    size=len(data), sha256=hashlib.sha256(data).hexdigest()))
+            data, shard = stream.encode_shard(arrow.slice(start, rows_per_shard), commit.part_name(index))
+            commit.write(shard.key, data)
+            shards.append(shard)
             progress(f"wrote {shards[-1].key} ({shards[-1].rows} rows)")
         manifest = DatasetManifest(
             name=config.name, kind=source.kind, source=source.description, rows=arrow.num_rows,
@@ -142,7 +132,6 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
     import numpy as np
     import pandas as pd
 
-    from pipelines.datasets import table_stream as stream
     from pipelines.runtime.ray_session import ray_session
     from pipelines.storage.commit import OutputCommit
     from pipelines.storage.objects import write_json
