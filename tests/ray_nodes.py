@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from pipelines.runtime.processes import descendants, process_table
 from pipelines.runtime.ray_session import ADDRESS_VARIABLES
 from pipelines.runtime.warm_ray import free_ports
 
@@ -27,32 +28,10 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def _live_processes() -> dict[int, tuple[int, str]]:
-    """pid → (parent pid, command line) of every live (non-zombie) process, from /proc."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
-        if state != "Z":
-            table[int(entry.name)] = (int(ppid), cmdline)
-    return table
-
-
 def _processes_of(root_pid: int, temp_dir: Path) -> set[int]:
     """The `ray start` process, its descendants, and anything else running from this node's temp dir."""
-    table = _live_processes()
-    descendants: set[int] = set()
-    frontier = {root_pid} & table.keys()
-    while frontier:
-        descendants |= frontier
-        frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - descendants
-    return descendants | {pid for pid, (_, cmdline) in table.items() if str(temp_dir) in cmdline}
+    table = process_table()
+    return descendants(table, {root_pid}) | {pid for pid, (_, cmdline) in table.items() if str(temp_dir) in cmdline}
 
 
 def _signal_all(pids: set[int], signum: int) -> None:
@@ -76,13 +55,13 @@ class RayNode:
         pids = _processes_of(self.process.pid, self.temp_dir)
         _signal_all(pids, signal.SIGTERM)
         deadline = time.monotonic() + 5  # grace for a clean exit; the rest is killed
-        while pids & _live_processes().keys() and time.monotonic() < deadline:
+        while pids & process_table().keys() and time.monotonic() < deadline:
             self.process.poll()
             time.sleep(0.2)
-        _signal_all(pids & _live_processes().keys(), signal.SIGKILL)
+        _signal_all(pids & process_table().keys(), signal.SIGKILL)
         self.process.wait(timeout=10)
         time.sleep(0.5)
-        left = _processes_of(self.process.pid, self.temp_dir) | (pids & _live_processes().keys())
+        left = _processes_of(self.process.pid, self.temp_dir) | (pids & process_table().keys())
         assert not left, f"Ray processes left behind: {sorted(left)}"
 
 

@@ -17,15 +17,19 @@ DAEMON_SCRIPTS = ("dashboard/dashboard.py", "log_monitor.py", "autoscaler/_priva
 
 
 def process_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process we can read, from /proc."""
+    """pid -> (parent pid, command line) of every running process we can read, from /proc.
+
+    Zombies are left out: they have exited and only wait for their parent to reap them, which a blocked
+    `ray start` does not do for the daemons it started (`vaepipe ray down` waited its whole grace period on them)."""
     table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-                table[int(entry)] = (parent, cmdline.read().replace(b"\0", b" ").decode(errors="replace"))
+                state, parent = stat.read().rsplit(")", 1)[1].split()[:2]
+                if state != "Z":
+                    table[int(entry)] = (int(parent), cmdline.read().replace(b"\0", b" ").decode(errors="replace"))
         except (OSError, ValueError, IndexError):
             continue  # exited meanwhile
     return table
