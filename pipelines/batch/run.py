@@ -74,7 +74,7 @@ def run_batch(job: str, config: BatchJobConfig, model: RegisteredModel, plan: Ba
     with OutputCommit(plan.prefix, job=job, overwrite=config.overwrite, **lease) as commit, \
             tracked_run(tracking, f"{job} {model.reference}", {"job": job, **config.model_dump(mode="json")},
                         {"vaepipe.output": plan.prefix}, say=progress) as run, \
-            (ray_session(config.ray) if on_ray else nullcontext()):
+            (ray_session(config.ray, dashboard=False) if on_ray else nullcontext()):
         if on_ray:
             with row_progress(plan.rows, progress):
                 write_parts(run_on_ray(plan.work, model, root, config.compute), commit)

@@ -161,12 +161,17 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
 
 
 @contextmanager
-def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None) -> Iterator[None]:
+def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None, *,
+                dashboard: bool = True) -> Iterator[None]:
     """Use the running Ray if there is one (tests, `ray job submit`), else attach to the cluster `config.address`,
     RAY_ADDRESS or `vaepipe ray up` names, else start one and stop it after.
 
     `environment`: a job's own Ray settings (e.g. Tune's checkpoint period), set with `RAY_ENVIRONMENT`
-    before Ray is imported; jobs import Ray's libraries inside the session."""
+    before Ray is imported; jobs import Ray's libraries inside the session.
+    `dashboard`: whether a Ray started here runs the dashboard's modules. Ray Train and Tune need them (their
+    placement-group cleaner asks the State API; without it trials leak placement groups and hang, docs/design.md
+    "Ray on small machines"); a batch job does not, and starts ~2.5 s sooner on 2 cores without them
+    (`benchmarks/fixed_cost.py`)."""
     configure_ray_environment({"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(config.start_timeout_s),
                                **ray_console.environment(), **(environment or {})})
     import ray
@@ -186,7 +191,7 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None)
         finally:
             ray.shutdown()
         return
-    with local_ray(local_num_cpus(config), config.daemon_priority, include_dashboard=True,
+    with local_ray(local_num_cpus(config), config.daemon_priority, include_dashboard=dashboard,
                    **ray_console.init_options()):
         configure_data_context()
         yield
