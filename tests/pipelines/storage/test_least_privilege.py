@@ -109,12 +109,14 @@ def test_an_identity_without_the_bucket_grant_is_told_it_is_not_authorized(restr
 RAY_VERBS = ("train", "score", "nightly", "generate", "embed")
 
 
-def vaepipe(store, identity, *args: str) -> subprocess.CompletedProcess:
-    """`vaepipe ARGS --storage ROOT` in a subprocess acting as `identity`, with a local Ray of its own (engine ray
-    for the verbs that run on it)."""
+def vaepipe(store, identity, *args: str, home: Path | None = None) -> subprocess.CompletedProcess:
+    """`vaepipe ARGS --storage ROOT` in a subprocess acting as `identity` (engine ray for the verbs that run on
+    it): on the warm Ray of `home` (`vaepipe ray up` there) when given, else on a local Ray of its own."""
     engine = ["--engine", "ray"] if args[0] in RAY_VERBS else []
-    command = [sys.executable, "-m", "pipelines.cli", *args, *engine, "--storage", store.storage_root]
-    return subprocess.run(command, cwd=REPO, env=store.process_env(identity, PYTHONPATH=str(REPO)),
+    storage = [] if args[0] == "ray" else ["--storage", store.storage_root]
+    command = [sys.executable, "-m", "pipelines.cli", *args, *engine, *storage]
+    extra = {"PYTHONPATH": str(REPO), **({"VAEPIPE_HOME": str(home)} if home else {})}
+    return subprocess.run(command, cwd=REPO, env=store.process_env(identity, **extra),
                           capture_output=True, text=True, timeout=420)
 
 
@@ -138,15 +140,28 @@ def outside_the_granted_prefixes(store, keys: set[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def trained_as_jobs(restricted_store) -> dict:
+def jobs_ray(restricted_store, tmp_path_factory) -> Path:
+    """A warm local Ray (`vaepipe ray up`) started as the jobs identity, as a cluster running under that identity
+    would be: its workers hold only the jobs identity's credentials. The jobs below attach to it (one Ray start
+    for the module, not one per job); yields its VAEPIPE_HOME."""
+    store, home = restricted_store, tmp_path_factory.mktemp("jobs-ray-home")
+    up = vaepipe(store, store.jobs, "ray", "up", "--num-cpus", "4", home=home)
+    assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+    try:
+        yield home
+    finally:
+        vaepipe(store, store.jobs, "ray", "down", home=home)
+
+
+@pytest.fixture(scope="module")
+def trained_as_jobs(restricted_store, jobs_ray) -> dict:
     """digits prepared by the admin, then trained (2 epochs, 1 worker) by the jobs identity."""
     store = restricted_store
     prepared = vaepipe(store, store.admin, "prepare", "digits")
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     before = all_keys(store)
     trained = vaepipe(store, store.jobs, "train", "configs/digits.yaml", "--set", "train.epochs=2",
-                      "--set", "scaling.num_workers=1", "--set", "scaling.cpus_per_worker=0.5",
-                      "--set", "ray.num_cpus=4")
+                      "--set", "scaling.num_workers=1", "--set", "scaling.cpus_per_worker=0.5", home=jobs_ray)
     return {"run": trained, "written": all_keys(store) - before}
 
 
@@ -168,7 +183,7 @@ def test_training_as_the_jobs_identity_registers_a_model_writing_only_granted_ke
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_score_generate_embed_nightly_and_report_pass_as_the_jobs_identity(
-        trained_as_jobs, restricted_store, act_as):
+        trained_as_jobs, restricted_store, act_as, jobs_ray):
     from pipelines.storage.commit import is_complete
 
     store, root = restricted_store, restricted_store.storage_root
@@ -176,12 +191,14 @@ def test_score_generate_embed_nightly_and_report_pass_as_the_jobs_identity(
     small = ("--actors", "1", "--cpus-per-actor", "0.5")
     runs = {
         "score": vaepipe(store, store.jobs, "score", "--model", "digits@1", "--input", "digits",
-                         "--date", "2026-12-01", *small),
+                         "--date", "2026-12-01", *small, home=jobs_ray),
         "promote": vaepipe(store, store.jobs, "promote", "digits@1"),
         "nightly": vaepipe(store, store.jobs, "nightly", "configs/nightly.yaml", "--date", "2026-12-02",
-                           "--set", "compute.actors=1"),
-        "generate": vaepipe(store, store.jobs, "generate", "--model", "digits@1", "--num-samples", "64", *small),
-        "embed": vaepipe(store, store.jobs, "embed", "--model", "digits@1", "--input", "digits", *small),
+                           "--set", "compute.actors=1", home=jobs_ray),
+        "generate": vaepipe(store, store.jobs, "generate", "--model", "digits@1", "--num-samples", "64", *small,
+                            home=jobs_ray),
+        "embed": vaepipe(store, store.jobs, "embed", "--model", "digits@1", "--input", "digits", *small,
+                         home=jobs_ray),
         "report": vaepipe(store, store.jobs, "report", "model", "digits@1"),
     }
     assert {job: run.returncode for job, run in runs.items() if not succeeds(run)} == {}, \
