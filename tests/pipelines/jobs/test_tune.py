@@ -1,8 +1,7 @@
 """`vaepipe tune`: Ray Tune over Ray Train trials on digits, on the session's local Ray and SeaweedFS.
 
-The budget is built so that ASHA must stop a trial: 4 epochs, grace 1, reduction factor 2, and a grid
-where half the trials have a learning rate (1e-6) too small to learn anything in 4 epochs. The first
-trials launched are good ones, so a bad trial always reaches a rung after a good one and is cut.
+The whole sweep is `tests/pipelines/conftest.py`'s `sweep` (shared with the MLflow tests); its budget, built so
+that ASHA must stop a trial, is `tests/pipelines/sweeps.py`'s.
 """
 from __future__ import annotations
 
@@ -11,48 +10,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pipelines.training.sweep_config import SweepJobConfig
+from tests.pipelines.sweeps import BAD_LR, EPOCHS, GOOD_LR, LATENT_DIMS, sweep_settings
 
 REPO = Path(__file__).resolve().parents[3]
-GOOD_LR, BAD_LR = 0.005, 1e-6
-
-
-def sweep_settings(prefix: str, name: str) -> dict:
-    return {
-        "name": name, "dataset": "digits", "storage": prefix, "max_failures": 0,
-        "train": {"epochs": 4, "batch_size": 64, "lr": GOOD_LR, "kl_warmup_epochs": 0},
-        "checkpoint": {"every_epochs": 1, "keep": 1},
-        "scaling": {"num_workers": 1, "cpus_per_worker": 0.5},
-        "search": {"num_samples": 1, "max_concurrent_trials": 2,
-                   "space": {"lr": {"grid": [GOOD_LR, BAD_LR]}, "latent_dim": {"grid": [4, 16]}},
-                   "early_stopping": {"grace_period": 1, "reduction_factor": 2}},
-    }
-
-
-@pytest.fixture(scope="module")
-def digits_root(s3_store, ray_cluster) -> str:
-    from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
-
-    root = f"s3://{s3_store.bucket}/test-tune-{uuid.uuid4().hex[:8]}"
-    prepare_dataset(PrepareConfig(name="digits", source="digits", storage=root))
-    return root
-
-
-@pytest.fixture(scope="module")
-def sweep(digits_root):
-    from pipelines.cli.tune import report_sweep
-    from pipelines.jobs.tune import run_sweep
-
-    outcome = run_sweep(SweepJobConfig.model_validate(sweep_settings(digits_root, "digits")), promote=True)
-    report_sweep(outcome, digits_root)  # what `vaepipe tune` leaves beside the sweep
-    print(f"sweep wall time {outcome.seconds:.0f} s\n{outcome.trials.to_string()}")  # shown with pytest -s
-    return outcome
 
 
 # --- the resource rule and config errors (no Ray) ---------------------------
@@ -107,7 +73,7 @@ def test_every_trial_has_a_finished_row_in_the_results_table(sweep):
     assert len(table) == 4
     assert set(table["status"]) == {"TERMINATED"}
     assert sorted(zip(table["lr"], table["latent_dim"])) == sorted(
-        (lr, dim) for lr in (GOOD_LR, BAD_LR) for dim in (4, 16))
+        (lr, dim) for lr in (GOOD_LR, BAD_LR) for dim in LATENT_DIMS)
     assert table["best_val_neg_elbo"].notna().all()
 
 
@@ -116,7 +82,7 @@ def test_every_trial_has_a_finished_row_in_the_results_table(sweep):
 def test_asha_stops_a_trial_with_a_useless_learning_rate_early(sweep):
     stopped = sweep.trials[sweep.trials["stopped_early"]]
     assert len(stopped) >= 1
-    assert (stopped["epochs"] < 4).all()
+    assert (stopped["epochs"] < EPOCHS).all()
     assert BAD_LR in set(stopped["lr"])
 
 
@@ -163,8 +129,13 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(digits_root, t
     from pipelines.training.sweep_table import read_table
     from pipelines.jobs.tune import load_sweep_config, run_sweep
 
+    # three good trials of 2 epochs, one at a time: the kill comes after the first finished, before the last
+    resumed_dims = (2, 4, 16)
+    settings = sweep_settings(digits_root, "digits-resumed")
+    settings["train"]["epochs"] = 2
+    settings["search"].update(max_concurrent_trials=1, space={"latent_dim": {"grid": list(resumed_dims)}})
     config_file = tmp_path / "sweep.yaml"
-    config_file.write_text(yaml.safe_dump(sweep_settings(digits_root, "digits-resumed")))
+    config_file.write_text(yaml.safe_dump(settings))
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     log = (tmp_path / "driver.log").open("w")
     driver = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "tune", str(config_file)], cwd=REPO,
@@ -191,13 +162,13 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(digits_root, t
             driver.kill()
         log.close()
     finished = before[before["status"] == "TERMINATED"]
-    assert len(finished) < 4, "the sweep ended before it was killed; nothing was left to resume"
+    assert len(finished) < len(resumed_dims), "the sweep ended before it was killed; nothing was left to resume"
 
     sweep_id = tables[0].rsplit("/", 2)[1]
     outcome = run_sweep(load_sweep_config(digits_root, sweep_id), resume=sweep_id)
 
     after = outcome.trials.set_index("trial_id")
-    assert len(after) == 4 and set(after["status"]) == {"TERMINATED"}
+    assert len(after) == len(resumed_dims) and set(after["status"]) == {"TERMINATED"}
     for _, row in finished.iterrows():
         # a re-run trial would have reported again, later
         assert after.loc[row["trial_id"], "last_report_at"] == row["last_report_at"]
