@@ -29,7 +29,8 @@ from typing import Optional
 
 import requests
 
-from tests.ray_nodes import (RayNode, _live_processes, _processes_of, _signal_all, _start, free_ports, node_env,
+from pipelines.runtime.processes import process_table
+from tests.ray_nodes import (RayNode, _processes_of, _signal_all, _start, free_ports, node_env,
                              wait_for_jobs_api)
 
 HEAD_NODE_TYPE = "ray.head.default"  # the head type name the fake provider gives its head node
@@ -118,10 +119,10 @@ class AutoscalingHead:
         workers = _processes_of(self.node.process.pid, self.worker_temp_root)
         self.node.stop()
         # worker raylets are the autoscaler's children, so mostly gone with it; the rest by their temp dir
-        left = (workers | _processes_of(self.node.process.pid, self.worker_temp_root)) & _live_processes().keys()
+        left = (workers | _processes_of(self.node.process.pid, self.worker_temp_root)) & process_table().keys()
         _signal_all(left, signal.SIGKILL)
         time.sleep(0.5)
-        assert not left & _live_processes().keys(), f"worker node processes left behind: {sorted(left)}"
+        assert not left & process_table().keys(), f"worker node processes left behind: {sorted(left)}"
         self.config_file.unlink(missing_ok=True)
         shutil.rmtree(self.worker_temp_root, ignore_errors=True)
         shutil.rmtree(self.node.temp_dir, ignore_errors=True)
