@@ -219,6 +219,9 @@ def _blocks(job: FileJob, plan: FilePlan, count: Optional[Callable[[int], None]]
 
 def summarize_file(job: FileJob, plan: FilePlan, count: Optional[Callable[[int], None]] = None) -> FileSummary:
     config, summary, problems = plan.config, FileSummary(), {}
+    # the kept values of each sampled column, joined once at the end: merging them batch by batch copied
+    # the growing sample at every batch (quadratic in the batches of a file)
+    samples: dict[str, list[np.ndarray]] = {column: [] for column in plan.sampled}
     for ids, splits, _, block in _blocks(job, plan, count):
         table, keep = clean_tabular(block, plan.numeric, plan.categorical, splits, config.impute, fill={},
                                     problems=problems)
@@ -229,11 +232,10 @@ def summarize_file(job: FileJob, plan: FilePlan, count: Optional[Callable[[int],
             values = table[column].to_numpy()
             finite = np.isfinite(values)
             chosen = train & finite
-            if column not in plan.sampled:  # only the moments: no values kept
-                sample, rate = np.empty(0), 0.0
-            else:
-                sample, rate = (values[chosen] if sampled is None else values[chosen & sampled]), plan.sample_rate
-            part.numeric[column] = NumericSummary.of(values[chosen], sample=sample, sample_rate=rate)
+            rate = plan.sample_rate if column in plan.sampled else 0.0  # 0: only the moments, no values kept
+            if column in plan.sampled:
+                samples[column].append(values[chosen] if sampled is None else values[chosen & sampled])
+            part.numeric[column] = NumericSummary.of(values[chosen], sample=np.empty(0), sample_rate=rate)
             part.invalid_train[column] = int(np.sum(train & ~finite))
             part.invalid[column] = int(np.sum(~finite))
             part.finite[column] = int(finite.sum())
@@ -243,6 +245,9 @@ def summarize_file(job: FileJob, plan: FilePlan, count: Optional[Callable[[int],
             part.levels[column] = set(values[keep].tolist())
             part.train_counts[column] = Counter(values[train].tolist())
         summary = summary.merge(part)
+    for column, pieces in samples.items():
+        if column in summary.numeric:
+            summary.numeric[column].sample = np.concatenate([summary.numeric[column].sample, *pieces])
     summary.problems = problems
     return summary
 
