@@ -23,8 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -94,34 +92,13 @@ def run_variant(variant: str, source: str, storage: str, name: str) -> None:
 
 def measured(variant: str, source: str, storage: str, name: str) -> tuple[float, float]:
     """(seconds, peak RSS in MiB of the process and everything it started) of one variant in a fresh process."""
-    import psutil
+    from peak_rss import measured_run
 
-    command = [sys.executable, __file__, "--variant", variant, "--source", source, "--storage", storage,
-               "--name", name]
-    started = time.monotonic()
-    child = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                             stdout=subprocess.PIPE, text=True)
-    peak, stop = [0], threading.Event()
-
-    def sample() -> None:
-        process = psutil.Process(child.pid)
-        while not stop.is_set():
-            try:
-                tree = [process, *process.children(recursive=True)]
-                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
-                pass
-            time.sleep(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, _ = child.communicate()
-    seconds = time.monotonic() - started
-    stop.set()
-    sampler.join()
-    if child.returncode != 0 or "rows=" not in out:
-        raise SystemExit(f"{variant} failed (exit {child.returncode}): {out[-2000:]}")
-    return seconds, peak[0] / 2**20
+    run = measured_run([sys.executable, __file__, "--variant", variant, "--source", source, "--storage", storage,
+                        "--name", name], env={**os.environ, "PYTHONPATH": str(REPO)})
+    if run.returncode != 0 or "rows=" not in run.stdout:
+        raise SystemExit(f"{variant} failed (exit {run.returncode}): {run.stdout[-2000:]}")
+    return run.seconds, run.peak_mib
 
 
 def main() -> None:

@@ -75,3 +75,19 @@ def test_prepare_memory_quick_prints_each_way_of_preparing_against_reading_whole
     for rows in ("| 20,000 |", "| 80,000 |"):
         for how in ("in memory", "streamed, local", "streamed, ray"):
             assert any(line.startswith(rows) and f"| {how} |" in line for line in out.splitlines()), (rows, how)
+
+
+def test_scale_quick_prints_scoring_per_size_against_the_plain_loop_and_the_prepare_rows(s3_store):
+    out = run_benchmark(["benchmarks/scale.py", "--quick", "--storage", f"s3://{s3_store.bucket}/scale-quick"],
+                        dict(os.environ))
+    lines = out.splitlines()
+    header = lines.index("| rows | plain loop s | plain rows/s | plain peak MiB | vaepipe s | vaepipe rows/s | ratio | "
+                         "vaepipe peak MiB |")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[header + 2:header + 4]]
+    assert [row[0] for row in rows] == ["4,000", "16,000"], out
+    for row in rows:  # every figure measured: seconds and ratio positive, peak memory at least a Python process
+        assert float(row[1]) > 0 and float(row[4]) > 0 and float(row[6]) > 0, row
+        assert float(row[3].replace(",", "")) > 50 and float(row[7].replace(",", "")) > 50, row
+    assert "target ratio ≥ 0.9 at 16,000 rows: " in out
+    for how in ("streamed, local", "streamed, ray"):
+        assert any(line.startswith(f"| {how} | 20,000 |") for line in lines), how
