@@ -170,8 +170,8 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None,
     before Ray is imported; jobs import Ray's libraries inside the session.
     `dashboard`: whether a Ray started here runs the dashboard's modules. Ray Train and Tune need them (their
     placement-group cleaner asks the State API; without it trials leak placement groups and hang, docs/design.md
-    "Ray on small machines"); a batch job does not, and starts ~2.5 s sooner on 2 cores without them
-    (`benchmarks/fixed_cost.py`)."""
+    "Ray on small machines"); a batch job does not, and its `ray.init` returns ~2 s sooner on 2 cores without
+    them (measured there)."""
     configure_ray_environment({"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(config.start_timeout_s),
                                **ray_console.environment(), **(environment or {})})
     import ray
