@@ -79,7 +79,16 @@ def choose_prepare_engine(config: PrepareConfig) -> EngineChoice:
 
 def _call(function: Callable, board, *args):
     """`function(*args)` in a Ray task, the rows it reports counted on the job's progress board."""
-    return function(*args) if board is None else function(*args, count=board.add_rows.remote)
+    if board is None:
+        return function(*args)
+    import ray
+
+    sent = []
+    result = function(*args, count=lambda rows: sent.append(board.add_rows.remote(rows)))
+    # the counts land on the board before the task ends: the driver's last look at the board, when the pass
+    # is done, then sees every row (unwaited, the pass's 100 % line was missing once under load)
+    ray.get(sent)
+    return result
 
 
 def _each_file(function: Callable, calls: list[tuple], on_ray: bool, progress: Callable[[str], None], what: str,
