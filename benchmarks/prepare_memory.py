@@ -23,7 +23,11 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -90,10 +94,45 @@ def run_variant(variant: str, source: str, storage: str, name: str) -> None:
     print(f"rows={manifest.rows}")
 
 
+# a command in a fresh process, timed, with the peak RSS of it and of every process it starts (a local Ray's
+# daemons and workers included) sampled every 0.1 s: the memory figure of this benchmark and of scale.py
+@dataclass
+class Measured:
+    seconds: float
+    peak_mib: float
+    returncode: int
+    stdout: str
+
+
+def measured_run(command: list[str], env: Optional[dict[str, str]] = None) -> Measured:
+    """Run `command` (from the repository root) to its end; stdout is captured, stderr passes through."""
+    import psutil
+
+    started = time.monotonic()
+    child = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    peak, stop = [0], threading.Event()
+
+    def sample() -> None:
+        process = psutil.Process(child.pid)
+        while not stop.is_set():
+            try:
+                tree = [process, *process.children(recursive=True)]
+                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = child.communicate()
+    seconds = time.monotonic() - started
+    stop.set()
+    sampler.join()
+    return Measured(seconds, peak[0] / 2**20, child.returncode, out)
+
+
 def measured(variant: str, source: str, storage: str, name: str) -> tuple[float, float]:
     """(seconds, peak RSS in MiB of the process and everything it started) of one variant in a fresh process."""
-    from peak_rss import measured_run
-
     run = measured_run([sys.executable, __file__, "--variant", variant, "--source", source, "--storage", storage,
                         "--name", name], env={**os.environ, "PYTHONPATH": str(REPO)})
     if run.returncode != 0 or "rows=" not in run.stdout:

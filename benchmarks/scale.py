@@ -5,7 +5,7 @@ table and model, at several sizes in one run; then `vaepipe prepare` of a large 
     PYTHONPATH=. python benchmarks/scale.py --rows 100000 1000000 --prepare-rows 0
     PYTHONPATH=. python benchmarks/scale.py --quick               # 4k and 16k rows, prepare 20k: checks it runs
 
-Every measured run is a fresh process (`peak_rss.measured_run`): its wall time, and the peak RSS of it and of
+Every measured run is a fresh process (`prepare_memory.measured_run`): its wall time, and the peak RSS of it and of
 everything it starts (for vaepipe, the local Ray it starts: GCS, raylet, daemons and the scoring actors). The
 plain loop (`score_throughput.plain_loop`: read a shard, score it with torch on every core, write a Parquet)
 is the baseline; ratio = plain seconds ÷ vaepipe seconds, so 1.0 is as fast as the plain loop. The issue's
@@ -63,7 +63,7 @@ def prepared_table(root: str, rows: int, workdir: Path):
 
 
 def measured(command: list[str], what: str):
-    from peak_rss import measured_run
+    from prepare_memory import measured_run
 
     run = measured_run(command, env={**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"})
     if run.returncode != 0:
