@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pipelines.runtime.processes import descendants, process_table
+from pipelines.runtime.processes import node_processes, process_table
 from pipelines.runtime.ray_session import ADDRESS_VARIABLES
 from pipelines.runtime.warm_ray import free_ports
 
@@ -30,8 +30,7 @@ def free_port() -> int:
 
 def _processes_of(root_pid: int, temp_dir: Path) -> set[int]:
     """The `ray start` process, its descendants, and anything else running from this node's temp dir."""
-    table = process_table()
-    return descendants(table, {root_pid}) | {pid for pid, (_, cmdline) in table.items() if str(temp_dir) in cmdline}
+    return node_processes(process_table(), root_pid, str(temp_dir))
 
 
 def _signal_all(pids: set[int], signum: int) -> None:

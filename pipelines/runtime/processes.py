@@ -58,3 +58,9 @@ def set_idle_priority(pids: set[int]) -> int:
         except OSError:
             continue  # exited meanwhile, or not ours to change
     return changed
+
+
+def node_processes(table: dict[int, tuple[int, str]], root_pid: int, temp_dir: str) -> set[int]:
+    """A `ray start` node's processes: the `ray start` process, its descendants, and anything running from the
+    node's temp dir (workers and drivers run in process groups of their own)."""
+    return descendants(table, {root_pid}) | {pid for pid, (_, cmd) in table.items() if str(temp_dir) in cmd}

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Optional
 
 from pipelines.errors import UserError
-from pipelines.runtime.processes import DAEMON_SCRIPTS, DAEMON_TITLES, descendants, process_table, set_idle_priority
+from pipelines.runtime.processes import (DAEMON_SCRIPTS, DAEMON_TITLES, descendants, node_processes, process_table,
+                                         set_idle_priority)
 
 HOST = "127.0.0.1"
 
@@ -162,7 +163,7 @@ class WarmRay:
         """pids of the warm Ray's own daemons (dashboard and its modules, agents, monitors) — not its GCS, raylet
         or workers."""
         table = process_table()
-        tree = descendants(table, {info.pid}) | {pid for pid, (_, cmd) in table.items() if info.temp_dir in cmd}
+        tree = node_processes(table, info.pid, info.temp_dir)
         roots = {pid for pid in tree
                  if table[pid][1].startswith(DAEMON_TITLES) or any(s in table[pid][1] for s in DAEMON_SCRIPTS)}
         return descendants(table, roots)
@@ -195,8 +196,7 @@ class WarmRay:
         """SIGTERM, then SIGKILL after `grace_s`, to the `ray start` process, its descendants and anything
         running from its temp dir (workers and drivers run in process groups of their own)."""
         def ours() -> set[int]:
-            table = process_table()
-            return descendants(table, {root_pid}) | {pid for pid, (_, cmd) in table.items() if temp_dir in cmd}
+            return node_processes(process_table(), root_pid, temp_dir)
 
         for signum, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
             for pid in ours():
