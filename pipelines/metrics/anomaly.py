@@ -68,7 +68,8 @@ def score_summary(scores: np.ndarray, is_anomaly: np.ndarray, threshold: float, 
         "anomaly_rate": float(is_anomaly.mean()) if scores.size else 0.0,
         "score": score,
         "threshold": threshold,
-        "score_quantiles": {f"p{100 * q:g}": float(np.quantile(scores, q)) for q in SCORE_QUANTILES},
+        "score_quantiles": {f"p{100 * q:g}": float(value)
+                            for q, value in zip(SCORE_QUANTILES, np.quantile(scores, SCORE_QUANTILES))},
     }
     if labels is None:
         return summary

