@@ -42,6 +42,10 @@ class RayConfig(StrictModel):
     num_cpus: Optional[float] = Field(
         None, gt=0, description="logical CPUs of a local Ray (default: this machine's cores, at least 4, so that "
                                 "fractional workers and Ray Data reads both get scheduled)")
+    object_store_mb: Optional[int] = Field(
+        None, ge=100, description="object store memory of a local Ray the job starts, in MiB (default: Ray's, 30 % "
+                                  "of the memory available at start); Ray Data spills to disk beyond it. Ignored "
+                                  "when the job attaches to a running Ray, whose store was sized when it started")
     start_timeout_s: float = Field(
         120, gt=0, description="seconds a job waits for its workers to be scheduled before it fails")
     scale_up_timeout_s: float = Field(
@@ -191,7 +195,8 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None,
         finally:
             ray.shutdown()
         return
-    with local_ray(local_num_cpus(config), config.daemon_priority, include_dashboard=dashboard,
+    store = {} if config.object_store_mb is None else {"object_store_memory": config.object_store_mb * 2**20}
+    with local_ray(local_num_cpus(config), config.daemon_priority, include_dashboard=dashboard, **store,
                    **ray_console.init_options()):
         configure_data_context()
         yield

@@ -1,19 +1,25 @@
-"""How vaepipe starts a local Ray: its daemons yield the CPU to the jobs' workers."""
+"""How vaepipe starts a local Ray: its daemons yield the CPU to the jobs' workers; its object store is the
+size a job's config asks for."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from pipelines.runtime.ray_session import descendants, process_table
+from tests.ray_nodes import outside_session_ray
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _policies(pid: int) -> set[int]:
     return {os.sched_getscheduler(int(thread)) for thread in os.listdir(f"/proc/{pid}/task")}
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
 def test_a_local_rays_daemons_run_at_idle_priority_and_its_core_and_workers_do_not(ray_cluster):
     import ray
 
@@ -35,3 +41,26 @@ def test_a_local_rays_daemons_run_at_idle_priority_and_its_core_and_workers_do_n
     assert all(_policies(pid) == {os.SCHED_IDLE} for pid in daemons), {pid: _policies(pid) for pid in daemons}
     for pid in [*pids("gcs_server", "raylet/raylet"), worker]:
         assert os.SCHED_IDLE not in _policies(pid), processes[pid]
+
+
+@pytest.mark.slow
+def test_a_job_started_ray_gets_the_object_store_its_config_asks_for():
+    # a fresh process: the session's Ray is running in this one, and a job attaching to it keeps that store
+    code = ("import ray\n"
+            "from pipelines.runtime.ray_session import RayConfig, ray_session\n"
+            "with ray_session(RayConfig(num_cpus=1, object_store_mb=150), dashboard=False):\n"
+            "    print('store', ray.cluster_resources()['object_store_memory'])\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180,
+                         env={**outside_session_ray(), "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    (line,) = [line for line in run.stdout.splitlines() if line.startswith("store ")]
+    assert float(line.split()[1]) == pytest.approx(150 * 2**20, rel=0.01)
+
+
+def test_an_object_store_below_what_ray_accepts_is_refused_in_the_config():
+    from pydantic import ValidationError
+
+    from pipelines.runtime.ray_session import RayConfig
+
+    with pytest.raises(ValidationError, match="object_store_mb"):
+        RayConfig(object_store_mb=50)
