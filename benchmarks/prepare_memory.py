@@ -4,7 +4,7 @@
     PYTHONPATH=. python benchmarks/prepare_memory.py --rows 1000000 8000000 --files 8
     PYTHONPATH=. python benchmarks/prepare_memory.py --quick         # 20k and 80k rows: checks the script runs
 
-For each size it writes a generated CSV prefix (16 numeric columns, 2 categorical, an id; ~330 bytes a row)
+For each size it writes a generated CSV prefix (16 numeric columns, 2 categorical, an id; ~175 bytes a row)
 and prepares it three ways, each in a fresh process whose peak RSS (with every process it starts: Ray's
 daemons and workers) is sampled every 0.1 s:
 
@@ -54,12 +54,14 @@ def write_source(folder: Path, rows: int, files: int, seed: int = 0) -> int:
     return sum(path.stat().st_size for path in folder.iterdir())
 
 
-def run_variant(variant: str, source: str, storage: str, name: str) -> None:
-    """One variant, in this (fresh) process; prints its rows."""
+def run_variant(variant: str, source: str, storage: str, name: str, object_store_mb: Optional[int] = None) -> None:
+    """One variant, in this (fresh) process; prints its rows. `object_store_mb`: the object store of the Ray
+    that the `streamed, ray` variant starts (default: Ray's)."""
     from pipelines.datasets.preparation import PrepareConfig
 
     config = PrepareConfig(name=name, source=source, storage=storage, id_column="id",
-                           engine="ray" if variant.endswith("ray") else "local")
+                           engine="ray" if variant.endswith("ray") else "local",
+                           ray={"object_store_mb": object_store_mb})
     if variant == "in memory":
         import pandas as pd
         import pyarrow as pa
@@ -131,10 +133,12 @@ def measured_run(command: list[str], env: Optional[dict[str, str]] = None) -> Me
     return Measured(seconds, peak[0] / 2**20, child.returncode, out)
 
 
-def measured(variant: str, source: str, storage: str, name: str) -> tuple[float, float]:
+def measured(variant: str, source: str, storage: str, name: str,
+             object_store_mb: Optional[int] = None) -> tuple[float, float]:
     """(seconds, peak RSS in MiB of the process and everything it started) of one variant in a fresh process."""
+    store = [] if object_store_mb is None else ["--object-store-mb", str(object_store_mb)]
     run = measured_run([sys.executable, __file__, "--variant", variant, "--source", source, "--storage", storage,
-                        "--name", name], env={**os.environ, "PYTHONPATH": str(REPO)})
+                        "--name", name, *store], env={**os.environ, "PYTHONPATH": str(REPO)})
     if run.returncode != 0 or "rows=" not in run.stdout:
         raise SystemExit(f"{variant} failed (exit {run.returncode}): {run.stdout[-2000:]}")
     return run.seconds, run.peak_mib
@@ -150,9 +154,10 @@ def main() -> None:
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
+    parser.add_argument("--object-store-mb", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
-        run_variant(args.variant, args.source, args.storage, args.name)
+        run_variant(args.variant, args.source, args.storage, args.name, args.object_store_mb)
         return
     if args.quick:
         args.rows, args.files = [20_000, 80_000], 2
