@@ -143,10 +143,12 @@ class StreamedSplit:
                 yield batch
 
 
-def _all_reduce(values: list[float], op: str = "sum") -> list[float]:
+def _all_reduce(values: list[float], device: torch.device, op: str = "sum") -> list[float]:
+    """Sums (or maxima) over the workers, as floats. The tensor sits on the workers' device: NCCL, the process
+    group Ray Train starts for GPU workers, reduces CUDA tensors only."""
     import torch.distributed as dist
 
-    tensor = torch.tensor(values, dtype=torch.float64)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return tensor.tolist()
@@ -156,14 +158,13 @@ def _all_reduce(values: list[float], op: str = "sum") -> list[float]:
 def evaluate(model: VAE, split, manifest: DatasetManifest, device: torch.device, batch_size: int) -> dict:
     """Mean β=1 negative ELBO, reconstruction NLL and KL over this worker's rows, all-reduced over workers."""
     model.eval()
-    sums = [0.0, 0.0, 0.0, 0.0]
+    # summed on the device and read once: a float() per batch would wait for the GPU at every batch
+    sums, rows = torch.zeros(3, dtype=torch.float64, device=device), 0
     for x in split.batches(batch_size, None):
         out = model(to_model_input(x.to(device, non_blocking=True), manifest))
-        sums[0] += float(out.neg_elbo.sum())
-        sums[1] += float(out.recon_nll.sum())
-        sums[2] += float(out.kl.sum())
-        sums[3] += len(x)
-    neg_elbo, recon, kl, count = _all_reduce(sums)
+        sums += torch.stack([out.neg_elbo.sum(), out.recon_nll.sum(), out.kl.sum()]).double()
+        rows += len(x)
+    neg_elbo, recon, kl, count = _all_reduce(sums.tolist() + [rows], device)
     count = max(count, 1.0)
     return {"val_neg_elbo": neg_elbo / count, "val_recon_nll": recon / count, "val_kl": kl / count,
             "val_rows": int(count)}
@@ -312,7 +313,8 @@ def run_loop(config: WorkerConfig, session: TrainSession) -> None:
         generator = torch.Generator().manual_seed(loop.seed * 100_003 + epoch * 101 + rank)
         model.train()
         started = time.perf_counter()
-        loss_sum, neg_elbo_sum, rows = 0.0, 0.0, 0
+        # on the device, read once per epoch: a float() per step would make every step wait for the GPU
+        sums, rows = torch.zeros(2, dtype=torch.float64, device=device), 0
         for x in train_split.batches(loop.batch_size, generator):
             x = to_model_input(x.to(device, non_blocking=True), manifest)
             with _autocast(loop, device):
@@ -323,12 +325,12 @@ def run_loop(config: WorkerConfig, session: TrainSession) -> None:
             if loop.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), loop.grad_clip)
             optimizer.step()
-            loss_sum += float(loss.detach()) * len(x)
-            neg_elbo_sum += float(out.neg_elbo.detach().sum())
+            sums += torch.stack([loss.detach().float() * len(x), out.neg_elbo.detach().float().sum()]).double()
             rows += len(x)
+        loss_sum, neg_elbo_sum = sums.tolist()  # waits for the epoch's last step, so `elapsed` counts it
         elapsed = time.perf_counter() - started
-        loss_sum, neg_elbo_sum, rows = _all_reduce([loss_sum, neg_elbo_sum, rows])
-        (slowest,) = _all_reduce([elapsed], op="max")
+        loss_sum, neg_elbo_sum, rows = _all_reduce([loss_sum, neg_elbo_sum, rows], device)
+        (slowest,) = _all_reduce([elapsed], device, op="max")
         metrics = {
             "epoch": epoch + 1, "beta": beta,
             "train_loss": loss_sum / max(rows, 1), "train_neg_elbo": neg_elbo_sum / max(rows, 1),
