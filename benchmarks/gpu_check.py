@@ -3,6 +3,11 @@ bf16 autocast, and `vaepipe score` of 1M rows on a GPU actor, each beside the sa
 
     .venv/bin/python benchmarks/gpu_check.py            # 1,000,000 rows
     .venv/bin/python benchmarks/gpu_check.py --quick    # 20,000 rows: checks the script (and the CPU path) runs
+    python3 benchmarks/gpu_check.py --storage /tmp/vaepipe-gpu   # a GPU box without the `local` extra
+
+Storage is the embedded S3 server (the `local` extra) unless --storage names a local folder or an s3:// URI
+(credentials from the environment, as any job takes them): a GPU machine has Ray, torch and the package, not
+always the 147 MB server binary.
 
 Data: a generated table of 32 correlated numeric columns, prepared into the embedded S3 server started here;
 an MLP VAE (256-128, latent 8). Training prints steady samples/s (the 2nd epoch's training steps) and end to
@@ -86,6 +91,7 @@ def score(root: str, reference: str, use_gpu: bool) -> float:
 
 def measure(root: str, rows: int, train_rows: int) -> list[Row]:
     gpu = gpu_name()
+    path = "whole job, S3 → S3" if root.startswith("s3://") else "whole job, local folder → local folder"
     results = []
     steady, end_to_end, seconds = train(root, train_rows, use_gpu=False)
     results.append(Row(f"train {EPOCHS} epochs", "CPU, fp32, 1 worker", steady, "samples/s", seconds,
@@ -99,11 +105,11 @@ def measure(root: str, rows: int, train_rows: int) -> list[Row]:
     reference = "gpu-check-cpu@1"
     seconds = score(root, reference, use_gpu=False)
     results.append(Row(f"score {rows:,} rows", "CPU, 2 actors × 0.5 CPU", rows / seconds, "rows/s", seconds,
-                       "whole job, S3 → S3"))
+                       path))
     if gpu:
         seconds = score(root, reference, use_gpu=True)
         results.append(Row(f"score {rows:,} rows", f"GPU ({gpu}), 1 actor", rows / seconds, "rows/s", seconds,
-                           "whole job, S3 → S3"))
+                           path))
     else:
         results.append(Row(f"score {rows:,} rows", "GPU, 1 actor", None, "rows/s", note=NO_CUDA))
     return results
@@ -117,27 +123,38 @@ def print_table(rows: list[Row]) -> None:
         print(f"| {r.step} | {r.path} | {rate} | {seconds} | {r.note} |")
 
 
+def run_on(root: str, rows: int) -> list[Row]:
+    """Prepare the generated table under `root`, then train and score there."""
+    clear_caches()
+    if root.startswith("s3://"):
+        ensure_bucket(root)
+    manifest = prepare_dataset(PrepareConfig(name="table", source="generated", storage=root,
+                                             rows_per_shard=-(-rows // 8),
+                                             split={"train": 0.98, "val": 0.01, "test": 0.01}),
+                               source=tabular_source(rows))
+    return measure(root, rows, manifest.split_rows["train"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="20,000 rows, to check the script runs")
+    parser.add_argument("--storage", help="a local folder or s3:// URI to use instead of starting the embedded "
+                                           "S3 server (outputs go under a fresh prefix there)")
     args = parser.parse_args()
     rows = 20_000 if args.quick else args.rows
     print(f"torch {torch.__version__}, CUDA {torch.version.cuda or 'none'}, GPU: {gpu_name() or NO_GPU}"
           f"{f', bf16 supported: {torch.cuda.is_bf16_supported()}' if gpu_name() else ''}; {os.cpu_count()} CPU cores")
-    with tempfile.TemporaryDirectory(prefix="vaepipe-gpu-check-") as tmp, running_store(Path(tmp) / "store") as info:
-        os.environ.update({"AWS_ENDPOINT_URL": info.endpoint, "AWS_ACCESS_KEY_ID": info.access_key,
-                           "AWS_SECRET_ACCESS_KEY": info.secret_key, "AWS_REGION": info.region,
-                           "RAY_AUTH_MODE": "disabled"})
-        os.environ.pop("RAY_ADDRESS", None)  # its own local Ray each job, never a cluster set in the shell
-        clear_caches()
-        root = f"s3://{info.bucket}"
-        ensure_bucket(root)
-        manifest = prepare_dataset(PrepareConfig(name="table", source="generated", storage=root,
-                                                 rows_per_shard=-(-rows // 8),
-                                                 split={"train": 0.98, "val": 0.01, "test": 0.01}),
-                                   source=tabular_source(rows))
-        results = measure(root, rows, manifest.split_rows["train"])
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ.pop("RAY_ADDRESS", None)  # its own local Ray each job, never a cluster set in the shell
+    if args.storage:
+        results = run_on(f"{args.storage.rstrip('/')}/gpu-check-{uuid.uuid4().hex[:6]}", rows)
+    else:
+        with tempfile.TemporaryDirectory(prefix="vaepipe-gpu-check-") as tmp, \
+                running_store(Path(tmp) / "store") as info:
+            os.environ.update({"AWS_ENDPOINT_URL": info.endpoint, "AWS_ACCESS_KEY_ID": info.access_key,
+                               "AWS_SECRET_ACCESS_KEY": info.secret_key, "AWS_REGION": info.region})
+            results = run_on(f"s3://{info.bucket}", rows)
     print_table(results)
 
 

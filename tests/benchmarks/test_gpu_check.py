@@ -17,10 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def test_quick_gpu_check_prints_cpu_and_gpu_rows_for_training_and_scoring():
-    # its own store and local Rays: nothing of the test session's
+def test_quick_gpu_check_prints_cpu_and_gpu_rows_for_training_and_scoring(tmp_path):
+    # its own local Rays, nothing of the test session's; a local folder for storage, as on a GPU machine without
+    # the embedded S3 server (the server's own path is what every other job test runs)
     env = outside_session_ray(drop=("AWS_",))
-    run = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--quick"], cwd=ROOT, env=env,
+    run = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--quick", "--storage", str(tmp_path)],
+                         cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=840)
 
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -35,3 +37,4 @@ def test_quick_gpu_check_prints_cpu_and_gpu_rows_for_training_and_scoring():
     else:
         assert "| no GPU |" in gpu_train and "| no GPU |" in gpu_score
         assert "GPU: no GPU" in run.stdout
+    assert "local folder" in cpu_score and list(tmp_path.glob("gpu-check-*/models/gpu-check-cpu/1"))
