@@ -82,7 +82,7 @@ def score(root: str, reference: str, use_gpu: bool) -> float:
     command = [sys.executable, "-m", "pipelines.cli", "score", "--model", reference, "--input", "table",
                "--storage", root, "--output", f"gpu-check-{uuid.uuid4().hex[:6]}", "--batch-size", str(BATCH_SIZE),
                "--engine", "ray"]
-    command += ["--use-gpu", "--actors", "1", "--cpus-per-actor", "1"] if use_gpu else \
+    command += ["--use-gpu", "--actors", "1"] if use_gpu else \
         ["--actors", "2", "--cpus-per-actor", "0.5"]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])

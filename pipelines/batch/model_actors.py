@@ -105,8 +105,7 @@ def map_with_model(dataset, actor_class: type[ModelActor], model: RegisteredMode
         fn_constructor_kwargs={"root": root, "reference": model.reference, "use_gpu": compute.use_gpu,
                                **actor_kwargs},
         compute=ray.data.ActorPoolStrategy(size=compute.actors),
-        num_cpus=compute.cpus_per_actor,
-        num_gpus=compute.gpus_per_actor if compute.use_gpu else None,
+        **compute.actor_resources(),
         batch_size=batch_size or compute.batch_size,
         batch_format="numpy",
         # a killed actor is restarted and its batches re-run: Ray Data's defaults for actor pools
