@@ -28,6 +28,9 @@ HARMLESS = (
     r"Failed to kill actor .* Socket closed",                           # shutdown of finished actors
     r"PYTHON worker processes have been started on node",               # a burst of actors on a small node
     r"Started a local Ray instance",
+    # Ray 2.52+ turning on its own secure default for a Ray the job starts; the opposite warning, that a
+    # cluster runs without authentication, is not in this list and is always shown
+    r"Token authentication is enabled for this Ray cluster",
 )
 _HARMLESS = re.compile("|".join(HARMLESS))
 # Ray's C++ core says it at INFO on the driver's stderr when it reads RAY_BACKEND_LOG_LEVEL, before it
@@ -75,11 +78,13 @@ def init_options() -> dict:
 def connecting() -> Iterator[None]:
     """Around `ray.init` on the driver: the process's stderr (file descriptor 2, where Ray's C++ core writes)
     passes through a pipe that drops `LEVEL_NOTICE` and forwards every other line as it comes. Ray's own
-    processes started meanwhile write to their log files, not to the inherited descriptor. A no-op when
-    verbose."""
+    processes started meanwhile write to their log files, not to the inherited descriptor. Ray's Python
+    loggers are quieted first (`quiet_driver`), since `ray.init` itself logs (the token-auth notice). A no-op
+    when verbose."""
     if _verbose:
         yield
         return
+    quiet_driver()
     sys.stderr.flush()
     console = os.dup(2)
     read_end, write_end = os.pipe()
