@@ -28,8 +28,8 @@ class ComputeConfig(StrictModel):
 
     def actor_resources(self) -> dict[str, float]:
         """The `num_cpus` / `num_gpus` of each model actor, as `map_batches` takes them. A GPU actor names no
-        CPUs unless asked: Ray Data then reserves 1 CPU beside it, and warns that asking for both is
-        experimental (seen on an H200 with 0.5 CPU + 1 GPU per actor)."""
+        CPUs unless asked, and Ray Data reserves 1 CPU beside it itself: given both, Ray Data warns that this
+        is experimental and may cause scheduling issues (seen on an H200 with 0.5 CPU + 1 GPU per actor)."""
         if not self.use_gpu:
             return {"num_cpus": CPU_ACTOR_CPUS if self.cpus_per_actor is None else self.cpus_per_actor}
         cpus = {} if self.cpus_per_actor is None else {"num_cpus": self.cpus_per_actor}
