@@ -78,6 +78,43 @@ class ModelWork:
     batch_size: Optional[int] = None              # rows per call (default: the job's compute.batch_size)
 
 
+def check_pool_fits(compute: ComputeConfig) -> None:
+    """Fail at once, naming the fields, when the connected Ray could never schedule the actor pool (a Ray
+    vaepipe started as it is, an autoscaling cluster at its largest): Ray Data would otherwise wait forever,
+    saying only that "the job may hang forever unless the cluster scales up"."""
+    from pipelines.errors import BatchJobError
+    from pipelines.runtime.cluster_capacity import READ_CPUS, cluster_capacity
+
+    capacity = cluster_capacity()
+    resources = compute.actor_resources()
+    gpus_needed = compute.actors * resources.get("num_gpus", 0.0)
+    if gpus_needed > capacity.total("GPU"):
+        raise BatchJobError(
+            f"compute.use_gpu is true, and compute.actors ({compute.actors}) × compute.gpus_per_actor "
+            f"({compute.gpus_per_actor:g}) = {gpus_needed:g} GPUs, but {capacity.phrase} "
+            f"{capacity.total('GPU'):g}; drop --use-gpu, lower compute.actors or compute.gpus_per_actor, or run "
+            "on a GPU cluster")
+    cpus_per_actor = resources.get("num_cpus", 1.0)  # Ray Data's 1 beside a GPU actor that names none
+    if compute.actors * cpus_per_actor + READ_CPUS > capacity.total("CPU"):
+        raise BatchJobError(
+            f"compute.actors ({compute.actors}) × {cpus_per_actor:g} CPUs per actor (compute.cpus_per_actor) "
+            f"= {compute.actors * cpus_per_actor:g} CPUs, but {capacity.phrase} {capacity.total('CPU'):g} and "
+            f"Ray Data's reads need {READ_CPUS:g} of them; lower --actors or --cpus-per-actor, or raise "
+            "ray.num_cpus")
+
+
+def check_local_device(compute: ComputeConfig) -> None:
+    """In this process, `use_gpu` needs a CUDA GPU here: an error rather than a silent run on the CPU."""
+    import torch
+
+    from pipelines.errors import BatchJobError
+
+    if compute.use_gpu and not torch.cuda.is_available():
+        raise BatchJobError("compute.use_gpu is true but this machine has no CUDA GPU for the job's own process "
+                            "(engine local; torch.cuda.is_available() is False): drop --use-gpu, or run with "
+                            "--engine ray on a Ray cluster with GPU nodes")
+
+
 def run_on_ray(work: ModelWork, model: RegisteredModel, root: str, compute: ComputeConfig):
     """The work's output as a Ray Dataset: its input mapped by a pool of `compute.actors` model actors."""
     return map_with_model(work.ray_input(compute.actors), work.actor, model, root, compute, work.batch_size,

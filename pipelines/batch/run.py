@@ -52,7 +52,7 @@ def open_model(config: BatchJobConfig) -> tuple[str, RegisteredModel]:
 def run_batch(job: str, config: BatchJobConfig, model: RegisteredModel, plan: BatchPlan,
               progress: Callable[[str], None] = print) -> BatchOutcome:
     """Write and commit `plan`'s output; `AlreadyComplete` when it exists (and not `config.overwrite`)."""
-    from pipelines.batch.model_actors import run_in_process, run_on_ray
+    from pipelines.batch.model_actors import check_local_device, check_pool_fits, run_in_process, run_on_ray
     from pipelines.batch.parts import write_local_parts, write_parts
     from pipelines.runtime.engine import choose_engine
     from pipelines.runtime.job_progress import counted_batches, row_progress
@@ -68,6 +68,8 @@ def run_batch(job: str, config: BatchJobConfig, model: RegisteredModel, plan: Ba
     progress(choice.line)
     root = storage_root(config.storage)
     on_ray = choice.engine == "ray"
+    if not on_ray:
+        check_local_device(config.compute)  # before the lease: nothing taken, nothing to clean up
     # a retry that finds the lease of an attempt killed on any host waits out its expiry and takes it over
     lease = dict(heartbeat_seconds=config.lease.heartbeat_seconds, lease_seconds=config.lease.expiry_seconds,
                  wait_for_expiry=True, progress=progress)
@@ -76,6 +78,7 @@ def run_batch(job: str, config: BatchJobConfig, model: RegisteredModel, plan: Ba
                         {"vaepipe.output": plan.prefix}, say=progress) as run, \
             (ray_session(config.ray, dashboard=False) if on_ray else nullcontext()):
         if on_ray:
+            check_pool_fits(config.compute)
             with row_progress(plan.rows, progress):
                 write_parts(run_on_ray(plan.work, model, root, config.compute), commit)
         else:

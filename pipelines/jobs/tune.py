@@ -20,6 +20,7 @@ import pandas as pd
 
 from pipelines.errors import SweepError, TrainingError
 from pipelines.runtime import ray_private
+from pipelines.runtime.cluster_capacity import READ_CPUS
 from pipelines.storage.layout import REGISTERED_FILE, run_uri, runs_uri, storage_root, sweep_trials_uri
 from pipelines.training.budget import plan_budget, with_budget
 from pipelines.training.config import TrainJobConfig
@@ -27,7 +28,7 @@ from pipelines.training.model_spec import model_spec_for
 from pipelines.training.registration import export_model, mirror_registration
 from pipelines.training.runs import load_run_config, load_training_data, new_run_id, save_job_config
 from pipelines.training.sweep_config import SEARCHED_FIELDS, SearchConfig, SearchSpace, SweepJobConfig, trial_config
-from pipelines.training.trainer import READ_CPUS, build_trainer, failure_message, job_cpus
+from pipelines.training.trainer import build_trainer, failure_message, job_cpus
 
 # Each trial's Tune actor only builds a TorchTrainer and waits; Tune refuses 0 CPUs (docs/design.md).
 TRIAL_DRIVER_CPUS = 0.01

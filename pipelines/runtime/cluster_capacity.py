@@ -47,6 +47,9 @@ Bundle = dict[str, float]
 # Resources of a cluster whose size nobody can tell: more than any job asks for, and finite so that
 # arithmetic such as floor(cpus / per_trial) still works.
 UNKNOWN_TOTAL = 1e9
+# Ray Data's read and map tasks need a CPU beside a job's train workers or model actors, or the job
+# waits forever (docs/design.md, "Ray on small machines").
+READ_CPUS = 1.0
 
 # Source 3 relies on the command line Ray gives the autoscaler monitor (ray._private.services.start_monitor).
 MONITOR_SCRIPT_SUFFIXES = ("autoscaler/_private/monitor.py", "autoscaler/v2/monitor.py")

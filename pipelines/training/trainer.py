@@ -7,17 +7,13 @@ from typing import TYPE_CHECKING, Sequence
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.datasets.reader import read_split
 from pipelines.errors import TrainingError
+from pipelines.runtime.cluster_capacity import READ_CPUS
 from pipelines.training.config import ScalingConfig, TrainJobConfig
 from pipelines.training.loop import WorkerConfig, should_cache, train_loop_per_worker
 from vae_core import ModelSpec
 
 if TYPE_CHECKING:
     from pipelines.storage.objects import Location
-
-
-# Ray Data's read and map tasks need a CPU beside a job's train workers, or the job
-# waits forever (docs/design.md, "Ray on small machines").
-READ_CPUS = 1.0
 
 
 def job_cpus(scaling: ScalingConfig) -> float:

@@ -191,3 +191,39 @@ def test_empty_input_is_a_clear_error(digits_zero_model, capsys):
                           "--input", "digits-train-only", "--split", "test")
     assert code == 2 and "is empty (0 rows)" in err
     assert_no_scores_written(digits_zero_model)
+
+
+def assert_nothing_under_the_date(model: dict) -> None:
+    from pipelines.storage.objects import list_files
+
+    assert not [f.path for f in list_files(f"{model['storage']}/scores", include_hidden=True)
+                if "2026-12-31" in f.path], "the refused job left files (a lease or parts) behind"
+
+
+@pytest.mark.reliability("bad input")
+@pytest.mark.timeout(180)  # the bug: Ray Data waited forever for a GPU the cluster does not have
+@pytest.mark.parametrize("flags, names", [
+    (("--use-gpu",), ("compute.use_gpu is true", "compute.gpus_per_actor (1) = 2 GPUs", "has 0")),
+    (("--actors", "3", "--cpus-per-actor", "2"), ("compute.actors (3) × 2 CPUs per actor", "= 6 CPUs")),
+], ids=["a GPU where the cluster has none", "more CPUs than the cluster has"])
+def test_an_actor_pool_the_ray_cluster_can_never_schedule_is_refused_at_once(digits_zero_model, capsys, flags,
+                                                                             names):
+    code, err = cli_score(digits_zero_model, capsys, "--model", digits_zero_model["model"], "--input", "digits",
+                          "--engine", "ray", *flags)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, err
+    assert all(name in errors[0] for name in names), errors[0]
+    assert_nothing_under_the_date(digits_zero_model)
+
+
+@pytest.mark.reliability("bad input")
+def test_use_gpu_in_this_process_without_a_gpu_is_refused_not_run_on_the_cpu(digits_zero_model, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: engine local runs there")
+    code, err = cli_score(digits_zero_model, capsys, "--model", digits_zero_model["model"], "--input", "digits",
+                          "--engine", "local", "--use-gpu")
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "compute.use_gpu is true" in errors[0] and "no CUDA GPU" in errors[0]
+    assert_nothing_under_the_date(digits_zero_model)
