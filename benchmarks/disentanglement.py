@@ -85,6 +85,7 @@ class Plan:
     lr: float = 3e-3
     seeds: tuple[int, ...] = (0, 1, 2)
     dci_importance: str = "random_forest"
+    device: str = "cpu"  # "cuda": training and encoding on the GPU, the scores still on the CPU
 
 
 QUICK = Plan(train_images=256, eval_images=300, latent_dim=3, hidden=(4, 8), epochs=1, batch_size=64, seeds=(0, 1))
@@ -95,13 +96,15 @@ QUICK = Plan(train_images=256, eval_images=300, latent_dim=3, hidden=(4, 8), epo
 _IMAGES: dict[tuple[int, int, int], tuple[torch.Tensor, np.ndarray]] = {}
 
 
-def shapes_images(n: int, size: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Pixels in [0, 1] [n, 1, size, size] and factor grid indices [n, 5], rendered once per process."""
+def shapes_images(n: int, size: int, seed: int, device: str = "cpu") -> tuple[torch.Tensor, np.ndarray]:
+    """Pixels in [0, 1] [n, 1, size, size] on `device` and factor grid indices [n, 5], rendered once
+    per process."""
     key = (n, size, seed)
     if key not in _IMAGES:
         pixels, factors = render_shapes(n, size, seed=seed)
         _IMAGES[key] = torch.from_numpy(pixels).float() / 255.0, factor_codes(factors, size)
-    return _IMAGES[key]
+    pixels, factors = _IMAGES[key]
+    return pixels.to(device), factors
 
 
 def train(setting: Setting, images: torch.Tensor, plan: Plan, seed: int) -> VAE:
@@ -110,14 +113,14 @@ def train(setting: Setting, images: torch.Tensor, plan: Plan, seed: int) -> VAE:
     returns the model after the last step."""
     torch.manual_seed(seed)
     model = VAE(ModelSpec.for_images((1, plan.image_size, plan.image_size), latent_dim=plan.latent_dim,
-                                     hidden=plan.hidden))
+                                     hidden=plan.hidden)).to(plan.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=plan.lr)
     steps = plan.epochs * math.ceil(len(images) / plan.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     generator = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(plan.epochs):
-        for index in torch.randperm(len(images), generator=generator).split(plan.batch_size):
+        for index in torch.randperm(len(images), generator=generator).to(images.device).split(plan.batch_size):
             out = model(images[index], beta=setting.beta)
             loss = out.loss if setting.objective == "elbo" else beta_tc_loss(
                 out.recon_nll, out.mu, out.logvar, out.z, dataset_size=len(images), beta=setting.beta)
@@ -138,7 +141,8 @@ def posterior(model: VAE, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray,
         mus.append(out.mu)
         kls.append(kl_per_dim(out.mu, out.logvar).sum(0))
         neg_elbo += float(out.neg_elbo.sum())
-    return torch.cat(mus).numpy(), (torch.stack(kls).sum(0) / len(images)).numpy(), neg_elbo / len(images)
+    return (torch.cat(mus).cpu().numpy(), (torch.stack(kls).sum(0) / len(images)).cpu().numpy(),
+            neg_elbo / len(images))
 
 
 def score(codes: np.ndarray, factors: np.ndarray, kl: np.ndarray, importance: str) -> dict:
@@ -156,16 +160,18 @@ def score(codes: np.ndarray, factors: np.ndarray, kl: np.ndarray, importance: st
 def one_run(setting: Setting, seed: int, plan: Plan) -> tuple[dict, dict]:
     """Train one model and score it on the evaluation images: (the run's record, its weights)."""
     torch.set_num_threads(THREADS_PER_RUN)
-    train_images, _ = shapes_images(plan.train_images, plan.image_size, DATA_SEED)
-    eval_images, factors = shapes_images(plan.eval_images, plan.image_size, EVAL_SEED)
+    train_images, _ = shapes_images(plan.train_images, plan.image_size, DATA_SEED, plan.device)
+    eval_images, factors = shapes_images(plan.eval_images, plan.image_size, EVAL_SEED, plan.device)
     started, cpu_started = time.perf_counter(), time.process_time()
     model = train(setting, train_images, plan, seed)
+    if plan.device != "cpu":
+        torch.cuda.synchronize()  # the wall time is the GPU's work, not how fast steps were queued
     train_seconds, train_cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     codes, kl, neg_elbo = posterior(model, eval_images)
     run = {"setting": setting.label, **asdict(setting), "seed": seed, "train_seconds": train_seconds,
            "train_cpu_seconds": train_cpu_seconds, "eval_neg_elbo": neg_elbo,
            **score(codes, factors, kl, plan.dci_importance)}
-    return run, model.state_dict()
+    return run, {name: tensor.cpu() for name, tensor in model.state_dict().items()}
 
 
 def importance_methods_compared(model: VAE, images: torch.Tensor, factors: np.ndarray) -> dict:
@@ -264,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override the plan's epochs")
     parser.add_argument("--train-images", type=int, help="override the plan's number of training images")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the plan's seeds")
+    parser.add_argument("--batch-size", type=int, help="override the plan's batch size (the β-TC estimate sees "
+                                                        "q(z) through one batch)")
+    parser.add_argument("--lr", type=float, help="override the plan's peak learning rate")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="where to train and encode (default cpu); "
+                                                                   "the scores are computed on the CPU either way")
     parser.add_argument("--dci-importance", choices=("random_forest", "gradient_boosting"))
     parser.add_argument("--workers", type=int, default=WORKERS, help="runs trained side by side, one process each")
     parser.add_argument("--gbt-check", action="store_true",
@@ -272,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else Plan()
     overrides = {"epochs": args.epochs, "train_images": args.train_images,
-                 "seeds": tuple(args.seeds) if args.seeds else None, "dci_importance": args.dci_importance}
+                 "seeds": tuple(args.seeds) if args.seeds else None, "dci_importance": args.dci_importance,
+                 "batch_size": args.batch_size, "lr": args.lr, "device": args.device}
     plan = replace(plan, **{k: v for k, v in overrides.items() if v is not None})
     if args.out_dir:
         results_path = Path(args.out_dir) / "disentanglement.json"
@@ -286,8 +298,11 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     load_before = os.getloadavg()
+    if plan.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU here")
     print(f"shapes {plan.image_size}px: {plan.train_images} training / {plan.eval_images} evaluation images; "
-          f"{len(SETTINGS)} settings x {len(plan.seeds)} seeds on {args.workers} worker(s)", flush=True)
+          f"{len(SETTINGS)} settings x {len(plan.seeds)} seeds on {args.workers} worker(s), {plan.device}; "
+          f"{plan.epochs} epochs of batch {plan.batch_size}", flush=True)
     tasks = [(setting, seed) for setting in SETTINGS for seed in plan.seeds]
     # spawn, not fork: a forked child inherits the parent's OpenMP state and can hang in torch.
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -311,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     eval_images, eval_factors = shapes_images(plan.eval_images, plan.image_size, EVAL_SEED)
     traversal_figure(best, eval_images[0], best_run, figure_path)
     importance_check = importance_methods_compared(best, eval_images, eval_factors) if args.gbt_check else None
-    results = {"plan": asdict(plan), "factors": list(FACTOR_NAMES), "workers": args.workers,
+    gpu = torch.cuda.get_device_name() if plan.device == "cuda" else None
+    results = {"plan": asdict(plan), "gpu": gpu, "factors": list(FACTOR_NAMES), "workers": args.workers,
                "threads_per_run": THREADS_PER_RUN,
                "load_average_before": load_before, "load_average_after": os.getloadavg(),
                "seconds": time.perf_counter() - started, "summary": summary, "runs": runs,
