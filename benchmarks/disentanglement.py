@@ -260,6 +260,34 @@ def markdown(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def merge(paths: list[str], out: Path | None) -> int:
+    """One table over the runs of several results files of the same plan (seeds run on separate
+    occasions, e.g. two sessions on a lent GPU); refuses files whose plans differ but in seeds."""
+    loaded = [json.loads(Path(path).read_text()) for path in paths]
+    plans = [{key: value for key, value in results["plan"].items() if key != "seeds"} for results in loaded]
+    if any(plan != plans[0] for plan in plans):
+        print(f"error: --merge: the plans differ beyond their seeds: {plans}", file=sys.stderr)
+        return 2
+    runs = [run for results in loaded for run in results["runs"]]
+    seen = [(run["setting"], run["seed"]) for run in runs]
+    if len(set(seen)) != len(seen):
+        print("error: --merge: a setting and seed appears in more than one file", file=sys.stderr)
+        return 2
+    summary = summarize(runs)
+    best = max(runs, key=lambda run: run["mig"])
+    merged = {"plan": {**loaded[0]["plan"], "seeds": sorted({run["seed"] for run in runs})},
+              "gpu": loaded[0].get("gpu"), "merged_from": [str(path) for path in paths],
+              "seconds": sum(results["seconds"] for results in loaded), "summary": summary, "runs": runs,
+              "best_run": {"setting": best["setting"], "seed": best["seed"], "mig": best["mig"]}}
+    print(markdown(summary))
+    print(f"best run: {best['setting']} seed {best['seed']}, MIG {best['mig']:.3f}")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(merged, indent=2))
+        print(f"wrote {out}")
+    return 0
+
+
 # --- main -----------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,7 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gbt-check", action="store_true",
                         help="also score the best model's DCI with disentanglement_lib's gradient-boosted trees "
                              "(minutes), to compare with the forest")
+    parser.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
+                        help="train nothing: print one table over these results files' runs (same plan, other "
+                             "seeds) and, with --out-dir, write the merged disentanglement.json there")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out_dir) / "disentanglement.json" if args.out_dir else None)
     plan = QUICK if args.quick else Plan()
     overrides = {"epochs": args.epochs, "train_images": args.train_images,
                  "seeds": tuple(args.seeds) if args.seeds else None, "dci_importance": args.dci_importance,
