@@ -7,6 +7,7 @@ the loop both run, the run on storage, and registration. This module runs them i
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -82,33 +83,40 @@ def run_training(config: TrainJobConfig, resume: Optional[str] = None,
     processes = 1 if choice.engine == "local" else config.scaling.num_workers
     budget = plan_budget(config, manifest, processes)
     config = with_budget(config, budget)
-    # a resumed run keeps the overrides it was resumed with (epochs, lr, ...): the stored config is what ran
-    save_job_config(run, config)
-    if choice.engine == "local":
-        from pipelines.training.in_process import describe_in_process
+    with ExitStack() as ray_up:
+        if choice.engine == "ray":
+            # Ray first: workers the cluster can never hold are refused before the run leaves any record
+            from pipelines.runtime.ray_session import ray_session
 
-        layout = describe_in_process(config)
-    else:
-        layout = f"{config.scaling.num_workers} worker(s){' on GPU' if config.scaling.use_gpu else ''}"
-    progress(f"run {run_id}{' (resumed from its last checkpoint)' if resume else ''}: {manifest.kind} dataset "
-             f"{manifest.name} ({manifest.split_rows['train']} train / {manifest.split_rows['val']} val rows), "
-             f"{spec.architecture} VAE latent {spec.latent_dim}, {layout}")
-    progress(choice.line)
-    progress(budget.line(processes))
-    train = train_in_process if choice.engine == "local" else train_on_ray
-    with tracked_run(tracking, run_id, config.model_dump(mode="json"), {"vaepipe.run_uri": run},
-                     say=progress) as tracked:
-        best_metrics, exported = train(config, root, dataset, manifest, spec, run_id, run, progress, tracked)
-        warning = early_best_warning(int(best_metrics["epoch"]), config.train.epochs)
-        if warning:
-            progress(warning)
-        if tracked is not None:
-            after_the_job("the registered model was not mirrored into MLflow",
-                          lambda: mirror_registration(tracked, root, config.name, exported, progress))
-    return TrainOutcome(run_id=run_id, run_uri=run, model=f"{config.name}@{exported.version}", name=config.name,
-                        version=exported.version, best_epoch=int(best_metrics["epoch"]), epochs=config.train.epochs,
-                        metrics=exported.card["metrics"], history=exported.history,
-                        seconds=time.monotonic() - started, engine=choice.engine, tracked=tracked)
+            ray_up.enter_context(ray_session(config.ray))
+            check_resources(config)
+        # a resumed run keeps the overrides it was resumed with (epochs, lr, ...): the stored config is what ran
+        save_job_config(run, config)
+        if choice.engine == "local":
+            from pipelines.training.in_process import describe_in_process
+
+            layout = describe_in_process(config)
+        else:
+            layout = f"{config.scaling.num_workers} worker(s){' on GPU' if config.scaling.use_gpu else ''}"
+        progress(f"run {run_id}{' (resumed from its last checkpoint)' if resume else ''}: {manifest.kind} dataset "
+                 f"{manifest.name} ({manifest.split_rows['train']} train / {manifest.split_rows['val']} val rows), "
+                 f"{spec.architecture} VAE latent {spec.latent_dim}, {layout}")
+        progress(choice.line)
+        progress(budget.line(processes))
+        train = train_in_process if choice.engine == "local" else train_on_ray
+        with tracked_run(tracking, run_id, config.model_dump(mode="json"), {"vaepipe.run_uri": run},
+                         say=progress) as tracked:
+            best_metrics, exported = train(config, root, dataset, manifest, spec, run_id, run, progress, tracked)
+            warning = early_best_warning(int(best_metrics["epoch"]), config.train.epochs)
+            if warning:
+                progress(warning)
+            if tracked is not None:
+                after_the_job("the registered model was not mirrored into MLflow",
+                              lambda: mirror_registration(tracked, root, config.name, exported, progress))
+        return TrainOutcome(run_id=run_id, run_uri=run, model=f"{config.name}@{exported.version}", name=config.name,
+                            version=exported.version, best_epoch=int(best_metrics["epoch"]), epochs=config.train.epochs,
+                            metrics=exported.card["metrics"], history=exported.history,
+                            seconds=time.monotonic() - started, engine=choice.engine, tracked=tracked)
 
 
 def train_on_ray(config: TrainJobConfig, root: str, dataset: str, manifest: DatasetManifest, spec, run_id: str,
@@ -120,10 +128,9 @@ def train_on_ray(config: TrainJobConfig, root: str, dataset: str, manifest: Data
     from pipelines.storage.objects import delete_file, resolve
     from pipelines.training.epoch_console import epoch_console
 
-    with ray_session(config.ray):
+    with ray_session(config.ray):  # run_training's, when it opened one (and checked the resources there)
         import ray.train
 
-        check_resources(config)
         delete_file(f"{run}/{DIVERGED_FILE}")  # a resumed run is judged by how it goes now
         with progress_board(progress) as board:
             callbacks = [epoch_console(board, config.train.epochs)]

@@ -21,7 +21,8 @@ Ray 2.60 has no public API for the node types, so they are read, in this order, 
    when this process runs on the head (a Ray Jobs driver does): the file named on the command line of
    the cluster's autoscaler monitor.
 A cluster with an autoscaler whose node types none of these give still gets its request and the bounded
-wait, sized on nothing (`Capacity.known` is False); one without an autoscaler is of fixed size.
+wait, sized on nothing (`Capacity.known` is False); one without an autoscaler is of fixed size — and so is
+a plain `ray start --head` cluster, whose monitor only reports the nodes there are (`read_only_report`).
 
 Every private Ray name used here is listed in RAY_INTERNALS and reached through `ray_internal`, so a Ray
 upgrade that drops one fails `tests/pipelines/test_cluster_capacity.py` by name.
@@ -193,11 +194,21 @@ def autoscaler_status() -> Optional[dict]:
 
 
 def autoscaler_running() -> bool:
-    """Whether the connected cluster has an autoscaler: v2, or a v1 monitor that reports one."""
+    """Whether the connected cluster has an autoscaler that can add nodes: v2, or a v1 monitor that reports one
+    and is not read-only."""
     if ray_internal("ray.autoscaler.v2.utils:is_autoscaler_v2")(fetch_from_server=True):
         return True
-    status = autoscaler_status()
-    return bool(status and status.get("autoscaler_report"))
+    report = (autoscaler_status() or {}).get("autoscaler_report")
+    return bool(report) and not read_only_report(report)
+
+
+def read_only_report(report: dict) -> bool:
+    """Whether a v1 monitor's report comes from its read-only provider: the monitor that `ray start --head`
+    without --autoscaling-config runs (manual clusters, laptops) reports the nodes there are and never starts
+    one. It names each node's type after the node itself; a real provider names its configured types."""
+    readonly_type = ray_internal("ray.autoscaler._private.util:format_readonly_node_type")
+    mapping = report.get("node_type_mapping") or {}
+    return bool(mapping) and all(kind == readonly_type(node_id) for node_id, kind in mapping.items())
 
 
 # --- live nodes and packing ----------------------------------------------------------------------------
@@ -272,7 +283,7 @@ class Capacity:
         if not self.known:
             return "an autoscaling cluster whose node types could not be read"
         if not self.can_grow:
-            return f"{len(self.nodes)} node(s) with {describe_resources(_sum(self.nodes))} ({self.source})"
+            return f"{len(self.nodes)} node(s), {describe_bundles(self.nodes)} ({self.source})"
         types = ", ".join(t.describe() for t in self.node_types) or "none"
         return f"worker node types {types} ({self.source})"
 
@@ -290,7 +301,7 @@ def cluster_capacity() -> Capacity:
                         phrase="this cluster can grow to at most")
     if autoscaler_running():
         return Capacity((), can_grow=True, known=False, source="an autoscaler without readable node types")
-    return Capacity(tuple(nodes), source="a cluster without an autoscaler")
+    return Capacity(tuple(nodes), source="no autoscaler that adds nodes")
 
 
 # --- asking the autoscaler -------------------------------------------------------------------------------
@@ -389,6 +400,19 @@ def scale_up_for(capacity: Capacity, bundles: Sequence[Bundle], timeout_s: float
                            f"its {capacity.describe()} cannot hold it even at their max workers (a bundle must "
                            "fit one node); ask for less per worker, or add a node type that can hold it")
     return request_and_wait(bundles, timeout_s, progress, purpose)
+
+
+def check_placeable(capacity: Capacity, bundles: Sequence[Bundle], asked: str, fix: str,
+                    error: Callable[[str], Exception]) -> None:
+    """Raise `error(message)` when `bundles` cannot all be placed, each whole on one node, on what the cluster
+    has (fixed size) or can grow to (its node types at their max workers). Totals are not enough: two
+    2-CPU nodes have 4 CPUs, but a 3-CPU worker never starts on either, and Ray waits for it forever.
+    `asked` says what the bundles are, naming the config fields; `fix` what to change."""
+    if capacity.holds(bundles):
+        return
+    at_most = " even at their max workers" if capacity.can_grow else ""
+    raise error(f"{asked} — {describe_bundles(bundles)} — cannot be placed on this cluster's {capacity.describe()}"
+                f"{at_most}: each must fit whole on one node; {fix}")
 
 
 def worker_bundles(num_workers: int, cpus_per_worker: float, gpus_per_worker: float, use_gpu: bool) -> list[Bundle]:

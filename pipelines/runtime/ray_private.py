@@ -104,6 +104,8 @@ RAY_INTERNALS = (
     "ray._private.ray_constants:DEBUG_AUTOSCALING_STATUS",  # the v1 autoscaler's status key in the GCS KV
     "ray.experimental.internal_kv:_internal_kv_get",  # reads that key
     "ray.autoscaler.v2.utils:is_autoscaler_v2",  # whether the cluster runs autoscaler v2
+    # the node type the v1 monitor's read-only provider (a `ray start` cluster: it reports, never adds) gives a node
+    "ray.autoscaler._private.util:format_readonly_node_type",
 )
 
 

@@ -25,7 +25,7 @@ def check_resources(config: TrainJobConfig) -> None:
     """Fail at once, naming the fields, when the Ray cluster could never schedule the workers: a Ray that
     vaepipe started as it is, an autoscaling cluster at its largest; on the latter, ask its autoscaler for
     the workers and wait for them (ray.scale_up_timeout_s)."""
-    from pipelines.runtime.cluster_capacity import cluster_capacity, scale_up_for, worker_bundles
+    from pipelines.runtime.cluster_capacity import check_placeable, cluster_capacity, scale_up_for, worker_bundles
 
     scaling = config.scaling
     capacity = cluster_capacity()
@@ -40,6 +40,11 @@ def check_resources(config: TrainJobConfig) -> None:
         raise TrainingError(f"scaling.use_gpu is true but {capacity.phrase} {gpus:g} GPUs for "
                             f"{scaling.num_workers} workers; set scaling.use_gpu=false or run on a GPU cluster")
     bundles = worker_bundles(scaling.num_workers, scaling.cpus_per_worker, scaling.gpus_per_worker, scaling.use_gpu)
+    gpus = " and scaling.gpus_per_worker GPUs" if scaling.use_gpu else ""
+    check_placeable(capacity, bundles + [{"CPU": READ_CPUS}],
+                    f"scaling.num_workers ({scaling.num_workers}) train workers of scaling.cpus_per_worker "
+                    f"({scaling.cpus_per_worker:g}) CPUs{gpus} each, and {READ_CPUS:g} CPU for Ray Data",
+                    "lower scaling.cpus_per_worker to what one node has", TrainingError)
     scale_up_for(capacity, bundles + [{"CPU": READ_CPUS}], config.ray.scale_up_timeout_s, print,
                  f"{scaling.num_workers} train worker(s) and {READ_CPUS:g} CPU for Ray Data reads")
 

@@ -93,3 +93,28 @@ def test_prepare_reads_the_files_on_both_nodes_and_writes_what_one_process_write
     on_ray, in_process = (read_committed_parts(f"{root}/datasets/{name}").sort_by("row_id")
                           for name in ("on-ray", "in-process"))
     assert on_ray.num_rows == len(frame) and on_ray.equals(in_process)
+
+
+@pytest.mark.reliability("bad input")
+@pytest.mark.parametrize("field, job", [
+    ("scaling.cpus_per_worker", ["train", "configs/digits.yaml", "--set", "scaling.num_workers=1",
+                                 "--set", "scaling.cpus_per_worker=3"]),
+    ("compute.cpus_per_actor", ["score", "--input", "digits", "--actors", "1", "--cpus-per-actor", "3"]),
+])
+def test_a_worker_no_node_can_hold_is_refused_though_the_cluster_totals_fit(two_nodes, digits_zero_model, field,
+                                                                             job):
+    """Two 2-CPU nodes have the 4 CPUs a 3-CPU worker and Ray Data's read CPU need, but neither node holds the
+    worker: Ray would wait for it forever. Refused at once, naming the field and the nodes; nothing written."""
+    head, _ = two_nodes
+    storage = digits_zero_model["storage"]
+    if job[0] == "score":
+        job = job + ["--model", digits_zero_model["model"]]
+    before = {(f.uri, f.size) for f in list_files(storage, include_hidden=True)}
+    env = {**outside_session_ray(), "RAY_ADDRESS": head.gcs_address}
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", *job, "--storage", storage, "--engine", "ray"],
+                         env=env, capture_output=True, text=True, timeout=180)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 2 and len(errors) == 1, run.stderr[-3000:]
+    assert field in errors[0] and "2 node(s), 2 × {CPU: 2}" in errors[0], errors[0]
+    assert "Traceback" not in run.stderr
+    assert {(f.uri, f.size) for f in list_files(storage, include_hidden=True)} == before

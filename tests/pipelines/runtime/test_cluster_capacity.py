@@ -13,10 +13,12 @@ from pipelines.runtime.cluster_capacity import (
     Capacity,
     NodeType,
     ScaleUpError,
+    check_placeable,
     describe_bundles,
     monitor_autoscaling_config_path,
     node_types_from_autoscaling_config,
     pack,
+    read_only_report,
     scale_up_for,
     worker_bundles,
 )
@@ -143,6 +145,35 @@ def test_a_request_no_node_type_can_hold_fails_at_once_naming_it():
 def test_a_cluster_that_cannot_grow_is_not_asked():
     fixed = Capacity(({"CPU": 4.0},), source="test")
     assert scale_up_for(fixed, [{"GPU": 8.0}], timeout_s=1, progress=print, purpose="x") == 0.0
+
+
+def test_totals_that_fit_do_not_place_a_worker_no_node_holds():
+    two_nodes = Capacity(({"CPU": 2.0}, {"CPU": 2.0}), source="no autoscaler that adds nodes")
+    assert two_nodes.total("CPU") >= 3.0 + 1.0  # the totals would let it through
+    with pytest.raises(ValueError) as raised:
+        check_placeable(two_nodes, [{"CPU": 3.0}, {"CPU": 1.0}], "one worker of 3 CPUs (x.cpus)", "lower x.cpus",
+                        ValueError)
+    assert str(raised.value) == (
+        "one worker of 3 CPUs (x.cpus) — 1 × {CPU: 3} + 1 × {CPU: 1} — cannot be placed on this cluster's "
+        "2 node(s), 2 × {CPU: 2} (no autoscaler that adds nodes): each must fit whole on one node; lower x.cpus")
+    check_placeable(two_nodes, [{"CPU": 2.0}, {"CPU": 1.0}], "fits", "nothing", ValueError)
+
+    grows = Capacity((HEAD,), (CPU_NODE, GPU_NODE), can_grow=True, source="test")
+    with pytest.raises(ValueError, match="even at their max workers: each must fit whole on one node"):
+        check_placeable(grows, [{"CPU": 5.0}], "a 5-CPU worker", "lower it", ValueError)
+    check_placeable(grows, [{"CPU": 4.0}] * 2 + [{"CPU": 3.0, "GPU": 1.0}] * 4, "at its largest", "-", ValueError)
+
+
+def test_the_monitor_of_a_plain_ray_start_cluster_is_read_only():
+    """`ray start --head` without an autoscaling config runs a monitor that names each node's type after the
+    node (the report below is one such monitor's, from two `ray start` nodes); a provider with node types
+    names those. A read-only monitor can add no node: the cluster is of fixed size."""
+    plain = {"active_nodes": {"node_42524c": 1, "node_9f00aa": 1},
+             "node_type_mapping": {"42524c": "node_42524c", "9f00aa": "node_9f00aa"}, "legacy": True}
+    assert read_only_report(plain)
+    autoscaling = {"node_type_mapping": {"42524c": "ray.head.default", "9f00aa": "cpu"}, "legacy": True}
+    assert not read_only_report(autoscaling)
+    assert not read_only_report({"node_type_mapping": {}})  # nothing reported yet: no claim either way
 
 
 def test_a_request_reads_as_counts_of_shapes():
