@@ -1,7 +1,9 @@
-"""Peak memory and speed of `vaepipe prepare` on a CSV prefix, against reading the source whole, in one run.
+"""Peak memory and speed of `vaepipe prepare` on a CSV prefix or an image folder, against reading the source
+whole, in one run.
 
     PYTHONPATH=. python benchmarks/prepare_memory.py                 # 0.5M and 2M rows, 4 files each
     PYTHONPATH=. python benchmarks/prepare_memory.py --rows 1000000 8000000 --files 8
+    PYTHONPATH=. python benchmarks/prepare_memory.py --images        # folders of 10k and 40k 64x64 RGB PNGs
     PYTHONPATH=. python benchmarks/prepare_memory.py --quick         # 20k and 80k rows: checks the script runs
 
 For each size it writes a generated CSV prefix (16 numeric columns, 2 categorical, an id; ~175 bytes a row)
@@ -12,6 +14,11 @@ daemons and workers) is sampled every 0.1 s:
   read CSV/Parquet sources before it streamed them (the baseline; local files only, no commit);
 - `streamed, local`: `vaepipe prepare --engine local` (`datasets.table_stream`, batches, three passes);
 - `streamed, ray`: `--engine ray`, one Ray task per file on a local Ray the job starts.
+
+With --images the source is a folder of PNGs in 10 class folders (random 64x64 RGB; --rows counts images)
+and the ways are `in memory` (every image read, then the rows built and written, as prepare read image folders
+before it went a shard at a time) and `streamed, local` (`vaepipe prepare`: every image checked, then read
+again a shard at a time).
 
 Bounded memory shows as a streamed peak that stays flat while the source grows; the in-memory peak grows with
 it. The output goes to a local storage root in a temporary folder (or --storage).
@@ -54,14 +61,51 @@ def write_source(folder: Path, rows: int, files: int, seed: int = 0) -> int:
     return sum(path.stat().st_size for path in folder.iterdir())
 
 
+IMAGE_SIDE, IMAGE_CLASSES = 64, 10
+
+
+def write_images(folder: Path, images: int, seed: int = 0) -> int:
+    """An image folder of `images` random RGB PNGs in class folders; its size in bytes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for index in range(images):
+        path = folder / f"class-{index % IMAGE_CLASSES}" / f"img-{index:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (IMAGE_SIDE, IMAGE_SIDE, 3), dtype=np.uint8)).save(path)
+    return sum(path.stat().st_size for path in folder.rglob("*.png"))
+
+
+def write_shards(arrow, storage: str, name: str) -> None:
+    """The rows as Parquet shards under a local folder, as prepare wrote them when it read sources whole."""
+    import pyarrow.parquet as pq
+
+    from pipelines.datasets.preparation import default_rows_per_shard
+
+    folder = Path(storage) / "in-memory" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    step = default_rows_per_shard(arrow.num_rows)
+    for index, start in enumerate(range(0, arrow.num_rows, step)):
+        pq.write_table(arrow.slice(start, step), folder / f"part-{index:05d}.parquet", compression="zstd")
+
+
 def run_variant(variant: str, source: str, storage: str, name: str, object_store_mb: Optional[int] = None) -> None:
     """One variant, in this (fresh) process; prints its rows. `object_store_mb`: the object store of the Ray
     that the `streamed, ray` variant starts (default: Ray's)."""
     from pipelines.datasets.preparation import PrepareConfig
 
-    config = PrepareConfig(name=name, source=source, storage=storage, id_column="id",
+    images = not any(Path(source).glob("*.csv"))
+    config = PrepareConfig(name=name, source=source, storage=storage, id_column=None if images else "id",
                            engine="ray" if variant.endswith("ray") else "local",
                            ray={"object_store_mb": object_store_mb})
+    if variant == "in memory" and images:
+        from pipelines.datasets.preparation import build_arrow_table
+        from pipelines.datasets.sources import load_image_folder
+
+        arrow, _ = build_arrow_table(load_image_folder(source, None), config)
+        write_shards(arrow, storage, name)
+        print(f"rows={arrow.num_rows}")
+        return
     if variant == "in memory":
         import pandas as pd
         import pyarrow as pa
@@ -79,16 +123,7 @@ def run_variant(variant: str, source: str, storage: str, name: str, object_store
         del frames
         ids = whole.pop("id").astype(str).to_numpy(dtype=object)
         manifest, arrow = prepare_in_memory(SourceTable("tabular", source, ids, table=whole), config)
-        # and its shards written, as prepare wrote them when it read sources whole
-        import pyarrow.parquet as pq
-
-        from pipelines.datasets.preparation import default_rows_per_shard
-
-        folder = Path(storage) / "in-memory" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        step = default_rows_per_shard(arrow.num_rows)
-        for index, start in enumerate(range(0, arrow.num_rows, step)):
-            pq.write_table(arrow.slice(start, step), folder / f"part-{index:05d}.parquet", compression="zstd")
+        write_shards(arrow, storage, name)  # and its shards written
     else:
         from pipelines.jobs.prepare import prepare_dataset
 
@@ -149,7 +184,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[500_000, 2_000_000], help="source sizes in rows")
     parser.add_argument("--files", type=int, default=4, help="CSV files per source")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--quick", action="store_true", help="20k and 80k rows, 2 files: checks the script runs")
+    parser.add_argument("--images", action="store_true",
+                        help=f"an image folder of {IMAGE_SIDE}x{IMAGE_SIDE} RGB PNGs instead of a CSV prefix (--rows: "
+                             "images; default 10k and 40k); ways: in memory, streamed local")
+    parser.add_argument("--quick", action="store_true", help="20k and 80k rows, 2 files: checks the script runs "
+                                                             "(with --images: 600 and 2,400 images)")
     parser.add_argument("--storage", help="storage root for the prepared datasets (default: a temporary folder)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
@@ -159,15 +198,26 @@ def main() -> None:
     if args.variant:
         run_variant(args.variant, args.source, args.storage, args.name, args.object_store_mb)
         return
-    if args.quick:
+    if args.images:
+        args.variants = [variant for variant in args.variants if not variant.endswith("ray")]
+        if args.quick:
+            args.rows = [600, 2_400]
+        elif args.rows == parser.get_default("rows"):
+            args.rows = [10_000, 40_000]
+    elif args.quick:
         args.rows, args.files = [20_000, 80_000], 2
     work = Path(tempfile.mkdtemp(prefix="prepare-memory-"))
     storage = args.storage or str(work / "store")
     results = []
     for rows in args.rows:
         source = work / f"source-{rows}"
-        size = write_source(source, rows, args.files)
-        print(f"source: {rows:,} rows, {size / 2**20:,.0f} MiB in {args.files} CSV files", flush=True)
+        if args.images:
+            size = write_images(source, rows)
+            print(f"source: {rows:,} {IMAGE_SIDE}x{IMAGE_SIDE} RGB images, {size / 2**20:,.0f} MiB of PNG "
+                  f"({rows * IMAGE_SIDE**2 * 3 / 2**20:,.0f} MiB of pixels)", flush=True)
+        else:
+            size = write_source(source, rows, args.files)
+            print(f"source: {rows:,} rows, {size / 2**20:,.0f} MiB in {args.files} CSV files", flush=True)
         baseline = None
         for variant in args.variants:
             seconds, peak = measured(variant, str(source), storage, f"{variant.split()[-1]}-{rows}")
@@ -176,7 +226,8 @@ def main() -> None:
             print(f"  {variant}: {seconds:.1f} s, peak {peak:,.0f} MiB", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip() or "unknown"
-    print(f"\nprepare of a CSV prefix, {os.cpu_count()} cores, commit {commit}\n")
+    print(f"\nprepare of {'an image folder' if args.images else 'a CSV prefix'}, {os.cpu_count()} cores, "
+          f"commit {commit}\n")
     print("| rows | source MiB | how | seconds | rows/s | speed vs in memory | peak RSS MiB (all processes) |")
     print("|---:|---:|---|---:|---:|---:|---:|")
     for rows, size, variant, seconds, peak, baseline in results:

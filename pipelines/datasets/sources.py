@@ -276,29 +276,56 @@ def read_image(path: Path, shape: Optional[tuple[int, int, int]]) -> np.ndarray:
     return array[None, :, :] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
+@dataclass(frozen=True)
+class ImageFolder:
+    """The PNG/JPEG files under a folder, with the row ids and labels their paths give (a file's parent folder
+    name is its label when images sit in class folders). Pixels are read on demand, some rows at a time, so
+    a folder larger than memory can be checked and prepared a shard at a time."""
+
+    root: Path
+    files: list[Path]
+
+    @classmethod
+    def scan(cls, folder: str, follow_symlinks: bool = False) -> ImageFolder:
+        return cls(Path(folder), image_files(folder, follow_symlinks))
+
+    @property
+    def rows(self) -> int:
+        return len(self.files)
+
+    @property
+    def label_name(self) -> Optional[str]:
+        return "label" if any(p.parent != self.root for p in self.files) else None
+
+    def read(self, rows: slice, shape: Optional[tuple[int, int, int]],
+             first: Optional[tuple[Path, tuple]] = None) -> tuple[np.ndarray, tuple[Path, tuple]]:
+        """The images of `rows` as uint8 [n, C, H, W] — converted and resized to `shape` (C, H, W) when given,
+        else each must have the size of the `first` one read (a path and its shape, also returned)."""
+        if shape is not None and shape[0] not in (1, 3):
+            raise SourceError(f"image shape {shape}: channels must be 1 or 3")
+        arrays = []
+        for path in self.files[rows]:
+            array = read_image(path, shape)
+            if first is None:
+                first = (path, array.shape)
+            elif array.shape != first[1]:
+                raise SourceError(
+                    f"image {path} has shape {array.shape} (C,H,W) but {first[0]} has {first[1]}; "
+                    "declare --image-shape C,H,W to resize them all")
+            arrays.append(array)
+        return np.stack(arrays), first
+
+    def source(self, rows: slice, images: np.ndarray) -> SourceTable:
+        """The rows `rows` (their `images` read) as a SourceTable."""
+        files = self.files[rows]
+        labels = np.array([p.parent.name for p in files], dtype=object) if self.label_name else None
+        row_ids = np.array([str(p.relative_to(self.root)) for p in files], dtype=object)
+        return SourceTable("image", str(self.root), row_ids, labels=labels, images=images, label_name=self.label_name)
+
+
 def load_image_folder(folder: str, shape: Optional[tuple[int, int, int]], follow_symlinks: bool = False
                       ) -> SourceTable:
-    """Every PNG/JPEG under `folder`; a file's parent folder name is its label when images sit in class folders.
-
-    With `shape` (C, H, W) images are converted to C channels and resized to H×W;
-    without it, every image must already have the same size.
-    """
-    root = Path(folder)
-    files = image_files(folder, follow_symlinks)
-    if shape is not None and shape[0] not in (1, 3):
-        raise SourceError(f"image shape {shape}: channels must be 1 or 3")
-    arrays, first = [], None
-    for path in files:
-        array = read_image(path, shape)
-        if first is None:
-            first = (path, array.shape)
-        elif array.shape != first[1]:
-            raise SourceError(
-                f"image {path} has shape {array.shape} (C,H,W) but {first[0]} has {first[1]}; "
-                "declare --image-shape C,H,W to resize them all")
-        arrays.append(array)
-    nested = any(p.parent != root for p in files)
-    labels = np.array([p.parent.name for p in files], dtype=object) if nested else None
-    row_ids = np.array([str(p.relative_to(root)) for p in files], dtype=object)
-    return SourceTable("image", str(root), row_ids, labels=labels, images=np.stack(arrays),
-                       label_name="label" if nested else None)
+    """Every image of an `ImageFolder`, in memory; with `shape` (C, H, W) converted and resized to it, without
+    it every image must already have the same size."""
+    images = ImageFolder.scan(folder, follow_symlinks)
+    return images.source(slice(None), images.read(slice(None), shape)[0])

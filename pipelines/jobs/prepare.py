@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from contextlib import nullcontext
+from collections import Counter
 from functools import partial, reduce
-from typing import Callable, Optional
+from typing import Callable, Iterable, Iterator, Optional
+
+import numpy as np
 
 import pyarrow as pa
 
-from pipelines.datasets.manifest import DatasetManifest, SplitRule
+from pipelines.datasets.manifest import SPLITS, DatasetManifest, SplitRule
 from pipelines.datasets.preparation import (
     PrepareConfig, build_arrow_table, categorical_stats_from, check_user_columns, column_roles_from,
     default_rows_per_shard, load_source, numeric_stats_from, raise_problems, reads_table_files, transform_options,
 )
-from pipelines.datasets.sources import SourceError, SourceTable, table_files
+from pipelines.datasets.sources import BUILTIN_SOURCES, ImageFolder, SourceError, SourceTable, table_files
 from pipelines.datasets import table_stream as stream
 from pipelines.runtime.engine import EngineChoice, attached_cluster
 from pipelines.storage.layout import MANIFEST_FILE, dataset_uri, storage_root
@@ -34,36 +37,89 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lam
     generated rows); `config.source` then only names where they came from. `manifest_fields` go into the
     manifest as well (`augmentation`).
     """
-    from pipelines.storage.commit import OutputCommit
-    from pipelines.storage.objects import check_access, write_json
+    from pipelines.storage.objects import check_access
 
     root = storage_root(config.storage)
     target = dataset_uri(root, config.name)
     check_access(target, write=True)  # where it writes: a read-only or unauthorized root fails here, before reading
     if source is None and reads_table_files(config):
         return prepare_table_files(config, target, progress)
+    if source is None and config.source.removeprefix("builtin:") not in BUILTIN_SOURCES:
+        return prepare_image_folder(config, target, progress)
     if source is None:
         progress(f"reading {config.source}")
         source = load_source(config)
     arrow, fields = build_arrow_table(source, config)
     rows_per_shard = config.rows_per_shard or default_rows_per_shard(arrow.num_rows)
-    shards = []
+    shards = (arrow.slice(start, rows_per_shard) for start in range(0, arrow.num_rows, rows_per_shard))
+    return commit_shards(config, target, source.kind, source.description, shards, lambda: fields, progress,
+                         manifest_fields)
+
+
+def commit_shards(config: PrepareConfig, target: str, kind: str, description: str, shards: Iterable[pa.Table],
+                  fields: Callable[[], dict], progress: Callable[[str], None],
+                  manifest_fields: Optional[dict] = None) -> DatasetManifest:
+    """Write each table of `shards` as a shard, then the manifest — its fields from `fields()`, called once the
+    shards are written — and commit them together."""
+    from pipelines.storage.commit import OutputCommit
+    from pipelines.storage.objects import write_json
+
+    written, schema = [], {}
     with OutputCommit(target, job="prepare", overwrite=config.overwrite) as commit:
-        for index, start in enumerate(range(0, arrow.num_rows, rows_per_shard)):
-            data, shard = stream.encode_shard(arrow.slice(start, rows_per_shard), commit.part_name(index))
+        for index, table in enumerate(shards):
+            data, shard = stream.encode_shard(table, commit.part_name(index))
             commit.write(shard.key, data)
-            shards.append(shard)
-            progress(f"wrote {shards[-1].key} ({shards[-1].rows} rows)")
+            written.append(shard)
+            schema = {f.name: str(f.type) for f in table.schema}
+            progress(f"wrote {shard.key} ({shard.rows} rows)")
+        rows = sum(shard.rows for shard in written)
         manifest = DatasetManifest(
-            name=config.name, kind=source.kind, source=source.description, rows=arrow.num_rows,
-            split=SplitRule(fractions=config.split), impute=config.impute,
-            arrow_schema={f.name: str(f.type) for f in arrow.schema}, shards=shards,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields, **(manifest_fields or {}),
+            name=config.name, kind=kind, source=description, rows=rows, split=SplitRule(fractions=config.split),
+            impute=config.impute, arrow_schema=schema, shards=written,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields(), **(manifest_fields or {}),
         )
         manifest = manifest.model_copy(update={"fingerprint": manifest.compute_fingerprint()})
         write_json(f"{target}/{MANIFEST_FILE}", manifest.model_dump(mode="json"))
-        commit.commit(expected_rows=arrow.num_rows, metadata={"fingerprint": manifest.fingerprint})
+        commit.commit(expected_rows=rows, metadata={"fingerprint": manifest.fingerprint})
     return manifest
+
+
+# A shard of images in memory at a time: its pixels, their Arrow copy and the encoded Parquet.
+IMAGE_SHARD_BYTES = 32 * 2**20
+
+
+def prepare_image_folder(config: PrepareConfig, target: str, progress: Callable[[str], None]) -> DatasetManifest:
+    """An image folder a shard at a time, so that a folder larger than memory prepares in bounded memory. Two
+    passes: every image is decoded and checked first (a damaged file, a bomb, a size that differs), so a bad
+    one fails before anything is written — an existing dataset it would overwrite is left as it was — then
+    each shard's images are read again, turned into rows and written."""
+    from pipelines.runtime.job_progress import RowReport
+
+    folder = ImageFolder.scan(config.source, config.follow_symlinks)
+    step = 256
+    check = RowReport(folder.rows, lambda line: progress(f"checking images: {line}"), what="images")
+    first = None
+    for start in range(0, folder.rows, step):
+        _, first = folder.read(slice(start, start + step), config.image_shape, first)
+        check.add(min(step, folder.rows - start))
+    check.close()
+    image_bytes = int(np.prod(first[1]))
+    rows_per_shard = config.rows_per_shard or min(default_rows_per_shard(folder.rows),
+                                                  max(step, IMAGE_SHARD_BYTES // image_bytes))
+    fields: dict = {}
+    split_rows: Counter = Counter()
+
+    def shards() -> Iterator[pa.Table]:
+        for start in range(0, folder.rows, rows_per_shard):
+            rows = slice(start, start + rows_per_shard)
+            table, shard_fields = build_arrow_table(folder.source(rows, folder.read(rows, config.image_shape,
+                                                                                     first)[0]), config)
+            split_rows.update(shard_fields.pop("split_rows"))
+            fields.update(shard_fields)
+            yield table
+
+    return commit_shards(config, target, "image", str(folder.root), shards(),
+                         lambda: {**fields, "split_rows": {split: split_rows[split] for split in SPLITS}}, progress)
 
 
 def choose_prepare_engine(config: PrepareConfig) -> EngineChoice:

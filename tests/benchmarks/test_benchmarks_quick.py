@@ -77,6 +77,15 @@ def test_prepare_memory_quick_prints_each_way_of_preparing_against_reading_whole
             assert any(line.startswith(rows) and f"| {how} |" in line for line in out.splitlines()), (rows, how)
 
 
+def test_prepare_memory_quick_on_an_image_folder_prints_whole_against_a_shard_at_a_time():
+    out = run_benchmark(["benchmarks/prepare_memory.py", "--images", "--quick"], dict(os.environ))
+    assert "prepare of an image folder" in out
+    for rows in ("| 600 |", "| 2,400 |"):
+        for how in ("in memory", "streamed, local"):
+            assert any(line.startswith(rows) and f"| {how} |" in line for line in out.splitlines()), (rows, how)
+    assert "streamed, ray" not in out
+
+
 def test_scale_quick_prints_scoring_per_size_against_the_plain_loop_and_the_prepare_rows(s3_store):
     out = run_benchmark(["benchmarks/scale.py", "--quick", "--storage", f"s3://{s3_store.bucket}/scale-quick"],
                         dict(os.environ))

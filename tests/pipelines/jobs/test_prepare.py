@@ -151,6 +151,53 @@ def test_image_folder_with_class_folders_and_resize(s3_prefix, tmp_path):
     assert set(_read_dataset(s3_prefix, "pets")["label"]) == {"cats", "dogs"}
 
 
+def _digit_folder(folder, count: int) -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i in range(count):
+        _png_array(folder / str(digits.target[i]) / f"d{i:04d}.png", (digits.images[i] * 15).astype(np.uint8))
+
+
+def _png_array(path, pixels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+
+
+def test_an_image_folder_prepared_a_shard_at_a_time_holds_the_rows_of_the_whole_folder(s3_prefix, tmp_path):
+    """Shard by shard (bounded memory) the dataset is row for row what the whole folder read at once gives."""
+    from pipelines.datasets.preparation import build_arrow_table
+    from pipelines.datasets.sources import load_image_folder
+
+    _digit_folder(tmp_path / "digits", 600)
+    config = PrepareConfig(name="folder", source=str(tmp_path / "digits"), storage=s3_prefix, rows_per_shard=256)
+    manifest = prepare_dataset(config)
+    assert [shard.rows for shard in manifest.shards] == [256, 256, 88]
+    whole, fields = build_arrow_table(load_image_folder(str(tmp_path / "digits"), None), config)
+    assert manifest.split_rows == fields["split_rows"] and manifest.label_column == "label"
+    assert tuple(manifest.image.shape) == (1, 8, 8) and manifest.rows == 600
+    stored = pa.concat_tables(pq.read_table(io.BytesIO(read_bytes(part)))
+                              for part in shard_uris(dataset_uri(s3_prefix, "folder"), manifest))
+    assert stored.select(whole.column_names).equals(whole)
+
+
+@pytest.mark.reliability("bad input")
+def test_a_bad_image_late_in_a_folder_leaves_the_dataset_it_would_overwrite_as_it_was(s3_prefix, tmp_path,
+                                                                                       capsys):
+    _digit_folder(tmp_path / "digits", 300)
+    assert main(["prepare", str(tmp_path / "digits"), "--name", "kept", "--storage", s3_prefix]) == 0
+    target = dataset_uri(s3_prefix, "kept")
+    before = {(f.uri, f.size) for f in list_files(target, include_hidden=True)}
+    (tmp_path / "digits" / "9" / "z-last.png").write_bytes(b"not a png at all")
+    code = main(["prepare", str(tmp_path / "digits"), "--name", "kept", "--storage", s3_prefix, "--overwrite",
+                 "--rows-per-shard", "256"])
+    err = capsys.readouterr().err
+    assert code == 2 and [line for line in err.splitlines() if line.startswith("error:")] == [
+        line for line in err.splitlines() if "z-last.png" in line]
+    assert is_complete(target)
+    assert {(f.uri, f.size) for f in list_files(target, include_hidden=True)} == before
+
+
 def test_prepare_cli_prints_where_the_dataset_lives(s3_prefix, capsys):
     assert main(["prepare", "digits", "--storage", s3_prefix, "--rows-per-shard", "900"]) == 0
     out = capsys.readouterr().out
