@@ -21,10 +21,13 @@ def add_engine_flag(parser: argparse.ArgumentParser) -> None:
 def add_batch_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
     add_engine_flag(parser)
-    parser.add_argument("--actors", type=int, help="model actors in the pool (default 2; engine ray)")
-    parser.add_argument("--cpus-per-actor", type=float, help="logical CPUs per actor (default 0.5; with --use-gpu, "
-                        "Ray Data's 1 beside each GPU actor; engine ray)")
-    parser.add_argument("--batch-size", type=int, help="rows per model call (default 4096)")
+    from pipelines.batch.config import CPU_ACTOR_CPUS, ComputeConfig
+
+    defaults = ComputeConfig()  # the one owner of these defaults: the help says what the config will hold
+    parser.add_argument("--actors", type=int, help=f"model actors in the pool (default {defaults.actors}; engine ray)")
+    parser.add_argument("--cpus-per-actor", type=float, help=f"logical CPUs per actor (default {CPU_ACTOR_CPUS:g}; "
+                        "with --use-gpu, Ray Data's 1 beside each GPU actor; engine ray)")
+    parser.add_argument("--batch-size", type=int, help=f"rows per model call (default {defaults.batch_size})")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU (or --set compute.gpus_per_actor) per actor")
     parser.add_argument("--overwrite", action="store_true", help="replace an output that is already complete")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
