@@ -228,7 +228,8 @@ def main() -> None:
                             text=True).stdout.strip() or "unknown"
     print(f"\nprepare of {'an image folder' if args.images else 'a CSV prefix'}, {os.cpu_count()} cores, "
           f"commit {commit}\n")
-    print("| rows | source MiB | how | seconds | rows/s | speed vs in memory | peak RSS MiB (all processes) |")
+    unit = "images" if args.images else "rows"
+    print(f"| {unit} | source MiB | how | seconds | {unit}/s | speed vs in memory | peak RSS MiB (all processes) |")
     print("|---:|---:|---|---:|---:|---:|---:|")
     for rows, size, variant, seconds, peak, baseline in results:
         ratio = f"{baseline / seconds:.2f}" if baseline else "–"

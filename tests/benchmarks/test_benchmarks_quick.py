@@ -80,10 +80,23 @@ def test_prepare_memory_quick_prints_each_way_of_preparing_against_reading_whole
 def test_prepare_memory_quick_on_an_image_folder_prints_whole_against_a_shard_at_a_time():
     out = run_benchmark(["benchmarks/prepare_memory.py", "--images", "--quick"], dict(os.environ))
     assert "prepare of an image folder" in out
+    assert "| images | source MiB | how | seconds | images/s | speed vs in memory | peak RSS MiB (all processes) |" in out
     for rows in ("| 600 |", "| 2,400 |"):
         for how in ("in memory", "streamed, local"):
             assert any(line.startswith(rows) and f"| {how} |" in line for line in out.splitlines()), (rows, how)
     assert "streamed, ray" not in out
+
+
+def test_stream_memory_quick_prints_both_ways_of_loading_at_each_size():
+    out = run_benchmark(["benchmarks/stream_memory.py", "--quick"], dict(os.environ))
+    lines = out.splitlines()
+    header = lines.index("| rows | table MiB | × object store | data_loading | job s | samples/s (epoch) | "
+                         "peak RSS MiB (all processes) | peak vs cache |")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[header + 2:header + 6]]
+    assert [(row[0], row[3]) for row in rows] == [("20,000", "cache"), ("20,000", "stream"), ("80,000", "cache"),
+                                                  ("80,000", "stream")], out
+    for row in rows:  # every figure measured
+        assert float(row[4]) > 0 and float(row[5].replace(",", "")) > 0 and float(row[6].replace(",", "")) > 50, row
 
 
 def test_scale_quick_prints_scoring_per_size_against_the_plain_loop_and_the_prepare_rows(s3_store):
