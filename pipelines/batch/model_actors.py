@@ -83,7 +83,7 @@ def check_pool_fits(compute: ComputeConfig) -> None:
     vaepipe started as it is, an autoscaling cluster at its largest): Ray Data would otherwise wait forever,
     saying only that "the job may hang forever unless the cluster scales up"."""
     from pipelines.errors import BatchJobError
-    from pipelines.runtime.cluster_capacity import READ_CPUS, check_placeable, cluster_capacity
+    from pipelines.runtime.cluster_capacity import READ_CPUS, check_placeable, cluster_capacity, worker_bundles
 
     capacity = cluster_capacity()
     resources = compute.actor_resources()
@@ -101,9 +101,9 @@ def check_pool_fits(compute: ComputeConfig) -> None:
             f"= {compute.actors * cpus_per_actor:g} CPUs, but {capacity.phrase} {capacity.total('CPU'):g} and "
             f"Ray Data's reads need {READ_CPUS:g} of them; lower --actors or --cpus-per-actor, or raise "
             "ray.num_cpus")
-    bundle = {"CPU": cpus_per_actor, **({"GPU": resources["num_gpus"]} if resources.get("num_gpus") else {})}
+    actors = worker_bundles(compute.actors, cpus_per_actor, compute.gpus_per_actor, compute.use_gpu)
     gpus = " and compute.gpus_per_actor GPUs" if compute.use_gpu else ""
-    check_placeable(capacity, [bundle] * compute.actors + [{"CPU": READ_CPUS}],
+    check_placeable(capacity, actors + [{"CPU": READ_CPUS}],
                     f"compute.actors ({compute.actors}) model actors of {cpus_per_actor:g} CPUs "
                     f"(compute.cpus_per_actor){gpus} each, and {READ_CPUS:g} CPU for Ray Data", "lower --cpus-per-actor to what one node has",
                     BatchJobError)

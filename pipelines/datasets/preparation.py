@@ -24,7 +24,7 @@ from pipelines.datasets.manifest import (
     SPLITS, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec, NumericColumn, SplitRule,
 )
 from pipelines.datasets.sources import (
-    BUILTIN_SOURCES, GENERATED_SOURCES, IMAGE_SUFFIXES, SourceError, SourceTable, load_builtin, load_image_folder,
+    BUILTIN_SOURCES, GENERATED_SOURCES, IMAGE_SUFFIXES, SourceError, SourceTable, load_builtin,
 )
 from pipelines.naming import validate_name
 from pipelines.runtime.engine import Engine
@@ -375,7 +375,8 @@ def arrow_column(values) -> pa.Array:
 
 def reads_table_files(config: PrepareConfig) -> bool:
     """Whether the source is CSV/Parquet files (read block by block: `datasets.table_stream`) rather than a
-    built-in sample or an image folder (read into memory: `load_source`); an unknown name is an error."""
+    built-in sample (read into memory: `load_source`) or an image folder (`jobs.prepare.prepare_image_folder`);
+    an unknown name is an error."""
     spec = config.source
     builtin = spec.removeprefix("builtin:")
     if builtin in BUILTIN_SOURCES:
@@ -392,14 +393,17 @@ def reads_table_files(config: PrepareConfig) -> bool:
     return True
 
 
+def is_builtin_source(config: PrepareConfig) -> bool:
+    return config.source.removeprefix("builtin:") in BUILTIN_SOURCES
+
+
 def load_source(config: PrepareConfig) -> SourceTable:
-    """A built-in sample or an image folder, in memory (CSV/Parquet files: `reads_table_files`)."""
+    """A built-in sample, in memory (CSV/Parquet files: `reads_table_files`; image folders are read a shard
+    at a time: `jobs.prepare.prepare_image_folder`)."""
     builtin = config.source.removeprefix("builtin:")
     if builtin in GENERATED_SOURCES:
         return load_builtin(builtin, config.rows, config.seed, config.image_shape)
-    if builtin in BUILTIN_SOURCES:
-        return load_builtin(builtin, config.rows, config.seed)
-    return load_image_folder(config.source, config.image_shape, config.follow_symlinks)
+    return load_builtin(builtin, config.rows, config.seed)
 
 
 def check_user_columns(source: SourceTable) -> None:

@@ -8,6 +8,7 @@ the input are raised here as `SourceError` naming the file, column or row.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
@@ -293,7 +294,7 @@ class ImageFolder:
     def rows(self) -> int:
         return len(self.files)
 
-    @property
+    @cached_property
     def label_name(self) -> Optional[str]:
         return "label" if any(p.parent != self.root for p in self.files) else None
 

@@ -21,9 +21,9 @@ import pyarrow as pa
 from pipelines.datasets.manifest import SPLITS, DatasetManifest, SplitRule
 from pipelines.datasets.preparation import (
     PrepareConfig, build_arrow_table, categorical_stats_from, check_user_columns, column_roles_from,
-    default_rows_per_shard, load_source, numeric_stats_from, raise_problems, reads_table_files, transform_options,
+    default_rows_per_shard, is_builtin_source, load_source, numeric_stats_from, raise_problems, reads_table_files, transform_options,
 )
-from pipelines.datasets.sources import BUILTIN_SOURCES, ImageFolder, SourceError, SourceTable, table_files
+from pipelines.datasets.sources import ImageFolder, SourceError, SourceTable, table_files
 from pipelines.datasets import table_stream as stream
 from pipelines.runtime.engine import EngineChoice, attached_cluster
 from pipelines.storage.layout import MANIFEST_FILE, dataset_uri, storage_root
@@ -44,7 +44,7 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[str], None] = lam
     check_access(target, write=True)  # where it writes: a read-only or unauthorized root fails here, before reading
     if source is None and reads_table_files(config):
         return prepare_table_files(config, target, progress)
-    if source is None and config.source.removeprefix("builtin:") not in BUILTIN_SOURCES:
+    if source is None and not is_builtin_source(config):
         return prepare_image_folder(config, target, progress)
     if source is None:
         progress(f"reading {config.source}")

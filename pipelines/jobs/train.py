@@ -121,28 +121,27 @@ def run_training(config: TrainJobConfig, resume: Optional[str] = None,
 
 def train_on_ray(config: TrainJobConfig, root: str, dataset: str, manifest: DatasetManifest, spec, run_id: str,
                  run: str, progress: Callable[[str], None], tracked=None):
-    """Ray Train workers fed by Ray Data; (best metrics, exported model)."""
+    """Ray Train workers fed by Ray Data, in the Ray session run_training opened (and checked the resources
+    in); (best metrics, exported model)."""
+    import ray.train
+
     from pipelines.runtime.job_progress import progress_board
-    from pipelines.runtime.ray_session import ray_session
     from pipelines.runtime.tracking import train_metrics_callback
     from pipelines.storage.objects import delete_file, resolve
     from pipelines.training.epoch_console import epoch_console
 
-    with ray_session(config.ray):  # run_training's, when it opened one (and checked the resources there)
-        import ray.train
-
-        delete_file(f"{run}/{DIVERGED_FILE}")  # a resumed run is judged by how it goes now
-        with progress_board(progress) as board:
-            callbacks = [epoch_console(board, config.train.epochs)]
-            if tracked is not None:
-                callbacks.append(train_metrics_callback(tracked))
-            trainer = build_trainer(config, dataset, manifest, spec, run_id, resolve(runs_uri(root)), callbacks)
-            try:
-                result = trainer.fit()
-            except ray.train.TrainingFailedError as err:
-                raise TrainingError(f"training run {run_id} failed: {failure_message(err)}; checkpoints are kept "
-                                    f"under {run}/ — fix the cause and `vaepipe train --resume {run_id}`") from None
-        return register_best(config, root, dataset, manifest, run_id, run, result, progress, tracked)
+    delete_file(f"{run}/{DIVERGED_FILE}")  # a resumed run is judged by how it goes now
+    with progress_board(progress) as board:
+        callbacks = [epoch_console(board, config.train.epochs)]
+        if tracked is not None:
+            callbacks.append(train_metrics_callback(tracked))
+        trainer = build_trainer(config, dataset, manifest, spec, run_id, resolve(runs_uri(root)), callbacks)
+        try:
+            result = trainer.fit()
+        except ray.train.TrainingFailedError as err:
+            raise TrainingError(f"training run {run_id} failed: {failure_message(err)}; checkpoints are kept "
+                                f"under {run}/ — fix the cause and `vaepipe train --resume {run_id}`") from None
+    return register_best(config, root, dataset, manifest, run_id, run, result, progress, tracked)
 
 
 def train_in_process(config: TrainJobConfig, root: str, dataset: str, manifest: DatasetManifest, spec, run_id: str,

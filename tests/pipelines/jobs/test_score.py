@@ -217,11 +217,12 @@ def test_an_actor_pool_the_ray_cluster_can_never_schedule_is_refused_at_once(dig
 
 
 @pytest.mark.reliability("bad input")
-def test_use_gpu_in_this_process_without_a_gpu_is_refused_not_run_on_the_cpu(digits_zero_model, capsys):
+def test_use_gpu_in_this_process_without_a_gpu_is_refused_not_run_on_the_cpu(digits_zero_model, capsys,
+                                                                            monkeypatch):
     import torch
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a CUDA GPU: engine local runs there")
+    if torch.cuda.is_available():  # the machine without a GPU, on one that has one: the only way to make it here
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     code, err = cli_score(digits_zero_model, capsys, "--model", digits_zero_model["model"], "--input", "digits",
                           "--engine", "local", "--use-gpu")
     errors = [line for line in err.splitlines() if line.startswith("error:")]
