@@ -89,9 +89,12 @@ class AutoscalingHead:
         return self.node.dashboard
 
     def alive_nodes(self) -> list[dict]:
-        """The dashboard's summary of every live node (the head included)."""
-        nodes = requests.get(f"{self.dashboard}/nodes?view=summary", timeout=5).json()["data"]["summary"]
-        return [n for n in nodes if n["raylet"]["state"] == "ALIVE"]
+        """Every live node (the head included), from the state API, which asks the GCS: the dashboard's node
+        summary (`/nodes?view=summary`) is a cache that showed a node seconds after `ray.cluster_resources()`
+        counted it (3.1 s against 6.8 s here), and in CI after the job was over."""
+        reply = requests.get(f"{self.dashboard}/api/v0/nodes", params={"filter_keys": "state",
+                             "filter_predicates": "=", "filter_values": "ALIVE"}, timeout=5).json()
+        return reply["data"]["result"]["result"]
 
     def wait_for_worker_nodes(self, count: int, timeout_s: float) -> float:
         """Seconds until at least `count` worker nodes are alive; fails the test after `timeout_s`."""
@@ -182,24 +185,29 @@ class ClusterWatch:
             self._sample()
             self._stop.wait(self.poll_s)
 
-    def _sample(self) -> None:
+    def _sample(self) -> bool:
+        """One sample; False when the head did not answer in time."""
         try:
             workers = len(self.head.alive_nodes()) - 1
             demand = self.head.resource_requests()
         except (requests.exceptions.RequestException, KeyError, ValueError):
-            return  # a busy head answered late: the next sample counts
+            return False  # a busy head answered late: the next sample counts
         if workers > 0 and self.first_worker_s is None:
             self.first_worker_s = time.monotonic() - self.started
         self.max_workers = max(self.max_workers, workers)
         if demand and demand not in self.requests_seen:
             self.requests_seen.append(demand)
+        return True
 
-    def stop(self) -> "ClusterWatch":
-        """Stop sampling, after one last sample: on 2 busy cores every background sample during a short
-        job can miss (CI saw a job's worker node up and none recorded)."""
+    def stop(self, last_sample_timeout_s: float = 30) -> "ClusterWatch":
+        """Stop sampling, after one last sample that is retried until the head answers: on 2 busy cores
+        every background sample during a short job can miss, and so did a single last one (CI twice saw a
+        job's worker node up and none recorded)."""
         self._stop.set()
         self._thread.join(timeout=10)
-        self._sample()
+        deadline = time.monotonic() + last_sample_timeout_s
+        while not self._sample() and time.monotonic() < deadline:
+            time.sleep(1)
         return self
 
 
