@@ -28,9 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
-from sklearn.metrics import mutual_info_score
-from sklearn.svm import LinearSVC
 
 MIG_BINS = 20  # disentanglement_lib's discretizer.num_bins
 TRAIN_FRACTION = 2 / 3
@@ -64,6 +61,9 @@ def active_units(kl_per_dim: np.ndarray, floor: float = ACTIVE_KL_FLOOR) -> np.n
 
 def mutual_information_matrix(codes: np.ndarray, factors, bins: int = MIG_BINS) -> np.ndarray:
     """I(code_j; factor_k) in nats, [Z, F], each code discretized into `bins` equal-width bins."""
+    from sklearn.metrics import mutual_info_score  # scikit-learn's import is here, not at the top: it took
+    # ~1.4 s of every `vaepipe train`, whose report imports this module, with or without factor columns
+
     codes, labels = _check(codes, factors, "mutual_information_matrix")
     binned = discretize(codes, bins)
     return np.array([[mutual_info_score(labels[:, k], binned[:, j]) for k in range(labels.shape[1])]
@@ -80,6 +80,8 @@ def discretize(codes: np.ndarray, bins: int = MIG_BINS) -> np.ndarray:
 
 def factor_entropies(factors) -> np.ndarray:
     """H(factor_k) in nats from the factors' empirical frequencies: [F]."""
+    from sklearn.metrics import mutual_info_score
+
     labels = factor_labels(factors)
     return np.array([mutual_info_score(column, column) for column in labels.T])
 
@@ -109,6 +111,8 @@ def dci(codes: np.ndarray, factors, importance: str = "gradient_boosting", seed:
     (a cheaper forest of trees over all codes, see FOREST). A constant encoder scores 0."""
     if importance not in IMPORTANCE_METHODS:
         raise ValueError(f"dci: importance must be one of {IMPORTANCE_METHODS}; got {importance!r}")
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+
     codes, labels = _check(codes, factors, "dci", min_codes=2, min_factors=2)
     train, test = train_test_rows(len(codes), seed)
     matrix = np.zeros((codes.shape[1], labels.shape[1]))
@@ -129,6 +133,8 @@ def sap(codes: np.ndarray, factors, continuous_factors: bool = False, seed: int 
     """Separated Attribute Predictability: the mean over factors of the gap between the two codes
     that predict the factor best on their own — held-out accuracy of a linear SVM (C=0.01, balanced
     classes) for discrete factors, squared correlation on all rows for continuous ones."""
+    from sklearn.svm import LinearSVC
+
     codes, labels = _check(codes, factors, "sap", min_codes=2)
     if continuous_factors:
         values = np.asarray(factors, dtype=np.float64)
