@@ -1,6 +1,5 @@
 """`python -m pipelines.cli ...` is `vaepipe ...`."""
-import sys
+from pipelines.cli.main import run
 
-from pipelines.cli.main import main
-
-sys.exit(main())
+if __name__ == "__main__":
+    run()

@@ -7,8 +7,10 @@ or pyarrow: command modules import their job inside the handler.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
+import threading
 from typing import Callable, Sequence
 
 from pipelines import __version__
@@ -80,3 +82,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             os.environ[ENV_ALLOW_SYSTEM_PATHS] = allowed_before
 
+
+def run() -> None:
+    """The `vaepipe` executable: `main()`, then `exit_fast` with its status."""
+    exit_fast(main())
+
+
+def exit_fast(code: int) -> None:
+    """Exit with `code` as Python would, less the last step: freeing every object of torch, pandas and the rest
+    one by one, ~0.5 s of every small job on 2 cores (as mypy exits, for the same reason). The atexit handlers
+    still run first (Ray's shutdown, MLflow's end of run, temporary folders' clean-up, logging's flush). Where a
+    thread other than daemons still runs, Python's own exit, which waits for it, is taken instead."""
+    if any(thread.is_alive() and not thread.daemon for thread in threading.enumerate()
+           if thread is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what Python's exit calls: public in behaviour, underscored in name since 2.x
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`vaepipe ... | head`): nothing more can be said there
+            pass
+    os._exit(code)
