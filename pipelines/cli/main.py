@@ -91,10 +91,12 @@ def run() -> None:
 def exit_fast(code: int) -> None:
     """Exit with `code` as Python would, less the last step: freeing every object of torch, pandas and the rest
     one by one, ~0.5 s of every small job on 2 cores (as mypy exits, for the same reason). The atexit handlers
-    still run first (Ray's shutdown, MLflow's end of run, temporary folders' clean-up, logging's flush). Where a
-    thread other than daemons still runs, Python's own exit, which waits for it, is taken instead."""
-    if any(thread.is_alive() and not thread.daemon for thread in threading.enumerate()
-           if thread is not threading.main_thread()):
+    still run first (Ray's shutdown, MLflow's end of run, temporary folders' clean-up, logging's flush). Python's
+    own exit is taken instead where a thread other than daemons still runs (it waits for it), and under a profiler
+    or debugger (`python -m cProfile -m pipelines.cli ...` writes its results once the program returns)."""
+    if sys.getprofile() is not None or sys.gettrace() is not None or any(
+            thread.is_alive() and not thread.daemon for thread in threading.enumerate()
+            if thread is not threading.main_thread()):
         sys.exit(code)
     atexit._run_exitfuncs()  # what Python's exit calls: public in behaviour, underscored in name since 2.x
     for stream in (sys.stdout, sys.stderr):

@@ -61,3 +61,11 @@ def test_the_executable_exits_with_the_commands_status(tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     (error,) = done.stderr.splitlines()
     assert error.startswith(f"error: config file {tmp_path / 'missing.yaml'} does not exist")
+
+
+def test_under_a_profiler_the_program_returns_so_the_profile_is_written(tmp_path):
+    profile = tmp_path / "score.prof"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "pipelines.cli", "train",
+                           str(tmp_path / "missing.yaml")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "error: config file" in done.stderr  # (cProfile's own exit status is 0 whatever the program's)
+    assert profile.stat().st_size > 0
