@@ -21,6 +21,7 @@ and sdmetrics run under another interpreter (`--sdv-python`, default `.venv-sdv/
     PYTHONPATH=. nice -n 19 .venv/bin/python benchmarks/synthesis.py            # the full run
     PYTHONPATH=. .venv/bin/python benchmarks/synthesis.py --quick                # seconds, a smoke run
     PYTHONPATH=. nice -n 19 .venv/bin/python benchmarks/synthesis.py --ablation  # ours only, one lever at a time
+    PYTHONPATH=. .venv/bin/python benchmarks/synthesis.py --seeds 3 --tables diabetes  # mean ± sd over seeds
 """
 from __future__ import annotations
 
@@ -156,6 +157,8 @@ for name, make in (("gaussian_copula", lambda: GaussianCopulaSynthesizer(metadat
     started = time.perf_counter()
     synthesizer = make()
     synthesizer.fit({{"t": train}})  # sdv 2 takes a dict of tables
+    if {seed}:  # SDV samples from a fixed seed (FIXED_RNG_SEED, 73251) after every fit; no public way to change it
+        synthesizer._set_random_state(73251 + {seed})
     synthetic = synthesizer.sample({rows})
     synthetic = synthetic["t"] if isinstance(synthetic, dict) else synthetic
     out[name] = time.perf_counter() - started
@@ -200,7 +203,7 @@ def run_sdv(script: str, python: str, args: list[str]) -> dict:
 def ours(train: pd.DataFrame, table: Table, config: SynthesisConfig) -> tuple[pd.DataFrame, dict]:
     started = time.perf_counter()
     synthesizer = fit(train, table.categorical, config)
-    synthetic = synthesizer.sample(len(train), seed=SEED)
+    synthetic = synthesizer.sample(len(train), seed=config.seed)
     seconds = time.perf_counter() - started
     report = synthesizer.report
     return synthetic, {"seconds": seconds, "steps": report.steps, "batch_size": report.batch_size,
@@ -216,13 +219,15 @@ def score(synthetic: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, tabl
 
 def benchmark_table(table: Table, config: SynthesisConfig, sdv_python: Optional[str], tvae_options: dict,
                     rows_limit: Optional[int] = None) -> dict:
+    """Every generator on `table`, each seeded with `config.seed` (the split, the TSTR model and the DCR sample
+    keep SEED: only the generators' own randomness changes from seed to seed)."""
     frame = table.rows()
     if rows_limit:
         frame = frame.iloc[:rows_limit]
     train, test = split(frame)
     result = {"table": table.name, "about": table.about, "train_rows": len(train), "test_rows": len(test),
               "columns": len(frame.columns), "categorical": table.categorical, "target": table.target,
-              "task": table.task, "generators": {}}
+              "task": table.task, "seed": config.seed, "generators": {}}
     result["generators"]["real"] = {**score(train, train, test, table), "seconds": None}
     synthetic, info = ours(train, table, config)
     result["generators"]["vaepipe"] = {**score(synthetic, train, test, table), **info}
@@ -235,8 +240,9 @@ def benchmark_table(table: Table, config: SynthesisConfig, sdv_python: Optional[
         test.to_parquet(test_path)
         train.to_parquet(paths["real"])
         synthetic.to_parquet(paths["vaepipe"])
-        seconds = run_sdv(SDV_FIT.format(threads=THREADS, seed=SEED, categorical=table.categorical, rows=len(train),
-                                         tvae_options=tvae_options), sdv_python, [paths["real"], directory])
+        seconds = run_sdv(SDV_FIT.format(threads=THREADS, seed=config.seed, categorical=table.categorical,
+                                         rows=len(train), tvae_options=tvae_options),
+                          sdv_python, [paths["real"], directory])
         for name, took in seconds.items():
             peer = pd.read_parquet(f"{directory}/{name}.parquet")[list(train.columns)]
             result["generators"][name] = {**score(peer, train, test, table), "seconds": took}
@@ -285,6 +291,45 @@ def markdown(results: dict) -> str:
                          f"{q['column_pair_trends']:.3f} | {mark('tstr', g['tstr'])} | "
                          f"{g['dcr_closer_to_training']:.3f} | {seconds} | "
                          f"{g['overall']:.3f} / {g['column_shapes']:.3f} / {g['column_pair_trends']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def seeds_markdown(results: dict) -> str:
+    """Every table's generators over the seeds run: mean ± sd of overall (sdmetrics' when it ran) and TSTR, means
+    of the rest, and each seed's overall; bold where ours is at or above the best peer's mean."""
+    lines = ["| table (train rows; TSTR target) | generator | overall | column shapes | pair trends | TSTR | "
+             "DCR closer to train | seconds | overall per seed |", "|---|---|---|---|---|---|---|---|---|"]
+    runs: dict[str, list[dict]] = {}
+    for r in results["tables"]:
+        runs.setdefault(r["table"], []).append(r)
+    for name, per_seed in runs.items():
+        first = per_seed[0]
+        metric = "ROC-AUC" if first["task"] == "classification" else "R²"
+        head = f"{name} ({first['train_rows']:,}; {first['target']} {metric})"
+
+        def values(generator: str, key: str) -> list[float]:
+            return [r["generators"][generator].get("sdmetrics", r["generators"][generator]).get(key,
+                    r["generators"][generator].get(key)) for r in per_seed if generator in r["generators"]]
+
+        best = {key: max((np.mean(values(g, key)) for g in PEERS if values(g, key)), default=None)
+                for key in ("overall", "tstr")}
+        for generator in ("vaepipe", *PEERS, "real"):
+            if not values(generator, "overall"):
+                lines.append(f"| {head} | {LABELS[generator]} | — | — | — | — | — | no SDV interpreter | |")
+                continue
+
+            def cell(key: str) -> str:
+                v = values(generator, key)
+                text = f"{np.mean(v):.3f} ± {np.std(v):.3f}"
+                return f"**{text}**" if generator == "vaepipe" and best[key] is not None and np.mean(v) >= best[key] \
+                    else text
+            seconds = [s for s in values(generator, "seconds") if s is not None]
+            lines.append(f"| {head} | {LABELS[generator]} | {cell('overall')} | "
+                         f"{np.mean(values(generator, 'column_shapes')):.3f} | "
+                         f"{np.mean(values(generator, 'column_pair_trends')):.3f} | {cell('tstr')} | "
+                         f"{np.mean(values(generator, 'dcr_closer_to_training')):.3f} | "
+                         f"{f'{np.mean(seconds):.1f}' if seconds else '—'} | "
+                         f"{' / '.join(f'{v:.3f}' for v in values(generator, 'overall'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -339,6 +384,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--ablation", nargs="*", metavar="LEVER", help="ours only, one lever at a time "
                         f"(default all: {', '.join(ABLATION)})")
     parser.add_argument("--tables", nargs="*", choices=list(TABLES), help="default: all")
+    parser.add_argument("--seeds", type=int, default=1, help="run every generator with seeds 0..N-1 (the split stays "
+                        "fixed) and report mean ± sd over them (default 1: seed 0, one table row per generator)")
     parser.add_argument("--sdv-python", default=str(ROOT / ".venv-sdv" / "bin" / "python"),
                         help="interpreter with sdv + sdmetrics ('none': run without the peers)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for synthesis.json/.md")
@@ -362,13 +409,16 @@ def main(argv: Optional[list[str]] = None) -> None:
     config = SynthesisConfig(threads=THREADS, **({"steps": 200} if args.quick else {}))
     if args.quick:
         tables = [TABLES["diabetes"], TABLES["modechoice"]]
-    results = {"quick": args.quick, "seed": SEED, "threads": THREADS, "config": config.model_dump(), "tables": []}
-    for table in tables:
-        print(table.name, flush=True)
-        results["tables"].append(benchmark_table(table, config, sdv_python, {"epochs": 5} if args.quick else {}))
+    results = {"quick": args.quick, "seed": SEED, "seeds": args.seeds, "threads": THREADS,
+               "config": config.model_dump(), "tables": []}
+    for seed in range(args.seeds):
+        for table in tables:
+            print(f"{table.name}, seed {seed}", flush=True)
+            results["tables"].append(benchmark_table(table, config.model_copy(update={"seed": seed}), sdv_python,
+                                                     {"epochs": 5} if args.quick else {}))
     results["seconds"] = time.perf_counter() - started
-    report = markdown(results)
-    suffix = "_quick" if args.quick else ""
+    report = markdown(results) if args.seeds == 1 else seeds_markdown(results)
+    suffix = ("_quick" if args.quick else "") + (f"_{args.seeds}seeds" if args.seeds > 1 else "")
     (out / f"synthesis{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
     (out / f"synthesis{suffix}.md").write_text(report)
     print(report)
