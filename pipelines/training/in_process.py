@@ -102,7 +102,8 @@ class LocalRun:
         epoch = int(metrics["epoch"])
         uri = local_checkpoint_uri(self.run_uri, epoch)
         files = sorted(Path(directory).iterdir(), key=lambda path: path.name == STATE_FILE)
-        checkpoints = self.checkpoints()  # read before this one is written: it is added below
+        if self._stored is None:  # the run's earlier checkpoints (a resumed run), read before this one is written
+            self._stored = self._read_checkpoints()
         for path in files:
             write_bytes(f"{uri}/{path.name}", path.read_bytes())
         self._stored[epoch] = StoredCheckpoint(uri, dict(metrics))
