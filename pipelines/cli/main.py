@@ -90,7 +90,7 @@ def run() -> None:
 
 def exit_fast(code: int) -> None:
     """Exit with `code` as Python would, less the last step: freeing every object of torch, pandas and the rest
-    one by one, ~0.5 s of every small job on 2 cores (as mypy exits, for the same reason). The atexit handlers
+    one by one, 0.5-1 s of every small job on 2 cores (as mypy exits, for the same reason). The atexit handlers
     still run first (Ray's shutdown, MLflow's end of run, temporary folders' clean-up, logging's flush). Python's
     own exit is taken instead where a thread other than daemons still runs (it waits for it), and under a profiler
     or debugger (`python -m cProfile -m pipelines.cli ...` writes its results once the program returns)."""
