@@ -44,7 +44,7 @@ def test_a_thread_still_at_work_is_waited_for():
         from pipelines.cli.main import exit_fast
 
         def upload():
-            time.sleep(1)
+            time.sleep(0.3)
             print("the upload finished", flush=True)
 
         threading.Thread(target=upload).start()
