@@ -184,7 +184,9 @@ def train_steps(model: VAE, x_train: torch.Tensor, x_val: Optional[torch.Tensor]
     batch = min(config.batch_size or default_batch, len(x_train))
     steps = config.steps or default_steps
     warmup = max(1, round(config.kl_warmup_fraction * steps)) if config.kl_warmup_fraction > 0 else 0
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    # fused: one kernel for every parameter's update instead of a dozen small ops per tensor; a 309-row table's
+    # 3,000 steps of 32 rows took 3.7 s instead of 4.6-5.5 s (interleaved runs, one thread)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     generator = torch.Generator().manual_seed(config.seed)
     evaluate_every = max(1, steps // config.evaluations)
     best, best_state, best_step, history = math.inf, None, steps, []
