@@ -102,7 +102,7 @@ def deterministic_columns(prefix: str):
 
 
 @pytest.mark.reliability("process fault")
-def test_killed_scoring_job_rerun_gives_exact_output_and_one_success(digits_zero_model, s3_store):
+def test_killed_scoring_job_rerun_gives_exact_output_and_one_success(digits_zero_model, s3_store, tmp_path):
     """A real SIGKILL of `vaepipe score` (and the local Ray it started) after its first parts land."""
     import os
     import signal
@@ -122,12 +122,14 @@ def test_killed_scoring_job_rerun_gives_exact_output_and_one_success(digits_zero
                "--input", "digits", "--storage", digits_zero_model["storage"], "--date", "2026-11-02",
                "--iw-samples", "3000", "--batch-size", "64", "--cpus-per-actor", "0.25",
                "--engine", "ray"]  # the Ray job (and its local Ray) is what gets killed: never auto's local
-    job = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    log = tmp_path / "score.log"
+    with log.open("wb") as out:
+        job = subprocess.Popen(command, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240
         while not [f for f in list_files(prefix) if f.path.endswith(".parquet")]:
-            assert job.poll() is None, "the scoring job ended before writing a part"
+            assert job.poll() is None, \
+                f"the scoring job ended (status {job.poll()}) before writing a part:\n{log.read_text()[-4000:]}"
             assert time.monotonic() < deadline, "no part appeared within 240 s"
             time.sleep(0.2)
     finally:
