@@ -382,7 +382,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="seconds: two small tables, 200 steps, TVAE 5 epochs")
     parser.add_argument("--ablation", nargs="*", metavar="LEVER", help="ours only, one lever at a time "
-                        f"(default all: {', '.join(ABLATION)})")
+                        f"(default all: {', '.join(ABLATION)})".replace("%", "%%"))  # argparse formats help with %
     parser.add_argument("--tables", nargs="*", choices=list(TABLES), help="default: all")
     parser.add_argument("--seeds", type=int, default=1, help="run every generator with seeds 0..N-1 (the split stays "
                         "fixed) and report mean ± sd over them (default 1: seed 0, one table row per generator)")

@@ -5,20 +5,25 @@ the step with the best validation −ELBO, the validation −ELBO at the end, an
 to it at the end. With `--min-std S` the floor on a learned Gaussian std (vae_core.likelihoods.MIN_STD,
 in model units) is raised to S, to test the "outliers under a learned per-column std" explanation.
 
-    PYTHONPATH=. nice -n 19 .venv/bin/python benchmarks/synthesis_early_best.py [--table randhie] [--min-std 0.1]
-    PYTHONPATH=. .venv/bin/python benchmarks/synthesis_early_best.py --quick     # 60 steps: checks it runs
+    nice -n 19 .venv/bin/python benchmarks/synthesis_early_best.py [--table randhie] [--min-std 0.1]
+    .venv/bin/python benchmarks/synthesis_early_best.py --quick     # 60 steps: checks it runs
 """
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-import vae_core.likelihoods
-from benchmarks.synthesis import TABLES, THREADS, split
-from pipelines.datasets.features import table_features
-from pipelines.training.tabular_synthesis import SynthesisConfig, fit
+if __package__ in (None, ""):  # run as a script: the repository root is where `benchmarks` lives
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import vae_core.likelihoods  # noqa: E402
+from benchmarks.synthesis import TABLES, THREADS, split  # noqa: E402
+from pipelines.datasets.features import table_features  # noqa: E402
+from pipelines.training.tabular_synthesis import SynthesisConfig, fit  # noqa: E402
 
 
 def main() -> None:
