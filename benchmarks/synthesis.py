@@ -272,68 +272,51 @@ LABELS = {"vaepipe": "vaepipe (default)", "gaussian_copula": "SDV GaussianCopula
           "real": "real 70 % (ceiling)"}
 
 
+QUALITY = ("overall", "column_shapes", "column_pair_trends")  # sdmetrics' when it ran, else ours
+
+
 def markdown(results: dict) -> str:
-    lines = ["| table (train rows; TSTR target) | generator | overall | column shapes | pair trends | TSTR | "
-             "DCR closer to train | seconds | ours: overall / shapes / trends |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in results["tables"]:
-        metric = "ROC-AUC" if r["task"] == "classification" else "R²"
-        head = f"{r['table']} ({r['train_rows']:,}; {r['target']} {metric})"
-        best = {k: max((g.get("sdmetrics", g)[k] for n, g in r["generators"].items() if n in PEERS), default=None)
-                for k in ("overall",)}
-        best["tstr"] = max((g["tstr"] for n, g in r["generators"].items() if n in PEERS), default=None)
-        for name in ("vaepipe", *PEERS, "real"):
-            g = r["generators"].get(name)
-            if g is None:
-                lines.append(f"| {head} | {LABELS[name]} | — | — | — | — | — | no SDV interpreter | |")
-                continue
-            q = g.get("sdmetrics", g)  # sdmetrics' numbers when it ran, else ours
-            mark = lambda key, value: f"**{value:.3f}**" if (name == "vaepipe" and best.get(key) is not None  # noqa: E731
-                                                              and value >= best[key]) else f"{value:.3f}"
-            seconds = "—" if g.get("seconds") is None else f"{g['seconds']:.1f}"
-            lines.append(f"| {head} | {LABELS[name]} | {mark('overall', q['overall'])} | {q['column_shapes']:.3f} | "
-                         f"{q['column_pair_trends']:.3f} | {mark('tstr', g['tstr'])} | "
-                         f"{g['dcr_closer_to_training']:.3f} | {seconds} | "
-                         f"{g['overall']:.3f} / {g['column_shapes']:.3f} / {g['column_pair_trends']:.3f} |")
-    return "\n".join(lines) + "\n"
-
-
-def seeds_markdown(results: dict) -> str:
-    """Every table's generators over the seeds run: mean ± sd of overall (sdmetrics' when it ran) and TSTR, means
-    of the rest, and each seed's overall; bold where ours is at or above the best peer's mean."""
-    lines = ["| table (train rows; TSTR target) | generator | overall | column shapes | pair trends | TSTR | "
-             "DCR closer to train | seconds | overall per seed |", "|---|---|---|---|---|---|---|---|---|"]
+    """One row per table and generator. Overall, shapes and pair trends are sdmetrics' when it ran (else ours);
+    TSTR, DCR (ours, on every synthetic row) and seconds are ours. Over several seeds: mean ± sd of overall and
+    TSTR, means of the rest, and each seed's overall; one seed: the values, and our own overall / shapes / trends
+    beside sdmetrics'. Bold where ours is at or above the best peer (its mean over the seeds)."""
     runs: dict[str, list[dict]] = {}
     for r in results["tables"]:
         runs.setdefault(r["table"], []).append(r)
+    several = max((len(per_seed) for per_seed in runs.values()), default=1) > 1
+    lines = ["| table (train rows; TSTR target) | generator | overall | column shapes | pair trends | TSTR | "
+             "DCR closer to train | seconds | " + ("overall per seed" if several else "ours: overall / shapes / trends")
+             + " |", "|---|---|---|---|---|---|---|---|---|"]
     for name, per_seed in runs.items():
         first = per_seed[0]
         metric = "ROC-AUC" if first["task"] == "classification" else "R²"
         head = f"{name} ({first['train_rows']:,}; {first['target']} {metric})"
 
-        def values(generator: str, key: str) -> list[float]:
-            return [r["generators"][generator].get("sdmetrics", r["generators"][generator]).get(key,
-                    r["generators"][generator].get(key)) for r in per_seed if generator in r["generators"]]
+        def column(generator: str, key: str, ours: bool = False) -> list:
+            found = [r["generators"][generator] for r in per_seed if generator in r["generators"]]
+            return [(g if ours or key not in QUALITY else g.get("sdmetrics", g))[key] for g in found]
 
-        best = {key: max((np.mean(values(g, key)) for g in PEERS if values(g, key)), default=None)
+        best = {key: max((np.mean(column(g, key)) for g in PEERS if column(g, key)), default=None)
                 for key in ("overall", "tstr")}
         for generator in ("vaepipe", *PEERS, "real"):
-            if not values(generator, "overall"):
+            if not column(generator, "overall"):
                 lines.append(f"| {head} | {LABELS[generator]} | — | — | — | — | — | no SDV interpreter | |")
                 continue
 
             def cell(key: str) -> str:
-                v = values(generator, key)
-                text = f"{np.mean(v):.3f} ± {np.std(v):.3f}"
+                v = column(generator, key)
+                text = f"{np.mean(v):.3f} ± {np.std(v):.3f}" if several else f"{v[0]:.3f}"
                 return f"**{text}**" if generator == "vaepipe" and best[key] is not None and np.mean(v) >= best[key] \
                     else text
-            seconds = [s for s in values(generator, "seconds") if s is not None]
+            seconds = [s for s in column(generator, "seconds") if s is not None]
+            last = column(generator, "overall") if several else [column(generator, key, ours=True)[0]
+                                                                 for key in QUALITY]
             lines.append(f"| {head} | {LABELS[generator]} | {cell('overall')} | "
-                         f"{np.mean(values(generator, 'column_shapes')):.3f} | "
-                         f"{np.mean(values(generator, 'column_pair_trends')):.3f} | {cell('tstr')} | "
-                         f"{np.mean(values(generator, 'dcr_closer_to_training')):.3f} | "
+                         f"{np.mean(column(generator, 'column_shapes')):.3f} | "
+                         f"{np.mean(column(generator, 'column_pair_trends')):.3f} | {cell('tstr')} | "
+                         f"{np.mean(column(generator, 'dcr_closer_to_training')):.3f} | "
                          f"{f'{np.mean(seconds):.1f}' if seconds else '—'} | "
-                         f"{' / '.join(f'{v:.3f}' for v in values(generator, 'overall'))} |")
+                         f"{' / '.join(f'{v:.3f}' for v in last)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -393,7 +376,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--sdv-python", default=str(ROOT / ".venv-sdv" / "bin" / "python"),
                         help="interpreter with sdv + sdmetrics ('none': run without the peers)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for synthesis.json/.md")
+    parser.add_argument("--render", metavar="JSON", help="run nothing: print the table of a saved results file "
+                        "and write it beside it as .md (after a change to how tables are written)")
     args = parser.parse_args(argv)
+    if args.render:
+        report = markdown(json.loads(Path(args.render).read_text()))
+        Path(args.render).with_suffix(".md").write_text(report)
+        print(report)
+        return
     torch.set_num_threads(THREADS)
     started = time.perf_counter()
     tables = [TABLES[name] for name in (args.tables or TABLES)]
@@ -421,7 +411,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             results["tables"].append(benchmark_table(table, config.model_copy(update={"seed": seed}), sdv_python,
                                                      {"epochs": 5} if args.quick else {}))
     results["seconds"] = time.perf_counter() - started
-    report = markdown(results) if args.seeds == 1 else seeds_markdown(results)
+    report = markdown(results)
     suffix = ("_quick" if args.quick else "") + (f"_{args.seeds}seeds" if args.seeds > 1 else "")
     (out / f"synthesis{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
     (out / f"synthesis{suffix}.md").write_text(report)

@@ -41,3 +41,32 @@ def test_quick_run_over_two_seeds_prints_mean_and_sd_and_each_seeds_overall(tmp_
         assert abs(mean - sum(per_seed) / 2) <= 1e-3 and abs(sd - abs(per_seed[0] - per_seed[1]) / 2) <= 1e-3
         assert f"| {table} | SDV TVAE | — |" in done.stdout
     assert (tmp_path / "synthesis_quick_2seeds.md").read_text() in done.stdout
+
+
+def test_one_seed_and_several_seeds_tables_take_quality_from_sdmetrics_and_dcr_from_ours(tmp_path):
+    import json
+
+    def generator(quality: float, ours: float, dcr: float) -> dict:
+        return {"overall": ours, "column_shapes": ours, "column_pair_trends": ours, "tstr": quality - 0.1,
+                "dcr_closer_to_training": dcr, "seconds": 1.0,
+                "sdmetrics": {"overall": quality, "column_shapes": quality, "column_pair_trends": quality,
+                              "dcr_closer_to_training": 0.999}}
+
+    def run(seed: int) -> dict:
+        return {"table": "t", "task": "regression", "target": "y", "train_rows": 100, "seed": seed,
+                "generators": {"vaepipe": generator(0.8 + seed / 100, 0.7, 0.4), "gaussian_copula":
+                               generator(0.75, 0.6, 0.5), "tvae": generator(0.85, 0.6, 0.5),
+                               "real": {**generator(0.9, 0.9, 0.6), "seconds": None}}}
+
+    results = tmp_path / "results.json"
+    for runs, ours_row in (([run(0)], "| t (100; y R²) | vaepipe (default) | 0.800 | 0.800 | 0.800 | 0.700 | 0.400 | "
+                                      "1.0 | 0.700 / 0.700 / 0.700 |"),
+                           ([run(0), run(10)], "| t (100; y R²) | vaepipe (default) | **0.850 ± 0.050** | 0.850 | "
+                                               "0.850 | **0.750 ± 0.050** | 0.400 | 1.0 | 0.800 / 0.900 |")):
+        results.write_text(json.dumps({"tables": runs}))
+        done = subprocess.run([sys.executable, "benchmarks/synthesis.py", "--render", str(results)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert ours_row in done.stdout.splitlines(), done.stdout
+        assert "| t (100; y R²) | real 70 % (ceiling) | 0.900" in done.stdout and "| — |" in done.stdout
+        assert results.with_suffix(".md").read_text() == done.stdout.rstrip("\n") + "\n"
