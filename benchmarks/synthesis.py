@@ -161,14 +161,15 @@ for name, make in (("gaussian_copula", lambda: GaussianCopulaSynthesizer(metadat
     started = time.perf_counter()
     synthesizer = make()
     synthesizer.fit({{"t": train}})  # sdv 2 takes a dict of tables
-    if {seed}:  # SDV samples from a fixed seed (FIXED_RNG_SEED, 73251) after every fit; no public way to change it
-        synthesizer._set_random_state(73251 + {seed})
+    if {seed}:  # SDV samples from a fixed seed after every fit; no public way to change it
+        synthesizer._set_random_state({sdv_fixed_seed} + {seed})
     synthetic = synthesizer.sample({rows})
     synthetic = synthetic["t"] if isinstance(synthetic, dict) else synthetic
     out[name] = time.perf_counter() - started
     synthetic.to_parquet(sys.argv[2] + "/" + name + ".parquet")
 print(json.dumps(out))
 """
+SDV_FIXED_SEED = 73251  # sdv's FIXED_RNG_SEED: seed 0 samples as SDV does by default, seed k from this + k
 
 SDV_SCORE = """
 import json, sys, warnings
@@ -244,8 +245,8 @@ def benchmark_table(table: Table, config: SynthesisConfig, sdv_python: Optional[
         test.to_parquet(test_path)
         train.to_parquet(paths["real"])
         synthetic.to_parquet(paths["vaepipe"])
-        seconds = run_sdv(SDV_FIT.format(threads=THREADS, seed=config.seed, categorical=table.categorical,
-                                         rows=len(train), tvae_options=tvae_options),
+        seconds = run_sdv(SDV_FIT.format(threads=THREADS, seed=config.seed, sdv_fixed_seed=SDV_FIXED_SEED,
+                                         categorical=table.categorical, rows=len(train), tvae_options=tvae_options),
                           sdv_python, [paths["real"], directory])
         for name, took in seconds.items():
             peer = pd.read_parquet(f"{directory}/{name}.parquet")[list(train.columns)]
