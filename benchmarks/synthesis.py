@@ -285,6 +285,7 @@ def markdown(results: dict) -> str:
     for r in results["tables"]:
         runs.setdefault(r["table"], []).append(r)
     several = max((len(per_seed) for per_seed in runs.values()), default=1) > 1
+    steps = None if results.get("quick") else results.get("config", {}).get("steps")  # --steps: not the default
     lines = ["| table (train rows; TSTR target) | generator | overall | column shapes | pair trends | TSTR | "
              "DCR closer to train | seconds | " + ("overall per seed" if several else "ours: overall / shapes / trends")
              + " |", "|---|---|---|---|---|---|---|---|---|"]
@@ -300,8 +301,9 @@ def markdown(results: dict) -> str:
         best = {key: max((np.mean(column(g, key)) for g in PEERS if column(g, key)), default=None)
                 for key in ("overall", "tstr")}
         for generator in ("vaepipe", *PEERS, "real"):
+            label = f"vaepipe ({steps:,} steps)" if generator == "vaepipe" and steps else LABELS[generator]
             if not column(generator, "overall"):
-                lines.append(f"| {head} | {LABELS[generator]} | — | — | — | — | — | no SDV interpreter | |")
+                lines.append(f"| {head} | {label} | — | — | — | — | — | no SDV interpreter | |")
                 continue
 
             def cell(key: str) -> str:
@@ -312,7 +314,7 @@ def markdown(results: dict) -> str:
             seconds = [s for s in column(generator, "seconds") if s is not None]
             last = column(generator, "overall") if several else [column(generator, key, ours=True)[0]
                                                                  for key in QUALITY]
-            lines.append(f"| {head} | {LABELS[generator]} | {cell('overall')} | "
+            lines.append(f"| {head} | {label} | {cell('overall')} | "
                          f"{np.mean(column(generator, 'column_shapes')):.3f} | "
                          f"{np.mean(column(generator, 'column_pair_trends')):.3f} | {cell('tstr')} | "
                          f"{np.mean(column(generator, 'dcr_closer_to_training')):.3f} | "
@@ -374,6 +376,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--tables", nargs="*", choices=list(TABLES), help="default: all")
     parser.add_argument("--seeds", type=int, default=1, help="run every generator with seeds 0..N-1 (the split stays "
                         "fixed) and report mean ± sd over them (default 1: seed 0, one table row per generator)")
+    parser.add_argument("--steps", type=int, help="our optimizer steps instead of the size-derived budget "
+                        "(pipelines.training.budget.TABLE_STEPS); the peers keep their defaults")
     parser.add_argument("--sdv-python", default=str(ROOT / ".venv-sdv" / "bin" / "python"),
                         help="interpreter with sdv + sdmetrics ('none': run without the peers)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for synthesis.json/.md")
@@ -401,7 +405,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     sdv_python = args.sdv_python if args.sdv_python != "none" and Path(args.sdv_python).exists() else None
     if sdv_python is None:
         print(f"no SDV interpreter at {args.sdv_python}: the peers are skipped, our own metrics stand in", flush=True)
-    config = SynthesisConfig(threads=THREADS, **({"steps": 200} if args.quick else {}))
+    config = SynthesisConfig(threads=THREADS, steps=200 if args.quick else args.steps)
     if args.quick:
         tables = [TABLES["diabetes"], TABLES["modechoice"]]
     results = {"quick": args.quick, "seed": SEED, "seeds": args.seeds, "threads": THREADS,
@@ -413,7 +417,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                                                      {"epochs": 5} if args.quick else {}))
     results["seconds"] = time.perf_counter() - started
     report = markdown(results)
-    suffix = ("_quick" if args.quick else "") + (f"_{args.seeds}seeds" if args.seeds > 1 else "")
+    suffix = ("_quick" if args.quick else "") + (f"_{args.seeds}seeds" if args.seeds > 1 else "") + \
+        (f"_steps{args.steps}" if args.steps and not args.quick else "")
     (out / f"synthesis{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
     (out / f"synthesis{suffix}.md").write_text(report)
     print(report)
