@@ -132,13 +132,17 @@ def run_variant(variant: str, source: str, storage: str, name: str, object_store
 
 
 # a command in a fresh process, timed, with the peak RSS of it and of every process it starts (a local Ray's
-# daemons and workers included) sampled every 0.1 s: the memory figure of this benchmark and of scale.py
+# daemons and workers included) sampled every 0.1 s: the memory figure of this benchmark and of scale.py.
+# The sum of RSS counts a shared page once per process that maps it — a Ray's object store (shared memory
+# every worker maps) many times over — so the peak of the summed PSS (each shared page split among the
+# processes that map it: the whole tree's pages counted once) is sampled beside it.
 @dataclass
 class Measured:
     seconds: float
     peak_mib: float
     returncode: int
     stdout: str
+    peak_pss_mib: float = 0.0
 
 
 def measured_run(command: list[str], env: Optional[dict[str, str]] = None) -> Measured:
@@ -147,16 +151,26 @@ def measured_run(command: list[str], env: Optional[dict[str, str]] = None) -> Me
 
     started = time.monotonic()
     child = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
-    peak, stop = [0], threading.Event()
+    peak, peak_pss, stop = [0], [0], threading.Event()
+
+    def summed(tree: list, measure) -> int:
+        total = 0
+        for process in tree:
+            try:
+                total += measure(process)
+            except psutil.Error:  # exited since the tree was listed
+                pass
+        return total
 
     def sample() -> None:
         process = psutil.Process(child.pid)
         while not stop.is_set():
             try:
                 tree = [process, *process.children(recursive=True)]
-                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
             except psutil.Error:
-                pass
+                tree = []
+            peak[0] = max(peak[0], summed(tree, lambda p: p.memory_info().rss))
+            peak_pss[0] = max(peak_pss[0], summed(tree, lambda p: p.memory_full_info().pss))
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -165,18 +179,18 @@ def measured_run(command: list[str], env: Optional[dict[str, str]] = None) -> Me
     seconds = time.monotonic() - started
     stop.set()
     sampler.join()
-    return Measured(seconds, peak[0] / 2**20, child.returncode, out)
+    return Measured(seconds, peak[0] / 2**20, child.returncode, out, peak_pss[0] / 2**20)
 
 
 def measured(variant: str, source: str, storage: str, name: str,
-             object_store_mb: Optional[int] = None) -> tuple[float, float]:
-    """(seconds, peak RSS in MiB of the process and everything it started) of one variant in a fresh process."""
+             object_store_mb: Optional[int] = None) -> Measured:
+    """One variant in a fresh process: its seconds and the peaks (RSS, PSS) of it and everything it started."""
     store = [] if object_store_mb is None else ["--object-store-mb", str(object_store_mb)]
     run = measured_run([sys.executable, __file__, "--variant", variant, "--source", source, "--storage", storage,
                         "--name", name, *store], env={**os.environ, "PYTHONPATH": str(REPO)})
     if run.returncode != 0 or "rows=" not in run.stdout:
         raise SystemExit(f"{variant} failed (exit {run.returncode}): {run.stdout[-2000:]}")
-    return run.seconds, run.peak_mib
+    return run
 
 
 def main() -> None:
@@ -220,21 +234,23 @@ def main() -> None:
             print(f"source: {rows:,} rows, {size / 2**20:,.0f} MiB in {args.files} CSV files", flush=True)
         baseline = None
         for variant in args.variants:
-            seconds, peak = measured(variant, str(source), storage, f"{variant.split()[-1]}-{rows}")
-            baseline = seconds if variant == "in memory" else baseline
-            results.append((rows, size, variant, seconds, peak, baseline))
-            print(f"  {variant}: {seconds:.1f} s, peak {peak:,.0f} MiB", flush=True)
+            run = measured(variant, str(source), storage, f"{variant.split()[-1]}-{rows}")
+            baseline = run.seconds if variant == "in memory" else baseline
+            results.append((rows, size, variant, run, baseline))
+            print(f"  {variant}: {run.seconds:.1f} s, peak RSS {run.peak_mib:,.0f} MiB, PSS {run.peak_pss_mib:,.0f} "
+                  "MiB", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip() or "unknown"
     print(f"\nprepare of {'an image folder' if args.images else 'a CSV prefix'}, {os.cpu_count()} cores, "
           f"commit {commit}\n")
     unit = "images" if args.images else "rows"
-    print(f"| {unit} | source MiB | how | seconds | {unit}/s | speed vs in memory | peak RSS MiB (all processes) |")
-    print("|---:|---:|---|---:|---:|---:|---:|")
-    for rows, size, variant, seconds, peak, baseline in results:
-        ratio = f"{baseline / seconds:.2f}" if baseline else "–"
-        print(f"| {rows:,} | {size / 2**20:,.0f} | {variant} | {seconds:.1f} | {rows / seconds:,.0f} | {ratio} | "
-              f"{peak:,.0f} |")
+    print(f"| {unit} | source MiB | how | seconds | {unit}/s | speed vs in memory | peak RSS MiB (all processes) | "
+          "peak PSS MiB (all processes) |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|")
+    for rows, size, variant, run, baseline in results:
+        ratio = f"{baseline / run.seconds:.2f}" if baseline else "–"
+        print(f"| {rows:,} | {size / 2**20:,.0f} | {variant} | {run.seconds:.1f} | {rows / run.seconds:,.0f} | "
+              f"{ratio} | {run.peak_mib:,.0f} | {run.peak_pss_mib:,.0f} |")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prepare_memory import Measured
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -40,7 +44,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 SIZES = {"full": (100_000, 1_000_000, 10_000_000), "quick": (4_000, 16_000)}
 PREPARE_ROWS = {"full": 30_000_000, "quick": 20_000}  # ~175 bytes a CSV row: 30M rows is ~5 GB
 PREPARE_OBJECT_STORE_MB = {"full": 2048, "quick": 256}  # the Ray prepare's object store: the source is ≥ 2× it
-PREPARE_PEAK_BOUND_MIB = 4096  # the bound a prepare's peak RSS (all its processes) stays under, whatever the size
+# the bound a prepare's peak memory stays under whatever the size: the summed PSS of all its processes (their
+# summed RSS counts the Ray object store's shared pages once per worker that maps them; prepare_memory.Measured)
+PREPARE_PEAK_BOUND_MIB = 4096
 FILE_ROWS = 1_000_000  # rows per generated Parquet file: the generator holds one file's rows at a time
 BATCH_SIZE, ACTORS = 4096, 2
 
@@ -108,8 +114,8 @@ def score_rows(root: str, sizes: tuple[int, ...], workdir: Path) -> list[dict]:
     return results
 
 
-def prepare_rows(rows: int, workdir: Path, object_store_mb: int) -> list[tuple[str, int, float, float, int]]:
-    """(how, rows, seconds, peak MiB, source bytes) of the streamed prepare, local and on Ray (its object store
+def prepare_rows(rows: int, workdir: Path, object_store_mb: int) -> list[tuple[str, int, Measured, int]]:
+    """(how, rows, the measured run, source bytes) of the streamed prepare, local and on Ray (its object store
     capped at `object_store_mb`), of a CSV prefix."""
     from prepare_memory import measured as prepare_measured, write_source
 
@@ -119,10 +125,11 @@ def prepare_rows(rows: int, workdir: Path, object_store_mb: int) -> list[tuple[s
           f"prepare's object store of {object_store_mb:,} MiB)", flush=True)
     found = []
     for how in ("streamed, local", "streamed, ray"):
-        seconds, peak = prepare_measured(how, str(source), str(workdir / "prepared"), f"{how.split()[-1]}-{rows}",
-                                         object_store_mb if how.endswith("ray") else None)
-        print(f"  {how}: {seconds:.1f} s, peak {peak:,.0f} MiB", flush=True)
-        found.append((how, rows, seconds, peak, size))
+        run = prepare_measured(how, str(source), str(workdir / "prepared"), f"{how.split()[-1]}-{rows}",
+                               object_store_mb if how.endswith("ray") else None)
+        print(f"  {how}: {run.seconds:.1f} s, peak RSS {run.peak_mib:,.0f} MiB, PSS {run.peak_pss_mib:,.0f} MiB",
+              flush=True)
+        found.append((how, rows, run, size))
     return found
 
 
@@ -160,13 +167,16 @@ def print_tables(scored: list[dict], prepared: list, object_store_mb: int, commi
     if at_1m is None:
         print("targets at 1,000,000 rows: not measured (1,000,000 is not among --rows)")
     if prepared:
-        print("\n| prepare | rows | source MiB | seconds | rows/s | peak RSS MiB (all processes) |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for how, rows, seconds, peak, size in prepared:
-            print(f"| {how} | {rows:,} | {size / 2**20:,.0f} | {seconds:.1f} | {rows / seconds:,.0f} | {peak:,.0f} |")
+        print("\n| prepare | rows | source MiB | seconds | rows/s | peak RSS MiB (all processes) | "
+              "peak PSS MiB (all processes) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for how, rows, run, size in prepared:
+            print(f"| {how} | {rows:,} | {size / 2**20:,.0f} | {run.seconds:.1f} | {rows / run.seconds:,.0f} | "
+                  f"{run.peak_mib:,.0f} | {run.peak_pss_mib:,.0f} |")
         print(f"\n(the Ray prepare's object store: {object_store_mb:,} MiB)")
-        for how, rows, _, peak, size in prepared:
-            print(f"target {how} peak ≤ {PREPARE_PEAK_BOUND_MIB:,} MiB with a source of {size / 2**20:,.0f} MiB: "
+        for how, rows, run, size in prepared:
+            peak = run.peak_pss_mib
+            print(f"target {how} peak PSS ≤ {PREPARE_PEAK_BOUND_MIB:,} MiB with a source of {size / 2**20:,.0f} MiB: "
                   f"{peak:,.0f} MiB ({'met' if peak <= PREPARE_PEAK_BOUND_MIB else 'missed'})")
 
 

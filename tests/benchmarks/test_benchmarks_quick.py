@@ -71,10 +71,13 @@ def test_augmentation_quick_prints_every_arm_for_images_and_the_table():
 
 def test_prepare_memory_quick_prints_each_way_of_preparing_against_reading_whole():
     out = run_benchmark(["benchmarks/prepare_memory.py", "--quick"], dict(os.environ))
-    assert "| rows | source MiB | how | seconds | rows/s | speed vs in memory | peak RSS MiB (all processes) |" in out
+    assert "| rows | source MiB | how | seconds | rows/s | speed vs in memory | peak RSS MiB (all processes) | " \
+           "peak PSS MiB (all processes) |" in out
     for rows in ("| 20,000 |", "| 80,000 |"):
         for how in ("in memory", "streamed, local", "streamed, ray"):
-            assert any(line.startswith(rows) and f"| {how} |" in line for line in out.splitlines()), (rows, how)
+            (row,) = [cells(line) for line in out.splitlines() if line.startswith(rows) and f"| {how} |" in line]
+            rss, pss = (float(value.replace(",", "")) for value in row[6:8])
+            assert 50 < pss <= rss, row
 
 
 def test_prepare_memory_quick_on_an_image_folder_prints_whole_against_a_shard_at_a_time():
@@ -114,7 +117,14 @@ def test_scale_quick_prints_scoring_per_size_against_the_plain_loop_and_the_prep
     assert "target ratio ≥ 0.9 at 16,000 rows, --engine ray: " in out
     assert "target ratio ≥ 0.9 at 16,000 rows, default engine: " in out
     for how in ("streamed, local", "streamed, ray"):
-        assert any(line.startswith(f"| {how} | 20,000 |") for line in lines), how
+        (row,) = [cells(line) for line in lines if line.startswith(f"| {how} | 20,000 |")]
+        rss, pss = (float(value.replace(",", "")) for value in row[5:7])
+        assert 50 < pss <= rss, row  # PSS splits shared pages among the processes that map them: never above RSS
+    assert "target streamed, ray peak PSS ≤ 4,096 MiB with a source of " in out
+
+
+def cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip("|").split("|")]
 
 
 def test_every_benchmark_explains_itself_with_help_from_the_repository_root():
