@@ -17,6 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
+def cells(line: str) -> list[str]:
+    """The cells of one Markdown table row."""
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
 def run_benchmark(arguments: list[str], env: dict[str, str]) -> str:
     # a benchmark starts and times its own Ray, never the test session's
     env = {**outside_session_ray(env), "PYTHONPATH": str(ROOT),
@@ -95,7 +100,7 @@ def test_stream_memory_quick_prints_both_ways_of_loading():
     lines = out.splitlines()
     header = lines.index("| rows | table MiB | × object store | data_loading | job s | samples/s (epoch) | "
                          "peak RSS MiB (all processes) | peak vs cache |")
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[header + 2:]]
+    rows = [cells(line) for line in lines[header + 2:]]
     assert [(row[0], row[3]) for row in rows] == [("20,000", "cache"), ("20,000", "stream")], out
     for row in rows:  # every figure measured
         assert float(row[4]) > 0 and float(row[5].replace(",", "")) > 0 and float(row[6].replace(",", "")) > 50, row
@@ -108,7 +113,7 @@ def test_scale_quick_prints_scoring_per_size_against_the_plain_loop_and_the_prep
     lines = out.splitlines()
     header = lines.index("| rows | plain loop s | plain rows/s | plain peak MiB | ray s | ray rows/s | ray ratio | "
                          "ray peak MiB | default engine | default s | default ratio | default peak MiB |")
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[header + 2:header + 4]]
+    rows = [cells(line) for line in lines[header + 2:header + 4]]
     assert [row[0] for row in rows] == ["4,000", "16,000"], out
     for row in rows:  # every figure measured: seconds and ratio positive, peak memory at least a Python process
         assert all(float(row[i]) > 0 for i in (1, 4, 6, 9, 10)), row
@@ -121,10 +126,6 @@ def test_scale_quick_prints_scoring_per_size_against_the_plain_loop_and_the_prep
         rss, pss = (float(value.replace(",", "")) for value in row[5:7])
         assert 50 < pss <= rss, row  # PSS splits shared pages among the processes that map them: never above RSS
     assert "target streamed, ray peak PSS ≤ 4,096 MiB with a source of " in out
-
-
-def cells(line: str) -> list[str]:
-    return [cell.strip() for cell in line.strip("|").split("|")]
 
 
 def test_every_benchmark_explains_itself_with_help_from_the_repository_root():
