@@ -10,16 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.markdown import cells
 from tests.ray_nodes import outside_session_ray
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
-
-
-def cells(line: str) -> list[str]:
-    """The cells of one Markdown table row."""
-    return [cell.strip() for cell in line.strip("|").split("|")]
 
 
 def run_benchmark(arguments: list[str], env: dict[str, str]) -> str:

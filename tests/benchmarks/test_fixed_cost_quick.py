@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.markdown import cells
 from tests.ray_nodes import outside_session_ray
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,9 +26,9 @@ def test_quick_fixed_cost_prints_every_job_on_every_engine_and_the_crossover(tmp
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     lines = run.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| job "))
-    assert [cell.strip() for cell in lines[header].strip("|").split("|")] == [
+    assert cells(lines[header]) == [
         "job", "local", "ray cold", "ray warm", "auto picks"]
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[header + 2:header + 4]]
+    rows = [cells(line) for line in lines[header + 2:header + 4]]
     assert [row[0] for row in rows] == ["train digits, 3 epochs", "score 2,000 rows"]
     for row in rows:
         assert all(re.fullmatch(r"\d+\.\d", cell) and float(cell) > 0 for cell in row[1:4]), row

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.markdown import cells
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,9 +36,9 @@ def test_quick_run_over_two_seeds_prints_mean_and_sd_and_each_seeds_overall(tmp_
            "DCR closer to train | seconds | overall per seed |" in done.stdout
     for table in ("diabetes (309; target R²)", "modechoice (588; choice ROC-AUC)"):
         (ours,) = [line for line in done.stdout.splitlines() if line.startswith(f"| {table} | vaepipe (default) |")]
-        cells = [cell.strip() for cell in ours.strip("|").split("|")]
-        per_seed = [float(v) for v in cells[8].split(" / ")]
-        mean, sd = (float(v) for v in cells[2].split(" ± "))
+        row = cells(ours)
+        per_seed = [float(v) for v in row[8].split(" / ")]
+        mean, sd = (float(v) for v in row[2].split(" ± "))
         assert len(per_seed) == 2 and per_seed[0] != per_seed[1]  # each seed its own model
         assert abs(mean - sum(per_seed) / 2) <= 1e-3 and abs(sd - abs(per_seed[0] - per_seed[1]) / 2) <= 1e-3
         assert f"| {table} | SDV TVAE | — |" in done.stdout
