@@ -49,10 +49,12 @@ class FileJob:
     source: str  # the source as given: its filesystem reads `path`
     path: str
     offset: int = 0  # rows in the files before this one (known after the first pass)
+    version: Optional[tuple] = None  # (size, modified ns) the first pass read (`file_version`); later passes check it
 
 
 @dataclass
 class FileProfile:
+    version: tuple  # `file_version` before the first pass read the file
     rows: int
     columns: list[str]
     profiles: dict[str, ColumnProfile]
@@ -109,9 +111,30 @@ def _filesystem(source: str):
     return resolve(source).filesystem
 
 
+def file_version(job: FileJob) -> tuple:
+    """The file's size and modification time (ns; None where the store keeps none)."""
+    info = _filesystem(job.source).get_file_info(job.path)
+    return info.size, info.mtime_ns
+
+
+def _check_unchanged(job: FileJob) -> None:
+    # each pass reads the file again: statistics of one version and rows of another would make a dataset whose
+    # manifest does not describe its shards, and a rewrite need not change the row count
+    if job.version is not None and file_version(job) != job.version:
+        raise SourceError(f"{job.path} changed while it was being prepared (its size or modification time is "
+                          "not what the first pass read); prepare it again once nothing writes to it")
+
+
 def read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
     """The file's rows as DataFrames of a bounded size; CSV columns as text (numbers are parsed by
-    `clean_tabular`, so that an error names its row), Parquet columns as typed."""
+    `clean_tabular`, so that an error names its row), Parquet columns as typed. A job that carries the
+    `version` an earlier pass read fails with SourceError if the file is another one now, before or after."""
+    _check_unchanged(job)
+    yield from _read_batches(job)
+    _check_unchanged(job)
+
+
+def _read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -153,6 +176,7 @@ def _features(frame: pd.DataFrame, config: PrepareConfig) -> pd.DataFrame:
 
 
 def profile_file(job: FileJob, config: PrepareConfig) -> FileProfile:
+    version = file_version(job)
     rows, columns, profiles, hashes, label_type = 0, None, {}, [], None
     for frame in read_batches(job):
         if columns is None:
@@ -174,7 +198,7 @@ def profile_file(job: FileJob, config: PrepareConfig) -> FileProfile:
         rows += len(frame)
     if columns is None:
         raise SourceError(f"cannot read {job.path}: it has no header row")
-    return FileProfile(rows, columns, profiles, np.concatenate(hashes) if hashes else None, label_type)
+    return FileProfile(version, rows, columns, profiles, np.concatenate(hashes) if hashes else None, label_type)
 
 
 def duplicate_id_hashes(profiles: list[FileProfile]) -> tuple[set[tuple[int, int]], int]:

@@ -235,7 +235,8 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
         numeric, categorical = column_roles_from(merged, config)
         options = transform_options(numeric, config, config.source)
         offsets = np.concatenate([[0], np.cumsum([p.rows for p in profiles])[:-1]]).astype(int).tolist()
-        jobs = [stream.FileJob(config.source, path, offset) for path, offset in zip(files, offsets)]
+        jobs = [stream.FileJob(config.source, path, offset, profile.version)
+                for path, offset, profile in zip(files, offsets, profiles)]
         label_types = [p.label_type for p in profiles if p.label_type is not None]
         plan = stream.FilePlan(config, numeric, categorical,
                                label_type=pa.unify_schemas([pa.schema([("label", t)]) for t in label_types],

@@ -168,6 +168,36 @@ def test_a_bad_row_in_a_later_file_is_named_with_the_whole_source_count(fault, t
     assert not (tmp_path / "store" / "datasets" / "bad").exists()  # checked whole before anything is written
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("rewritten_before", ["summarize_file", "write_file"])
+def test_a_file_rewritten_between_passes_with_as_many_rows_is_refused_and_nothing_is_committed(
+        fmt, rewritten_before, tmp_path, monkeypatch):
+    # another job overwrites a file of the source while prepare reads it three times: same rows, other values
+    frame = _fair().iloc[:1500]
+    source = _write(frame, tmp_path / "source", fmt)
+    changed = next(path for path in sorted(Path(source).iterdir()) if path.stem == "part-1")
+    edited = frame.iloc[500:1000].assign(age=frame["age"].iloc[500:1000] + 40)
+
+    def rewrite_then(original):
+        def run(job, *args, **kwargs):
+            if job.path.endswith(changed.name) and not changed.with_suffix(".done").exists():
+                changed.with_suffix(".done").touch()
+                if fmt == "csv":
+                    edited.to_csv(changed, index=False)
+                else:
+                    pq.write_table(pa.Table.from_pandas(edited, preserve_index=False), changed)
+            return original(job, *args, **kwargs)
+        return run
+
+    monkeypatch.setattr(table_stream, rewritten_before, rewrite_then(getattr(table_stream, rewritten_before)))
+    storage = str(tmp_path / "store")
+    config = PrepareConfig(name="moving", source=source, storage=storage, id_column="respondent", engine="local")
+    with pytest.raises(SourceError, match=rf"{changed}.* changed while it was being prepared"):
+        prepare_dataset(config, progress=lambda _: None)
+    assert not (Path(storage) / "datasets" / "moving" / "_SUCCESS").exists()
+    assert not (Path(storage) / "datasets" / "moving" / "_manifest.json").exists()
+
+
 def test_summaries_of_pieces_merge_into_the_summary_of_the_whole():
     rng = np.random.default_rng(3)
     # far from zero with a small spread: raw power sums would cancel, central moments do not
