@@ -168,6 +168,7 @@ def test_a_bad_row_in_a_later_file_is_named_with_the_whole_source_count(fault, t
     assert not (tmp_path / "store" / "datasets" / "bad").exists()  # checked whole before anything is written
 
 
+@pytest.mark.reliability("concurrency")
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 @pytest.mark.parametrize("rewritten_before", ["summarize_file", "write_file"])
 def test_a_file_rewritten_between_passes_with_as_many_rows_is_refused_and_nothing_is_committed(
