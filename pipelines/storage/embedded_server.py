@@ -120,9 +120,14 @@ class EmbeddedStore:
     # --- lifecycle ---------------------------------------------------------
 
     def up(self, timeout: float = 30) -> StoreInfo:
-        """Start the server (or find it running) and make sure the default bucket exists."""
+        """Start the server (or find it running) and make sure the default bucket exists; return once kept
+        objects can be read."""
         running = self.status()
         if running:
+            # it may be another process's up() still starting it: the same readiness as a start of our own
+            deadline = time.monotonic() + timeout
+            self._create_default_bucket(running, deadline)
+            self._wait_for_volumes(running, deadline)
             return running
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "data").mkdir(exist_ok=True)

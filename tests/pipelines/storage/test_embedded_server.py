@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+import time
 
 import boto3
 import pytest
@@ -55,6 +57,34 @@ def test_data_survives_restart_and_down_stops_the_server(store):
     assert (again.access_key, again.secret_key) == (info.access_key, info.secret_key)
     assert again.endpoint == info.endpoint  # ports reused while free
     assert _client(again).get_object(Bucket=again.bucket, Key="k")["Body"].read() == b"kept"
+
+
+@pytest.mark.reliability("concurrency")
+@pytest.mark.timeout(90)
+def test_an_up_that_finds_the_store_still_starting_waits_until_kept_objects_can_be_read(store, monkeypatch):
+    # `vaepipe storage up` (or make demo) while another process's up() still waits for the master to locate
+    # the volumes kept on disk: a master slow at that is held here until `located` is set
+    info = store.up()
+    _client(info).put_object(Bucket=info.bucket, Key="k", Body=b"kept")
+    store.down()
+    located, real = threading.Event(), object_store._volume_located
+    monkeypatch.setattr(object_store, "_volume_located", lambda *a: located.is_set() and real(*a))
+    starter = threading.Thread(target=store.up)
+    starter.start()
+    other, returned = EmbeddedStore(store.root), []
+    deadline = time.monotonic() + 30
+    while other.status() is None:  # the first moment the store looks running
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    second = threading.Thread(target=lambda: returned.append(other.up()))
+    second.start()
+    second.join(timeout=2)
+    assert not returned  # still waiting, as the starting up() is
+    located.set()
+    second.join(timeout=30)
+    starter.join(timeout=30)
+    (found,) = returned
+    assert _client(found).get_object(Bucket=found.bucket, Key="k")["Body"].read() == b"kept"
 
 
 @pytest.mark.timeout(60)
