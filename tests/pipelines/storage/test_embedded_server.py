@@ -78,7 +78,7 @@ def test_an_up_that_finds_the_store_still_starting_waits_until_kept_objects_can_
         time.sleep(0.01)
     second = threading.Thread(target=lambda: returned.append(other.up()))
     second.start()
-    second.join(timeout=2)
+    second.join(timeout=1)  # the old up() returned within milliseconds
     assert not returned  # still waiting, as the starting up() is
     located.set()
     second.join(timeout=30)
