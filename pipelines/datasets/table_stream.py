@@ -141,15 +141,16 @@ def _read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
     fs = _filesystem(job.source)
     try:
         if Path(job.path).suffix.lower() == ".csv":
+            # serial: a file is already the unit of parallelism, a serial read of 1M rows took as long here
+            # (0.7 s), and the threaded reader once misread a row across a block boundary of an intact file
+            # (30M-row prepare, third pass; not reproduced in 100 reads of that file)
+            options = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False)
             with fs.open_input_stream(job.path) as stream:
                 # the first block holds the header (a block as large as the reads: a wide header fits too)
-                names = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES)).schema.names
+                names = pacsv.open_csv(stream, read_options=options).schema.names
             with fs.open_input_stream(job.path) as stream:
-                # serial: a file is already the unit of parallelism, a serial read of 1M rows took as long here
-                # (0.7 s), and the threaded reader once misread a row across a block boundary of an intact
-                # file (30M-row prepare, third pass; not reproduced in 100 reads of that file)
                 reader = pacsv.open_csv(
-                    stream, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+                    stream, read_options=options,
                     convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                          strings_can_be_null=True))
                 for batch in reader:

@@ -125,10 +125,7 @@ class EmbeddedStore:
         running = self.status()
         if running:
             # it may be another process's up() still starting it: the same readiness as a start of our own
-            deadline = time.monotonic() + timeout
-            self._create_default_bucket(running, deadline)
-            self._wait_for_volumes(running, deadline)
-            return running
+            return self._ready(running, timeout)
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "data").mkdir(exist_ok=True)
         access_key, secret_key = self._credentials()
@@ -157,10 +154,7 @@ class EmbeddedStore:
             secret_key=secret_key,
         )
         self._write_state(info)
-        deadline = time.monotonic() + timeout
-        self._create_default_bucket(info, deadline)
-        self._wait_for_volumes(info, deadline)
-        return info
+        return self._ready(info, timeout)
 
     def down(self, timeout: float = 15) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout``); data is kept."""
@@ -299,6 +293,13 @@ class EmbeddedStore:
                     raise
                 time.sleep(0.1)
 
+    def _ready(self, info: StoreInfo, timeout: float) -> StoreInfo:
+        """`info` once the default bucket exists and every kept object can be read."""
+        deadline = time.monotonic() + timeout
+        self._create_default_bucket(info, deadline)
+        self._wait_for_volumes(info, deadline)
+        return info
+
     def _wait_for_volumes(self, info: StoreInfo, deadline: float) -> None:
         """After a restart the filer answers (the bucket exists) before the master has located the volumes kept
         on disk again, and reading a kept object fails meanwhile with InternalError (2 of 12 restarts here):
@@ -306,11 +307,9 @@ class EmbeddedStore:
         volumes = sorted({int(stem) for stem in (path.stem.rsplit("_", 1)[-1] for path in
                                                  (self.root / "data").glob("*.dat")) if stem.isdigit()})
         for volume in volumes:
-            while not _volume_located(info.ports["master"], volume):
-                if time.monotonic() > deadline:
-                    raise StorageError(f"the embedded S3 store did not load volume {volume} of {self.root / 'data'} "
-                                       f"in time; see {self.log_file}:\n{self._log_tail()}")
-                time.sleep(0.05)
+            if not _wait_until(lambda v=volume: _volume_located(info.ports["master"], v), deadline - time.monotonic()):
+                raise StorageError(f"the embedded S3 store did not load volume {volume} of {self.root / 'data'} "
+                                   f"in time; see {self.log_file}:\n{self._log_tail()}")
 
     def _kill(self, pid: int, timeout: float = 15) -> None:
         try:
