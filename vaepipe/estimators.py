@@ -66,6 +66,8 @@ class VAEModel:
     folder; on a remote cluster an s3:// root its workers can read). `name` names the model (and its dataset).
     """
 
+    TRANSFORM = "auto"  # numeric columns as `vaepipe prepare` models them by default
+
     def __init__(self, *, name: str = "notebook", config: Any = None, latent_dim: Optional[int] = None,
                  hidden: Optional[Sequence[int]] = None, image_likelihood: Optional[str] = None,
                  epochs: Optional[int] = None, batch_size: Optional[int] = None, lr: Optional[float] = None,
@@ -95,18 +97,24 @@ class VAEModel:
 
     # --- fit -------------------------------------------------------------------------------------
 
-    def fit(self, X, y=None, *, categorical: Sequence[str] = (), numeric: Sequence[str] = ()) -> "VAEModel":
+    def fit(self, X, y=None, *, categorical: Sequence[str] = (), numeric: Sequence[str] = (),
+            transform: Optional[str] = None, column_transforms: Optional[dict[str, str]] = None) -> "VAEModel":
         """Fit to the rows of `X` (the normal data, for a detector). Column roles are inferred as `vaepipe prepare`
-        infers them; `categorical` / `numeric` override them by name. `y` (labels) is kept in the card's dataset,
-        never trained on."""
+        infers them; `categorical` / `numeric` override them by name. `transform` is how numeric columns are
+        modelled, `vaepipe prepare --transform`'s choice: auto (log1p for skewed non-negative columns, else as
+        they are), identity, log1p or quantile (through the empirical CDF: any shape, outliers bounded); the
+        default is the class's `TRANSFORM`. `column_transforms` overrides it per column ({"income": "quantile"}). `y` (labels) is kept in the card's
+        dataset, never trained on."""
+        from pipelines.config import build_config
         from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
         from pipelines.jobs.train import local_blocker
         from pipelines.runtime.engine import choose_engine
 
         config = self.training_config()
         source = source_table(X, y)
-        prepare = PrepareConfig(name=config.name, source="notebook", categorical=list(categorical),
-                                numeric=list(numeric))
+        prepare = build_config(PrepareConfig, {
+            "name": config.name, "source": "notebook", "categorical": list(categorical), "numeric": list(numeric),
+            "transform": transform or self.TRANSFORM, "column_transforms": dict(column_transforms or {})}, source="fit arguments")
         manifest, rows = prepare_in_memory(source, prepare)
         self.engine_ = choose_engine(config.engine, source.rows, config.ray.address, local_blocker(config, manifest))
         self._log(self.engine_.line)
@@ -322,7 +330,13 @@ class VAESynthesizer(VAEModel):
 
     Like `vaepipe generate`, a table fitted here samples by default from a Gaussian mixture fitted to the
     training rows' posterior means (`latent_mixture_`, `sampler="gmm"`; `"prior"` for N(0, I)); a synthesizer
-    opened with `load` has no training rows, so it samples from the prior, as `generate` does for it."""
+    opened with `load` has no training rows, so it samples from the prior, as `generate` does for it.
+
+    Numeric columns go through the quantile transform by default (`fit(transform=...)` to change it): on the five
+    tables of benchmarks/synthesis.py it scored +0.017 SDMetrics overall over prepare's `auto` rule (0.920 against
+    0.904, seed 0) for −0.018 TSTR (0.677 against 0.695) — README, "Tabular synthesis against SDV"."""
+
+    TRANSFORM = "quantile"
 
     def _fitted(self, X) -> None:
         from pipelines.jobs.generate import MIXTURE_ROWS

@@ -140,3 +140,26 @@ def test_a_table_samples_from_its_latent_mixture_and_a_loaded_one_from_the_prior
     pd.testing.assert_frame_equal(loaded.sample(200, seed=4), synthesizer.sample(200, seed=4, sampler="prior"))
     with pytest.raises(UserError, match="sampler='prior'"):
         loaded.sample(10, sampler="gmm")
+
+
+def test_fit_takes_prepares_numeric_transform_for_every_column_and_per_column(fair_frame):
+    detector = VAEDetector(epochs=2, seed=0, engine="local").fit(fair_frame, column_transforms={"age": "quantile"})
+    transforms = {column.name: column.transform for column in detector.manifest_.numeric}
+    assert transforms["age"] == "quantile" and transforms["affairs"] == "log1p"  # prepare's auto rule elsewhere
+
+    synthesizer = VAESynthesizer(epochs=2, seed=0, engine="local").fit(fair_frame, column_transforms={"age": "identity"})
+    transforms = {column.name: column.transform for column in synthesizer.manifest_.numeric}
+    assert transforms.pop("age") == "identity" and set(transforms.values()) == {"quantile"}, transforms
+    rows = synthesizer.sample(500, seed=0)
+    # a quantile column comes back through the training rows' quantiles: never outside their range
+    assert rows["affairs"].between(fair_frame["affairs"].min(), fair_frame["affairs"].max()).all()
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"transform": "cubic"}, "transform"),
+    ({"column_transforms": {"age": "cubic"}}, "column_transforms.age"),
+    ({"column_transforms": {"no_such_column": "quantile"}}, "no_such_column"),
+])
+def test_a_bad_transform_is_refused_naming_it_before_training(fair_frame, options, named):
+    with pytest.raises(UserError, match=named):
+        VAESynthesizer(epochs=2, engine="local").fit(fair_frame, **options)
