@@ -46,6 +46,7 @@ from pipelines.metrics.synthesis_quality import dcr_closer_to_training_share, qu
 from pipelines.training.tabular_synthesis import SynthesisConfig, fit
 
 SEED = 0
+QUICK_EPOCHS = 5  # --quick: the notebook API's fit for a few epochs instead of its budget
 THREADS = 1  # a small MLP on 2 shared cores: 2 threads ran 5-40x slower per step under load (OpenMP barriers)
 TEST_FRACTION = 0.3
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,6 +216,22 @@ def ours(train: pd.DataFrame, table: Table, config: SynthesisConfig) -> tuple[pd
                        "kl": report.kl, "stopped": report.stopped}
 
 
+def through_the_product(train: pd.DataFrame, table: Table, seed: int, epochs: Optional[int] = None,
+                         ) -> tuple[pd.DataFrame, dict]:
+    """What a user of the notebook API gets: `VAESynthesizer(seed=...).fit(train, categorical=...)` with its
+    defaults, then `sample` — prepare's split and column rules, `vaepipe train`'s budget and loop (best
+    validation epoch kept), `vaepipe generate`'s sampler. `epochs`: a fixed number instead of the budget."""
+    from vaepipe import VAESynthesizer
+
+    started = time.perf_counter()
+    synthesizer = VAESynthesizer(name=table.name, seed=seed, epochs=epochs, engine="local").fit(
+        train, categorical=table.categorical)
+    synthetic = synthesizer.sample(len(train), seed=seed)
+    trained = synthesizer.card_["training"]
+    return synthetic, {"seconds": time.perf_counter() - started, "best_epoch": trained["best_epoch"],
+                       "epochs": trained["config"]["train"]["epochs"]}
+
+
 def score(synthetic: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, table: Table) -> dict:
     """Our own quality numbers, TSTR and DCR of one generator's rows."""
     assert list(synthetic.columns) == list(train.columns), f"{table.name}: columns {list(synthetic.columns)}"
@@ -223,7 +240,7 @@ def score(synthetic: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, tabl
 
 
 def benchmark_table(table: Table, config: SynthesisConfig, sdv_python: Optional[str], tvae_options: dict,
-                    rows_limit: Optional[int] = None) -> dict:
+                    rows_limit: Optional[int] = None, product_epochs: Optional[int] = None) -> dict:
     """Every generator on `table`, each seeded with `config.seed` (the split, the TSTR model and the DCR sample
     keep SEED: only the generators' own randomness changes from seed to seed)."""
     frame = table.rows()
@@ -237,14 +254,18 @@ def benchmark_table(table: Table, config: SynthesisConfig, sdv_python: Optional[
     synthetic, info = ours(train, table, config)
     result["generators"]["vaepipe"] = {**score(synthetic, train, test, table), **info}
     print(f"  {table.name} vaepipe: {result['generators']['vaepipe']}", flush=True)
+    product, info = through_the_product(train, table, config.seed, epochs=product_epochs)
+    result["generators"]["vaepipe_api"] = {**score(product, train, test, table), **info}
+    print(f"  {table.name} vaepipe_api: {result['generators']['vaepipe_api']}", flush=True)
     if not sdv_python:
         return result
     with tempfile.TemporaryDirectory() as directory:
         test_path, matched_path = f"{directory}/test.parquet", f"{directory}/train_matched.parquet"
-        paths = {name: f"{directory}/{name}.parquet" for name in ("real", "vaepipe")}  # "real": the train rows
+        paths = {name: f"{directory}/{name}.parquet" for name in ("real", "vaepipe", "vaepipe_api")}  # real: train
         test.to_parquet(test_path)
         train.to_parquet(paths["real"])
         synthetic.to_parquet(paths["vaepipe"])
+        product.to_parquet(paths["vaepipe_api"])
         seconds = run_sdv(SDV_FIT.format(threads=THREADS, seed=config.seed, sdv_fixed_seed=SDV_FIXED_SEED,
                                          categorical=table.categorical, rows=len(train), tvae_options=tvae_options),
                           sdv_python, [paths["real"], directory])
@@ -269,7 +290,8 @@ def benchmark_table(table: Table, config: SynthesisConfig, sdv_python: Optional[
 # --- report ---------------------------------------------------------------------------------------------
 
 PEERS = ("gaussian_copula", "tvae")
-LABELS = {"vaepipe": "vaepipe (default)", "gaussian_copula": "SDV GaussianCopula", "tvae": "SDV TVAE",
+OURS = ("vaepipe", "vaepipe_api")
+LABELS = {"vaepipe": "vaepipe (default)", "vaepipe_api": "vaepipe VAESynthesizer (train's loop)", "gaussian_copula": "SDV GaussianCopula", "tvae": "SDV TVAE",
           "real": "real 70 % (ceiling)"}
 
 
@@ -300,7 +322,8 @@ def markdown(results: dict) -> str:
 
         best = {key: max((np.mean(column(g, key)) for g in PEERS if column(g, key)), default=None)
                 for key in ("overall", "tstr")}
-        for generator in ("vaepipe", *PEERS, "real"):
+        # vaepipe_api: not in results files written before it existed
+        for generator in (*(g for g in OURS if column(g, "overall")), *PEERS, "real"):
             label = f"vaepipe ({steps:,} steps)" if generator == "vaepipe" and steps else LABELS[generator]
             if not column(generator, "overall"):
                 lines.append(f"| {head} | {label} | — | — | — | — | — | no SDV interpreter | |")
@@ -309,7 +332,7 @@ def markdown(results: dict) -> str:
             def cell(key: str) -> str:
                 v = column(generator, key)
                 text = f"{np.mean(v):.3f} ± {np.std(v):.3f}" if several else f"{v[0]:.3f}"
-                return f"**{text}**" if generator == "vaepipe" and best[key] is not None and np.mean(v) >= best[key] \
+                return f"**{text}**" if generator in OURS and best[key] is not None and np.mean(v) >= best[key] \
                     else text
             seconds = [s for s in column(generator, "seconds") if s is not None]
             last = column(generator, "overall") if several else [column(generator, key, ours=True)[0]
@@ -414,7 +437,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         for table in tables:
             print(f"{table.name}, seed {seed}", flush=True)
             results["tables"].append(benchmark_table(table, config.model_copy(update={"seed": seed}), sdv_python,
-                                                     {"epochs": 5} if args.quick else {}))
+                                                     {"epochs": 5} if args.quick else {},
+                                                     product_epochs=QUICK_EPOCHS if args.quick else None))
     results["seconds"] = time.perf_counter() - started
     report = markdown(results)
     suffix = ("_quick" if args.quick else "") + (f"_{args.seeds}seeds" if args.seeds > 1 else "") + \
