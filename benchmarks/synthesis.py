@@ -217,15 +217,16 @@ def ours(train: pd.DataFrame, table: Table, config: SynthesisConfig) -> tuple[pd
 
 
 def through_the_product(train: pd.DataFrame, table: Table, seed: int, epochs: Optional[int] = None,
-                         ) -> tuple[pd.DataFrame, dict]:
+                         transform: Optional[str] = None) -> tuple[pd.DataFrame, dict]:
     """What a user of the notebook API gets: `VAESynthesizer(seed=...).fit(train, categorical=...)` with its
     defaults, then `sample` — prepare's split and column rules, `vaepipe train`'s budget and loop (best
-    validation epoch kept), `vaepipe generate`'s sampler. `epochs`: a fixed number instead of the budget."""
+    validation epoch kept), `vaepipe generate`'s sampler. `epochs`: a fixed number instead of the budget;
+    `transform`: another than the class's default."""
     from vaepipe import VAESynthesizer
 
     started = time.perf_counter()
     synthesizer = VAESynthesizer(name=table.name, seed=seed, epochs=epochs, engine="local").fit(
-        train, categorical=table.categorical)
+        train, categorical=table.categorical, transform=transform)
     synthetic = synthesizer.sample(len(train), seed=seed)
     trained = synthesizer.card_["training"]
     return synthetic, {"seconds": time.perf_counter() - started, "best_epoch": trained["best_epoch"],
@@ -240,7 +241,7 @@ def score(synthetic: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, tabl
 
 
 def benchmark_table(table: Table, config: SynthesisConfig, sdv_python: Optional[str], tvae_options: dict,
-                    rows_limit: Optional[int] = None, product_epochs: Optional[int] = None) -> dict:
+                    rows_limit: Optional[int] = None, api_options: Optional[dict] = None) -> dict:
     """Every generator on `table`, each seeded with `config.seed` (the split, the TSTR model and the DCR sample
     keep SEED: only the generators' own randomness changes from seed to seed)."""
     frame = table.rows()
@@ -254,7 +255,7 @@ def benchmark_table(table: Table, config: SynthesisConfig, sdv_python: Optional[
     synthetic, info = ours(train, table, config)
     result["generators"]["vaepipe"] = {**score(synthetic, train, test, table), **info}
     print(f"  {table.name} vaepipe: {result['generators']['vaepipe']}", flush=True)
-    product, info = through_the_product(train, table, config.seed, epochs=product_epochs)
+    product, info = through_the_product(train, table, config.seed, **(api_options or {}))
     result["generators"]["vaepipe_api"] = {**score(product, train, test, table), **info}
     print(f"  {table.name} vaepipe_api: {result['generators']['vaepipe_api']}", flush=True)
     if not sdv_python:
@@ -291,8 +292,8 @@ def benchmark_table(table: Table, config: SynthesisConfig, sdv_python: Optional[
 
 PEERS = ("gaussian_copula", "tvae")
 OURS = ("vaepipe", "vaepipe_api")
-LABELS = {"vaepipe": "vaepipe (default)", "vaepipe_api": "vaepipe VAESynthesizer (train's loop)", "gaussian_copula": "SDV GaussianCopula", "tvae": "SDV TVAE",
-          "real": "real 70 % (ceiling)"}
+LABELS = {"vaepipe": "vaepipe (default)", "vaepipe_api": "vaepipe VAESynthesizer (train's loop)",
+          "gaussian_copula": "SDV GaussianCopula", "tvae": "SDV TVAE", "real": "real 70 % (ceiling)"}
 
 
 QUALITY = ("overall", "column_shapes", "column_pair_trends")  # sdmetrics' when it ran, else ours
@@ -325,6 +326,8 @@ def markdown(results: dict) -> str:
         # vaepipe_api: not in results files written before it existed
         for generator in (*(g for g in OURS if column(g, "overall")), *PEERS, "real"):
             label = f"vaepipe ({steps:,} steps)" if generator == "vaepipe" and steps else LABELS[generator]
+            if generator == "vaepipe_api" and results.get("api_transform"):
+                label = label.replace("loop)", f"loop, transform {results['api_transform']})")
             if not column(generator, "overall"):
                 lines.append(f"| {head} | {label} | — | — | — | — | — | no SDV interpreter | |")
                 continue
@@ -401,6 +404,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                         "fixed) and report mean ± sd over them (default 1: seed 0, one table row per generator)")
     parser.add_argument("--steps", type=int, help="our optimizer steps instead of the size-derived budget "
                         "(pipelines.training.budget.TABLE_STEPS); the peers keep their defaults")
+    parser.add_argument("--api-transform", choices=["auto", "identity", "log1p", "quantile"],
+                        help="the VAESynthesizer row's numeric transform instead of the class's default (quantile)")
     parser.add_argument("--sdv-python", default=str(ROOT / ".venv-sdv" / "bin" / "python"),
                         help="interpreter with sdv + sdmetrics ('none': run without the peers)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for synthesis.json/.md")
@@ -431,18 +436,20 @@ def main(argv: Optional[list[str]] = None) -> None:
     config = SynthesisConfig(threads=THREADS, steps=200 if args.quick else args.steps)
     if args.quick:
         tables = [TABLES["diabetes"], TABLES["modechoice"]]
-    results = {"quick": args.quick, "seed": SEED, "seeds": args.seeds, "threads": THREADS,
-               "config": config.model_dump(), "tables": []}
+    results = {"quick": args.quick, "api_transform": args.api_transform, "seed": SEED, "seeds": args.seeds,
+               "threads": THREADS, "config": config.model_dump(), "tables": []}
     for seed in range(args.seeds):
         for table in tables:
             print(f"{table.name}, seed {seed}", flush=True)
             results["tables"].append(benchmark_table(table, config.model_copy(update={"seed": seed}), sdv_python,
                                                      {"epochs": 5} if args.quick else {},
-                                                     product_epochs=QUICK_EPOCHS if args.quick else None))
+                                                     {"epochs": QUICK_EPOCHS if args.quick else None,
+                                                      "transform": args.api_transform}))
     results["seconds"] = time.perf_counter() - started
     report = markdown(results)
     suffix = ("_quick" if args.quick else "") + (f"_{args.seeds}seeds" if args.seeds > 1 else "") + \
-        (f"_steps{args.steps}" if args.steps and not args.quick else "")
+        (f"_steps{args.steps}" if args.steps and not args.quick else "") + \
+        (f"_api_{args.api_transform}" if args.api_transform else "")
     (out / f"synthesis{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
     (out / f"synthesis{suffix}.md").write_text(report)
     print(report)

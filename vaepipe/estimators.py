@@ -103,8 +103,8 @@ class VAEModel:
         infers them; `categorical` / `numeric` override them by name. `transform` is how numeric columns are
         modelled, `vaepipe prepare --transform`'s choice: auto (log1p for skewed non-negative columns, else as
         they are), identity, log1p or quantile (through the empirical CDF: any shape, outliers bounded); the
-        default is the class's `TRANSFORM`. `column_transforms` overrides it per column ({"income": "quantile"}). `y` (labels) is kept in the card's
-        dataset, never trained on."""
+        default is the class's `TRANSFORM`. `column_transforms` overrides it per column ({"income": "quantile"}).
+        `y` (labels) is kept in the card's dataset, never trained on."""
         from pipelines.config import build_config
         from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
         from pipelines.jobs.train import local_blocker
@@ -114,7 +114,8 @@ class VAEModel:
         source = source_table(X, y)
         prepare = build_config(PrepareConfig, {
             "name": config.name, "source": "notebook", "categorical": list(categorical), "numeric": list(numeric),
-            "transform": transform or self.TRANSFORM, "column_transforms": dict(column_transforms or {})}, source="fit arguments")
+            "transform": transform or self.TRANSFORM, "column_transforms": dict(column_transforms or {})},
+            source="fit arguments")
         manifest, rows = prepare_in_memory(source, prepare)
         self.engine_ = choose_engine(config.engine, source.rows, config.ray.address, local_blocker(config, manifest))
         self._log(self.engine_.line)

@@ -76,3 +76,12 @@ def test_one_seed_and_several_seeds_tables_take_quality_from_sdmetrics_and_dcr_f
         assert "| t (100; y R²) | real 70 % (ceiling) | 0.900" in done.stdout and "| — |" in done.stdout
         assert "VAESynthesizer" not in done.stdout
         assert results.with_suffix(".md").read_text() == done.stdout.rstrip("\n") + "\n"
+
+    # with the notebook API's row, run with another transform: the row names it, and it is bold like ours
+    api = {**run(0), "generators": {**run(0)["generators"], "vaepipe_api": generator(0.86, 0.7, 0.4)}}
+    results.write_text(json.dumps({"api_transform": "auto", "tables": [api]}))
+    done = subprocess.run([sys.executable, "benchmarks/synthesis.py", "--render", str(results)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| t (100; y R²) | vaepipe VAESynthesizer (train's loop, transform auto) | **0.860** | 0.860 | 0.860 | " \
+           "**0.760** | 0.400 | 1.0 | 0.700 / 0.700 / 0.700 |" in done.stdout.splitlines(), done.stdout
