@@ -9,7 +9,7 @@ the default `ModelConfig` (for one-class images, `ANOMALY_MODEL`: Gaussian pixel
 ranks and thresholds by, `anomaly_score`), samples from `vae_core.sample_prior(mode="sample")` +
 `features_to_table` (what `vaepipe generate` does for tables).
 
-Training runs in-process with a plain loop equivalent to `pipelines/train_loop.py` (same
+Training runs in-process with a plain loop equivalent to `pipelines/training/loop.py` (same
 Adam optimizer, β warm-up `beta_at`, free bits, and the pipeline's choice of the epoch with
 the best validation negative ELBO) instead of `run_training`, to avoid Ray start-up on a
 2-core machine; the per-step arithmetic is the same.
@@ -113,12 +113,12 @@ def load_data(name: str) -> BenchData:
                      {s: frame[split == s].reset_index(drop=True) for s in SPLITS} if frame is not None else {})
 
 
-# --- training (the loop of pipelines/train_loop.py, in one process) ----------------------------
+# --- training (the loop of pipelines/training/loop.py, in one process) ----------------------------
 
 def train(model: VAE, x_train: torch.Tensor, x_val: torch.Tensor, loop: LoopConfig) -> dict:
-    """Adam, β warm-up and free bits as in train_loop; keeps the epoch with the best val -ELBO."""
+    """Adam (fused), β warm-up and free bits as in training/loop.py; keeps the epoch with the best val -ELBO."""
     torch.manual_seed(loop.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay, fused=True)
     best, best_state, best_epoch = math.inf, None, 0
     started = time.perf_counter()
     for epoch in range(loop.epochs):

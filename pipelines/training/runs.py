@@ -63,7 +63,7 @@ def check_resume_changes(stored: StrictModel, resumed: StrictModel, run_id: str)
 
 
 def check_not_diverged(run: str, config: TrainJobConfig, run_id: str) -> None:
-    """Refuse to register a run whose workers stopped because training diverged (`train_loop.divergence`
+    """Refuse to register a run whose workers stopped because training diverged (`training.loop.divergence`
     leaves DIVERGED_FILE in the run)."""
     from pipelines.storage.objects import exists, read_json
 
