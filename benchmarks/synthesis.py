@@ -443,8 +443,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             print(f"{table.name}, seed {seed}", flush=True)
             results["tables"].append(benchmark_table(table, config.model_copy(update={"seed": seed}), sdv_python,
                                                      {"epochs": 5} if args.quick else {},
-                                                     {"epochs": QUICK_EPOCHS if args.quick else None,
-                                                      "transform": args.api_transform}))
+                                                     api_options={"epochs": QUICK_EPOCHS if args.quick else None,
+                                                                  "transform": args.api_transform}))
     results["seconds"] = time.perf_counter() - started
     report = markdown(results)
     suffix = ("_quick" if args.quick else "") + (f"_{args.seeds}seeds" if args.seeds > 1 else "") + \

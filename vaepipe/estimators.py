@@ -334,8 +334,9 @@ class VAESynthesizer(VAEModel):
     opened with `load` has no training rows, so it samples from the prior, as `generate` does for it.
 
     Numeric columns go through the quantile transform by default (`fit(transform=...)` to change it): on the five
-    tables of benchmarks/synthesis.py it scored +0.017 SDMetrics overall over prepare's `auto` rule (0.920 against
-    0.904, seed 0) for −0.018 TSTR (0.677 against 0.695) — README, "Tabular synthesis against SDV"."""
+    tables of benchmarks/synthesis.py, seed 0, it scored +0.017 SDMetrics overall over prepare's `auto` rule (mean
+    0.920 against 0.904) for −0.018 TSTR (0.677 against 0.695): `--seeds 3` and `--api-transform auto` there,
+    benchmarks/results/synthesis_3seeds.md and synthesis_api_auto.md."""
 
     TRANSFORM = "quantile"
 
