@@ -309,6 +309,9 @@ def markdown(results: dict) -> str:
         runs.setdefault(r["table"], []).append(r)
     several = max((len(per_seed) for per_seed in runs.values()), default=1) > 1
     steps = None if results.get("quick") else results.get("config", {}).get("steps")  # --steps: not the default
+    api = results.get("api_transform")  # --api-transform: not the class's default
+    labels = {**LABELS, **({"vaepipe": f"vaepipe ({steps:,} steps)"} if steps else {}),
+              **({"vaepipe_api": f"vaepipe VAESynthesizer (train's loop, transform {api})"} if api else {})}
     lines = ["| table (train rows; TSTR target) | generator | overall | column shapes | pair trends | TSTR | "
              "DCR closer to train | seconds | " + ("overall per seed" if several else "ours: overall / shapes / trends")
              + " |", "|---|---|---|---|---|---|---|---|---|"]
@@ -325,9 +328,7 @@ def markdown(results: dict) -> str:
                 for key in ("overall", "tstr")}
         # vaepipe_api: not in results files written before it existed
         for generator in (*(g for g in OURS if column(g, "overall")), *PEERS, "real"):
-            label = f"vaepipe ({steps:,} steps)" if generator == "vaepipe" and steps else LABELS[generator]
-            if generator == "vaepipe_api" and results.get("api_transform"):
-                label = label.replace("loop)", f"loop, transform {results['api_transform']})")
+            label = labels[generator]
             if not column(generator, "overall"):
                 lines.append(f"| {head} | {label} | — | — | — | — | — | no SDV interpreter | |")
                 continue
