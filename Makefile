@@ -28,6 +28,10 @@ $(BENCH_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/vaepipe demo
 
+# One process on purpose: with two pytest-xdist workers (`-n 2 --dist loadfile`, a Ray and a store each) the suite
+# took longer, not less (measured at 98c0e99 on this 2-core machine: 27:40 in one process; with two, at 30 min
+# 97 % done when a Tune sweep stalled with the CPU idle). The likely cause, not proven: each session Ray's daemons
+# run at idle priority, which starves them while both cores stay busy.
 test: $(BENCH_STAMP)
 	$(PY) -m pytest
 
