@@ -217,16 +217,17 @@ def ours(train: pd.DataFrame, table: Table, config: SynthesisConfig) -> tuple[pd
 
 
 def through_the_product(train: pd.DataFrame, table: Table, seed: int, epochs: Optional[int] = None,
-                         transform: Optional[str] = None) -> tuple[pd.DataFrame, dict]:
+                         transform: Optional[str] = None, split: Optional[dict[str, float]] = None,
+                         ) -> tuple[pd.DataFrame, dict]:
     """What a user of the notebook API gets: `VAESynthesizer(seed=...).fit(train, categorical=...)` with its
     defaults, then `sample` — prepare's split and column rules, `vaepipe train`'s budget and loop (best
     validation epoch kept), `vaepipe generate`'s sampler. `epochs`: a fixed number instead of the budget;
-    `transform`: another than the class's default."""
+    `transform`, `split`: others than the class's defaults."""
     from vaepipe import VAESynthesizer
 
     started = time.perf_counter()
     synthesizer = VAESynthesizer(name=table.name, seed=seed, epochs=epochs, engine="local").fit(
-        train, categorical=table.categorical, transform=transform)
+        train, categorical=table.categorical, transform=transform, split=split)
     synthetic = synthesizer.sample(len(train), seed=seed)
     trained = synthesizer.card_["training"]
     return synthetic, {"seconds": time.perf_counter() - started, "best_epoch": trained["best_epoch"],
@@ -309,9 +310,13 @@ def markdown(results: dict) -> str:
         runs.setdefault(r["table"], []).append(r)
     several = max((len(per_seed) for per_seed in runs.values()), default=1) > 1
     steps = None if results.get("quick") else results.get("config", {}).get("steps")  # --steps: not the default
-    api = results.get("api_transform")  # --api-transform: not the class's default
+    api = []  # --api-transform, --api-split: not the class's defaults
+    if results.get("api_transform"):
+        api.append(f"transform {results['api_transform']}")
+    if results.get("api_split"):
+        api.append("split " + "/".join(f"{share:g}" for share in results["api_split"].values()))
     labels = {**LABELS, **({"vaepipe": f"vaepipe ({steps:,} steps)"} if steps else {}),
-              **({"vaepipe_api": f"vaepipe VAESynthesizer (train's loop, transform {api})"} if api else {})}
+              **({"vaepipe_api": f"vaepipe VAESynthesizer (train's loop, {', '.join(api)})"} if api else {})}
     lines = ["| table (train rows; TSTR target) | generator | overall | column shapes | pair trends | TSTR | "
              "DCR closer to train | seconds | " + ("overall per seed" if several else "ours: overall / shapes / trends")
              + " |", "|---|---|---|---|---|---|---|---|---|"]
@@ -407,6 +412,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                         "(pipelines.training.budget.TABLE_STEPS); the peers keep their defaults")
     parser.add_argument("--api-transform", choices=["auto", "identity", "log1p", "quantile"],
                         help="the VAESynthesizer row's numeric transform instead of the class's default (quantile)")
+    parser.add_argument("--api-split", nargs=3, type=float, metavar=("TRAIN", "VAL", "TEST"),
+                        help="the VAESynthesizer row's split of the training rows instead of prepare's 0.8 0.1 0.1 "
+                             "(e.g. 0.9 0.1 0: every row but the validation ones trains)")
     parser.add_argument("--sdv-python", default=str(ROOT / ".venv-sdv" / "bin" / "python"),
                         help="interpreter with sdv + sdmetrics ('none': run without the peers)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for synthesis.json/.md")
@@ -437,20 +445,23 @@ def main(argv: Optional[list[str]] = None) -> None:
     config = SynthesisConfig(threads=THREADS, steps=200 if args.quick else args.steps)
     if args.quick:
         tables = [TABLES["diabetes"], TABLES["modechoice"]]
-    results = {"quick": args.quick, "api_transform": args.api_transform, "seed": SEED, "seeds": args.seeds,
-               "threads": THREADS, "config": config.model_dump(), "tables": []}
+    api_split = dict(zip(("train", "val", "test"), args.api_split)) if args.api_split else None
+    results = {"quick": args.quick, "api_transform": args.api_transform, "api_split": api_split, "seed": SEED,
+               "seeds": args.seeds, "threads": THREADS, "config": config.model_dump(), "tables": []}
     for seed in range(args.seeds):
         for table in tables:
             print(f"{table.name}, seed {seed}", flush=True)
             results["tables"].append(benchmark_table(table, config.model_copy(update={"seed": seed}), sdv_python,
                                                      {"epochs": 5} if args.quick else {},
                                                      api_options={"epochs": QUICK_EPOCHS if args.quick else None,
-                                                                  "transform": args.api_transform}))
+                                                                  "transform": args.api_transform,
+                                                                  "split": api_split}))
     results["seconds"] = time.perf_counter() - started
     report = markdown(results)
     suffix = ("_quick" if args.quick else "") + (f"_{args.seeds}seeds" if args.seeds > 1 else "") + \
         (f"_steps{args.steps}" if args.steps and not args.quick else "") + \
-        (f"_api_{args.api_transform}" if args.api_transform else "")
+        (f"_api_{args.api_transform}" if args.api_transform else "") + \
+        (f"_api_split{round(100 * api_split['train'])}" if api_split else "")
     (out / f"synthesis{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
     (out / f"synthesis{suffix}.md").write_text(report)
     print(report)

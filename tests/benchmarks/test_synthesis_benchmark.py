@@ -85,3 +85,12 @@ def test_one_seed_and_several_seeds_tables_take_quality_from_sdmetrics_and_dcr_f
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| t (100; y R²) | vaepipe VAESynthesizer (train's loop, transform auto) | **0.860** | 0.860 | 0.860 | " \
            "**0.760** | 0.400 | 1.0 | 0.700 / 0.700 / 0.700 |" in done.stdout.splitlines(), done.stdout
+
+    # and with another split too (--api-split): both named, in the order of the flags
+    results.write_text(json.dumps({"api_transform": "auto", "api_split": {"train": 0.9, "val": 0.1, "test": 0.0},
+                                   "tables": [api]}))
+    done = subprocess.run([sys.executable, "benchmarks/synthesis.py", "--render", str(results)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| t (100; y R²) | vaepipe VAESynthesizer (train's loop, transform auto, split 0.9/0.1/0) | **0.860** |" \
+        in done.stdout, done.stdout

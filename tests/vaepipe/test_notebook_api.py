@@ -163,3 +163,22 @@ def test_fit_takes_prepares_numeric_transform_for_every_column_and_per_column(fa
 def test_a_bad_transform_is_refused_naming_it_before_training(fair_frame, options, named):
     with pytest.raises(UserError, match=named):
         VAESynthesizer(epochs=2, engine="local").fit(fair_frame, **options)
+
+
+def test_fit_takes_prepares_split_so_every_row_can_train(fair_frame):
+    synthesizer = VAESynthesizer(epochs=1, seed=0, engine="local").fit(
+        fair_frame, split={"train": 0.9, "val": 0.1, "test": 0.0})
+    rows = synthesizer.manifest_.split_rows
+    assert rows["test"] == 0 and rows["train"] + rows["val"] == len(fair_frame)
+    assert 0.85 < rows["train"] / len(fair_frame) < 0.95  # a hash of the row: near the share, not exactly it
+    default = VAESynthesizer(epochs=1, seed=0, engine="local").fit(fair_frame).manifest_.split_rows
+    assert default["test"] > 0 and default["train"] < rows["train"]  # prepare's 80/10/10 without split=
+
+
+@pytest.mark.parametrize("split, named", [
+    ({"train": 0.9, "val": 0.1}, "split"),  # a key missing
+    ({"train": 0.9, "val": 0.0, "test": 0.1}, "val"),  # nothing to pick the best epoch on
+])
+def test_a_bad_split_is_refused_naming_it(fair_frame, split, named):
+    with pytest.raises(UserError, match=named):
+        VAESynthesizer(epochs=1, engine="local").fit(fair_frame, split=split)
