@@ -67,7 +67,6 @@ class VAEModel:
     """
 
     TRANSFORM = "auto"  # numeric columns as `vaepipe prepare` models them by default
-    SPLIT: Optional[dict[str, float]] = None  # prepare's split (80 % train, 10 % val, 10 % test) by default
 
     def __init__(self, *, name: str = "notebook", config: Any = None, latent_dim: Optional[int] = None,
                  hidden: Optional[Sequence[int]] = None, image_likelihood: Optional[str] = None,
@@ -108,8 +107,7 @@ class VAEModel:
         default is the class's `TRANSFORM`. `column_transforms` overrides it per column ({"income": "quantile"}).
         `split` is prepare's `split`: the share of rows that train, pick the best epoch (and calibrate a detector's
         threshold) and are held out, by a hash of each row's position ({"train": 0.9, "val": 0.1, "test": 0.0});
-        the default is the class's `SPLIT`, else prepare's. `y` (labels) is kept in the card's dataset, never
-        trained on."""
+        the default is prepare's, 0.8 / 0.1 / 0.1. `y` (labels) is kept in the card's dataset, never trained on."""
         from pipelines.config import build_config
         from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
         from pipelines.jobs.train import local_blocker
@@ -120,7 +118,7 @@ class VAEModel:
         prepare = build_config(PrepareConfig, {
             "name": config.name, "source": "notebook", "categorical": list(categorical), "numeric": list(numeric),
             "transform": transform or self.TRANSFORM, "column_transforms": dict(column_transforms or {}),
-            **({"split": dict(split or self.SPLIT)} if (split or self.SPLIT) else {})}, source="fit arguments")
+            **({"split": dict(split)} if split is not None else {})}, source="fit arguments")
         manifest, rows = prepare_in_memory(source, prepare)
         self.engine_ = choose_engine(config.engine, source.rows, config.ray.address, local_blocker(config, manifest))
         self._log(self.engine_.line)
