@@ -4,6 +4,7 @@ One run measures, on the same model, batch size and data:
   (a) a plain single-process PyTorch loop on in-memory tensors (all cores' threads), run before and
       after the Ray jobs, the faster of the two as the baseline,
   (b) `run_training` streaming from the embedded S3 server with 1 and 2 workers,
+  (c) the same job with `engine: local` (the workers' loop in this process, no Ray),
 for a tabular MLP VAE and an image conv VAE, and prints samples/s with ratios b/a:
 steady state (the median epoch after the first, training steps only) and end to end (rows trained ÷ wall
 time of the whole job, start-up included), plus the fixed seconds a job spends
@@ -118,6 +119,13 @@ def plain_run(root: str, name: str, model: dict, epochs: int, batch_size: int, l
 SETUPS = {"full": ((1, "idle"), (2, "idle"), (1, "normal")), "quick": ((1, "idle"),)}
 
 
+def job_row(name: str, setup: str, outcome, trained: int) -> dict:
+    """A `vaepipe train` job's row: steady samples/s (its epochs' own figures), end to end, fixed seconds."""
+    train_seconds = sum(e["epoch_seconds"] for e in outcome.history)
+    return {"job": name, "setup": setup, "steady": steady([e["samples_per_s"] for e in outcome.history]),
+            "end_to_end": trained / outcome.seconds, "fixed_s": outcome.seconds - train_seconds}
+
+
 def measure(root: str, name: str, model: dict, epochs: int, batch_size: int, lr: float,
             setups=SETUPS["full"]) -> list[dict]:
     manifest = load_manifest(dataset_uri(root, name))
@@ -132,13 +140,15 @@ def measure(root: str, name: str, model: dict, epochs: int, batch_size: int, lr:
             scaling={"num_workers": workers, "cpus_per_worker": max(0.5, (cores - 0.5) / workers) if workers == 1 else 0.5,
                      "torch_threads": max(1, cores // workers)},
             ray={"num_cpus": max(4, cores * 2), "daemon_priority": daemons}, engine="ray")
-        outcome = run_training(config, progress=lambda _: None)
-        trained = manifest.split_rows["train"] * epochs
-        train_seconds = sum(e["epoch_seconds"] for e in outcome.history)
         setup = f"vaepipe train, {workers} worker(s) × {max(1, cores // workers)} thread(s)"
-        rows.append({"job": name, "setup": setup + ("" if daemons == "idle" else ", Ray daemons at normal priority"),
-                     "steady": steady([e["samples_per_s"] for e in outcome.history]), "end_to_end": trained / outcome.seconds,
-                     "fixed_s": outcome.seconds - train_seconds})
+        rows.append(job_row(name, setup + ("" if daemons == "idle" else ", Ray daemons at normal priority"),
+                            run_training(config, progress=lambda _: None), manifest.split_rows["train"] * epochs))
+    # the same loop without Ray (`--engine local`, what auto picks for a small job): the gap between this row and
+    # the Ray rows is Ray Train's, not the loop's
+    config = config.model_copy(update={"engine": "local", "scaling": config.scaling.model_copy(
+        update={"num_workers": 1, "torch_threads": cores})})
+    rows.append(job_row(name, f"vaepipe train --engine local, 1 process × {cores} thread(s)",
+                        run_training(config, progress=lambda _: None), manifest.split_rows["train"] * epochs))
     # the plain loop again after the Ray jobs, and the faster of the two is the baseline: this host's
     # speed drifts by up to a third over minutes, and one slow plain run would flatter every ratio
     after = plain_run(root, name, model, epochs, batch_size, lr)
@@ -165,7 +175,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000, help="tabular rows (images: rows // 4)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--quick", action="store_true",
-                        help="8,000 rows and one vaepipe setup per job, to check the script runs")
+                        help="8,000 rows, one Ray setup and the local engine per job, to check the script runs")
     args = parser.parse_args()
     rows = 8_000 if args.quick else args.rows
     setups = SETUPS["quick" if args.quick else "full"]

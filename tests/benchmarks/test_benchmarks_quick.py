@@ -41,7 +41,9 @@ def test_train_throughput_quick_prints_every_job_against_the_plain_loop():
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # it runs a store of its own
     out = run_benchmark(["benchmarks/train_throughput.py", "--quick", "--epochs", "1"], env)
     assert "| job | setup | steady samples/s | steady ratio |" in out
-    assert "plain" in out.lower()
+    for job in ("tabular", "images"):  # the plain loop, the Ray job and the same loop without Ray, per model
+        for setup in ("plain PyTorch", "vaepipe train, 1 worker(s)", "vaepipe train --engine local, 1 process"):
+            assert any(line.startswith(f"| {job} | {setup}") for line in out.splitlines()), (job, setup, out)
 
 
 def test_quality_quick_prints_density_anomaly_and_synthesis_tables(tmp_path):
