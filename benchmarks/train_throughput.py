@@ -132,23 +132,26 @@ def measure(root: str, name: str, model: dict, epochs: int, batch_size: int, lr:
     before = plain_run(root, name, model, epochs, batch_size, lr)
     rows = []
     cores = os.cpu_count() or 1
-    for workers, daemons in setups:
-        config = TrainJobConfig(
+    trained = manifest.split_rows["train"] * epochs
+
+    def job(workers: int, threads: int, daemons: str, engine: str) -> TrainJobConfig:
+        return TrainJobConfig(
             name=f"bench-{name}", dataset=name, storage=root, model=model,
             train={"epochs": epochs, "batch_size": batch_size, "lr": lr, "data_loading": "cache"},
             checkpoint={"every_epochs": epochs}, max_failures=0,
             scaling={"num_workers": workers, "cpus_per_worker": max(0.5, (cores - 0.5) / workers) if workers == 1 else 0.5,
-                     "torch_threads": max(1, cores // workers)},
-            ray={"num_cpus": max(4, cores * 2), "daemon_priority": daemons}, engine="ray")
-        setup = f"vaepipe train, {workers} worker(s) × {max(1, cores // workers)} thread(s)"
+                     "torch_threads": threads},
+            ray={"num_cpus": max(4, cores * 2), "daemon_priority": daemons}, engine=engine)
+
+    for workers, daemons in setups:
+        threads = max(1, cores // workers)
+        setup = f"vaepipe train, {workers} worker(s) × {threads} thread(s)"
         rows.append(job_row(name, setup + ("" if daemons == "idle" else ", Ray daemons at normal priority"),
-                            run_training(config, progress=lambda _: None), manifest.split_rows["train"] * epochs))
+                            run_training(job(workers, threads, daemons, "ray"), progress=lambda _: None), trained))
     # the same loop without Ray (`--engine local`, what auto picks for a small job): the gap between this row and
     # the Ray rows is Ray Train's, not the loop's
-    config = config.model_copy(update={"engine": "local", "scaling": config.scaling.model_copy(
-        update={"num_workers": 1, "torch_threads": cores})})
     rows.append(job_row(name, f"vaepipe train --engine local, 1 process × {cores} thread(s)",
-                        run_training(config, progress=lambda _: None), manifest.split_rows["train"] * epochs))
+                        run_training(job(1, cores, "idle", "local"), progress=lambda _: None), trained))
     # the plain loop again after the Ray jobs, and the faster of the two is the baseline: this host's
     # speed drifts by up to a third over minutes, and one slow plain run would flatter every ratio
     after = plain_run(root, name, model, epochs, batch_size, lr)

@@ -149,8 +149,8 @@ class VAEModel:
         x_train, x_val = (torch.from_numpy(np.ascontiguousarray(x[split == name])) for name in ("train", "val"))
         if len(x_train) == 0 or len(x_val) == 0:
             raise TrainingError(f"{len(x)} rows split into {len(x_train)} train / {len(x_val)} val rows: fitting "
-                                "needs both: more rows, or a larger share in fit(split=...) (default: 80 % train, "
-                                "10 % val, 10 % test by a hash of the row)")
+                                f"needs both: more rows, or a larger share in fit(split=...) (this fit's split: "
+                                f"{manifest.split.fractions}, by a hash of the row)")
         budget = plan_budget(config, manifest, processes=1)
         config = with_budget(config, budget)
         self._log(budget.line(1))
