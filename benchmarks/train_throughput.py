@@ -114,8 +114,9 @@ def plain_run(root: str, name: str, model: dict, epochs: int, batch_size: int, l
             "end_to_end": len(x) * epochs / wall, "fixed_s": wall - sum(len(x) / r for r in rates)}
 
 
-# (workers, Ray daemon priority) per vaepipe row; the last full setup shows what the default
-# daemon_priority: idle buys, in the same run. --quick runs one, to check every step of the script runs.
+# (workers, ray.daemon_priority) per vaepipe row; the last full setup shows what the default idle (Ray's daemons
+# and the workers that do not train under SCHED_IDLE) buys, in the same run. --quick runs one, to check every
+# step of the script runs.
 SETUPS = {"full": ((1, "idle"), (2, "idle"), (1, "normal")), "quick": ((1, "idle"),)}
 
 
@@ -146,8 +147,9 @@ def measure(root: str, name: str, model: dict, epochs: int, batch_size: int, lr:
     for workers, daemons in setups:
         threads = max(1, cores // workers)
         setup = f"vaepipe train, {workers} worker(s) × {threads} thread(s)"
-        rows.append(job_row(name, setup + ("" if daemons == "idle" else ", Ray daemons at normal priority"),
-                            run_training(job(workers, threads, daemons, "ray"), progress=lambda _: None), trained))
+        label = "" if daemons == "idle" else ", Ray daemons and other workers at normal priority"
+        outcome = run_training(job(workers, threads, daemons, "ray"), progress=lambda _: None)
+        rows.append(job_row(name, setup + label, outcome, trained))
     # the same loop without Ray (`--engine local`, what auto picks for a small job): the gap between this row and
     # the Ray rows is Ray Train's, not the loop's
     rows.append(job_row(name, f"vaepipe train --engine local, 1 process × {cores} thread(s)",

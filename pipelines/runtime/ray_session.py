@@ -10,7 +10,8 @@ from pydantic import Field
 
 from pipelines.config import StrictModel
 from pipelines.runtime import ray_console, ray_private
-from pipelines.runtime.processes import DAEMON_TITLES, descendants, process_table, set_idle_priority
+from pipelines.runtime.processes import (DAEMON_TITLES, IDLE_UNLESS_TRAINING_HOOK, descendants, process_table,
+                                         set_idle_priority)
 from pipelines.runtime.warm_ray import warm_ray_address
 
 # Quiet, predictable Ray for batch jobs. Set by `configure_ray_environment` when a job starts its Ray
@@ -54,9 +55,10 @@ class RayConfig(StrictModel):
                                "(a cold GPU node takes minutes: the instance, its driver, pulling the image)")
     daemon_priority: Literal["idle", "normal"] = Field(
         "idle", description="CPU priority of a local Ray's own daemons (dashboard and its modules, the dashboard "
-                            "and runtime-env agents, the log and autoscaler monitors; never the GCS, the raylet or "
-                            "a worker): idle runs them only on CPU time nothing else wants (Linux SCHED_IDLE), so "
-                            "they do not preempt training; normal leaves them as Ray starts them")
+                            "and runtime-env agents, the log and autoscaler monitors; never the GCS or the raylet) "
+                            "and of its workers that do not train (Train's controller, Ray Data's coordinator, "
+                            "batch jobs' workers): idle runs them only on CPU time nothing else wants (Linux "
+                            "SCHED_IDLE), so they do not preempt training; normal leaves them as Ray starts them")
 
 
 def local_num_cpus(config: RayConfig) -> float:
@@ -147,6 +149,8 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
     saved = {name: os.environ.get(name) for name in ADDRESS_VARIABLES}
     os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))
     try:
+        if daemon_priority == "idle":
+            init_kwargs["runtime_env"] = {"worker_process_setup_hook": IDLE_UNLESS_TRAINING_HOOK}
         with ray_console.connecting():
             ray.init(address="local", num_cpus=num_cpus, **init_kwargs)
         remember_started_here(ray.get_runtime_context().gcs_address)  # fixed in size: cluster_capacity

@@ -8,6 +8,7 @@ from pipelines.datasets.manifest import DatasetManifest
 from pipelines.datasets.reader import read_split
 from pipelines.errors import TrainingError
 from pipelines.runtime.cluster_capacity import READ_CPUS
+from pipelines.runtime.processes import TRAINING_WORKER_VARIABLE
 from pipelines.training.config import ScalingConfig, TrainJobConfig
 from pipelines.training.loop import WorkerConfig, should_cache, train_loop_per_worker
 from vae_core import ModelSpec
@@ -103,8 +104,10 @@ def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifes
                                                checkpoint_score_order="min"),
             failure_config=FailureConfig(max_failures=config.max_failures),
             callbacks=list(callbacks),
-            # Ray's own setting, read by a worker process when it starts (Ray Jobs un-nice drivers the same way)
-            worker_runtime_env={"env_vars": {"RAY_worker_niceness": str(config.scaling.worker_niceness)}}),
+            # Ray's own setting, read by a worker process when it starts (Ray Jobs un-nice drivers the same way);
+            # the marker keeps these workers out of SCHED_IDLE (runtime.processes.idle_unless_training)
+            worker_runtime_env={"env_vars": {"RAY_worker_niceness": str(config.scaling.worker_niceness),
+                                             TRAINING_WORKER_VARIABLE: "1"}}),
         datasets=worker_splits(dataset, manifest, config),
         # val is not split: each worker evaluates every world_size-th row of the whole split
         dataset_config=DataConfig(datasets_to_split=["train"]),

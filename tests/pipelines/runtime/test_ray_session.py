@@ -1,5 +1,5 @@
-"""How vaepipe starts a local Ray: its daemons yield the CPU to the jobs' workers; its object store is the
-size a job's config asks for."""
+"""How vaepipe starts a local Ray: its daemons and the workers that do not train yield the CPU to the training
+workers; its object store is the size a job's config asks for."""
 from __future__ import annotations
 
 import os
@@ -20,17 +20,22 @@ def _policies(pid: int) -> set[int]:
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
-def test_a_local_rays_daemons_run_at_idle_priority_and_its_core_and_workers_do_not(ray_cluster):
+def test_a_local_rays_daemons_and_non_training_workers_run_at_idle_priority_and_its_core_and_trainers_do_not(
+        ray_cluster):
     import ray
+
+    from pipelines.runtime.processes import TRAINING_WORKER_VARIABLE
 
     @ray.remote(num_cpus=0.01)
     def worker_pid() -> int:
         return os.getpid()
 
+    # a worker of the environment `training.trainer` gives Ray Train's workers, and a plain one
+    trainer = ray.get(worker_pid.options(runtime_env={"env_vars": {TRAINING_WORKER_VARIABLE: "1"}}).remote())
     worker = ray.get(worker_pid.remote())
     table = process_table()
     processes = {pid: table[pid][1] for pid in descendants(table, {os.getpid()}) - {os.getpid()}}
-    assert worker in processes
+    assert {worker, trainer} <= processes.keys()
 
     def pids(*marks: str) -> list[int]:
         return [pid for pid, command in processes.items() if any(mark in command for mark in marks)]
@@ -38,8 +43,9 @@ def test_a_local_rays_daemons_run_at_idle_priority_and_its_core_and_workers_do_n
     daemons = pids("dashboard/dashboard.py", "ray-dashboard-", "ray::DashboardAgent", "ray::RuntimeEnvAgent",
                    "log_monitor.py", "autoscaler/_private/monitor.py")
     assert len(daemons) >= 5, processes
-    assert all(_policies(pid) == {os.SCHED_IDLE} for pid in daemons), {pid: _policies(pid) for pid in daemons}
-    for pid in [*pids("gcs_server", "raylet/raylet"), worker]:
+    assert all(_policies(pid) == {os.SCHED_IDLE} for pid in [*daemons, worker]), \
+        {pid: _policies(pid) for pid in [*daemons, worker]}
+    for pid in [*pids("gcs_server", "raylet/raylet"), trainer]:
         assert os.SCHED_IDLE not in _policies(pid), processes[pid]
 
 
