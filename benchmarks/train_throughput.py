@@ -10,7 +10,7 @@ steady state (the median epoch after the first, training steps only) and end to 
 time of the whole job, start-up included), plus the fixed seconds a job spends
 outside its training steps (Ray start, data loading, validation, checkpoints, export).
 
-    .venv/bin/python benchmarks/train_throughput.py [--rows 200000] [--epochs 5] [--quick]
+    .venv/bin/python benchmarks/train_throughput.py [--rows 200000] [--epochs 5] [--repeat 3] [--quick]
 """
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def measure(root: str, name: str, model: dict, epochs: int, batch_size: int, lr:
     # speed drifts by up to a third over minutes, and one slow plain run would flatter every ratio
     after = plain_run(root, name, model, epochs, batch_size, lr)
     plain = max(before, after, key=lambda row: row["steady"])
-    plain["setup"] += f" (faster of 2 runs: {before['steady']:,.0f} before, {after['steady']:,.0f} after)"
+    plain["faster_of"] = f"{before['steady']:,.0f} before, {after['steady']:,.0f} after"
     rows.insert(0, plain)
     for row in rows:
         row["steady_ratio"] = row["steady"] / plain["steady"]
@@ -166,19 +166,37 @@ def measure(root: str, name: str, model: dict, epochs: int, batch_size: int, lr:
     return rows
 
 
+def combine(runs: list[list[dict]]) -> list[dict]:
+    """One row per job and setup over repeated runs: the median of each figure (each ratio against the plain
+    loop of its own run), and every run's steady ratio, so the spread shows."""
+    combined = []
+    for rows in zip(*runs):
+        row = {"job": rows[0]["job"], "setup": rows[0]["setup"], "runs": [r["steady_ratio"] for r in rows]}
+        for figure in ("steady", "steady_ratio", "end_to_end", "e2e_ratio", "fixed_s"):
+            row[figure] = float(np.median([r[figure] for r in rows]))
+        if "faster_of" in rows[0]:
+            row["setup"] += " (the faster of its runs before and after the jobs: " + "; ".join(r["faster_of"] for r in rows) + ")"
+        combined.append(row)
+    return combined
+
+
 def print_table(rows: list[dict]) -> None:
-    header = ("| job | setup | steady samples/s | steady ratio | end-to-end samples/s | end-to-end ratio | "
-              "fixed s |\n|---|---|---:|---:|---:|---:|---:|")
+    header = ("| job | setup | steady samples/s | steady ratio | steady ratio, each run | end-to-end samples/s | "
+              "end-to-end ratio | fixed s |\n|---|---|---:|---:|---|---:|---:|---:|")
     print(header)
     for r in rows:
         print(f"| {r['job']} | {r['setup']} | {r['steady']:,.0f} | {r['steady_ratio']:.2f} | "
-              f"{r['end_to_end']:,.0f} | {r['e2e_ratio']:.2f} | {r['fixed_s']:.1f} |")
+              f"{' / '.join(f'{x:.2f}' for x in r['runs'])} | {r['end_to_end']:,.0f} | {r['e2e_ratio']:.2f} | "
+              f"{r['fixed_s']:.1f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000, help="tabular rows (images: rows // 4)")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of every job (each with its own plain baseline); the table shows medians and "
+                             "each run's steady ratio (this host's speed drifts: one run's ratios move ±0.1)")
     parser.add_argument("--quick", action="store_true",
                         help="8,000 rows, one Ray setup and the local engine per job, to check the script runs")
     args = parser.parse_args()
@@ -195,10 +213,15 @@ def main() -> None:
                         source=tabular_source(rows))
         prepare_dataset(PrepareConfig(name="images", source="mnist", storage=root, rows_per_shard=rows // 32),
                         source=image_source(rows // 4))
-        results = measure(root, "tabular", {"latent_dim": 8, "hidden": [256, 128]}, args.epochs, 512, 1e-3,
-                           setups)
-        results += measure(root, "images", {"latent_dim": 16, "hidden": [32, 64]}, args.epochs, 256, 1e-3, setups)
-    print_table(results)
+        tabular, images = [], []
+        for run in range(args.repeat):
+            if args.repeat > 1:
+                print(f"run {run + 1}/{args.repeat}", flush=True)
+            tabular.append(measure(root, "tabular", {"latent_dim": 8, "hidden": [256, 128]}, args.epochs, 512, 1e-3,
+                                   setups))
+            images.append(measure(root, "images", {"latent_dim": 16, "hidden": [32, 64]}, args.epochs, 256, 1e-3,
+                                  setups))
+    print_table(combine(tabular) + combine(images))
 
 
 if __name__ == "__main__":
