@@ -29,6 +29,10 @@ RAY_ENVIRONMENT = {
 }
 
 
+# a job's runtime environment on a Ray vaepipe started: its workers that do not train run under SCHED_IDLE
+IDLE_UNLESS_TRAINING = {"worker_process_setup_hook": IDLE_UNLESS_TRAINING_HOOK}
+
+
 def configure_ray_environment(extra: Optional[dict[str, str]] = None) -> None:
     """Put `RAY_ENVIRONMENT` (and a job's `extra` settings) into this process's environment, unless set."""
     for name, value in {**RAY_ENVIRONMENT, **(extra or {})}.items():
@@ -56,9 +60,11 @@ class RayConfig(StrictModel):
     daemon_priority: Literal["idle", "normal"] = Field(
         "idle", description="CPU priority of a local Ray's own daemons (dashboard and its modules, the dashboard "
                             "and runtime-env agents, the log and autoscaler monitors; never the GCS or the raylet) "
-                            "and of its workers that do not train (Train's controller, Ray Data's coordinator, "
-                            "batch jobs' workers): idle runs them only on CPU time nothing else wants (Linux "
-                            "SCHED_IDLE), so they do not preempt training; normal leaves them as Ray starts them")
+                            "and of the job's workers that do not train (Train's controller, Ray Data's "
+                            "coordinator and reads, batch jobs' workers), on a Ray the job starts or the one "
+                            "`vaepipe ray up` started: idle runs them only on CPU time nothing else wants (Linux "
+                            "SCHED_IDLE), so they do not preempt training; normal leaves them as Ray starts them. "
+                            "A cluster given by address is never touched")
 
 
 def local_num_cpus(config: RayConfig) -> float:
@@ -150,7 +156,7 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
     os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))
     try:
         if daemon_priority == "idle":
-            init_kwargs["runtime_env"] = {"worker_process_setup_hook": IDLE_UNLESS_TRAINING_HOOK}
+            init_kwargs["runtime_env"] = IDLE_UNLESS_TRAINING
         with ray_console.connecting():
             ray.init(address="local", num_cpus=num_cpus, **init_kwargs)
         remember_started_here(ray.get_runtime_context().gcs_address)  # fixed in size: cluster_capacity
@@ -189,10 +195,14 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None,
         yield
         return
     # a cluster named by the config or the environment, else the warm local Ray of `vaepipe ray up`
-    address = config.address or os.environ.get("RAY_ADDRESS") or warm_ray_address()
-    if address:
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    warm = None if address else warm_ray_address()
+    if address or warm:
+        options = ray_console.init_options()
+        if warm and config.daemon_priority == "idle":  # a Ray vaepipe started here: this job's workers, as local_ray's
+            options["runtime_env"] = IDLE_UNLESS_TRAINING
         with ray_console.connecting():
-            ray.init(address=address, **ray_console.init_options())
+            ray.init(address=address or warm, **options)
         try:
             configure_data_context()
             yield

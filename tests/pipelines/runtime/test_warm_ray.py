@@ -17,10 +17,12 @@ REPO = Path(__file__).resolve().parents[3]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ATTACH = """
+import os
 import ray
 from pipelines.runtime.ray_session import RayConfig, ray_session
 with ray_session(RayConfig()):
     print("GCS", ray.get_runtime_context().gcs_address)
+    print("POLICY", ray.get(ray.remote(num_cpus=0.01)(lambda: os.sched_getscheduler(0)).remote()))
 """
 
 
@@ -58,6 +60,9 @@ def test_ray_up_status_down_and_a_job_attaches_to_it(tmp_path, s3_store):
         # Ray reports the node's own IP for the loopback address it was started on: the port is the warm Ray's
         (gcs,) = [line.split()[1] for line in attached.stdout.splitlines() if line.startswith("GCS ")]
         assert gcs.rsplit(":", 1)[1] == info["address"].rsplit(":", 1)[1]
+        # its workers that do not train yield the CPU, as on a Ray the job starts (ray.daemon_priority: idle)
+        (policy,) = [int(line.split()[1]) for line in attached.stdout.splitlines() if line.startswith("POLICY ")]
+        assert policy == os.SCHED_IDLE
         # ... unless its store differs: its workers would read and write another one
         elsewhere = run({**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "-c",
                         "from pipelines.runtime.warm_ray import warm_ray_address; print(warm_ray_address())")
