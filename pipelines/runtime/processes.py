@@ -73,9 +73,10 @@ IDLE_UNLESS_TRAINING_HOOK = "pipelines.runtime.processes.idle_unless_training"
 
 def idle_unless_training() -> None:
     """Ray's `worker_process_setup_hook` for a local Ray: a worker that does not train puts itself (its threads,
-    and those it starts later) under SCHED_IDLE. Measured inside a 1-worker MLP Train job on 2 cores, one
-    worker, rounds alternating: the training threads were preempted ~700 times a second each, one per wakeup
-    of the other workers; with those under SCHED_IDLE +8 % samples/s, with the daemons too +13 %."""
+    and those it starts later) under SCHED_IDLE. Inside a 1-worker MLP Train job on 2 cores the training
+    threads were switched out ~700 times a second each, about once per wakeup of the other workers; with those
+    under SCHED_IDLE the same worker ran 7-10 % faster (rounds alternating; docs/design.md, "Ray on small
+    machines")."""
     if TRAINING_WORKER_VARIABLE not in os.environ:
         set_idle_priority({os.getpid()})
 
