@@ -67,8 +67,9 @@ def ray_cluster(s3_store: StoreInfo) -> str:
     temp_dir = tempfile.mkdtemp(prefix="vr", dir="/tmp")
     # local_ray sets RAY_ADDRESS for the session: the state API and the `vaepipe`
     # subprocesses of the tests find this cluster, not another Ray on the machine
-    # daemons at idle priority, as `vaepipe` runs its own local Ray (RayConfig.daemon_priority)
-    with local_ray(4, "idle", include_dashboard=True, _temp_dir=temp_dir, configure_logging=False,
+    # daemons (and workers that do not train) at idle priority, as `vaepipe train` runs its own local Ray
+    # (RayConfig.daemon_priority)
+    with local_ray(4, "idle", _temp_dir=temp_dir, configure_logging=False,
                    log_to_driver=True) as address:
         configure_data_context()
         yield address

@@ -76,7 +76,7 @@ def run_batch(job: str, config: BatchJobConfig, model: RegisteredModel, plan: Ba
     with OutputCommit(plan.prefix, job=job, overwrite=config.overwrite, **lease) as commit, \
             tracked_run(tracking, f"{job} {model.reference}", {"job": job, **config.model_dump(mode="json")},
                         {"vaepipe.output": plan.prefix}, say=progress) as run, \
-            (ray_session(config.ray, dashboard=False) if on_ray else nullcontext()):
+            (ray_session(config.ray, trains=False) if on_ray else nullcontext()):
         if on_ray:
             check_pool_fits(config.compute)
             with row_progress(plan.rows, progress):

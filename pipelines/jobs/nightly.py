@@ -263,7 +263,7 @@ def run_catch_up(config: NightlyJobConfig, dates: list[date], progress: Callable
              f"{sum(r.status == MISSING_INPUT for r in results)} missing input")
     if not to_score:
         return results
-    with ray_session(config.ray, dashboard=False):
+    with ray_session(config.ray, trains=False):
         for result, score_config in to_score:
             try:
                 result.outcome = run_scoring(score_config, progress)

@@ -209,7 +209,7 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
     progress(choice.line)
     on_ray = choice.engine == "ray"
     each = partial(_each_file, on_ray=on_ray, progress=progress, prefix=target)
-    with ray_session(config.ray, dashboard=False) if on_ray else nullcontext():
+    with ray_session(config.ray, trains=False) if on_ray else nullcontext():
         jobs = [stream.FileJob(config.source, path) for path in files]
         profiles = each(partial(stream.profile_file, config=config), [(job,) for job in jobs], what="profiled")
         columns = profiles[0].columns

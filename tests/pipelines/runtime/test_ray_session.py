@@ -54,7 +54,7 @@ def test_a_job_started_ray_gets_the_object_store_its_config_asks_for():
     # a fresh process: the session's Ray is running in this one, and a job attaching to it keeps that store
     code = ("import ray\n"
             "from pipelines.runtime.ray_session import RayConfig, ray_session\n"
-            "with ray_session(RayConfig(num_cpus=1, object_store_mb=150), dashboard=False):\n"
+            "with ray_session(RayConfig(num_cpus=1, object_store_mb=150), trains=False):\n"
             "    print('store', ray.cluster_resources()['object_store_memory'])\n")
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180,
                          env={**outside_session_ray(), "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"})
