@@ -188,8 +188,9 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None,
     (Train's and Tune's placement-group cleaner asks the State API; without it trials leak placement groups and
     hang, docs/design.md "Ray on small machines"), and the job's workers that do not train run under SCHED_IDLE
     (`RayConfig.daemon_priority`). A batch job needs neither: its `ray.init` returns ~2 s sooner on 2 cores
-    without the modules, and its workers come from Ray's pool (a job runtime environment, the setup hook's,
-    starts workers of its own: scoring 1M rows, fixed start 12.0 / 12.2 s with it, 11.0 / 9.7 s without)."""
+    without the modules, and the setup hook only cost it time (scoring 1M rows, alternating runs: fixed start
+    12.0 / 12.2 s with it, 11.0 / 9.7 s with `daemon_priority: normal`; likely the runtime environment it
+    needs, which Ray's pooled workers lack)."""
     configure_ray_environment({"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(config.start_timeout_s),
                                **ray_console.environment(), **(environment or {})})
     import ray
