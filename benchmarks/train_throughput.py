@@ -175,7 +175,8 @@ def combine(runs: list[list[dict]]) -> list[dict]:
         for figure in ("steady", "steady_ratio", "end_to_end", "e2e_ratio", "fixed_s"):
             row[figure] = float(np.median([r[figure] for r in rows]))
         if "faster_of" in rows[0]:
-            row["setup"] += " (the faster of its runs before and after the jobs: " + "; ".join(r["faster_of"] for r in rows) + ")"
+            before_after = "; ".join(r["faster_of"] for r in rows)
+            row["setup"] += f" (the faster of its runs before and after the jobs: {before_after})"
         combined.append(row)
     return combined
 

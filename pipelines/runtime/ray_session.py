@@ -204,8 +204,8 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None,
     warm = None if address else warm_ray_address()
     if address or warm:
         options = ray_console.init_options()
-        if warm and trains and config.daemon_priority == "idle":  # a Ray vaepipe started here: this job's workers, as local_ray's
-            options["runtime_env"] = IDLE_UNLESS_TRAINING
+        if warm and trains and config.daemon_priority == "idle":
+            options["runtime_env"] = IDLE_UNLESS_TRAINING  # a Ray vaepipe started, as `local_ray` does
         with ray_console.connecting():
             ray.init(address=address or warm, **options)
         try:
