@@ -65,8 +65,8 @@ def set_idle_priority(pids: set[int]) -> int:
     return changed
 
 
-# Set (to anything) in the runtime environment of the workers that train (`training.trainer`); every other
-# worker of a local Ray with `ray.daemon_priority: idle` runs under SCHED_IDLE
+# Set (to anything) in the runtime environment of the workers that train (`training.trainer`); a train or tune
+# job's other workers, on a Ray vaepipe started with `ray.daemon_priority: idle`, run under SCHED_IDLE
 TRAINING_WORKER_VARIABLE = "VAEPIPE_TRAINING_WORKER"
 IDLE_UNLESS_TRAINING_HOOK = "pipelines.runtime.processes.idle_unless_training"
 
