@@ -29,8 +29,12 @@ RAY_ENVIRONMENT = {
 }
 
 
-# a job's runtime environment on a Ray vaepipe started: its workers that do not train run under SCHED_IDLE
-IDLE_UNLESS_TRAINING = {"worker_process_setup_hook": IDLE_UNLESS_TRAINING_HOOK}
+def job_runtime_env(daemon_priority: Literal["idle", "normal"], trains: bool) -> dict:
+    """`ray.init`'s runtime environment for a job on a Ray vaepipe started (its own, or `vaepipe ray up`'s): in a
+    train or tune job with idle priority, its workers that do not train run under SCHED_IDLE."""
+    if daemon_priority == "idle" and trains:
+        return {"runtime_env": {"worker_process_setup_hook": IDLE_UNLESS_TRAINING_HOOK}}
+    return {}
 
 
 def configure_ray_environment(extra: Optional[dict[str, str]] = None) -> None:
@@ -157,10 +161,9 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
     saved = {name: os.environ.get(name) for name in ADDRESS_VARIABLES}
     os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))
     try:
-        if daemon_priority == "idle" and trains:
-            init_kwargs["runtime_env"] = IDLE_UNLESS_TRAINING
         with ray_console.connecting():
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=trains, **init_kwargs)
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=trains,
+                     **job_runtime_env(daemon_priority, trains), **init_kwargs)
         remember_started_here(ray.get_runtime_context().gcs_address)  # fixed in size: cluster_capacity
         if daemon_priority == "idle":
             idle_priority_for_daemons(ray_private.local_node())
@@ -203,11 +206,10 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None,
     address = config.address or os.environ.get("RAY_ADDRESS")
     warm = None if address else warm_ray_address()
     if address or warm:
-        options = ray_console.init_options()
-        if warm and trains and config.daemon_priority == "idle":
-            options["runtime_env"] = IDLE_UNLESS_TRAINING  # a Ray vaepipe started, as `local_ray` does
+        # a cluster given by address is never touched; the warm Ray is one vaepipe started
+        runtime = job_runtime_env(config.daemon_priority, trains) if warm else {}
         with ray_console.connecting():
-            ray.init(address=address or warm, **options)
+            ray.init(address=address or warm, **runtime, **ray_console.init_options())
         try:
             configure_data_context()
             yield
