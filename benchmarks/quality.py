@@ -71,6 +71,7 @@ from pipelines.metrics.anomaly import SCORE_COLUMN
 from pipelines.training.model_spec import model_spec_for
 from pipelines.training.config import LoopConfig, ModelConfig
 from pipelines.training.loop import beta_at
+from pipelines.training.optimizer import FusedAdam
 from vae_core import VAE, ModelSpec, anomaly_scores, iw_log_likelihood, sample_prior
 from vae_core.spec import LikelihoodBlock
 
@@ -118,7 +119,7 @@ def load_data(name: str) -> BenchData:
 def train(model: VAE, x_train: torch.Tensor, x_val: torch.Tensor, loop: LoopConfig) -> dict:
     """Adam (fused), β warm-up and free bits as in training/loop.py; keeps the epoch with the best val -ELBO."""
     torch.manual_seed(loop.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay, fused=True)
+    optimizer = FusedAdam(model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay)
     best, best_state, best_epoch = math.inf, None, 0
     started = time.perf_counter()
     for epoch in range(loop.epochs):

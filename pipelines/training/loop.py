@@ -29,6 +29,7 @@ from pipelines.datasets.reader import batch_tensor, to_model_input
 from pipelines.storage.layout import DIVERGED_FILE
 from pipelines.training.checkpoints import load_checkpoint, save_checkpoint
 from pipelines.training.config import LoopConfig
+from pipelines.training.optimizer import FusedAdam
 from vae_core import VAE, ModelSpec, VAEOutput, beta_tc_loss
 
 
@@ -300,7 +301,7 @@ def run_loop(config: WorkerConfig, session: TrainSession) -> None:
     model.to(device)
     # fused: one kernel updates every parameter (CPU and GPU) instead of a dozen small ops per tensor, which is
     # most of a small model's step; a 309-row table's 3,006 steps took 5.0 s through the notebook API unfused
-    optimizer = torch.optim.Adam(model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay, fused=True)
+    optimizer = FusedAdam(model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     trained = session.prepare_model(model)

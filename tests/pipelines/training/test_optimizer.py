@@ -1,0 +1,85 @@
+"""`FusedAdam` (pipelines.training.optimizer): the weights torch.optim.Adam(fused=True) gives, bit for bit, through
+its lean step, across a checkpoint's state dict, and through torch's own step wherever the lean one does not
+apply."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from pipelines.training.optimizer import FusedAdam
+
+
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.SiLU(), torch.nn.Linear(16, 3))
+
+
+def train(net: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: int, seed: int = 1,
+          skip_last_layer_from: int | None = None) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        x = torch.randn(8, 6, generator=generator)
+        out = net[1](net[0](x))
+        # from a step on, the last layer takes no part: its parameters get no gradient
+        loss = out.pow(2).mean() if skip_last_layer_from is not None and step >= skip_last_layer_from \
+            else net(x).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_the_lean_step_gives_torchs_fused_adam_weights_bit_for_bit(weight_decay):
+    ours, theirs = model(), model()
+    lean = FusedAdam(ours.parameters(), lr=3e-3, weight_decay=weight_decay)
+    train(ours, lean, 50)
+    train(theirs, torch.optim.Adam(theirs.parameters(), lr=3e-3, weight_decay=weight_decay, fused=True), 50)
+    assert lean.lean_steps == 49  # the first step creates Adam's state through torch's own step
+    assert same_weights(ours, theirs)
+
+
+def test_a_resumed_optimizer_continues_as_torchs_does_and_its_state_dict_is_adams():
+    ours, theirs = model(), model()
+    lean = FusedAdam(ours.parameters(), lr=1e-2)
+    reference = torch.optim.Adam(theirs.parameters(), lr=1e-2, fused=True)
+    train(ours, lean, 10)
+    train(theirs, reference, 10)
+    # a checkpoint written by one loads into the other (the resume path), and both go on alike
+    resumed, resumed_reference = copy.deepcopy(ours), copy.deepcopy(theirs)
+    lean_again = FusedAdam(resumed.parameters(), lr=1e-2)
+    lean_again.load_state_dict(reference.state_dict())
+    reference_again = torch.optim.Adam(resumed_reference.parameters(), lr=1e-2, fused=True)
+    reference_again.load_state_dict(lean.state_dict())
+    train(resumed, lean_again, 10, seed=2)
+    train(resumed_reference, reference_again, 10, seed=2)
+    assert lean_again.lean_steps == 10 and same_weights(resumed, resumed_reference)
+
+
+def test_parameters_without_a_gradient_and_a_changed_learning_rate_follow_torch():
+    ours, theirs = model(), model()
+    lean = FusedAdam(ours.parameters(), lr=3e-3)
+    reference = torch.optim.Adam(theirs.parameters(), lr=3e-3, fused=True)
+    train(ours, lean, 20, skip_last_layer_from=10)
+    train(theirs, reference, 20, skip_last_layer_from=10)
+    assert lean.lean_steps == 9  # steps 2-10; from step 11 the last layer has no gradient: torch's step
+    assert same_weights(ours, theirs)
+    for optimizer in (lean, reference):
+        optimizer.param_groups[0]["lr"] = 1e-4  # as a schedule would
+    train(ours, lean, 5, seed=3)
+    train(theirs, reference, 5, seed=3)
+    assert lean.lean_steps == 14 and same_weights(ours, theirs)
+
+
+def test_step_hooks_run_once_per_step_on_either_path():
+    net = model()
+    optimizer = FusedAdam(net.parameters())
+    calls = []
+    optimizer.register_step_post_hook(lambda *_: calls.append(1))
+    train(net, optimizer, 3)  # the first step through torch's, the others lean
+    assert optimizer.lean_steps == 2 and len(calls) == 3
