@@ -34,6 +34,7 @@ from pipelines.storage.embedded_server import running_store
 from pipelines.storage.objects import clear_caches, ensure_bucket, read_bytes
 from pipelines.jobs.train import run_training
 from pipelines.training.model_spec import model_spec_for
+from pipelines.training.optimizer import FusedAdam
 from pipelines.training.config import ModelConfig, TrainJobConfig
 from vae_core import VAE
 
@@ -81,8 +82,9 @@ def plain_loop(x: torch.Tensor, spec, epochs: int, batch_size: int, lr: float) -
     """samples/s of each epoch of a plain PyTorch loop: randperm batches, forward, backward, Adam."""
     torch.manual_seed(0)
     model = VAE(spec)
-    # the update the training loop does (fused since dca0537): the ratio measures the pipeline, not the optimizer
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    # the update the training loop does (fused since dca0537, FusedAdam since b0747b8): the ratio measures the
+    # pipeline, not the optimizer
+    optimizer = FusedAdam(model.parameters(), lr=lr)
     rates = []
     for epoch in range(epochs):
         order = torch.randperm(len(x))
