@@ -135,3 +135,14 @@ def test_every_benchmark_explains_itself_with_help_from_the_repository_root():
     results = {name: (run.wait(timeout=300), *run.communicate()) for name, run in runs.items()}
     failed = {name: err[-800:] for name, (code, out, err) in results.items() if code != 0 or "usage:" not in out}
     assert len(scripts) >= 10 and not failed, failed
+
+
+def test_ray_presence_quick_prints_the_loop_beside_each_kind_of_idle_ray():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # no storage: tensors in memory
+    out = run_benchmark(["benchmarks/ray_presence.py", "--quick"], env)
+    lines = out.splitlines()
+    header = lines.index("| beside the loop | samples/s | vs no Ray | each round |")
+    rows = [cells(line) for line in lines[header + 2:header + 6]]
+    assert [row[0] for row in rows] == ["no Ray", "Ray up, no actors", "2 idle actors, Ray's niceness",
+                                        "2 idle actors, SCHED_IDLE"], out
+    assert rows[0][2] == "1.00" and all(float(row[1].replace(",", "")) > 0 for row in rows), rows
