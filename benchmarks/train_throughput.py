@@ -5,7 +5,7 @@ One run measures, on the same model, batch size and data:
       after the Ray jobs, the faster of the two as the baseline,
   (b) `run_training` streaming from the embedded S3 server with 1 and 2 workers,
   (c) the same job with `engine: local` (the workers' loop in this process, no Ray),
-for a tabular MLP VAE and an image conv VAE, and prints samples/s with ratios b/a:
+for a tabular MLP VAE and an image conv VAE, and prints samples/s with ratios b/a and c/a:
 steady state (the median epoch after the first, training steps only) and end to end (rows trained ÷ wall
 time of the whole job, start-up included), plus the fixed seconds a job spends
 outside its training steps (Ray start, data loading, validation, checkpoints, export).

@@ -29,12 +29,15 @@ RAY_ENVIRONMENT = {
 }
 
 
-def job_runtime_env(daemon_priority: Literal["idle", "normal"], trains: bool) -> dict:
+def job_runtime_env(daemon_priority: Literal["idle", "normal"], trains: bool,
+                    given: Optional[dict] = None) -> dict:
     """`ray.init`'s runtime environment for a job on a Ray vaepipe started (its own, or `vaepipe ray up`'s): in a
-    train or tune job with idle priority, its workers that do not train run under SCHED_IDLE."""
+    train or tune job with idle priority, its workers that do not train run under SCHED_IDLE. `given`: the
+    caller's own runtime environment, kept (with its own setup hook, if it has one, instead of ours)."""
+    runtime_env = dict(given or {})
     if daemon_priority == "idle" and trains:
-        return {"runtime_env": {"worker_process_setup_hook": IDLE_UNLESS_TRAINING_HOOK}}
-    return {}
+        runtime_env.setdefault("worker_process_setup_hook", IDLE_UNLESS_TRAINING_HOOK)
+    return {"runtime_env": runtime_env} if runtime_env else {}
 
 
 def configure_ray_environment(extra: Optional[dict[str, str]] = None) -> None:
@@ -163,7 +166,8 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
     try:
         with ray_console.connecting():
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=trains,
-                     **job_runtime_env(daemon_priority, trains), **init_kwargs)
+                     **job_runtime_env(daemon_priority, trains, init_kwargs.pop("runtime_env", None)),
+                     **init_kwargs)
         remember_started_here(ray.get_runtime_context().gcs_address)  # fixed in size: cluster_capacity
         if daemon_priority == "idle":
             idle_priority_for_daemons(ray_private.local_node())

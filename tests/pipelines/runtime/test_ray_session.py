@@ -70,3 +70,17 @@ def test_an_object_store_below_what_ray_accepts_is_refused_in_the_config():
 
     with pytest.raises(ValidationError, match="object_store_mb"):
         RayConfig(object_store_mb=50)
+
+
+def test_a_callers_runtime_environment_is_kept_beside_the_idle_hook():
+    from pipelines.runtime.processes import IDLE_UNLESS_TRAINING_HOOK
+    from pipelines.runtime.ray_session import job_runtime_env
+
+    given = {"env_vars": {"A": "1"}}
+    assert job_runtime_env("idle", True, given) == {
+        "runtime_env": {"env_vars": {"A": "1"}, "worker_process_setup_hook": IDLE_UNLESS_TRAINING_HOOK}}
+    assert given == {"env_vars": {"A": "1"}}  # not changed in place
+    assert job_runtime_env("idle", False, given) == job_runtime_env("normal", True, given) == {"runtime_env": given}
+    assert job_runtime_env("idle", True, {"worker_process_setup_hook": "mine.hook"}) == {
+        "runtime_env": {"worker_process_setup_hook": "mine.hook"}}
+    assert job_runtime_env("normal", False) == {}
