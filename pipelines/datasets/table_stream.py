@@ -39,6 +39,9 @@ from pipelines.datasets.sources import SourceError, SourceTable, check_column_na
 
 BATCH_ROWS = 65_536
 CSV_BLOCK_BYTES = 16 << 20
+# the header is read before the rows: a 16 MiB first block parsed only for its names cost a block's parse per
+# file and pass
+CSV_HEADER_PROBE_BYTES = 1 << 20
 # two keys for pandas' 64-bit hash of the ids: 128 bits, so that two different ids share a hash with a
 # probability below 1e-20 for a billion rows
 _ID_HASH_KEYS = ("vaepipe-ids-key1", "vaepipe-ids-key2")
@@ -145,9 +148,7 @@ def _read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
             # (0.7 s), and the threaded reader once misread a row across a block boundary of an intact file
             # (30M-row prepare, third pass; not reproduced in 100 reads of that file)
             options = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False)
-            with fs.open_input_stream(job.path) as stream:
-                # the first block holds the header (a block as large as the reads: a wide header fits too)
-                names = pacsv.open_csv(stream, read_options=options).schema.names
+            names = _csv_header(fs, job.path, options)
             with fs.open_input_stream(job.path) as stream:
                 reader = pacsv.open_csv(
                     stream, read_options=options,
@@ -164,6 +165,22 @@ def _read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
             raise
         # any parser failure is a property of the user's file: name it, never a traceback
         raise SourceError(f"cannot read {job.path}: {str(err).strip().splitlines()[0]}") from None
+
+
+def _csv_header(fs, path: str, options) -> list[str]:
+    """The CSV's column names, as pyarrow reads them: from a small first block (opening the reader parses one
+    block), or from a block as large as the reads when the header does not fit in the small one."""
+    import pyarrow.csv as pacsv
+
+    for block_size in (min(CSV_HEADER_PROBE_BYTES, options.block_size), options.block_size):
+        try:
+            with fs.open_input_stream(path) as stream:
+                return pacsv.open_csv(stream, read_options=pacsv.ReadOptions(
+                    block_size=block_size, use_threads=False)).schema.names
+        except pa.ArrowInvalid:
+            if block_size == options.block_size:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _row_ids(frame: pd.DataFrame, id_column: Optional[str], start: int) -> np.ndarray:

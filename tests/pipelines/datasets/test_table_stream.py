@@ -265,3 +265,13 @@ def test_on_ray_one_task_per_file_writes_what_this_process_writes(tmp_path, s3_p
     assert manifests["ray"].model_dump(exclude=ignore) == manifests["local"].model_dump(exclude=ignore)
     assert [s.rows for s in manifests["ray"].shards] == [s.rows for s in manifests["local"].shards]
     assert _dataset_rows(s3_prefix, "by-ray").equals(_dataset_rows(s3_prefix, "by-local"))
+
+
+def test_a_csv_header_wider_than_the_header_probe_is_read_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(table_stream, "CSV_HEADER_PROBE_BYTES", 256)
+    names = [f"a_rather_long_column_name_{i:03d}" for i in range(40)]  # ~1.2 KB of header
+    path = tmp_path / "wide.csv"
+    pd.DataFrame([list(range(40))] * 3, columns=names).to_csv(path, index=False)
+    (frame,) = table_stream.read_batches(table_stream.FileJob(str(tmp_path), str(path)))
+    assert list(frame.columns) == names and len(frame) == 3
+    assert frame[names[-1]].tolist() == ["39"] * 3  # CSV columns come as text
