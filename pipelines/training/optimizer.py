@@ -37,6 +37,11 @@ class FusedAdam(torch.optim.Adam):
             for parameter in group["params"]:
                 parameter.grad = None
 
+    def __setstate__(self, state) -> None:
+        # a pickled or deep-copied optimizer carries only torch's fields (`Optimizer.__getstate__`)
+        super().__setstate__(state)
+        self._lists, self.lean_steps = None, 0
+
     def load_state_dict(self, state_dict) -> None:
         super().load_state_dict(state_dict)
         self._lists = None  # the state's tensors were replaced

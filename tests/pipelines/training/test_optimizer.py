@@ -83,3 +83,13 @@ def test_step_hooks_run_once_per_step_on_either_path():
     optimizer.register_step_post_hook(lambda *_: calls.append(1))
     train(net, optimizer, 3)  # the first step through torch's, the others lean
     assert optimizer.lean_steps == 2 and len(calls) == 3
+
+
+def test_a_deep_copied_model_and_optimizer_go_on_like_the_originals():
+    net = model()
+    optimizer = FusedAdam(net.parameters(), lr=3e-3)
+    train(net, optimizer, 5)
+    net_copy, optimizer_copy = copy.deepcopy((net, optimizer))  # pickling goes through the same __setstate__
+    train(net, optimizer, 5, seed=4)
+    train(net_copy, optimizer_copy, 5, seed=4)
+    assert optimizer_copy.lean_steps == 5 and same_weights(net, net_copy)
