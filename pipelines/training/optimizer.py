@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-# torch's private kernel entry, the one torch.optim.adam._fused_adam calls; the test above fails when a torch
-# version lacks it or changes what it computes
+# torch's private kernel entry, the one torch.optim.adam._fused_adam calls; tests/pipelines/training/
+# test_optimizer.py fails when a torch version lacks it or changes what it computes
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)
 
 
