@@ -172,15 +172,17 @@ def _csv_header(fs, path: str, options) -> list[str]:
     block), or from a block as large as the reads when the header does not fit in the small one."""
     import pyarrow.csv as pacsv
 
-    for block_size in (min(CSV_HEADER_PROBE_BYTES, options.block_size), options.block_size):
+    def names(block_size: int) -> list[str]:
+        with fs.open_input_stream(path) as stream:
+            return pacsv.open_csv(stream, read_options=pacsv.ReadOptions(
+                block_size=block_size, use_threads=False)).schema.names
+
+    if CSV_HEADER_PROBE_BYTES < options.block_size:
         try:
-            with fs.open_input_stream(path) as stream:
-                return pacsv.open_csv(stream, read_options=pacsv.ReadOptions(
-                    block_size=block_size, use_threads=False)).schema.names
+            return names(CSV_HEADER_PROBE_BYTES)
         except pa.ArrowInvalid:
-            if block_size == options.block_size:
-                raise
-    raise AssertionError("unreachable")
+            pass  # a header wider than the probe (or no header: the full read says so)
+    return names(options.block_size)
 
 
 def _row_ids(frame: pd.DataFrame, id_column: Optional[str], start: int) -> np.ndarray:

@@ -53,7 +53,7 @@ class FusedAdam(torch.optim.Adam):
     @torch.no_grad()
     def step(self, closure=None):
         if closure is not None or not self._lean():
-            self._lists = None
+            # the lists stay valid: torch's step updates the same state tensors in place
             # Adam's step without torch's hook wrapper (if it has one): ours already ran the hooks
             adam_step = torch.optim.Adam.step
             return (adam_step.__wrapped__ if getattr(adam_step, "hooked", False) else adam_step)(self, closure)
@@ -80,7 +80,7 @@ class FusedAdam(torch.optim.Adam):
     def _build_lists(self):
         lists = []
         for group in self.param_groups:
-            params = [p for p in group["params"]]
+            params = list(group["params"])
             if (not params or group["amsgrad"] or group["maximize"] or group["capturable"] or group["differentiable"]
                     or group.get("decoupled_weight_decay") or isinstance(group["lr"], torch.Tensor)
                     or any(p not in self.state or "exp_avg" not in self.state[p] for p in params)

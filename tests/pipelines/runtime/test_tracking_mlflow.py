@@ -26,7 +26,8 @@ MLFLOW = Path(sys.executable).with_name("mlflow")
 def mlflow_server(tmp_path_factory) -> str:
     """A real MLflow tracking server; yields its URL. The first start creates its SQLite tables (20-30 s here).
     Without the server's job execution (MLflow 3's eight huey consumers, for server-side GenAI jobs vaepipe does
-    not use) its start took 6.1-6.4 core-seconds instead of 13.8-13.9, and nothing polls beside the tests' jobs."""
+    not use) its start took 6.1-6.4 core-seconds instead of 13.8-13.9, and eight fewer processes run beside the
+    tests' jobs."""
     folder = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
