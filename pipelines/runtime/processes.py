@@ -14,6 +14,7 @@ workers). `idle_unless_training` is the setup hook that moves them under SCHED_I
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 # Ray's daemons by the title the raylet gives the agents it starts, and by the script the others run
 DAEMON_TITLES = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
@@ -51,18 +52,55 @@ def descendants(table: dict[int, tuple[int, str]], roots: set[int]) -> set[int]:
 
 def set_idle_priority(pids: set[int]) -> int:
     """Put every thread of these processes under SCHED_IDLE (threads they start later inherit it); returns
-    how many processes changed. A no-op (0) where the OS has no SCHED_IDLE."""
+    how many processes changed. A no-op (0) where the OS has no SCHED_IDLE.
+
+    A thread that a not-yet-moved thread starts while this runs would inherit the old policy, so each
+    process's threads are listed again until a pass finds none it has not moved (a daemon starting up
+    starts threads all the time; the suite once saw one thread left behind)."""
     if not hasattr(os, "SCHED_IDLE"):
         return 0
     changed = 0
     for pid in pids:
+        moved: set[str] = set()
         try:
-            for thread in os.listdir(f"/proc/{pid}/task"):
-                os.sched_setscheduler(int(thread), os.SCHED_IDLE, os.sched_param(0))
+            while fresh := set(os.listdir(f"/proc/{pid}/task")) - moved:
+                for thread in fresh:
+                    try:
+                        os.sched_setscheduler(int(thread), os.SCHED_IDLE, os.sched_param(0))
+                    except ProcessLookupError:
+                        pass  # that thread ended meanwhile
+                moved |= fresh
             changed += 1
         except OSError:
             continue  # exited meanwhile, or not ours to change
     return changed
+
+
+def idle_priority_for_daemons(find: Callable[[dict[int, tuple[int, str]]], set[int]], wait_s: float = 10.0) -> int:
+    """Put every thread of a Ray's daemons, as `find` picks them from a `process_table`, under SCHED_IDLE;
+    returns how many processes.
+
+    The raylet starts the agents a moment after the rest, so this waits up to `wait_s` for both; then, since a
+    daemon may have started a process before it was moved (the dashboard starts its modules), the table is read
+    again until it shows no daemon not yet moved."""
+    import time
+
+    if not hasattr(os, "SCHED_IDLE") or not os.path.isdir("/proc"):
+        return 0
+    deadline = time.monotonic() + wait_s
+    while True:
+        table = process_table()
+        daemons = find(table)
+        titles = {table[pid][1].split(" ", 1)[0] for pid in daemons if pid in table}
+        if set(DAEMON_TITLES) <= titles or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    moved: set[int] = set()
+    while fresh := daemons - moved:
+        set_idle_priority(fresh)
+        moved |= fresh
+        daemons = find(process_table())
+    return len(moved & process_table().keys())
 
 
 # Set (to anything) in the runtime environment of the workers that train (`training.trainer`); a train or tune

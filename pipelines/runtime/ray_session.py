@@ -4,14 +4,15 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
+from functools import partial
 from typing import Iterator, Literal, Optional
 
 from pydantic import Field
 
 from pipelines.config import StrictModel
 from pipelines.runtime import ray_console, ray_private
-from pipelines.runtime.processes import (DAEMON_TITLES, IDLE_UNLESS_TRAINING_HOOK, descendants, process_table,
-                                         set_idle_priority)
+from pipelines.runtime.processes import (DAEMON_TITLES, IDLE_UNLESS_TRAINING_HOOK, descendants,
+                                         idle_priority_for_daemons)
 from pipelines.runtime.warm_ray import warm_ray_address
 
 # Quiet, predictable Ray for batch jobs. Set by `configure_ray_environment` when a job starts its Ray
@@ -103,26 +104,6 @@ def _local_daemons(node, table: dict[int, tuple[int, str]]) -> set[int]:
     return descendants(table, roots)
 
 
-def idle_priority_for_daemons(node, wait_s: float = 10.0) -> int:
-    """Put every thread of the node's Ray daemons under SCHED_IDLE; returns how many processes.
-
-    The raylet starts the agents shortly after `ray.init` returns, so this waits up to `wait_s` for both.
-    A no-op (0) where the OS has no SCHED_IDLE."""
-    import time
-
-    if not hasattr(os, "SCHED_IDLE") or not os.path.isdir("/proc"):
-        return 0
-    deadline = time.monotonic() + wait_s
-    while True:
-        table = process_table()
-        daemons = _local_daemons(node, table)
-        titles = {table[pid][1].split(" ", 1)[0] for pid in daemons}
-        if set(DAEMON_TITLES) <= titles or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    return set_idle_priority(daemons)
-
-
 # What `local_ray` puts in this process's environment for the Ray it starts (and its processes inherit): a
 # process meant for another Ray must not inherit them (a `ray start` given the GCS port took that Ray's).
 ADDRESS_VARIABLES = ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")
@@ -170,7 +151,7 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
                      **init_kwargs)
         remember_started_here(ray.get_runtime_context().gcs_address)  # fixed in size: cluster_capacity
         if daemon_priority == "idle":
-            idle_priority_for_daemons(ray_private.local_node())
+            idle_priority_for_daemons(partial(_local_daemons, ray_private.local_node()))
         yield address
     finally:
         if ray.is_initialized():

@@ -27,12 +27,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 from pipelines.errors import UserError
-from pipelines.runtime.processes import (DAEMON_SCRIPTS, DAEMON_TITLES, descendants, node_processes, process_table,
-                                         set_idle_priority)
+from pipelines.runtime.processes import (DAEMON_SCRIPTS, DAEMON_TITLES, descendants, idle_priority_for_daemons,
+                                         node_processes, process_table)
 
 HOST = "127.0.0.1"
 
@@ -159,26 +160,19 @@ class WarmRay:
         self.state_file.write_text(json.dumps(info.__dict__, indent=2) + "\n")
         return info
 
-    def daemons(self, info: WarmRayInfo) -> set[int]:
+    @staticmethod
+    def daemons(info: WarmRayInfo, table: dict[int, tuple[int, str]]) -> set[int]:
         """pids of the warm Ray's own daemons (dashboard and its modules, agents, monitors) — not its GCS, raylet
         or workers."""
-        table = process_table()
         tree = node_processes(table, info.pid, info.temp_dir)
         roots = {pid for pid in tree
                  if table[pid][1].startswith(DAEMON_TITLES) or any(s in table[pid][1] for s in DAEMON_SCRIPTS)}
         return descendants(table, roots)
 
     def idle_priority_for_daemons(self, info: WarmRayInfo, wait_s: float = 10.0) -> int:
-        """SCHED_IDLE for the warm Ray's daemons, as a job's own local Ray gets (`ray.daemon_priority`); waits up
-        to `wait_s` for the agents the raylet starts a moment after the rest. Returns how many processes."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            table = process_table()
-            daemons = self.daemons(info)
-            titles = {table[pid][1].split(" ", 1)[0] for pid in daemons if pid in table}
-            if set(DAEMON_TITLES) <= titles or time.monotonic() > deadline:
-                return set_idle_priority(daemons)
-            time.sleep(0.2)
+        """SCHED_IDLE for the warm Ray's daemons, as a job's own local Ray gets (`ray.daemon_priority`).
+        Returns how many processes."""
+        return idle_priority_for_daemons(partial(self.daemons, info), wait_s)
 
     def down(self) -> bool:
         """Stop the warm Ray; False when none was running."""

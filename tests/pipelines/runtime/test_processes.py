@@ -41,3 +41,58 @@ def test_a_running_child_is_found_under_this_process():
     finally:
         child.kill()
         child.wait()
+
+
+# A process that keeps starting threads and child processes from eight threads, as a Ray daemon does while it
+# starts up (the dashboard starting its modules): a single pass over its threads and processes missed some.
+_CHURN = """
+import subprocess, threading, time
+children = []
+def churn():
+    while True:
+        threading.Thread(target=time.sleep, args=(2,), daemon=True).start()
+        if len(children) < 16:
+            children.append(subprocess.Popen(["sleep", "60"]))
+        time.sleep(0.002)
+for _ in range(8):
+    threading.Thread(target=churn, daemon=True).start()
+print("churning", flush=True)
+time.sleep(60)
+"""
+
+
+def _policies(pids: set[int]) -> dict[int, set[int]]:
+    found = {}
+    for pid in pids:
+        try:
+            threads = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                found.setdefault(pid, set()).add(os.sched_getscheduler(int(thread)))
+            except OSError:
+                pass  # that thread ended meanwhile
+    return found
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_a_daemon_starting_threads_and_processes_is_left_with_none_at_normal_priority():
+    from pipelines.runtime.processes import idle_priority_for_daemons
+
+    daemon = subprocess.Popen([sys.executable, "-c", _CHURN], stdout=subprocess.PIPE, text=True)
+    try:
+        assert daemon.stdout.readline().strip() == "churning"
+        moved = idle_priority_for_daemons(lambda table: descendants(table, {daemon.pid}), wait_s=0)
+        time.sleep(0.3)  # threads and processes it starts from now on inherit the policy
+        tree = descendants(process_table(), {daemon.pid})
+        policies = _policies(tree)
+        assert moved >= 2 and len(policies) >= 2, policies
+        assert all(found == {os.SCHED_IDLE} for found in policies.values()), policies
+    finally:
+        for pid in descendants(process_table(), {daemon.pid}):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        daemon.wait()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.runtime.ray_session import descendants, process_table
+from pipelines.runtime.processes import descendants, process_table
 from tests.ray_nodes import outside_session_ray
 
 REPO = Path(__file__).resolve().parents[3]
@@ -44,7 +44,7 @@ def test_a_local_rays_daemons_and_non_training_workers_run_at_idle_priority_and_
                    "log_monitor.py", "autoscaler/_private/monitor.py")
     assert len(daemons) >= 5, processes
     assert all(_policies(pid) == {os.SCHED_IDLE} for pid in [*daemons, worker]), \
-        {pid: _policies(pid) for pid in [*daemons, worker]}
+        {processes[pid]: _policies(pid) for pid in [*daemons, worker] if _policies(pid) != {os.SCHED_IDLE}}
     for pid in [*pids("gcs_server", "raylet/raylet"), trainer]:
         assert os.SCHED_IDLE not in _policies(pid), processes[pid]
 
