@@ -4,7 +4,7 @@ prepare` of a large generated CSV prefix.
 
     PYTHONPATH=. python benchmarks/scale.py                       # score 100k, 1M, 10M rows; prepare 30M (~5 GB)
     PYTHONPATH=. python benchmarks/scale.py --rows 100000 1000000 --prepare-rows 0
-    PYTHONPATH=. python benchmarks/scale.py --quick               # 4k and 16k rows, prepare 20k: checks it runs
+    PYTHONPATH=. python benchmarks/scale.py --quick               # 16k rows, prepare 20k: checks it runs
 
 Every measured run is a fresh process (`prepare_memory.measured_run`): its wall time, and the peak RSS of it and of
 everything it starts (for vaepipe, the local Ray it starts: GCS, raylet, daemons and the scoring actors). The
@@ -41,7 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-SIZES = {"full": (100_000, 1_000_000, 10_000_000), "quick": (4_000, 16_000)}
+# --quick scores one size: each size runs the same lines, and each costs a Ray start
+SIZES = {"full": (100_000, 1_000_000, 10_000_000), "quick": (16_000,)}
 PREPARE_ROWS = {"full": 30_000_000, "quick": 20_000}  # ~175 bytes a CSV row: 30M rows is ~5 GB
 PREPARE_OBJECT_STORE_MB = {"full": 2048, "quick": 256}  # the Ray prepare's object store: the source is ≥ 2× it
 # the bound a prepare's peak memory stays under whatever the size: the summed PSS of all its processes (their
@@ -198,7 +199,7 @@ def main() -> None:
     parser.add_argument("--prepare-rows", type=int,
                         help="rows of the CSV prefix prepared at the end (default 30,000,000, ~5 GB; 0 skips it)")
     parser.add_argument("--storage", help="storage root (default s3://vaepipe/scale-<random>)")
-    parser.add_argument("--quick", action="store_true", help="score 4k and 16k rows, prepare 20k: checks the "
+    parser.add_argument("--quick", action="store_true", help="score 16k rows, prepare 20k: checks the "
                                                              "script runs (the suite runs it; its speed means nothing)")
     parser.add_argument("--plain-loop", nargs=3, metavar=("ROOT", "DATASET", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
