@@ -119,6 +119,11 @@ class VAEModel:
             "name": config.name, "source": "notebook", "categorical": list(categorical), "numeric": list(numeric),
             "transform": transform or self.TRANSFORM, "column_transforms": dict(column_transforms or {}),
             **({"split": dict(split)} if split is not None else {})}, source="fit arguments")
+        if prepare.split["val"] == 0:  # known before any row is prepared
+            from pipelines.errors import TrainingError
+
+            raise TrainingError(f"fit(split={prepare.split}): split.val is 0, and fitting picks the best epoch on "
+                                "the val rows: give val a share, e.g. split={'train': 0.9, 'val': 0.1, 'test': 0.0}")
         manifest, rows = prepare_in_memory(source, prepare)
         self.engine_ = choose_engine(config.engine, source.rows, config.ray.address, local_blocker(config, manifest))
         self._log(self.engine_.line)
