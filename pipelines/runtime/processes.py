@@ -14,6 +14,7 @@ workers). `idle_unless_training` is the setup hook that moves them under SCHED_I
 from __future__ import annotations
 
 import os
+import time
 from typing import Callable
 
 # Ray's daemons by the title the raylet gives the agents it starts, and by the script the others run
@@ -50,41 +51,55 @@ def descendants(table: dict[int, tuple[int, str]], roots: set[int]) -> set[int]:
     return found
 
 
+# Passes over a process's threads (and over a Ray's daemons) before giving up on catching every one that a
+# not-yet-moved thread starts meanwhile: a daemon starting up took 1-3; the bound only keeps a pathological
+# one from holding the job.
+MAX_PASSES = 50
+
+
+def _move_threads(pid: int) -> int:
+    """Put every thread of `pid` under SCHED_IDLE; returns how many were not already. A thread started by a
+    not-yet-moved thread while this runs inherits the old policy, so the threads are listed again until a pass
+    finds none to move (threads started by moved ones inherit SCHED_IDLE). OSError: the process is gone or not
+    ours."""
+    moved = 0
+    for _ in range(MAX_PASSES):
+        found = 0
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            try:
+                if os.sched_getscheduler(int(thread)) != os.SCHED_IDLE:
+                    os.sched_setscheduler(int(thread), os.SCHED_IDLE, os.sched_param(0))
+                    found += 1
+            except ProcessLookupError:
+                pass  # that thread ended meanwhile
+        moved += found
+        if not found:
+            break
+    return moved
+
+
 def set_idle_priority(pids: set[int]) -> int:
     """Put every thread of these processes under SCHED_IDLE (threads they start later inherit it); returns
-    how many processes changed. A no-op (0) where the OS has no SCHED_IDLE.
-
-    A thread that a not-yet-moved thread starts while this runs would inherit the old policy, so each
-    process's threads are listed again until a pass finds none it has not moved (a daemon starting up
-    starts threads all the time; the suite once saw one thread left behind)."""
+    how many processes it reached. A no-op (0) where the OS has no SCHED_IDLE."""
     if not hasattr(os, "SCHED_IDLE"):
         return 0
-    changed = 0
+    reached = 0
     for pid in pids:
-        moved: set[str] = set()
         try:
-            while fresh := set(os.listdir(f"/proc/{pid}/task")) - moved:
-                for thread in fresh:
-                    try:
-                        os.sched_setscheduler(int(thread), os.SCHED_IDLE, os.sched_param(0))
-                    except ProcessLookupError:
-                        pass  # that thread ended meanwhile
-                moved |= fresh
-            changed += 1
+            _move_threads(pid)
+            reached += 1
         except OSError:
             continue  # exited meanwhile, or not ours to change
-    return changed
+    return reached
 
 
 def idle_priority_for_daemons(find: Callable[[dict[int, tuple[int, str]]], set[int]], wait_s: float = 10.0) -> int:
     """Put every thread of a Ray's daemons, as `find` picks them from a `process_table`, under SCHED_IDLE;
     returns how many processes.
 
-    The raylet starts the agents a moment after the rest, so this waits up to `wait_s` for both; then, since a
-    daemon may have started a process before it was moved (the dashboard starts its modules), the table is read
-    again until it shows no daemon not yet moved."""
-    import time
-
+    The raylet starts the agents a moment after the rest, so this waits up to `wait_s` for both. A daemon may
+    have started a process before it was moved (the dashboard starts its modules), so the table is read again
+    until the daemons not yet seen have no thread left to move (processes started by moved ones inherit it)."""
     if not hasattr(os, "SCHED_IDLE") or not os.path.isdir("/proc"):
         return 0
     deadline = time.monotonic() + wait_s
@@ -95,12 +110,20 @@ def idle_priority_for_daemons(find: Callable[[dict[int, tuple[int, str]]], set[i
         if set(DAEMON_TITLES) <= titles or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    moved: set[int] = set()
-    while fresh := daemons - moved:
-        set_idle_priority(fresh)
-        moved |= fresh
+    seen: set[int] = set()
+    for _ in range(MAX_PASSES):
+        fresh = daemons - seen
+        moved = 0
+        for pid in fresh:
+            try:
+                moved += _move_threads(pid)
+            except OSError:
+                continue  # exited meanwhile, or not ours to change
+        seen |= fresh
+        if not moved:
+            break
         daemons = find(process_table())
-    return len(moved & process_table().keys())
+    return len(seen & process_table().keys())
 
 
 # Set (to anything) in the runtime environment of the workers that train (`training.trainer`); a train or tune
