@@ -1,6 +1,6 @@
-"""Two Ray nodes on one machine, each with its own temp dir: a training job whose workers
-land on both nodes completes and checkpoints to the S3 server, so nothing depends on a
-shared local disk."""
+"""Two Ray nodes on one machine, each with its own temp dir: prepare, train and score spread their work over both
+nodes and reach the data through the S3 server, so nothing depends on a shared local disk; prepare's dataset
+and score's parts are row for row what one process or one node writes."""
 from __future__ import annotations
 
 import shutil
@@ -93,6 +93,51 @@ def test_prepare_reads_the_files_on_both_nodes_and_writes_what_one_process_write
     on_ray, in_process = (read_committed_parts(f"{root}/datasets/{name}").sort_by("row_id")
                           for name in ("on-ray", "in-process"))
     assert on_ray.num_rows == len(frame) and on_ray.equals(in_process)
+
+
+def test_scoring_over_two_nodes_writes_what_one_node_writes_row_for_row(two_nodes, digits_zero_model):
+    """`vaepipe score --engine ray` on the two-node cluster: its model actors on both nodes, each reading its
+    blocks from S3; the parts are row for row the ones the session's single-node Ray writes (to float rounding:
+    the batches are cut from other blocks)."""
+    import pandas as pd
+    import pyarrow.dataset as ds
+    from ray.util.state import list_actors
+
+    from pipelines.jobs.score import ScoreJobConfig, run_scoring
+    from pipelines.storage.commit import read_success
+    from pipelines.storage.layout import scores_date_uri, scores_series_uri
+    from pipelines.storage.objects import resolve
+
+    head, _ = two_nodes
+    storage, model = digits_zero_model["storage"], digits_zero_model["model"]
+    compute = {"actors": 2, "cpus_per_actor": 0.5, "batch_size": 64}  # smaller than a shard: blocks cut anew
+    one_node = run_scoring(ScoreJobConfig(model=model, input="digits", storage=storage, date="2026-12-01",
+                                          engine="ray", compute=compute), progress=lambda _: None)
+    env = {**outside_session_ray(), "RAY_ADDRESS": head.gcs_address}
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "score", "--model", model, "--input", "digits",
+                          "--storage", storage, "--date", "2026-12-02", "--engine", "ray",
+                          "--actors", str(compute["actors"]), "--cpus-per-actor", str(compute["cpus_per_actor"]),
+                          "--batch-size", str(compute["batch_size"])],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with explicit_address():  # Ray Data's actor-pool workers: the job's model actors (no other test here has any)
+        actors = [actor for actor in list_actors(address=head.dashboard, detail=True, limit=1000)
+                  if actor["class_name"].startswith("MapWorker(")]
+    assert len(actors) == compute["actors"] and len({actor["node_id"] for actor in actors}) == 2, actors
+
+    two_nodes_uri = scores_date_uri(scores_series_uri(one_node.output_uri), "2026-12-02")
+    assert read_success(two_nodes_uri) is not None
+
+    def parts(prefix: str) -> pd.DataFrame:
+        location = resolve(prefix)
+        rows = ds.dataset(location.path, format="parquet", filesystem=location.filesystem).to_table().to_pandas()
+        return rows.sort_values("row_id").reset_index(drop=True)
+
+    single, spread = parts(one_node.output_uri), parts(two_nodes_uri)
+    assert len(single) == one_node.rows == 1_797 and list(single.columns) == list(spread.columns)
+    assert single["row_id"].tolist() == spread["row_id"].tolist()
+    pd.testing.assert_frame_equal(single, spread, check_exact=False, rtol=1e-5, atol=1e-5)
+    assert single["is_anomaly"].tolist() == spread["is_anomaly"].tolist()
 
 
 @pytest.mark.reliability("bad input")
