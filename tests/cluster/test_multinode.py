@@ -111,11 +111,13 @@ def test_scoring_over_two_nodes_writes_what_one_node_writes_row_for_row(two_node
     head, _ = two_nodes
     storage, model = digits_zero_model["storage"], digits_zero_model["model"]
     compute = {"actors": 2, "cpus_per_actor": 0.5, "batch_size": 64}  # smaller than a shard: blocks cut anew
+    # an output root of its own: the model is the session's, and other tests score it for their own dates
+    output = f"multinode-scores-{uuid.uuid4().hex[:8]}"
     one_node = run_scoring(ScoreJobConfig(model=model, input="digits", storage=storage, date="2026-12-01",
-                                          engine="ray", compute=compute), progress=lambda _: None)
+                                          output=output, engine="ray", compute=compute), progress=lambda _: None)
     env = {**outside_session_ray(), "RAY_ADDRESS": head.gcs_address}
     run = subprocess.run([sys.executable, "-m", "pipelines.cli", "score", "--model", model, "--input", "digits",
-                          "--storage", storage, "--date", "2026-12-02", "--engine", "ray",
+                          "--storage", storage, "--output", output, "--date", "2026-12-02", "--engine", "ray",
                           "--actors", str(compute["actors"]), "--cpus-per-actor", str(compute["cpus_per_actor"]),
                           "--batch-size", str(compute["batch_size"])],
                          env=env, capture_output=True, text=True, timeout=300)
