@@ -78,24 +78,29 @@ def _move_threads(pid: int) -> int:
     return moved
 
 
+def _move_processes(pids: set[int]) -> tuple[int, int]:
+    """(processes reached, threads moved) of `_move_threads` over `pids`; those gone or not ours are skipped."""
+    reached = moved = 0
+    for pid in pids:
+        try:
+            moved += _move_threads(pid)
+            reached += 1
+        except OSError:
+            continue  # exited meanwhile, or not ours to change
+    return reached, moved
+
+
 def set_idle_priority(pids: set[int]) -> int:
     """Put every thread of these processes under SCHED_IDLE (threads they start later inherit it); returns
     how many processes it reached. A no-op (0) where the OS has no SCHED_IDLE."""
     if not hasattr(os, "SCHED_IDLE"):
         return 0
-    reached = 0
-    for pid in pids:
-        try:
-            _move_threads(pid)
-            reached += 1
-        except OSError:
-            continue  # exited meanwhile, or not ours to change
-    return reached
+    return _move_processes(pids)[0]
 
 
 def idle_priority_for_daemons(find: Callable[[dict[int, tuple[int, str]]], set[int]], wait_s: float = 10.0) -> int:
     """Put every thread of a Ray's daemons, as `find` picks them from a `process_table`, under SCHED_IDLE;
-    returns how many processes.
+    returns how many processes it reached.
 
     The raylet starts the agents a moment after the rest, so this waits up to `wait_s` for both. A daemon may
     have started a process before it was moved (the dashboard starts its modules), so the table is read again
@@ -111,19 +116,16 @@ def idle_priority_for_daemons(find: Callable[[dict[int, tuple[int, str]]], set[i
             break
         time.sleep(0.2)
     seen: set[int] = set()
+    reached = 0
     for _ in range(MAX_PASSES):
         fresh = daemons - seen
-        moved = 0
-        for pid in fresh:
-            try:
-                moved += _move_threads(pid)
-            except OSError:
-                continue  # exited meanwhile, or not ours to change
+        found, moved = _move_processes(fresh)
         seen |= fresh
+        reached += found
         if not moved:
             break
         daemons = find(process_table())
-    return len(seen & process_table().keys())
+    return reached
 
 
 # Set (to anything) in the runtime environment of the workers that train (`training.trainer`); a train or tune
