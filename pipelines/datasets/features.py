@@ -12,6 +12,8 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.errors import UserError
@@ -26,6 +28,24 @@ def image_features(manifest: DatasetManifest, images: np.ndarray) -> np.ndarray:
     if tuple(images.shape[1:]) != expected:
         raise FeatureError(f"images have shape {tuple(images.shape[1:])} (C,H,W); the model expects {expected}")
     return images.astype(np.float32) * np.float32(1.0 / manifest.image.max_value)
+
+
+def level_codes(values, levels: list[str]) -> np.ndarray:
+    """Each value's index in `levels` (the level names as text), -1 where it is none of them.
+
+    Text columns, what Parquet and Ray Data's numpy batches give, are looked up by Arrow as they are. Anything
+    else is compared by its text (3 → "3", True → "True", NaN → "nan"), as prepare stored the levels; so is a
+    text column with nulls, whose text ("None") the Arrow lookup would not give."""
+    array = np.asarray(values)
+    if array.dtype.kind in "OU":
+        try:
+            text = pa.array(array, type=pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: compared by its text below
+            text = None
+        if text is not None and not text.null_count:
+            found = pc.index_in(text, value_set=pa.array(levels, type=pa.string()))
+            return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return pd.Index(levels).get_indexer(array.astype(str)).astype(np.int64, copy=False)
 
 
 def table_features(manifest: DatasetManifest, batch: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -45,7 +65,7 @@ def table_features(manifest: DatasetManifest, batch: Mapping[str, np.ndarray]) -
         out[:, offset:offset + column.width] = column.to_model(values)
         offset += column.width
     for column in manifest.categorical:
-        codes = pd.Categorical(np.asarray(batch[column.name]).astype(str), categories=column.levels).codes
+        codes = level_codes(batch[column.name], column.levels)
         if (codes < 0).any():
             bad = np.asarray(batch[column.name])[codes < 0][0]
             raise FeatureError(f"column {column.name!r} has level {bad!r} that was not in the training data "
