@@ -11,6 +11,8 @@ time of the whole job, start-up included), plus the fixed seconds a job spends
 outside its training steps (Ray start, data loading, validation, checkpoints, export).
 
     .venv/bin/python benchmarks/train_throughput.py [--rows 200000] [--epochs 5] [--repeat 3] [--quick]
+    .venv/bin/python benchmarks/train_throughput.py --rows 1500000 --epochs 80 --models tabular --setups 1
+                                                    # one ~10-minute job beside the plain loop
 """
 from __future__ import annotations
 
@@ -121,6 +123,8 @@ def plain_run(root: str, name: str, model: dict, epochs: int, batch_size: int, l
 # once: one Ray job (the tabular model's; a Ray job's start is most of what --quick costs, and the image model
 # goes through the same lines), the local engine and the plain loop for both models.
 SETUPS = {"full": ((1, "idle"), (2, "idle"), (1, "normal")), "quick": ((1, "idle"),)}
+# --setups names them: "1" and "2" workers with the default idle daemons, "1-normal", and "local" (the engine)
+SETUP_NAMES = {"1": (1, "idle"), "2": (2, "idle"), "1-normal": (1, "normal")}
 
 
 def job_row(name: str, setup: str, outcome, trained: int) -> dict:
@@ -131,7 +135,7 @@ def job_row(name: str, setup: str, outcome, trained: int) -> dict:
 
 
 def measure(root: str, name: str, model: dict, epochs: int, batch_size: int, lr: float,
-            setups=SETUPS["full"]) -> list[dict]:
+            setups=SETUPS["full"], local: bool = True) -> list[dict]:
     manifest = load_manifest(dataset_uri(root, name))
     before = plain_run(root, name, model, epochs, batch_size, lr)
     rows = []
@@ -155,8 +159,9 @@ def measure(root: str, name: str, model: dict, epochs: int, batch_size: int, lr:
         rows.append(job_row(name, setup + label, outcome, trained))
     # the same loop without Ray (`--engine local`, what auto picks for a small job): the gap between this row and
     # the Ray rows is Ray Train's, not the loop's
-    rows.append(job_row(name, f"vaepipe train --engine local, 1 process × {cores} thread(s)",
-                        run_training(job(1, cores, "idle", "local"), progress=lambda _: None), trained))
+    if local:
+        rows.append(job_row(name, f"vaepipe train --engine local, 1 process × {cores} thread(s)",
+                            run_training(job(1, cores, "idle", "local"), progress=lambda _: None), trained))
     # the plain loop again after the Ray jobs, and the faster of the two is the baseline: this host's
     # speed drifts by up to a third over minutes, and one slow plain run would flatter every ratio
     after = plain_run(root, name, model, epochs, batch_size, lr)
@@ -204,9 +209,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="8,000 rows; one Ray job (tabular), the local engine and the plain loop per model: checks the "
                              "script runs")
+    parser.add_argument("--models", default="tabular,images", help="which models (comma-separated; default both)")
+    parser.add_argument("--setups", help="which vaepipe jobs, comma-separated from "
+                                         f"{', '.join([*SETUP_NAMES, 'local'])} (default all): e.g. --setups 1 for "
+                                         "one long job beside the plain loop")
     args = parser.parse_args()
     rows = 8_000 if args.quick else args.rows
     setups = SETUPS["quick" if args.quick else "full"]
+    local = True
+    if args.setups:
+        names = args.setups.split(",")
+        unknown = [n for n in names if n not in (*SETUP_NAMES, "local")]
+        if unknown:
+            parser.error(f"--setups: unknown {', '.join(unknown)}; choose from {', '.join([*SETUP_NAMES, 'local'])}")
+        setups, local = tuple(SETUP_NAMES[n] for n in names if n != "local"), "local" in names
+    models = args.models.split(",")
+    if not set(models) <= {"tabular", "images"}:
+        parser.error(f"--models: choose from tabular, images; got {args.models}")
     with tempfile.TemporaryDirectory(prefix="vaepipe-bench-") as tmp, running_store(Path(tmp) / "store") as info:
         os.environ.update({"AWS_ENDPOINT_URL": info.endpoint, "AWS_ACCESS_KEY_ID": info.access_key,
                            "AWS_SECRET_ACCESS_KEY": info.secret_key, "AWS_REGION": info.region,
@@ -214,18 +233,22 @@ def main() -> None:
         clear_caches()
         root = f"s3://{info.bucket}"
         ensure_bucket(root)
-        prepare_dataset(PrepareConfig(name="tabular", source="generated", storage=root, rows_per_shard=rows // 8),
-                        source=tabular_source(rows))
-        prepare_dataset(PrepareConfig(name="images", source="mnist", storage=root, rows_per_shard=rows // 32),
-                        source=image_source(rows // 4))
+        if "tabular" in models:
+            prepare_dataset(PrepareConfig(name="tabular", source="generated", storage=root, rows_per_shard=rows // 8),
+                            source=tabular_source(rows))
+        if "images" in models:
+            prepare_dataset(PrepareConfig(name="images", source="mnist", storage=root, rows_per_shard=rows // 32),
+                            source=image_source(rows // 4))
         tabular, images = [], []
         for run in range(args.repeat):
             if args.repeat > 1:
                 print(f"run {run + 1}/{args.repeat}", flush=True)
-            tabular.append(measure(root, "tabular", {"latent_dim": 8, "hidden": [256, 128]}, args.epochs, 512, 1e-3,
-                                   setups))
-            images.append(measure(root, "images", {"latent_dim": 16, "hidden": [32, 64]}, args.epochs, 256, 1e-3,
-                                  () if args.quick else setups))
+            if "tabular" in models:
+                tabular.append(measure(root, "tabular", {"latent_dim": 8, "hidden": [256, 128]}, args.epochs, 512,
+                                       1e-3, setups, local))
+            if "images" in models:
+                images.append(measure(root, "images", {"latent_dim": 16, "hidden": [32, 64]}, args.epochs, 256, 1e-3,
+                                      () if args.quick else setups, local))
     print_table(combine(tabular) + combine(images))
 
 

@@ -49,6 +49,13 @@ def test_train_throughput_quick_prints_every_job_against_the_plain_loop():
         assert any(line.startswith(f"| {job} | {setup}") for line in out.splitlines()), (job, setup, out)
 
 
+def test_train_throughput_refuses_a_setup_or_model_it_does_not_have():
+    for argument, value, named in (("--setups", "1,3", "unknown 3"), ("--models", "tabular,text", "got tabular,text")):
+        run = subprocess.run([sys.executable, "benchmarks/train_throughput.py", argument, value], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and named in run.stderr, run.stderr[-2000:]
+
+
 def test_quality_quick_prints_density_anomaly_and_synthesis_tables(tmp_path):
     out = run_benchmark(["benchmarks/quality.py", "--quick", "--out", str(tmp_path)], dict(os.environ))
     assert "### Density: test NLL" in out and "One-class anomaly detection" in out
