@@ -39,10 +39,10 @@ def level_codes(values, levels: list[str]) -> np.ndarray:
     array = np.asarray(values)
     if array.dtype.kind in "OU":
         try:
-            text = pa.array(array, type=pa.string())
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: compared by its text below
+            text = pa.array(array)  # inferred: only text takes the lookup, bytes and the rest numpy's str
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: compared by their text below
             text = None
-        if text is not None and not text.null_count:
+        if text is not None and pa.types.is_string(text.type) and not text.null_count:
             found = pc.index_in(text, value_set=pa.array(levels, type=pa.string()))
             return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     return pd.Index(levels).get_indexer(array.astype(str)).astype(np.int64, copy=False)

@@ -18,6 +18,7 @@ from pipelines.datasets.features import level_codes
     (np.array(["a", None], dtype=object), ["a", "None"], [0, 1]),                     # a null, by its text
     (np.array(["a", float("nan")], dtype=object), ["a", "nan"], [0, 1]),               # NaN, by its text
     (np.array([3, "3"], dtype=object), ["3"], [0, 0]),                                 # mixed: by text
+    (np.array([b"a", b"c"], dtype=object), ["b'a'", "a"], [1, -1]),                   # bytes: decoded (numpy's str)
     (np.array([], dtype=object), ["a"], []),
 ])
 def test_each_value_gets_the_index_of_its_level_or_minus_one(values, levels, expected):
