@@ -134,6 +134,20 @@ def run_in_process(work: ModelWork, model: RegisteredModel, root: str, compute: 
         yield actor(batch)
 
 
+def arrow_output(actor_class: type) -> type:
+    """`actor_class` returning its numpy batches as Arrow tables (`datasets.reader.ray_block`), so Ray Data does
+    not convert them itself (slowly, for text columns)."""
+    from pipelines.datasets.reader import ray_block
+
+    class ArrowOutput(actor_class):
+        def __call__(self, batch):
+            return ray_block(super().__call__(batch))
+
+    # Ray Data names the operator (and its log lines) after the class
+    ArrowOutput.__name__ = ArrowOutput.__qualname__ = actor_class.__name__
+    return ArrowOutput
+
+
 def map_with_model(dataset, actor_class: type[ModelActor], model: RegisteredModel, root: str,
                    compute: ComputeConfig, batch_size: Optional[int] = None, **actor_kwargs: Any):
     """`dataset.map_batches(actor_class)` on a fixed pool of `compute.actors` model actors; inside a job's
@@ -144,7 +158,7 @@ def map_with_model(dataset, actor_class: type[ModelActor], model: RegisteredMode
 
     board = current_board()
     return dataset.map_batches(
-        counting(actor_class, board) if board is not None else actor_class,
+        arrow_output(counting(actor_class, board) if board is not None else actor_class),
         fn_constructor_kwargs={"root": root, "reference": model.reference, "use_gpu": compute.use_gpu,
                                **actor_kwargs},
         compute=ray.data.ActorPoolStrategy(size=compute.actors),
