@@ -19,7 +19,7 @@ import requests
 
 from pipelines.runtime.processes import node_processes, process_table
 from pipelines.runtime.ray_session import ADDRESS_VARIABLES
-from pipelines.runtime.warm_ray import free_ports
+from pipelines.runtime.ports import free_ports
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from pipelines.config import StrictModel
 from pipelines.runtime import ray_console, ray_private
+from pipelines.runtime.ports import free_ports
 from pipelines.runtime.processes import (DAEMON_TITLES, IDLE_UNLESS_TRAINING_HOOK, descendants,
                                          idle_priority_for_daemons)
 from pipelines.runtime.warm_ray import warm_ray_address
@@ -82,14 +83,6 @@ def local_num_cpus(config: RayConfig) -> float:
     return config.num_cpus or float(max(4, os.cpu_count() or 1))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # Ray's own daemons, by the process type Ray records (started by `ray.init`) or the title it gives them
 # (the agents, started by the raylet): why they run at idle priority is `runtime.processes`' docstring.
 _DAEMON_PROCESS_TYPES = ("dashboard", "log_monitor", "monitor")
@@ -140,7 +133,7 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
 
     from pipelines.runtime.cluster_capacity import forget_started_here, remember_started_here
 
-    port = _free_port()
+    (port,) = free_ports(1)
     address = f"{ray_private.node_ip_address()}:{port}"
     saved = {name: os.environ.get(name) for name in ADDRESS_VARIABLES}
     os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))

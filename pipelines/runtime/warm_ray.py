@@ -2,7 +2,7 @@
 
 A job that starts its own Ray pays `ray.init` (3-5 s here) and its teardown (2.5-4.6 s) every time; one
 that attaches to a running Ray pays only the connection. `up` runs `ray start --head --block` in its own
-session, on free loopback ports and a temp dir of its own; jobs started from the same directory (or the
+session, on free ports (`runtime.ports`) and a temp dir of its own; jobs started from the same directory (or the
 same $VAEPIPE_HOME) find it through `ray.json` and attach when `ray.address` and RAY_ADDRESS are unset.
 
 Its workers inherit the environment of `vaepipe ray up` — storage endpoint and credentials included, as a
@@ -16,7 +16,6 @@ imports Ray.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from pipelines.errors import UserError
+from pipelines.runtime.ports import free_ports
 from pipelines.runtime.processes import (DAEMON_SCRIPTS, DAEMON_TITLES, descendants, idle_priority_for_daemons,
                                          node_processes, process_table)
 
@@ -60,17 +60,6 @@ def default_root() -> Path:
     """`$VAEPIPE_HOME/ray`, else `.vaepipe/ray` under the current directory (beside the embedded store's)."""
     home = os.environ.get("VAEPIPE_HOME")
     return (Path(home) if home else Path.cwd() / ".vaepipe") / "ray"
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free loopback ports. Every socket stays bound until all are chosen: ports picked one at a
-    time can come back twice (the kernel hands out a just-closed port again), and `ray start` then refuses to
-    start ("trying to use a port number … that is used by other components")."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((HOST, 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def _port_answers(port: int) -> bool:

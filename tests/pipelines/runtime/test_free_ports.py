@@ -1,15 +1,49 @@
-"""`free_ports`: the ports a `ray start` is given are distinct and free. Picked one socket at a time, the kernel
-can hand a just-closed port out twice, and `ray start` then refuses to start (seen in `make test`:
-client_server and metrics_export both on 40659)."""
+"""`free_ports`: the ports vaepipe gives the Ray processes it starts are distinct and free at every address.
+Picked one socket at a time, the kernel can hand a just-closed port out twice, and `ray start` then refuses to
+start (seen in `make test`: client_server and metrics_export both on 40659); probed on loopback alone, a port
+taken on the host's outward address comes back, and the GCS, which listens on every address, cannot bind (a
+job's `ray.init` timed out in a fresh-clone `make test`)."""
 import socket
 
-from pipelines.runtime.warm_ray import HOST, free_ports
+import psutil
+import pytest
+
+from pipelines.runtime.ports import free_ports
 
 
-def test_many_ports_at_once_are_distinct_and_free_to_bind():
+def _wildcard_bindable(port: int) -> None:
+    with socket.socket() as sock:
+        sock.bind(("", port))
+
+
+def test_many_ports_at_once_are_distinct_and_free_to_bind_at_every_address():
     for _ in range(20):
         ports = free_ports(7)
         assert len(set(ports)) == 7
         for port in ports:
-            with socket.socket() as sock:
-                sock.bind((HOST, port))
+            _wildcard_bindable(port)
+
+
+def _outward_ipv4() -> str | None:
+    return next((address.address for addresses in psutil.net_if_addrs().values() for address in addresses
+                 if address.family == socket.AF_INET and not address.address.startswith("127.")), None)
+
+
+def test_a_port_listened_on_at_the_hosts_outward_address_is_never_chosen():
+    outward = _outward_ipv4()
+    if outward is None:
+        pytest.skip("this host has no address but loopback")
+    listeners = []
+    try:
+        # many, so that a probe blind to them would meet one: a loopback probe did in ~1 of 5 picks
+        for _ in range(1000):
+            sock = socket.socket()
+            listeners.append(sock)
+            sock.bind((outward, 0))
+            sock.listen()
+        taken = {sock.getsockname()[1] for sock in listeners}
+        chosen = {port for _ in range(100) for port in free_ports(5)}
+        assert not chosen & taken
+    finally:
+        for sock in listeners:
+            sock.close()
