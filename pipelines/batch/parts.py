@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-import numpy as np
 import pyarrow as pa
 
+from pipelines.datasets.reader import arrow_table
 from pipelines.errors import UserError
 
 
@@ -71,16 +71,6 @@ def write_parts(dataset, commit) -> None:
 # Rows per part written in this process: a part a reader can hold in memory, and few enough parts that a
 # 2M-row output is not hundreds of small objects (Ray Data writes one part per write task instead).
 LOCAL_ROWS_PER_PART = 1 << 20
-
-
-def arrow_table(batch: dict) -> pa.Table:
-    """A numpy output batch as an Arrow table: an [N, ...] array becomes a fixed-shape tensor column."""
-    columns = {}
-    for name, values in batch.items():
-        values = np.asarray(values)
-        columns[name] = (pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(values))
-                         if values.ndim > 1 else pa.array(values))
-    return pa.table(columns)
 
 
 def write_local_parts(batches: Iterable[dict], commit, rows_per_part: int = LOCAL_ROWS_PER_PART) -> None:

@@ -20,30 +20,40 @@ from pipelines.datasets.manifest import DatasetManifest
 from pipelines.runtime import ray_private
 
 
-def ray_block(batch: dict):
-    """A numpy batch as the Arrow table Ray Data would make of it when a UDF returns it ([N, ...] arrays as Ray's
-    tensor columns), built by Arrow's own type inference. Ray Data's conversion checks every value of a text
-    column for its length in Python: in a 10M-row score that was most of the scoring actors' and read tasks' CPU
-    (py-spy at 11b165e: 145 of an actor's 232 busy samples, for the row ids). A column Arrow types otherwise
-    than as numbers or text (mixed Python objects, arrays of arrays) leaves the batch to Ray Data as it is."""
+def arrow_table(batch: dict):
+    """A numpy batch as an Arrow table: an [N, ...] array becomes a fixed-shape tensor column (Arrow's canonical
+    extension, the type `prepare` writes images as and any pyarrow reads without Ray), the rest Arrow's
+    inference. Every batch verb's output parts are built here, on either engine."""
     import pyarrow as pa
-    from ray.data.extensions.tensor_extension import ArrowTensorArray
 
     columns = {}
     for name, values in batch.items():
-        if not isinstance(values, np.ndarray):
-            return batch
-        if values.ndim > 1:
-            columns[name] = ArrowTensorArray.from_numpy(values)
-            continue
-        try:
-            column = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            return batch
-        if values.dtype == object and not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-            return batch
-        columns[name] = column
+        values = np.asarray(values)
+        columns[name] = (pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(values))
+                         if values.ndim > 1 else pa.array(values))
     return pa.table(columns)
+
+
+def ray_block(batch: dict):
+    """A numpy batch returned by one of our Ray Data UDFs as `arrow_table` would build it. Ray Data's own
+    conversion checks every value of a text column for its length in Python: in a 10M-row score that was most
+    of the scoring actors' and read tasks' CPU (py-spy at 11b165e: 145 of an actor's 232 busy samples, for the
+    row ids); and it writes [N, ...] arrays as Ray's own tensor type, which pyarrow reads without Ray only as
+    its storage (the local engine wrote Arrow's). A column Arrow types otherwise than as numbers or text (mixed
+    Python objects, arrays of arrays) leaves the batch to Ray Data as it is."""
+    import pyarrow as pa
+
+    if not all(isinstance(values, np.ndarray) for values in batch.values()):
+        return batch
+    try:
+        table = arrow_table(batch)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        return batch
+    for name, values in batch.items():
+        kind = table.schema.field(name).type
+        if values.dtype == object and not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            return batch
+    return table
 
 
 def featurized_block(batch: dict, manifest: DatasetManifest, keep: Sequence[str]):
