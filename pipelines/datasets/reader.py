@@ -23,7 +23,8 @@ from pipelines.runtime import ray_private
 def arrow_table(batch: dict):
     """A numpy batch as an Arrow table: an [N, ...] array becomes a fixed-shape tensor column (Arrow's canonical
     extension, the type `prepare` writes images as and any pyarrow reads without Ray), the rest Arrow's
-    inference. Every batch verb's output parts are built here, on either engine."""
+    inference. The local engine writes its output parts from it, and every block our Ray Data tasks return is
+    built by it (`ray_block`), so both engines write the same Parquet."""
     import pyarrow as pa
 
     columns = {}
