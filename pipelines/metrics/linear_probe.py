@@ -10,6 +10,8 @@ from typing import Optional
 
 import numpy as np
 
+from pipelines.blas import one_blas_thread
+
 PER_CLASS, DRAWS = 10, 5
 MAX_ITER = 2000
 
@@ -41,9 +43,10 @@ def linear_probe(representations: dict[str, tuple[np.ndarray, np.ndarray]], y_tr
     picks = [labelled_draw(y_train, per_class, rng) for _ in range(draws)]
     results: dict = {}
     for name, (train, test) in representations.items():
-        few = [probe_accuracy(train[index], y_train[index], test, y_test) for index in picks if index is not None]
-        results[name] = {"all_labels": probe_accuracy(train, y_train, test, y_test),
-                         "per_class": float(np.mean(few)) if few else None,
+        with one_blas_thread():
+            few = [probe_accuracy(train[index], y_train[index], test, y_test) for index in picks if index is not None]
+            all_labels = probe_accuracy(train, y_train, test, y_test)
+        results[name] = {"all_labels": all_labels, "per_class": float(np.mean(few)) if few else None,
                          "per_class_sd": float(np.std(few)) if few else None}
     return {"representations": results, "labels_per_class": per_class, "draws": draws,
             "train_rows": int(len(y_train)), "test_rows": int(len(y_test)),
@@ -57,7 +60,8 @@ def with_pca(embedded: tuple[np.ndarray, np.ndarray], raw: tuple[np.ndarray, np.
     from sklearn.decomposition import PCA
 
     width = min(embedded[0].shape[1], raw[0].shape[1], len(raw[0]))
-    pca = PCA(width, random_state=seed).fit(raw[0])
+    with one_blas_thread():
+        pca = PCA(width, random_state=seed).fit(raw[0])
     return {"embedding": embedded, "raw": raw, f"pca_{width}": (pca.transform(raw[0]), pca.transform(raw[1]))}
 
 

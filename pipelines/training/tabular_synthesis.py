@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from pydantic import Field, field_validator
 
+from pipelines.blas import one_blas_thread
 from pipelines.config import StrictModel
 from pipelines.datasets.features import features_to_table, table_features
 from pipelines.datasets.manifest import DatasetManifest
@@ -173,7 +174,8 @@ def fit_latent_mixture(model: VAE, x_train: torch.Tensor, components: int = GMM_
     with model.inference():
         mu = model.encode(x_train.to(next(model.parameters()).device)).mu.float().cpu().numpy().astype(np.float64)
     components = max(1, min(components, len(mu) // 20))
-    return GaussianMixture(components, covariance_type="full", reg_covar=1e-4, random_state=seed).fit(mu)
+    with one_blas_thread():  # EM on [latent × latent] matrices
+        return GaussianMixture(components, covariance_type="full", reg_covar=1e-4, random_state=seed).fit(mu)
 
 
 def train_steps(model: VAE, x_train: torch.Tensor, x_val: Optional[torch.Tensor], config: SynthesisConfig,
