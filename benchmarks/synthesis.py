@@ -41,6 +41,7 @@ import torch
 # an optimizer's first step imports torch._dynamo (~1 s on 2 cores): imported here and in SDV_FIT before any
 # timer, so no generator's seconds count it (TVAE's, in a fresh interpreter per table, counted it every time)
 import torch._dynamo  # noqa: F401
+from threadpoolctl import threadpool_limits
 
 from pipelines.metrics.synthesis_quality import dcr_closer_to_training_share, quality_scores
 from pipelines.training.tabular_synthesis import SynthesisConfig, fit
@@ -48,6 +49,8 @@ from pipelines.training.tabular_synthesis import SynthesisConfig, fit
 SEED = 0
 QUICK_EPOCHS = 5  # --quick: the notebook API's fit for a few epochs instead of its budget
 THREADS = 1  # a small MLP on 2 shared cores: 2 threads ran 5-40x slower per step under load (OpenMP barriers)
+# ... for torch and for NumPy's BLAS alike, on both sides: TVAE's fit of diabetes took 4.0-5.3 s with OpenBLAS's
+# two threads and 3.8-3.9 s with one (quiet machine); ours runs its mixture fit on one BLAS thread anyway
 TEST_FRACTION = 0.3
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,7 +150,9 @@ SDV_FIT = """
 import json, sys, time, warnings
 import numpy as np, pandas as pd, torch
 import torch._dynamo  # before the timers, as in our process (see the import at the top)
+from threadpoolctl import threadpool_limits
 warnings.filterwarnings("ignore")
+threadpool_limits(limits={threads}, user_api="blas")
 from sdv.metadata import Metadata
 from sdv.single_table import GaussianCopulaSynthesizer, TVAESynthesizer
 torch.set_num_threads({threads})
@@ -427,6 +432,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(report)
         return
     torch.set_num_threads(THREADS)
+    threadpool_limits(limits=THREADS, user_api="blas")
     started = time.perf_counter()
     tables = [TABLES[name] for name in (args.tables or TABLES)]
     out = Path(args.out)
