@@ -28,6 +28,12 @@ IMAGE_EPOCHS, IMAGE_BATCH = 20, 128
 KL_WARMUP_SHARE = 0.1
 CHECKPOINTS_PER_RUN = 20
 EARLY_BEST_SHARE = 0.05  # a best epoch (or step) this early in a run is reported as a warning
+# Torch threads for training in this process on steps of at most this many rows: one. Two threads were no faster on
+# the quiet 2-core machine (notebook API, 3,000 steps: diabetes' 32-row steps 4.1-4.3 s with two, 4.2-4.9 with one;
+# modechoice's 64-row steps 6.3-8.6 s against 6.0-6.6) and five to six times slower beside two busy processes
+# (40-44 s against 7.0-7.4; 51 s against 8.5): OpenMP's threads wait for each other at every op, and a small step is
+# hundreds of ops. At 512 rows a step two threads were faster when the cores were free (fair 14-18 s against 22 s).
+SMALL_STEP_ROWS = 64
 
 Config = TypeVar("Config", bound=TrainJobConfig)
 
@@ -87,6 +93,16 @@ def plan_budget(config: TrainJobConfig, manifest: DatasetManifest, processes: in
     else:
         every = 1 if sweep else max(1, epochs // CHECKPOINTS_PER_RUN)
     return Budget(epochs, batch, warmup, every, steps_per_epoch, auto)
+
+
+def in_process_threads(step_rows: int | None, configured: int | None = None) -> int:
+    """Torch intra-op threads for training in this process: `configured` when set, one for steps of at most
+    `SMALL_STEP_ROWS` rows, else (or with the step size not known) torch's own count (one per core)."""
+    import torch
+
+    if configured:
+        return configured
+    return 1 if step_rows is not None and step_rows <= SMALL_STEP_ROWS else torch.get_num_threads()
 
 
 def with_budget(config: Config, budget: Budget) -> Config:

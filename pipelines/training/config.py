@@ -137,7 +137,8 @@ class TrainJobConfig(StrictModel):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     engine: Engine = Field("auto", description=ENGINE_HELP + "; local trains one process with "
-                                               "scaling.torch_threads threads (default: one per core)")
+                                               "scaling.torch_threads threads (default: one for small "
+                                               "steps, else one per core; training.budget.SMALL_STEP_ROWS)")
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     max_failures: int = Field(1, ge=0, description="worker-group restarts from the last checkpoint")

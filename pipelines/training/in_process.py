@@ -18,6 +18,7 @@ import torch
 
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.storage.layout import local_checkpoint_epoch, local_checkpoint_uri
+from pipelines.training.budget import in_process_threads
 from pipelines.training.checkpoints import STATE_FILE, load_checkpoint
 from pipelines.training.config import TrainJobConfig
 from pipelines.training.epoch_console import EpochEta
@@ -165,13 +166,12 @@ def train_in_process(config: TrainJobConfig, manifest: DatasetManifest, spec: Mo
                      on_report: Optional[Callable[[dict], None]] = None) -> InProcessResult:
     """Run the training loop of `config` here on the given splits, checkpointing under `run_uri` (resuming from
     its latest local checkpoint when there is one); one line per epoch to `log`, every epoch's metrics to
-    `on_report` (MLflow, when the run is tracked). Torch uses `scaling.torch_threads` threads (default: its
-    own, one per core); the caller's thread count is restored after."""
+    `on_report` (MLflow, when the run is tracked). Torch uses `describe_in_process`'s threads; the caller's thread
+    count is restored after."""
     device = torch.device("cuda" if config.scaling.use_gpu and torch.cuda.is_available() else "cpu")
     threads_before = torch.get_num_threads()
     worker = WorkerConfig(loop=config.train, spec=spec.to_dict(), manifest=manifest,
-                          checkpoint_every=config.checkpoint.every_epochs,
-                          threads=config.scaling.torch_threads or threads_before, run_uri=run_uri)
+                          checkpoint_every=config.checkpoint.every_epochs, threads=_threads(config), run_uri=run_uri)
     run = LocalRun(run_uri, config.checkpoint.keep)
     try:
         run_loop(worker, InProcessSession(run, x_train, x_val, device, log, config.train.epochs, on_report))
@@ -180,7 +180,12 @@ def train_in_process(config: TrainJobConfig, manifest: DatasetManifest, spec: Mo
     return InProcessResult(run.best(), run.latest())
 
 
+def _threads(config: TrainJobConfig) -> int:
+    batch = config.train.batch_size  # planned by now; "auto" only if a caller skipped `with_budget`
+    return in_process_threads(batch if isinstance(batch, int) else None, config.scaling.torch_threads)
+
+
 def describe_in_process(config: TrainJobConfig) -> str:
-    """How a run in this process is laid out, for the job's first lines."""
-    threads = config.scaling.torch_threads or torch.get_num_threads()
-    return f"1 process × {threads} torch thread(s){' on GPU' if config.scaling.use_gpu else ''}"
+    """How a run in this process is laid out, for the job's first lines: `scaling.torch_threads` threads, or
+    (unset) one for small steps (`training.budget.in_process_threads`) and one per core otherwise."""
+    return f"1 process × {_threads(config)} torch thread(s){' on GPU' if config.scaling.use_gpu else ''}"

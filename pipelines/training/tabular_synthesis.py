@@ -29,7 +29,7 @@ from pipelines.datasets.features import features_to_table, table_features
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
 from pipelines.datasets.sources import SourceTable
-from pipelines.training.budget import EARLY_BEST_SHARE, TABLE_STEPS, rows_per_step
+from pipelines.training.budget import EARLY_BEST_SHARE, TABLE_STEPS, in_process_threads, rows_per_step
 from pipelines.training.model_spec import model_spec_for
 from pipelines.training.config import ModelConfig
 from pipelines.training.optimizer import FusedAdam
@@ -67,7 +67,8 @@ class SynthesisConfig(StrictModel):
                            "training rows' posterior means (the aggregate posterior; pythae's GMM sampler)")
     gmm_components: int = Field(GMM_COMPONENTS, ge=1)
     seed: int = 0
-    threads: Optional[int] = Field(None, ge=1, description="torch threads (default: torch's)")
+    threads: Optional[int] = Field(None, ge=1, description="torch threads while training (default: one for small "
+                                                           "steps, else torch's; training.budget.SMALL_STEP_ROWS)")
 
     @field_validator("hidden")
     @classmethod
@@ -81,6 +82,11 @@ def training_budget(rows: int) -> tuple[int, int]:
     """(batch size, optimizer steps) for a table of `rows` training rows: `vaepipe train`'s auto budget for one
     process (`training.budget`), the same number of updates whatever the size."""
     return rows_per_step(rows), TABLE_STEPS
+
+
+def step_rows(config: SynthesisConfig, rows: int) -> int:
+    """Rows per optimizer step: `config.batch_size`, or the budget's for `rows` training rows; at most `rows`."""
+    return min(config.batch_size or training_budget(rows)[0], rows)
 
 
 @dataclass
@@ -149,8 +155,6 @@ def fit(frame: pd.DataFrame, categorical: Sequence[str] = (), config: Optional[S
         progress=None) -> TabularSynthesizer:
     """Fit a VAE to every row of `frame` (numeric columns unless named in `categorical` or non-numeric)."""
     config = config or SynthesisConfig()
-    if config.threads:
-        torch.set_num_threads(config.threads)
     started = time.perf_counter()
     manifest, split = table_manifest(frame, categorical, config)
     features = table_features(manifest, {c: frame[c].to_numpy() for c in manifest.feature_columns})
@@ -158,7 +162,12 @@ def fit(frame: pd.DataFrame, categorical: Sequence[str] = (), config: Optional[S
     x_val = torch.from_numpy(features[split == "val"]) if (split == "val").any() else None
     torch.manual_seed(config.seed)
     model = VAE(model_spec_for(manifest, ModelConfig(latent_dim=config.latent_dim, hidden=config.hidden)))
-    report = train_steps(model, x_train, x_val, config, progress)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(in_process_threads(step_rows(config, len(x_train)), config.threads))
+    try:
+        report = train_steps(model, x_train, x_val, config, progress)
+    finally:
+        torch.set_num_threads(threads_before)
     report.seconds = time.perf_counter() - started
     synthesizer = TabularSynthesizer(model, manifest, config, report)
     if config.sampler == "gmm":
@@ -183,9 +192,7 @@ def train_steps(model: VAE, x_train: torch.Tensor, x_val: Optional[torch.Tensor]
     """Adam for the step budget over reshuffled passes of the rows; β ramps linearly from 0 over the first
     `kl_warmup_fraction` of the steps. With validation rows, the checkpoint with the best validation
     negative ELBO (β = 1) is kept and the report says at which step; without, the last."""
-    default_batch, default_steps = training_budget(len(x_train))
-    batch = min(config.batch_size or default_batch, len(x_train))
-    steps = config.steps or default_steps
+    batch, steps = step_rows(config, len(x_train)), config.steps or training_budget(len(x_train))[1]
     warmup = max(1, round(config.kl_warmup_fraction * steps)) if config.kl_warmup_fraction > 0 else 0
     # fused: one kernel for every parameter's update instead of a dozen small ops per tensor; a 309-row table's
     # 3,000 steps of 32 rows took 3.7 s instead of 4.6-5.5 s (interleaved runs, one thread; FusedAdam: -0.3 s)
