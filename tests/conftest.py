@@ -10,6 +10,19 @@ import pytest
 from pipelines.storage.embedded_server import StoreInfo, running_store
 from pipelines.storage.objects import clear_caches
 
+# --- test workers ------------------------------------------------------
+
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # `make test-fast` runs three workers on two cores: one torch thread each, as vaepipe itself trains small
+        # steps (training.budget.SMALL_STEP_ROWS) — with torch's two per worker, each op's threads waited for cores
+        # the other workers held (test-fast 99-108 s against 73 s)
+        import torch
+
+        torch.set_num_threads(1)
+
+
 # --- object storage --------------------------------------------------------
 
 _AWS_VARS = (
