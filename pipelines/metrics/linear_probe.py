@@ -42,12 +42,12 @@ def linear_probe(representations: dict[str, tuple[np.ndarray, np.ndarray]], y_tr
     rng = np.random.default_rng(seed)
     picks = [labelled_draw(y_train, per_class, rng) for _ in range(draws)]
     results: dict = {}
-    for name, (train, test) in representations.items():
-        with one_blas_thread():
+    with one_blas_thread():
+        for name, (train, test) in representations.items():
             few = [probe_accuracy(train[index], y_train[index], test, y_test) for index in picks if index is not None]
-            all_labels = probe_accuracy(train, y_train, test, y_test)
-        results[name] = {"all_labels": all_labels, "per_class": float(np.mean(few)) if few else None,
-                         "per_class_sd": float(np.std(few)) if few else None}
+            results[name] = {"all_labels": probe_accuracy(train, y_train, test, y_test),
+                             "per_class": float(np.mean(few)) if few else None,
+                             "per_class_sd": float(np.std(few)) if few else None}
     return {"representations": results, "labels_per_class": per_class, "draws": draws,
             "train_rows": int(len(y_train)), "test_rows": int(len(y_test)),
             "classes": int(len(np.unique(y_train)))}

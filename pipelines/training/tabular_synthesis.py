@@ -183,7 +183,7 @@ def fit_latent_mixture(model: VAE, x_train: torch.Tensor, components: int = GMM_
     with model.inference():
         mu = model.encode(x_train.to(next(model.parameters()).device)).mu.float().cpu().numpy().astype(np.float64)
     components = max(1, min(components, len(mu) // 20))
-    with one_blas_thread():  # EM on [latent × latent] matrices
+    with one_blas_thread():  # EM's linear algebra is only latent_dim wide
         return GaussianMixture(components, covariance_type="full", reg_covar=1e-4, random_state=seed).fit(mu)
 
 
