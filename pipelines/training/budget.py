@@ -14,8 +14,9 @@ the training rows across all processes (a power of two between 32 and 512 rows),
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Iterator, TypeVar
 
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.training.config import TrainJobConfig
@@ -103,6 +104,20 @@ def in_process_threads(step_rows: int | None, configured: int | None = None) -> 
     if configured:
         return configured
     return 1 if step_rows is not None and step_rows <= SMALL_STEP_ROWS else torch.get_num_threads()
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to `threads` inside the block and the caller's count given back after, so a fit
+    in a notebook or a job's process leaves the process as it found it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def with_budget(config: Config, budget: Budget) -> Config:

@@ -18,7 +18,7 @@ import torch
 
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.storage.layout import local_checkpoint_epoch, local_checkpoint_uri
-from pipelines.training.budget import in_process_threads
+from pipelines.training.budget import in_process_threads, torch_threads
 from pipelines.training.checkpoints import STATE_FILE, load_checkpoint
 from pipelines.training.config import TrainJobConfig
 from pipelines.training.epoch_console import EpochEta
@@ -169,14 +169,11 @@ def train_in_process(config: TrainJobConfig, manifest: DatasetManifest, spec: Mo
     `on_report` (MLflow, when the run is tracked). Torch uses `describe_in_process`'s threads; the caller's thread
     count is restored after."""
     device = torch.device("cuda" if config.scaling.use_gpu and torch.cuda.is_available() else "cpu")
-    threads_before = torch.get_num_threads()
     worker = WorkerConfig(loop=config.train, spec=spec.to_dict(), manifest=manifest,
                           checkpoint_every=config.checkpoint.every_epochs, threads=_threads(config), run_uri=run_uri)
     run = LocalRun(run_uri, config.checkpoint.keep)
-    try:
+    with torch_threads(worker.threads):
         run_loop(worker, InProcessSession(run, x_train, x_val, device, log, config.train.epochs, on_report))
-    finally:
-        torch.set_num_threads(threads_before)
     return InProcessResult(run.best(), run.latest())
 
 

@@ -29,7 +29,7 @@ from pipelines.datasets.features import features_to_table, table_features
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
 from pipelines.datasets.sources import SourceTable
-from pipelines.training.budget import EARLY_BEST_SHARE, TABLE_STEPS, in_process_threads, rows_per_step
+from pipelines.training.budget import EARLY_BEST_SHARE, TABLE_STEPS, in_process_threads, rows_per_step, torch_threads
 from pipelines.training.model_spec import model_spec_for
 from pipelines.training.config import ModelConfig
 from pipelines.training.optimizer import FusedAdam
@@ -162,12 +162,8 @@ def fit(frame: pd.DataFrame, categorical: Sequence[str] = (), config: Optional[S
     x_val = torch.from_numpy(features[split == "val"]) if (split == "val").any() else None
     torch.manual_seed(config.seed)
     model = VAE(model_spec_for(manifest, ModelConfig(latent_dim=config.latent_dim, hidden=config.hidden)))
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(in_process_threads(step_rows(config, len(x_train)), config.threads))
-    try:
+    with torch_threads(in_process_threads(step_rows(config, len(x_train)), config.threads)):
         report = train_steps(model, x_train, x_val, config, progress)
-    finally:
-        torch.set_num_threads(threads_before)
     report.seconds = time.perf_counter() - started
     synthesizer = TabularSynthesizer(model, manifest, config, report)
     if config.sampler == "gmm":

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pipelines.training.budget import SMALL_STEP_ROWS, in_process_threads
+from pipelines.training.budget import SMALL_STEP_ROWS, in_process_threads, torch_threads
 from pipelines.training.config import TrainJobConfig
 from pipelines.training.in_process import describe_in_process
 from pipelines.training.tabular_synthesis import SynthesisConfig, fit
@@ -34,6 +34,14 @@ def test_the_in_process_fit_of_a_small_table_trains_on_one_thread_and_gives_the_
     fit(table, config=SynthesisConfig(steps=20, evaluations=2),  # 300 rows: steps of 32
         progress=lambda entry: seen.append(torch.get_num_threads()))
     assert seen == [1, 1]
+    assert torch.get_num_threads() == 2
+
+
+def test_the_callers_count_comes_back_also_when_training_fails(two_threads):
+    with pytest.raises(RuntimeError, match="diverged"):
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("diverged")
     assert torch.get_num_threads() == 2
 
 
