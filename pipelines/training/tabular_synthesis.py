@@ -34,6 +34,7 @@ from pipelines.training.model_spec import model_spec_for
 from pipelines.training.config import ModelConfig
 from pipelines.training.optimizer import FusedAdam
 from vae_core import VAE
+from vae_core.spec import DEFAULT_MLP_HIDDEN
 from vae_core.noise import seeded_noise
 
 Transform = Literal["auto", "identity", "log1p", "quantile"]
@@ -52,7 +53,7 @@ class SynthesisConfig(StrictModel):
         False, description="mostly-zero numeric columns as [is-nonzero, value] pairs (None: prepare's rule); a "
                            "quantile transform already keeps a spike at zero")
     latent_dim: int = Field(16, ge=1)
-    hidden: list[int] = Field(default_factory=lambda: [256, 128])
+    hidden: list[int] = Field(default_factory=lambda: list(DEFAULT_MLP_HIDDEN), description="MLP layer widths")
     steps: Optional[int] = Field(None, ge=1, description="optimizer steps (default: training_budget)")
     batch_size: Optional[int] = Field(None, ge=1, description="rows per step (default: training_budget)")
     lr: float = Field(1e-3, gt=0)
