@@ -9,6 +9,7 @@ import time
 import pytest
 
 from pipelines.runtime.processes import descendants, process_table
+from tests.scheduler_policies import scheduler_policies
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 
@@ -61,21 +62,6 @@ time.sleep(60)
 """
 
 
-def _policies(pids: set[int]) -> dict[int, set[int]]:
-    found = {}
-    for pid in pids:
-        try:
-            threads = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for thread in threads:
-            try:
-                found.setdefault(pid, set()).add(os.sched_getscheduler(int(thread)))
-            except OSError:
-                pass  # that thread ended meanwhile
-    return found
-
-
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
 def test_a_daemon_starting_threads_and_processes_is_left_with_none_at_normal_priority():
     from pipelines.runtime.processes import idle_priority_for_daemons
@@ -86,7 +72,7 @@ def test_a_daemon_starting_threads_and_processes_is_left_with_none_at_normal_pri
         moved = idle_priority_for_daemons(lambda table: descendants(table, {daemon.pid}), wait_s=0)
         time.sleep(0.3)  # threads and processes it starts from now on inherit the policy
         tree = descendants(process_table(), {daemon.pid})
-        policies = _policies(tree)
+        policies = scheduler_policies(tree)
         assert moved >= 2 and len(policies) >= 2, policies
         assert all(found == {os.SCHED_IDLE} for found in policies.values()), policies
     finally:

@@ -11,12 +11,9 @@ import pytest
 
 from pipelines.runtime.processes import descendants, process_table
 from tests.ray_nodes import outside_session_ray
+from tests.scheduler_policies import scheduler_policies
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _policies(pid: int) -> set[int]:
-    return {os.sched_getscheduler(int(thread)) for thread in os.listdir(f"/proc/{pid}/task")}
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
@@ -43,10 +40,12 @@ def test_a_local_rays_daemons_and_non_training_workers_run_at_idle_priority_and_
     daemons = pids("dashboard/dashboard.py", "ray-dashboard-", "ray::DashboardAgent", "ray::RuntimeEnvAgent",
                    "log_monitor.py", "autoscaler/_private/monitor.py")
     assert len(daemons) >= 5, processes
-    assert all(_policies(pid) == {os.SCHED_IDLE} for pid in [*daemons, worker]), \
-        {processes[pid]: _policies(pid) for pid in [*daemons, worker] if _policies(pid) != {os.SCHED_IDLE}}
-    for pid in [*pids("gcs_server", "raylet/raylet"), trainer]:
-        assert os.SCHED_IDLE not in _policies(pid), processes[pid]
+    core = pids("gcs_server", "raylet/raylet")
+    policies = scheduler_policies([*daemons, worker, *core, trainer])
+    idle = {processes[pid]: policies.get(pid) for pid in [*daemons, worker]}
+    assert all(found == {os.SCHED_IDLE} for found in idle.values()), idle
+    for pid in [*core, trainer]:
+        assert os.SCHED_IDLE not in policies[pid], processes[pid]
 
 
 @pytest.mark.slow
