@@ -223,15 +223,15 @@ def ours(train: pd.DataFrame, table: Table, config: SynthesisConfig) -> tuple[pd
 
 def through_the_product(train: pd.DataFrame, table: Table, seed: int, epochs: Optional[int] = None,
                          transform: Optional[str] = None, split: Optional[dict[str, float]] = None,
-                         ) -> tuple[pd.DataFrame, dict]:
+                         hidden: Optional[list[int]] = None) -> tuple[pd.DataFrame, dict]:
     """What a user of the notebook API gets: `VAESynthesizer(seed=...).fit(train, categorical=...)` with its
     defaults, then `sample` — prepare's split and column rules, `vaepipe train`'s budget and loop (best
     validation epoch kept), `vaepipe generate`'s sampler. `epochs`: a fixed number instead of the budget;
-    `transform`, `split`: others than the class's defaults."""
+    `transform`, `split`, `hidden`: others than the class's defaults."""
     from vaepipe import VAESynthesizer
 
     started = time.perf_counter()
-    synthesizer = VAESynthesizer(name=table.name, seed=seed, epochs=epochs, engine="local").fit(
+    synthesizer = VAESynthesizer(name=table.name, seed=seed, epochs=epochs, hidden=hidden, engine="local").fit(
         train, categorical=table.categorical, transform=transform, split=split)
     synthetic = synthesizer.sample(len(train), seed=seed)
     trained = synthesizer.card_["training"]
@@ -315,12 +315,16 @@ def markdown(results: dict) -> str:
         runs.setdefault(r["table"], []).append(r)
     several = max((len(per_seed) for per_seed in runs.values()), default=1) > 1
     steps = None if results.get("quick") else results.get("config", {}).get("steps")  # --steps: not the default
+    hidden = results.get("hidden")  # --hidden: not the default widths, in both of ours
     api = []  # --api-transform, --api-split: not the class's defaults
     if results.get("api_transform"):
         api.append(f"transform {results['api_transform']}")
     if results.get("api_split"):
         api.append("split " + "/".join(f"{share:g}" for share in results["api_split"].values()))
-    labels = {**LABELS, **({"vaepipe": f"vaepipe ({steps:,} steps)"} if steps else {}),
+    ours_options = ([f"{steps:,} steps"] if steps else []) + ([f"hidden {'×'.join(map(str, hidden))}"] if hidden else [])
+    if hidden:
+        api.append(f"hidden {'×'.join(map(str, hidden))}")
+    labels = {**LABELS, **({"vaepipe": f"vaepipe ({', '.join(ours_options)})"} if ours_options else {}),
               **({"vaepipe_api": f"vaepipe VAESynthesizer (train's loop, {', '.join(api)})"} if api else {})}
     lines = ["| table (train rows; TSTR target) | generator | overall | column shapes | pair trends | TSTR | "
              "DCR closer to train | seconds | " + ("overall per seed" if several else "ours: overall / shapes / trends")
@@ -415,6 +419,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                         "fixed) and report mean ± sd over them (default 1: seed 0, one table row per generator)")
     parser.add_argument("--steps", type=int, help="our optimizer steps instead of the size-derived budget "
                         "(pipelines.training.budget.TABLE_STEPS); the peers keep their defaults")
+    parser.add_argument("--hidden", type=int, nargs="+", metavar="WIDTH",
+                        help="both of ours with these MLP widths instead of vae_core's default (256 128)")
     parser.add_argument("--api-transform", choices=["auto", "identity", "log1p", "quantile"],
                         help="the VAESynthesizer row's numeric transform instead of the class's default (quantile)")
     parser.add_argument("--api-split", nargs=3, type=float, metavar=("TRAIN", "VAL", "TEST"),
@@ -448,11 +454,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     sdv_python = args.sdv_python if args.sdv_python != "none" and Path(args.sdv_python).exists() else None
     if sdv_python is None:
         print(f"no SDV interpreter at {args.sdv_python}: the peers are skipped, our own metrics stand in", flush=True)
-    config = SynthesisConfig(threads=THREADS, steps=200 if args.quick else args.steps)
+    config = SynthesisConfig(threads=THREADS, steps=200 if args.quick else args.steps,
+                             **({"hidden": args.hidden} if args.hidden else {}))
     if args.quick:
         tables = [TABLES["diabetes"], TABLES["modechoice"]]
     api_split = dict(zip(("train", "val", "test"), args.api_split)) if args.api_split else None
-    results = {"quick": args.quick, "api_transform": args.api_transform, "api_split": api_split, "seed": SEED,
+    results = {"quick": args.quick, "api_transform": args.api_transform, "api_split": api_split,
+               "hidden": args.hidden, "seed": SEED,
                "seeds": args.seeds, "threads": THREADS, "config": config.model_dump(), "tables": []}
     for seed in range(args.seeds):
         for table in tables:
@@ -461,14 +469,15 @@ def main(argv: Optional[list[str]] = None) -> None:
                                                      {"epochs": 5} if args.quick else {},
                                                      api_options={"epochs": QUICK_EPOCHS if args.quick else None,
                                                                   "transform": args.api_transform,
-                                                                  "split": api_split}))
+                                                                  "split": api_split, "hidden": args.hidden}))
     results["seconds"] = time.perf_counter() - started
-    report = markdown(results)
     suffix = ("_quick" if args.quick else "") + (f"_{args.seeds}seeds" if args.seeds > 1 else "") + \
         (f"_steps{args.steps}" if args.steps and not args.quick else "") + \
+        (f"_hidden{'x'.join(map(str, args.hidden))}" if args.hidden else "") + \
         (f"_api_{args.api_transform}" if args.api_transform else "") + \
         (f"_api_split{round(100 * api_split['train'])}" if api_split else "")
-    (out / f"synthesis{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / f"synthesis{suffix}.json").write_text(json.dumps(results, indent=2, default=str))  # kept if the table fails
+    report = markdown(results)
     (out / f"synthesis{suffix}.md").write_text(report)
     print(report)
     print(f"{results['seconds']:.0f} s; wrote {out / f'synthesis{suffix}.json'} and {out / f'synthesis{suffix}.md'}")

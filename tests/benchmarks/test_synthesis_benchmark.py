@@ -98,3 +98,9 @@ def test_one_seed_and_several_seeds_tables_take_quality_from_sdmetrics_and_dcr_f
     out = render(results)
     assert "| t (100; y R²) | vaepipe VAESynthesizer (train's loop, transform auto, split 0.9/0.1/0) | **0.860** |" \
         in out, out
+
+    # --hidden: both of ours trained with other widths, and both rows say so (with --steps, ours names both)
+    results.write_text(json.dumps({"hidden": [128, 64], "config": {"steps": 2000}, "tables": [api]}))
+    out = render(results)
+    assert "| t (100; y R²) | vaepipe (2,000 steps, hidden 128×64) | 0.800 | 0.800 |" in out, out
+    assert "| t (100; y R²) | vaepipe VAESynthesizer (train's loop, hidden 128×64) | **0.860** |" in out, out
