@@ -34,8 +34,8 @@ from pipelines.training.model_spec import model_spec_for
 from pipelines.training.config import ModelConfig
 from pipelines.training.optimizer import FusedAdam
 from vae_core import VAE
-from vae_core.spec import DEFAULT_MLP_HIDDEN
 from vae_core.noise import seeded_noise
+from vae_core.spec import DEFAULT_MLP_HIDDEN
 
 Transform = Literal["auto", "identity", "log1p", "quantile"]
 GMM_COMPONENTS = 10
