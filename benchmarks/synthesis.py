@@ -45,6 +45,7 @@ from threadpoolctl import threadpool_limits
 
 from pipelines.metrics.synthesis_quality import dcr_closer_to_training_share, quality_scores
 from pipelines.training.tabular_synthesis import SynthesisConfig, fit
+from vae_core.spec import DEFAULT_MLP_HIDDEN
 
 SEED = 0
 QUICK_EPOCHS = 5  # --quick: the notebook API's fit for a few epochs instead of its budget
@@ -321,9 +322,9 @@ def markdown(results: dict) -> str:
         api.append(f"transform {results['api_transform']}")
     if results.get("api_split"):
         api.append("split " + "/".join(f"{share:g}" for share in results["api_split"].values()))
-    ours_options = ([f"{steps:,} steps"] if steps else []) + ([f"hidden {'×'.join(map(str, hidden))}"] if hidden else [])
-    if hidden:
-        api.append(f"hidden {'×'.join(map(str, hidden))}")
+    widths = [f"hidden {'×'.join(map(str, hidden))}"] if hidden else []
+    api += widths
+    ours_options = ([f"{steps:,} steps"] if steps else []) + widths
     labels = {**LABELS, **({"vaepipe": f"vaepipe ({', '.join(ours_options)})"} if ours_options else {}),
               **({"vaepipe_api": f"vaepipe VAESynthesizer (train's loop, {', '.join(api)})"} if api else {})}
     lines = ["| table (train rows; TSTR target) | generator | overall | column shapes | pair trends | TSTR | "
@@ -420,7 +421,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--steps", type=int, help="our optimizer steps instead of the size-derived budget "
                         "(pipelines.training.budget.TABLE_STEPS); the peers keep their defaults")
     parser.add_argument("--hidden", type=int, nargs="+", metavar="WIDTH",
-                        help="both of ours with these MLP widths instead of vae_core's default (256 128)")
+                        help="both of ours with these MLP widths instead of vae_core's default "
+                             f"({' '.join(map(str, DEFAULT_MLP_HIDDEN))})")
     parser.add_argument("--api-transform", choices=["auto", "identity", "log1p", "quantile"],
                         help="the VAESynthesizer row's numeric transform instead of the class's default (quantile)")
     parser.add_argument("--api-split", nargs=3, type=float, metavar=("TRAIN", "VAL", "TEST"),
