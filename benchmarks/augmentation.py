@@ -12,6 +12,8 @@ logistic regression on the pixels and a small CNN — are fitted on
 - + SMOTE: those rows plus SMOTE's interpolations (imbalanced-learn) up to N per class;
 - + augment (S): the augmented dataset's labelled train rows (the 10 real per class and N - 10 generated with
   `vaepipe augment --sampler S`, for each S of --samplers: prior, gmm, interpolate),
+- + augment --pseudo-label P: `vaepipe augment --per-class N --pseudo-label P` (default sampler): the unlabelled
+  train rows M2's classifier q(y|x) is at least P sure of, with that label, then generated rows up to N,
 
 and scored on the test split (the CNN gets the same 1,500 optimizer steps in every arm). The M2 model's own
 classifier q(y|x) is reported beside them (it is what produced the generated rows' classes). Table (`breast_cancer`, the first 10 columns): the train split keeps every benign
@@ -20,7 +22,7 @@ augment --balance` tops malignant up to benign; a logistic regression (standardi
 of malignant on the test split, against SMOTE to the same counts.
 
     PYTHONPATH=. .venv/bin/python benchmarks/augmentation.py [--quick] [--draws 5] [--sets digits,mnist5k,cancer]
-        [--samplers prior,gmm,interpolate]
+        [--samplers prior,gmm,interpolate] [--pseudo-label 0.9]
 
 Prints one Markdown table per set (mean ± sd over the draws, and each arm's gain over real-only); `--quick`: one
 draw of digits, 2 epochs and CNNs of 100 steps, and the table with 20 epochs, to check the script runs.
@@ -47,6 +49,7 @@ SPLIT = {"train": 0.8, "val": 0.1, "test": 0.1}  # prepare's default
 PER_CLASS = 10          # labelled train rows per class (issue 21)
 AUGMENTED_PER_CLASS = 200  # images: labelled train rows per class after augment (and SMOTE)
 MALIGNANT = 10          # malignant train rows of the imbalanced table
+PSEUDO_LABEL = 0.9      # images: `vaepipe augment --pseudo-label` of the self-training arm
 
 
 def vaepipe(*argv: str) -> None:
@@ -103,8 +106,18 @@ def logistic_accuracy(x_train, y_train, x_test, y_test) -> float:
     return float((model.predict(x_test.reshape(len(x_test), -1)) == y_test).mean())
 
 
+def labelled_train_images(store: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels in [0, 1] and labels of a prepared image dataset's labelled train rows."""
+    rows = read_dataset(store, dataset)
+    keep = np.asarray([s == "train" and y is not None for s, y in zip(rows["split"].to_pylist(), rows["label"].to_pylist())])
+    rows = rows.filter(keep)
+    x = np.stack(rows["image"].to_numpy(zero_copy_only=False)).astype(np.float32) / 255.0
+    return x, np.asarray(rows["label"].to_pylist()).astype(int)
+
+
 def image_draw(name: str, draw: int, epochs: int, store: Path, samplers: list[str],
-               per_class: int = AUGMENTED_PER_CLASS, cnn_steps: int = CNN_STEPS) -> dict:
+               per_class: int = AUGMENTED_PER_CLASS, cnn_steps: int = CNN_STEPS,
+               pseudo_label: float = PSEUDO_LABEL) -> dict:
     """Accuracy of each (arm, classifier) on one draw of `name`, plus M2's own classifier and timings."""
     import torch
     from imblearn.over_sampling import SMOTE
@@ -147,6 +160,13 @@ def image_draw(name: str, draw: int, epochs: int, store: Path, samplers: list[st
         augmented_arms[f"+ augment ({sampler})"] = (
             np.concatenate([pixels[kept], x_generated.reshape(len(generated), *pixels.shape[1:])]),
             np.concatenate([labels[kept], np.asarray(generated["label"].to_pylist()).astype(int)]))
+    if pseudo_label:
+        vaepipe("augment", "--storage", str(store), "--engine", "local", "--model", f"{dataset}@1", "--input",
+                dataset, "--name", f"{dataset}-pseudo", "--per-class", str(per_class), "--seed", str(draw),
+                "--pseudo-label", str(pseudo_label))
+        x_self, y_self = labelled_train_images(store, f"{dataset}-pseudo")
+        augmented_arms[f"+ augment --pseudo-label {pseudo_label:g}"] = (x_self.reshape(len(x_self), *pixels.shape[1:]),
+                                                                         y_self)
     test = split == "test"
     x_test, y_test = pixels[test], labels[test]
     smote = SMOTE(sampling_strategy={k: per_class for k in np.unique(labels)}, random_state=draw,
@@ -246,6 +266,9 @@ def main() -> None:
                         help="images: labelled train rows per class after augment and SMOTE (default 200)")
     parser.add_argument("--samplers", default="prior,gmm,interpolate",
                         help="`vaepipe augment --sampler` of each augment arm (comma-separated)")
+    parser.add_argument("--pseudo-label", type=float, default=PSEUDO_LABEL, metavar="P",
+                        help="images: the self-training arm's `vaepipe augment --pseudo-label` (default 0.9; 0: no "
+                             "such arm)")
     args = parser.parse_args()
     sets = ["digits", "cancer"] if args.quick else args.sets.split(",")
     draws, epochs = (1, 2) if args.quick else (args.draws, args.epochs)
@@ -265,7 +288,8 @@ def main() -> None:
                                          f"malignant F1 and ROC-AUC, logistic regression")
             else:
                 results = [image_draw(name, d, epochs, store, samplers, args.per_class,
-                                      QUICK_CNN_STEPS if args.quick else CNN_STEPS) for d in range(draws)]
+                                      QUICK_CNN_STEPS if args.quick else CNN_STEPS, args.pseudo_label)
+                           for d in range(draws)]
                 summarize(name, results, f"{name}: test accuracy, {PER_CLASS} labelled train rows per class, "
                                          f"+ up to {args.per_class} per class")
 

@@ -151,15 +151,19 @@ class SplitRule(_Frozen):
 class Augmentation(_Frozen):
     """How an augmented dataset (`vaepipe augment`) was made: the dataset it extends, the conditional model that
     generated its synthetic rows, where those rows are committed, and each class's real and synthetic train rows.
-    Its rows say which they are in `column` (true: generated)."""
+    Its rows say which they are in `column` (true: generated) and, with `pseudo_label`, whose label came from the
+    model's classifier in `pseudo_label_column`."""
     dataset: str
     dataset_fingerprint: str
     model: str
-    samples: str
+    samples: Optional[str] = None  # None when nothing was generated (pseudo-labels only)
     sampler: Optional[str] = None  # where the generated rows' z came from (`vaepipe generate --sampler`)
     classifier_val_accuracy: Optional[float] = None  # the model's q(y|x) on the input's labelled val rows
+    pseudo_label: Optional[float] = None  # q(y|x) threshold of `vaepipe augment --pseudo-label`
     column: str = "is_synthetic"
-    train_rows: dict[str, dict[str, int]]  # level → {"real": n, "synthetic": m}
+    pseudo_label_column: str = "label_from_model"
+    # level → {"real": n (labelled in the input), "synthetic": m, "pseudo_labelled": k (with pseudo_label)}
+    train_rows: dict[str, dict[str, int]]
 
 
 class DatasetManifest(_Frozen):

@@ -35,6 +35,7 @@ NumericTransform = Literal["auto", "identity", "log1p", "quantile"]
 
 
 SYNTHETIC_COLUMN = "is_synthetic"  # an augmented dataset's provenance column (`manifest.Augmentation.column`)
+PSEUDO_LABEL_COLUMN = "label_from_model"  # and its pseudo-labels' (`manifest.Augmentation.pseudo_label_column`)
 
 
 class PrepareConfig(StrictModel):
@@ -482,6 +483,8 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig,
         fields["label_column"] = source.label_name
     if source.synthetic is not None:
         columns[SYNTHETIC_COLUMN] = pa.array(np.asarray(source.synthetic, dtype=bool)[keep])
+    if source.label_from_model is not None:
+        columns[PSEUDO_LABEL_COLUMN] = pa.array(np.asarray(source.label_from_model, dtype=bool)[keep])
     if source.factors is not None:
         for factor in source.factors.columns:
             columns[factor] = arrow_column(source.factors[factor].to_numpy()[keep])

@@ -55,6 +55,7 @@ class SourceTable:
     # augment`: real rows keep theirs, generated rows are train rows), and whether each row was generated
     splits: Optional[np.ndarray] = None
     synthetic: Optional[np.ndarray] = None
+    label_from_model: Optional[np.ndarray] = None  # whether each row's label is a pseudo-label (`augment`)
 
     @property
     def rows(self) -> int:

@@ -7,6 +7,12 @@ the largest, `per_class` N up to N, `ratio` r adds r generated rows per real one
 reused when that request was already made). The new dataset keeps every real row in its own split; generated rows are
 train rows only, so validation and test stay real. Each row says which it is in `is_synthetic`; the manifest's
 `augmentation` names the input, the model, the samples and each class's real and synthetic train rows.
+
+With `pseudo_label` p, the input's unlabelled train rows (a sparsely labelled set, the semi-supervised model's
+case) also get a label where the model's classifier q(y|x) gives one level a probability of at least p —
+self-training, as scikit-learn's `SelfTrainingClassifier` does with its `threshold`. Those rows are real rows
+whose label came from the model: `label_from_model` says so, the manifest counts them per class, and the
+top-up (`balance`, `per_class`, `ratio`) counts them as labelled.
 """
 from __future__ import annotations
 
@@ -43,6 +49,9 @@ class AugmentJobConfig(BatchJobConfig):
     sampler: Sampler = Field("auto", description="as for `vaepipe generate`, but auto is interpolate "
                                                  "(`resolved_sampler` says why)")
     temperature: float = Field(1.0, ge=0, description="as for `vaepipe generate`")
+    pseudo_label: Optional[float] = Field(None, gt=0, le=1, description=(
+        "also label the input's unlabelled train rows with the model's classifier q(y|x) where its most probable "
+        "level has at least this probability (self-training; `label_from_model` marks those rows)"))
 
     def resolved_sampler(self) -> str:
         """The sampler the generated rows come from; auto is interpolate, the one that never hurt much
@@ -88,7 +97,7 @@ def synthetic_counts(config: AugmentJobConfig, real: dict[str, int]) -> dict[str
 @dataclass
 class AugmentOutcome:
     dataset_uri: str
-    samples_uri: str
+    samples_uri: Optional[str]  # None when only pseudo-labels were added
     train_rows: dict[str, dict[str, int]]
     rows: int
     seconds: float
@@ -128,19 +137,48 @@ def run_augmentation(config: AugmentJobConfig, progress: Callable[[str], None] =
         raise AugmentError(f"input {source.uri} has {label} level(s) {unknown} that {model.reference} was not "
                            f"trained with (levels: {column.levels})")
     real = {level: int(np.sum(train & known & (text == level))) for level in column.levels}
-    added = synthetic_counts(config, real)
-    if sum(added.values()) == 0:
-        raise AugmentError(f"nothing to add: the labelled train rows of {source.uri} per {label} are {real}")
-    progress(f"augmenting {source.uri} ({source.manifest.rows} rows; labelled train rows per {label}: {real}) "
-             f"with {sum(added.values())} rows from {model.reference}")
     sampler = config.resolved_sampler()
     accuracy = classifier_accuracy(root, model.reference, trained, rows.filter(pa.array((split == "val") & known)),
                                    sampler, progress)
-    generated = generate_rows(config, added, sampler, progress)
-    manifest = write_augmented(config, root, source, rows, generated, real, added, model.reference, progress,
-                               {"sampler": sampler, "classifier_val_accuracy": accuracy})
-    return AugmentOutcome(target, generated.prefix, manifest.augmentation.train_rows, manifest.rows,
-                          time.perf_counter() - started)
+    pseudo = None
+    if config.pseudo_label is not None:
+        pseudo = pseudo_labels(root, model.reference, trained, rows, train & ~known, config.pseudo_label, progress)
+    labelled = {level: real[level] + (0 if pseudo is None else int(np.sum(pseudo == level))) for level in real}
+    added = synthetic_counts(config, labelled)
+    if sum(added.values()) == 0 and (pseudo is None or not np.not_equal(pseudo, None).any()):
+        raise AugmentError(f"nothing to add: the labelled train rows of {source.uri} per {label} are {labelled}")
+    progress(f"augmenting {source.uri} ({source.manifest.rows} rows; labelled train rows per {label}: {labelled}) "
+             f"with {sum(added.values())} rows from {model.reference}")
+    generated = generate_rows(config, added, sampler, progress) if sum(added.values()) else None
+    provenance = {"sampler": sampler, "classifier_val_accuracy": accuracy, "pseudo_label": config.pseudo_label}
+    manifest = write_augmented(config, root, source, rows, generated, pseudo, real, added, model.reference,
+                               progress, provenance)
+    return AugmentOutcome(target, generated.prefix if generated else None, manifest.augmentation.train_rows,
+                          manifest.rows, time.perf_counter() - started)
+
+
+def pseudo_labels(root: str, reference: str, trained, rows, unlabelled: np.ndarray, threshold: float,
+                  progress: Callable[[str], None]) -> np.ndarray:
+    """Per row of `rows`: the level q(y|x) gives at least `threshold` where `unlabelled`, else None."""
+    import pyarrow as pa
+    import torch
+
+    from pipelines.datasets.local_rows import features
+    from pipelines.storage.registry import load_registered
+
+    vae, _ = load_registered(root, reference)
+    (column,) = trained.condition
+    out = np.full(len(rows), None, dtype=object)
+    candidates = np.flatnonzero(unlabelled)
+    if len(candidates):
+        with vae.inference():
+            q = vae.class_probabilities(torch.from_numpy(features(trained, rows.take(pa.array(candidates))))).numpy()
+        sure = q.max(1) >= threshold
+        out[candidates[sure]] = np.asarray(column.levels, dtype=object)[q.argmax(1)[sure]]
+    counts = {level: int(np.sum(out == level)) for level in column.levels}
+    progress(f"labelled {sum(counts.values())} of {len(candidates)} unlabelled train rows with {reference}'s "
+             f"classifier q(y|x) ≥ {threshold:g} (per {column.name}: {counts})")
+    return out
 
 
 def classifier_accuracy(root: str, reference: str, trained, labelled_val, sampler: str,
@@ -167,6 +205,7 @@ def classifier_accuracy(root: str, reference: str, trained, labelled_val, sample
     if accuracy >= CLASSIFIER_WARNING:
         progress(line)
     else:
+        # pseudo-labels come from the same classifier: wrong about as often as this says
         progress(f"WARNING: {line}: the model has not learnt the classes well (train longer or with more labels)"
                  + ("; rows drawn from the prior or the mixture and decoded at a class need not look like it "
                     "(--sampler interpolate starts from real rows of the class)" if sampler != "interpolate" else ""))
@@ -206,10 +245,13 @@ def generate_rows(config: AugmentJobConfig, counts: dict[str, int], sampler: str
     return Generated(prefix, read_committed_parts(prefix))
 
 
-def write_augmented(config: AugmentJobConfig, root: str, source, rows, generated: Generated,
-                    real: dict[str, int], added: dict[str, int], reference: str, progress, provenance: dict):
-    """Commit the new dataset (`vaepipe prepare`'s writer): real rows in their splits, generated rows in train."""
+def write_augmented(config: AugmentJobConfig, root: str, source, rows, generated: Optional[Generated],
+                    pseudo: Optional[np.ndarray], real: dict[str, int], added: dict[str, int], reference: str,
+                    progress, provenance: dict):
+    """Commit the new dataset (`vaepipe prepare`'s writer): real rows in their splits (with their pseudo-labels,
+    if any), generated rows in train."""
     import pandas as pd
+    import pyarrow as pa
 
     from pipelines.datasets.local_rows import images
     from pipelines.datasets.manifest import Augmentation
@@ -218,19 +260,27 @@ def write_augmented(config: AugmentJobConfig, root: str, source, rows, generated
     from pipelines.jobs.prepare import prepare_dataset
 
     manifest, label = source.manifest, source.manifest.label_column
-    synthetic = generated.table
+    synthetic = generated.table if generated else rows.slice(0, 0)
+    real_labels = np.asarray(rows[label].to_pylist(), dtype=object)
+    from_model = np.zeros(len(rows), bool) if pseudo is None else np.not_equal(pseudo, None)
+    if from_model.any():
+        # the level's text in the label column's own type ("3" → 3 in an integer column)
+        real_labels[from_model] = pa.array(pseudo[from_model].tolist()).cast(rows.schema.field(label).type).to_pylist()
     ids = np.asarray([f"synthetic-{config.seed}-{i}" for i in range(len(synthetic))], dtype=object)
     real_ids = np.asarray(rows[manifest.id_column].to_pylist(), dtype=object)
     clash = set(ids.tolist()) & set(real_ids.tolist())
     if clash:
         raise AugmentError(f"input {source.uri} has row id {sorted(clash)[0]!r}, the id a generated row gets")
-    labels = np.concatenate([np.asarray(rows[label].to_pylist(), dtype=object),
-                             np.asarray(synthetic[label].to_pylist(), dtype=object)])
-    common = dict(kind=manifest.kind, description=f"{source.uri} + {len(synthetic)} rows generated by {reference}",
+    labels = np.concatenate([real_labels, np.asarray(synthetic[label].to_pylist(), dtype=object)])
+    described = f"{source.uri} + {len(synthetic)} rows generated by {reference}" + (
+        f", {int(from_model.sum())} labelled by its classifier" if from_model.any() else "")
+    common = dict(kind=manifest.kind, description=described,
                   row_ids=np.concatenate([real_ids, ids]), labels=labels, label_name=label,
                   splits=np.concatenate([np.asarray(rows["split"].to_pylist(), dtype=object),
                                          np.full(len(synthetic), "train", dtype=object)]),
-                  synthetic=np.concatenate([np.zeros(len(rows), bool), np.ones(len(synthetic), bool)]))
+                  synthetic=np.concatenate([np.zeros(len(rows), bool), np.ones(len(synthetic), bool)]),
+                  label_from_model=None if pseudo is None else np.concatenate([from_model,
+                                                                               np.zeros(len(synthetic), bool)]))
     options: dict = {}
     if manifest.kind == "image":
         generated_images = images(manifest, synthetic)
@@ -244,7 +294,10 @@ def write_augmented(config: AugmentJobConfig, root: str, source, rows, generated
                    "column_transforms": {c.name: c.transform for c in manifest.numeric if not c.zero_inflated}}
     prepare = PrepareConfig(name=config.name, source=table.description, storage=root, split=manifest.split.fractions,
                             label_column=label, id_column=manifest.id_column, overwrite=config.overwrite, **options)
+    counts = {level: {"real": real[level], "synthetic": added[level]} for level in real}
+    if pseudo is not None:
+        for level in counts:
+            counts[level]["pseudo_labelled"] = int(np.sum(pseudo == level))
     record = Augmentation(dataset=source.uri, dataset_fingerprint=manifest.fingerprint, model=reference,
-                          samples=generated.prefix, **provenance,
-                          train_rows={level: {"real": real[level], "synthetic": added[level]} for level in real})
+                          samples=generated.prefix if generated else None, **provenance, train_rows=counts)
     return prepare_dataset(prepare, progress, source=table, manifest_fields={"augmentation": record})

@@ -77,7 +77,8 @@ def test_features_quick_prints_the_probe_of_embeddings_raw_and_pca():
 def test_augmentation_quick_prints_every_arm_for_images_and_the_table():
     out = run_benchmark(["benchmarks/augmentation.py", "--quick"], dict(os.environ))
     for row in ("| real-only | logistic |", "| + SMOTE | cnn |", "| + augment (interpolate) | logistic |",
-                "| + augment (prior) | cnn |", "| M2 classifier q(y|x) | accuracy |", "| + augment (gmm) | F1 |",
+                "| + augment (prior) | cnn |", "| + augment --pseudo-label 0.9 | cnn |",
+                "| M2 classifier q(y|x) | accuracy |", "| + augment (gmm) | F1 |",
                 "| + SMOTE | ROC-AUC |"):
         assert row in out, out
 

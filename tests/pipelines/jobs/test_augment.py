@@ -141,3 +141,55 @@ def test_an_imbalanced_table_is_balanced_in_its_own_schema(tmp_path, capsys):
                    "--temperature", "0.8") == 2
     assert "pass --sampler prior or gmm with --temperature" in capsys.readouterr().err
     assert not (store / "datasets" / "warm").exists()
+
+
+def test_pseudo_labels_fill_the_unlabelled_train_rows_the_classifier_is_sure_of(store, capsys):
+    from pipelines.datasets.preparation import PrepareConfig
+    from pipelines.datasets.sources import SourceTable, load_builtin
+    from pipelines.jobs.prepare import prepare_dataset
+
+    digits = load_builtin("digits")
+    truth = np.asarray(digits.labels).astype(int)
+    full = rows_of(store / "datasets" / "digits")
+    split = dict(zip(full["row_id"].to_pylist(), full["split"].to_pylist()))
+    train = np.asarray([split[str(i)] == "train" for i in digits.row_ids])
+    # 10 labelled train rows per class (the first of each), every other train row unlabelled: a sparse set
+    kept = np.concatenate([np.flatnonzero(train & (truth == k))[:10] for k in range(10)])
+    partial = np.where(train, None, truth).astype(object)
+    partial[kept] = truth[kept]
+    prepare_dataset(PrepareConfig(name="digits-few", source="digits, 10 labels per class", storage=str(store),
+                                  label_column="label"),
+                    source=SourceTable("image", "digits", digits.row_ids, labels=partial, images=digits.images,
+                                       label_name="label"))
+    capsys.readouterr()
+    assert augment(store, "--model", "digits-cvae@1", "--input", "digits-few", "--name", "digits-self",
+                   "--per-class", "200", "--pseudo-label", "0.9") == 0
+    out = capsys.readouterr().out
+    assert "unlabelled train rows with digits-cvae@1's classifier q(y|x) ≥ 0.9" in out
+    after = rows_of(store / "datasets" / "digits-self")
+    record = json.loads((store / "datasets" / "digits-self" / "_manifest.json").read_text())["augmentation"]
+    assert record["pseudo_label"] == 0.9 and record["pseudo_label_column"] == "label_from_model"
+    assert after.schema.field("label").type == pa.int64()  # the input's type, not the level's text
+    real = after.filter(pa.compute.invert(after["is_synthetic"]))
+    ids = np.asarray(real["row_id"].to_pylist()).astype(int)
+    labels, from_model = real["label"].to_pylist(), np.asarray(real["label_from_model"].to_pylist())
+    given = np.isin(ids, kept) | ~train[ids]
+    assert not from_model[given].any()  # a label the input had is kept as it was
+    assert all(labels[i] == truth[ids[i]] for i in np.flatnonzero(given))
+    assert not any(labels[i] is not None for i in np.flatnonzero(~given & ~from_model))  # unsure: still unlabelled
+    pseudo = np.flatnonzero(from_model)
+    # the 10-epoch model's q(y|x) is right on ~97 % of val rows; the ones it is sure of are labelled better still
+    assert len(pseudo) > 0.5 * (~given).sum()
+    assert np.mean([labels[i] == truth[ids[i]] for i in pseudo]) > 0.93
+    assert not np.asarray(after.filter(after["is_synthetic"])["label_from_model"].to_pylist()).any()
+    for level, counts in record["train_rows"].items():
+        assert counts["real"] == 10
+        assert counts["pseudo_labelled"] == sum(labels[i] == int(level) for i in pseudo)
+        assert counts["real"] + counts["pseudo_labelled"] + counts["synthetic"] == max(
+            200, counts["real"] + counts["pseudo_labelled"])
+    # pseudo-labels alone (no class below 1 labelled row): nothing generated, no samples
+    assert augment(store, "--model", "digits-cvae@1", "--input", "digits-few", "--name", "digits-pseudo",
+                   "--per-class", "1", "--pseudo-label", "0.9") == 0
+    alone = json.loads((store / "datasets" / "digits-pseudo" / "_manifest.json").read_text())["augmentation"]
+    assert alone["samples"] is None and all(c["synthetic"] == 0 for c in alone["train_rows"].values())
+    assert alone["train_rows"] == {level: {**c, "synthetic": 0} for level, c in record["train_rows"].items()}
