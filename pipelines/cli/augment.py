@@ -23,8 +23,8 @@ def cmd_augment(args: argparse.Namespace) -> int:
         result(f"already complete: {complete}")
         return 0
     pseudo = config.pseudo_label is not None
-    counts = ", ".join(f"{level}: {n['real']}" + (f" + {n['pseudo_labelled']}" if pseudo else "") + f" + {n['synthetic']}"
-                       for level, n in outcome.train_rows.items())
+    counts = ", ".join(f"{level}: {n['real']}" + (f" + {n['pseudo_labelled']}" if pseudo else "")
+                       + f" + {n['synthetic']}" for level, n in outcome.train_rows.items())
     result(f"augmented dataset {config.name}: {outcome.rows} rows in {outcome.seconds:.1f} s; labelled train rows "
            f"per class, real + {'pseudo-labelled + ' if pseudo else ''}generated: {counts}")
     result(f"  at {outcome.dataset_uri}/" + (f" (generated rows also at {outcome.samples_uri}/)" if outcome.samples_uri

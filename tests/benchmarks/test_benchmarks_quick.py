@@ -81,6 +81,7 @@ def test_augmentation_quick_prints_every_arm_for_images_and_the_table():
                 "| M2 classifier q(y|x) | accuracy |", "| + augment (gmm) | F1 |",
                 "| + SMOTE | ROC-AUC |"):
         assert row in out, out
+    assert "| + augment --pseudo-label 0.9 | cnn | refused" not in out, out  # the arm ran, not only its refusal
 
 
 def test_prepare_memory_quick_prints_each_way_of_preparing_against_reading_whole():

@@ -95,6 +95,13 @@ def test_a_model_whose_classifier_did_not_learn_the_classes_is_named_in_a_warnin
     assert "WARNING: digits-blind@1's classifier q(y|x) labels" in out and "--sampler interpolate starts" in out
     record = json.loads((store / "datasets" / "blind" / "_manifest.json").read_text())["augmentation"]
     assert record["classifier_val_accuracy"] < 0.5 and record["sampler"] == "prior"
+    # its labels would be wrong more often than right: refused before anything is generated or written
+    assert augment(store, "--model", "digits-blind@1", "--input", "digits", "--name", "blind-self", "--ratio",
+                   "0.1", "--pseudo-label", "0.9") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --pseudo-label: digits-blind@1's classifier q(y|x) labels") and "below 80%" in err
+    assert not (store / "datasets" / "blind-self").exists()
+    assert not list((store / "samples" / "digits-blind-v1").glob("augment-blind-self-*"))
 
 
 def test_a_model_not_conditioned_on_the_label_is_refused_with_nothing_written(store, capsys):
