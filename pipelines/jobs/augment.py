@@ -143,13 +143,13 @@ def run_augmentation(config: AugmentJobConfig, progress: Callable[[str], None] =
     accuracy = classifier_accuracy(root, model.reference, trained, rows.filter(pa.array((split == "val") & known)),
                                    sampler, progress)
     pseudo = None
-    if config.pseudo_label is not None and accuracy is not None and accuracy < CLASSIFIER_WARNING:
-        # measured: mnist5k's 30-epoch model (q(y|x) 0.45) gave labels that took a logistic regression from
-        # 0.725 to 0.428 and a CNN from 0.845 to 0.470 (benchmarks/augmentation.py, README)
-        raise AugmentError(f"--pseudo-label: {model.reference}'s classifier q(y|x) labels {accuracy:.1%} of the "
-                           f"input's labelled val rows correctly (below {CLASSIFIER_WARNING:.0%}), so its labels "
-                           "would be wrong about as often; train the model longer or with more labels")
     if config.pseudo_label is not None:
+        if accuracy is not None and accuracy < CLASSIFIER_WARNING:
+            # measured: mnist5k's 30-epoch model (q(y|x) 0.45) gave labels that took a logistic regression from
+            # 0.725 to 0.428 and a CNN from 0.845 to 0.470 (benchmarks/augmentation.py, README)
+            raise AugmentError(f"--pseudo-label: {model.reference}'s classifier q(y|x) labels {accuracy:.1%} of the "
+                               f"input's labelled val rows correctly (below {CLASSIFIER_WARNING:.0%}), so its labels "
+                               "would be wrong about as often; train the model longer or with more labels")
         pseudo = pseudo_labels(root, model.reference, trained, rows, train & ~known, config.pseudo_label, progress)
     labelled = {level: real[level] + (0 if pseudo is None else int(np.sum(pseudo == level))) for level in real}
     added = synthetic_counts(config, labelled)
@@ -213,7 +213,6 @@ def classifier_accuracy(root: str, reference: str, trained, labelled_val, sample
     if accuracy >= CLASSIFIER_WARNING:
         progress(line)
     else:
-        # pseudo-labels come from the same classifier: wrong about as often as this says
         progress(f"WARNING: {line}: the model has not learnt the classes well (train longer or with more labels)"
                  + ("; rows drawn from the prior or the mixture and decoded at a class need not look like it "
                     "(--sampler interpolate starts from real rows of the class)" if sampler != "interpolate" else ""))
