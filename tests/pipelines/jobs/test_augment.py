@@ -108,6 +108,10 @@ def test_a_model_not_conditioned_on_the_label_is_refused_with_nothing_written(st
     assert augment(store, "--model", "digits@1", "--input", "digits", "--name", "refused", "--balance") == 2
     assert "digits@1 is not conditioned on its dataset's label" in capsys.readouterr().err
     assert not (store / "datasets" / "refused").exists()
+    assert augment(store, "--model", "digits-cvae@1", "--input", "digits", "--name", "refused", "--balance",
+                   "--pseudo-label", "0") == 2  # a probability threshold in (0, 1]
+    assert "pseudo_label: Input should be greater than 0" in capsys.readouterr().err
+    assert not (store / "datasets" / "refused").exists()
     with pytest.raises(SystemExit):  # one target only, argparse says so
         augment(store, "--model", "digits-cvae@1", "--input", "digits", "--name", "two", "--balance", "--ratio", "1")
 
