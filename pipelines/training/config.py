@@ -75,7 +75,8 @@ class LoopConfig(StrictModel):
     free_bits: float = Field(0.0, ge=0, description="minimum KL per latent dimension in nats (0 = off; elbo only)")
     classifier_weight: Union[Annotated[float, Field(ge=0)], Literal["auto"]] = Field(
         "auto", description="a model conditioned on a label: weight of its classifier's cross-entropy per labelled "
-                            "row; auto: 0.1 × train rows / labelled train rows (Kingma et al. 2014's α = 0.1·N)")
+                            "row; auto: 0.1 × train rows / labelled train rows (Kingma et al. 2014's α = 0.1·N), "
+                            "times inputs per row / 64 where a row has more than 64 (a 28×28 image: 12.25)")
     grad_clip: Optional[float] = Field(None, gt=0)
     seed: int = 0
     data_loading: Literal["auto", "cache", "stream"] = Field(
