@@ -29,7 +29,8 @@ from pipelines.jobs.generate import Sampler
 from pipelines.naming import validate_name
 
 
-# q(y|x) accuracy on labelled val rows below which augment warns and refuses --pseudo-label (digits 0.97, mnist5k 0.44)
+# q(y|x) accuracy on labelled val rows below which augment warns and refuses --pseudo-label (digits 0.97; mnist5k
+# 0.44 with Kingma's α as the classifier's weight, 0.86 with training.loop.classifier_weight's auto since)
 CLASSIFIER_WARNING = 0.8
 
 
@@ -60,9 +61,10 @@ class AugmentJobConfig(BatchJobConfig):
         (benchmarks/augmentation.py: a classifier fitted to 10 labelled rows per class plus the generated
         ones). breast_cancer malignant F1: interpolate 0.940, prior 0.910, gmm 0.905, SMOTE 0.939. digits
         accuracy, logistic / CNN: prior 0.958 / 0.935, gmm 0.946 / 0.922, interpolate 0.938 / 0.912 (real
-        only 0.927 / 0.936). mnist5k, 30 epochs: prior 0.370 / 0.456 — the model had not learnt the classes
-        (its q(y|x) 0.44), so prior draws decoded at a level are not that level — interpolate 0.738 / 0.832
-        (real only 0.725 / 0.845): it starts from real rows of the class, which carry the class in z too."""
+        only 0.927 / 0.936). mnist5k, 30 epochs, at the classifier weight before 4582792: prior 0.370 / 0.456 —
+        the model had not learnt the classes (its q(y|x) 0.44), so prior draws decoded at a level are not that
+        level — interpolate 0.738 / 0.832 (real only 0.725 / 0.845): it starts from real rows of the class, which
+        carry the class in z too. Since (q(y|x) 0.86), interpolate 0.754 / 0.835; prior not re-measured."""
         sampler = "interpolate" if self.sampler == "auto" else self.sampler
         if sampler == "interpolate" and self.temperature != 1.0:
             raise AugmentError("temperature scales z drawn from the prior or the mixture, but the rows would come "
