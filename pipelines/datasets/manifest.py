@@ -148,6 +148,10 @@ class SplitRule(_Frozen):
         return value
 
 
+# an augmented dataset's provenance columns: generated rows, and real rows whose label came from the model
+SYNTHETIC_COLUMN, PSEUDO_LABEL_COLUMN = "is_synthetic", "label_from_model"
+
+
 class Augmentation(_Frozen):
     """How an augmented dataset (`vaepipe augment`) was made: the dataset it extends, the conditional model that
     generated its synthetic rows, where those rows are committed, and each class's real and synthetic train rows.
@@ -160,8 +164,8 @@ class Augmentation(_Frozen):
     sampler: Optional[str] = None  # where the generated rows' z came from (`vaepipe generate --sampler`)
     classifier_val_accuracy: Optional[float] = None  # the model's q(y|x) on the input's labelled val rows
     pseudo_label: Optional[float] = None  # q(y|x) threshold of `vaepipe augment --pseudo-label`
-    column: str = "is_synthetic"
-    pseudo_label_column: str = "label_from_model"
+    column: str = SYNTHETIC_COLUMN
+    pseudo_label_column: str = PSEUDO_LABEL_COLUMN
     # level → {"real": n (labelled in the input), "synthetic": m, "pseudo_labelled": k (with pseudo_label)}
     train_rows: dict[str, dict[str, int]]
 

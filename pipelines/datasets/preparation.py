@@ -21,7 +21,8 @@ from pydantic import Field, field_validator, model_validator
 from pipelines.config import StrictModel
 from pipelines.datasets.column_stats import NumericSummary
 from pipelines.datasets.manifest import (
-    SPLITS, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec, NumericColumn, SplitRule,
+    PSEUDO_LABEL_COLUMN, SPLITS, SYNTHETIC_COLUMN, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec,
+    NumericColumn, SplitRule,
 )
 from pipelines.datasets.sources import (
     BUILTIN_SOURCES, GENERATED_SOURCES, IMAGE_SUFFIXES, SourceError, SourceTable, load_builtin,
@@ -34,8 +35,6 @@ MISSING_LEVEL = "__missing__"
 NumericTransform = Literal["auto", "identity", "log1p", "quantile"]
 
 
-SYNTHETIC_COLUMN = "is_synthetic"  # an augmented dataset's provenance column (`manifest.Augmentation.column`)
-PSEUDO_LABEL_COLUMN = "label_from_model"  # and its pseudo-labels' (`manifest.Augmentation.pseudo_label_column`)
 
 
 class PrepareConfig(StrictModel):
