@@ -140,8 +140,9 @@ class WarmRay:
                            pid=process.pid, temp_dir=temp_dir, num_cpus=num_cpus,
                            storage_endpoint=process_env.get("AWS_ENDPOINT_URL"))
         deadline = time.monotonic() + timeout_s
-        # ready when the dashboard answers: it is the last daemon `ray start` brings up
-        while not (_port_answers(gcs_port) and _port_answers(dashboard_port)):
+        # ready when the GCS, the dashboard and the raylet all answer: `ray start` launches the raylet after the
+        # dashboard, and the dashboard answered up to a second before the raylet here (1 start in 3)
+        while not all(_port_answers(port) for port in (gcs_port, dashboard_port, node_port)):
             if process.poll() is not None or time.monotonic() > deadline:
                 self._stop_processes(process.pid, temp_dir)
                 raise WarmRayError(f"the local Ray did not start within {timeout_s:.0f} s; see {self.log_file}")

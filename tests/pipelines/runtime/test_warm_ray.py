@@ -46,6 +46,9 @@ def test_ray_up_status_down_and_a_job_attaches_to_it(tmp_path, s3_store):
         up = vaepipe(env, "ray", "up", "--num-cpus", "2")
         assert up.returncode == 0 and "local Ray running at 127.0.0.1:" in up.stdout, up.stdout + up.stderr
         info = json.loads(state.read_text())
+        # up returns once the raylet runs too: `ray start` launches it after the dashboard that answered first
+        assert any("raylet" in command and info["temp_dir"] in command
+                   for _, command in process_table().values()), "no raylet when `ray up` returned"
         again = vaepipe(env, "ray", "up")
         assert again.returncode == 0 and f"already running at {info['address']}" in again.stdout
 
