@@ -23,6 +23,15 @@ def node_ip_address() -> str:
     return get_node_ip_address()
 
 
+def dialled_address(address: str) -> str:
+    """The host:port a driver's `ray.init(address)` dials for a GCS `address`: Ray replaces a loopback host by this
+    node's IP (`resolve_ip_for_localhost`), so a Ray started on 127.0.0.1 is reached at, and must answer on, the
+    node's address."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    return canonicalize_bootstrap_address(address)
+
+
 def local_node():
     """The node object of the Ray this process started (its recorded daemon processes, logs dir), or None."""
     from ray._private.worker import _global_node

@@ -1,8 +1,11 @@
 """Connecting to Ray the same way for every job: local on a laptop, or a cluster by address."""
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import sys
+import time
 from contextlib import contextmanager
 from functools import partial
 from typing import Iterator, Literal, Optional
@@ -10,11 +13,18 @@ from typing import Iterator, Literal, Optional
 from pydantic import Field
 
 from pipelines.config import StrictModel
+from pipelines.errors import UserError
 from pipelines.runtime import ray_console, ray_private
 from pipelines.runtime.ports import free_ports
 from pipelines.runtime.processes import (DAEMON_TITLES, IDLE_UNLESS_TRAINING_HOOK, descendants,
                                          idle_priority_for_daemons)
-from pipelines.runtime.warm_ray import warm_ray_address
+from pipelines.runtime.warm_ray import WarmRay, warm_ray_address
+
+logger = logging.getLogger(__name__)
+
+# How long a job waits for the GCS it attaches to to accept a connection. Ray's own `ray.init` to an address where
+# nothing answers retries for longer than 10 minutes here, then raises from inside Ray.
+GCS_ANSWER_WAIT_S = 5.0
 
 # Quiet, predictable Ray for batch jobs. Set by `configure_ray_environment` when a job starts its Ray
 # session (never at import), before `ray.init` starts the processes that read them; a value already in
@@ -182,12 +192,19 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None,
         return
     # a cluster named by the config or the environment, else the warm local Ray of `vaepipe ray up`
     address = config.address or os.environ.get("RAY_ADDRESS")
-    warm = None if address else warm_ray_address()
+    warm = None if address else _answering_warm_ray()
+    if address and not _gcs_answers(address):
+        named_by = "ray.address" if config.address else "RAY_ADDRESS"
+        raise UserError(f"no Ray cluster answers at {address} (given by {named_by}) within "
+                        f"{GCS_ANSWER_WAIT_S:g} s: start it, or unset {named_by} to run on a local Ray")
     if address or warm:
         # a cluster given by address is never touched; the warm Ray is one vaepipe started
         runtime = job_runtime_env(config.daemon_priority, trains) if warm else {}
-        with ray_console.connecting():
-            ray.init(address=address or warm, **runtime, **ray_console.init_options())
+        try:
+            with ray_console.connecting():
+                ray.init(address=address or warm, **runtime, **ray_console.init_options())
+        except ConnectionError as err:  # it stopped after answering
+            raise UserError(f"could not attach to the Ray at {address or warm}: {err}") from None
         try:
             configure_data_context()
             yield
@@ -199,6 +216,39 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None,
                    **ray_console.init_options()):
         configure_data_context()
         yield
+
+
+def _gcs_answers(address: str) -> bool:
+    """Whether a GCS `address` (host:port) accepts a connection where `ray.init` dials it, within
+    `GCS_ANSWER_WAIT_S`; True for what Ray resolves itself (`auto`, `local`, a `ray://` client address)."""
+    if address in ("auto", "local") or "://" in address:
+        return True
+    host, _, port = ray_private.dialled_address(address).rpartition(":")
+    deadline = time.monotonic() + GCS_ANSWER_WAIT_S
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.25)
+
+
+def _answering_warm_ray() -> Optional[str]:
+    """The warm Ray's address when it answers where Ray dials it (the node's address, not loopback); None
+    when there is none, or it stopped since it was found (the job then starts its own Ray, as with none)."""
+    warm = warm_ray_address()
+    if warm is None or _gcs_answers(warm):
+        return warm
+    warm_ray = WarmRay()
+    if warm_ray.status() is None:
+        logger.warning("the local Ray of `vaepipe ray up` at %s stopped; this job starts a Ray of its own "
+                       "(its log: %s)", warm, warm_ray.log_file)
+        return None
+    raise UserError(f"the local Ray of `vaepipe ray up` answers at {warm} but not at "
+                    f"{ray_private.dialled_address(warm)}, where Ray connects to it; see {warm_ray.log_file}, "
+                    "and `vaepipe ray down` to stop it")
 
 
 def configure_data_context() -> None:

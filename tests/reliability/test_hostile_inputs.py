@@ -423,3 +423,34 @@ def test_an_error_inside_a_commit_block_is_not_replaced_by_the_lease_cleanup(s3_
     left = objects(f"{s3_prefix}/out")
     assert resolve(f"{s3_prefix}/out/_LEASE").key in left  # it expires on its own
     assert not any(key.endswith("_SUCCESS") for key in left)
+
+
+# --- 10. a Ray cluster that does not answer --------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("named_by", ["RAY_ADDRESS", "ray.address"])
+def test_a_ray_address_where_nothing_answers_is_refused_by_name_not_waited_on(digits_zero_model, named_by):
+    """Ray's own `ray.init` to such an address retried for over 10 minutes here and then raised from inside Ray;
+    the job names the address and where it came from, and writes nothing."""
+    from pipelines.runtime.ports import free_ports
+
+    model = digits_zero_model
+    (port,) = free_ports(1)  # nothing listens on it
+    address = f"127.0.0.1:{port}"
+    env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
+    env["PYTHONPATH"] = os.getcwd()
+    command = [sys.executable, "-m", "pipelines.cli", "score", "--model", model["model"], "--input",
+               model["dataset"], "--storage", model["storage"], "--date", "2026-10-18", "--engine", "ray"]
+    if named_by == "RAY_ADDRESS":
+        env["RAY_ADDRESS"] = address
+    else:
+        command += ["--set", f"ray.address={address}"]
+    job = subprocess.run(command, env=env, capture_output=True, text=True, timeout=100)
+    assert job.returncode == 2, job.stderr[-3000:]
+    assert job.stderr.strip().splitlines() == [
+        f"error: no Ray cluster answers at {address} (given by {named_by}) within 5 s: start it, or unset "
+        f"{named_by} to run on a local Ray"], job.stderr[-3000:]
+    prefix = f"{model['storage']}/scores/{model['name']}-v{model['model'].split('@')[1]}/digits/2026-10-18"
+    # the output's lease was taken and given back: at most pyarrow's directory marker is left
+    assert [key for key in objects(prefix) if not key.endswith("/")] == []

@@ -13,6 +13,13 @@ def test_the_node_ip_address_is_an_address():
     assert address.count(".") == 3 or ":" in address, address
 
 
+def test_a_loopback_gcs_address_is_dialled_at_the_node_address_and_others_as_given():
+    node = ray_private.node_ip_address()
+    assert ray_private.dialled_address("127.0.0.1:6379") == f"{node}:6379"
+    assert ray_private.dialled_address("localhost:6379") == f"{node}:6379"
+    assert ray_private.dialled_address("10.1.2.3:6379") == "10.1.2.3:6379"
+
+
 def test_the_local_node_records_its_processes(ray_cluster):
     node = ray_private.local_node()
     assert node is not None
