@@ -153,6 +153,14 @@ def jobs_ray(restricted_store, tmp_path_factory) -> Path:
         vaepipe(store, store.jobs, "ray", "down", home=home)
 
 
+def warm_ray_log(home: Path) -> str:
+    """The end of the warm Ray's `ray start` log, for a failure's message (CI keeps nothing else)."""
+    from pipelines.runtime.warm_ray import WarmRay
+
+    log = WarmRay(home / "ray").log_file
+    return f"\n--- {log}:\n" + (log.read_text(errors="replace")[-3000:] if log.exists() else "(none)")
+
+
 @pytest.fixture(scope="module")
 def trained_as_jobs(restricted_store, jobs_ray) -> dict:
     """digits prepared by the admin, then trained (2 epochs, 1 worker) by the jobs identity."""
@@ -168,11 +176,11 @@ def trained_as_jobs(restricted_store, jobs_ray) -> dict:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_training_as_the_jobs_identity_registers_a_model_writing_only_granted_keys(
-        trained_as_jobs, restricted_store, act_as):
+        trained_as_jobs, restricted_store, act_as, jobs_ray):
     from pipelines.storage.commit import is_complete
 
     run = trained_as_jobs["run"]
-    assert succeeds(run) and "registered model digits@1" in run.stdout, run.stderr[-3000:]
+    assert succeeds(run) and "registered model digits@1" in run.stdout, run.stderr[-3000:] + warm_ray_log(jobs_ray)
     act_as(restricted_store.admin)
     assert is_complete(f"{restricted_store.storage_root}/models/digits/1")
     written = trained_as_jobs["written"]
@@ -202,7 +210,7 @@ def test_score_generate_embed_nightly_and_report_pass_as_the_jobs_identity(
         "report": vaepipe(store, store.jobs, "report", "model", "digits@1"),
     }
     assert {job: run.returncode for job, run in runs.items() if not succeeds(run)} == {}, \
-        {job: run.stderr[-2000:] for job, run in runs.items() if not succeeds(run)}
+        str({job: run.stderr[-2000:] for job, run in runs.items() if not succeeds(run)}) + warm_ray_log(jobs_ray)
     act_as(store.admin)
     for output in ("scores/digits-v1/digits/2026-12-01", "scores/digits-v1/digits/2026-12-02",
                    "embeddings/digits-v1/digits", "reports/digits-v1"):
