@@ -410,6 +410,11 @@ def check_user_columns(source: SourceTable) -> None:
     """No user column may take a name prepare gives a column of its own (`SYSTEM_COLUMNS`, and the
     label's or the image's column): one would overwrite the other in every shard, silently."""
     taken = {name: "a column vaepipe adds to every shard" for name in SYSTEM_COLUMNS}
+    # an augmented dataset's provenance (`vaepipe augment`)
+    if source.synthetic is not None:
+        taken[SYNTHETIC_COLUMN] = "the column augment adds to mark generated rows"
+    if source.label_from_model is not None:
+        taken[PSEUDO_LABEL_COLUMN] = "the column augment adds to mark labels its model gave"
     if source.kind == "image":
         taken[ImageSpec.model_fields["column"].default] = "the image column"
     if source.label_name is not None:

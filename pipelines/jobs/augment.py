@@ -131,6 +131,7 @@ def run_augmentation(config: AugmentJobConfig, progress: Callable[[str], None] =
     if source.manifest.label_column != label:
         raise AugmentError(f"input {source.uri} has label column {source.manifest.label_column!r}, but "
                            f"{model.reference} is conditioned on {label!r}")
+    check_provenance_free(source, label, config.pseudo_label is not None)
     rows = read_rows(source.uri, source.manifest)
     text, known = label_text(rows[label].to_numpy(zero_copy_only=False))
     split = np.asarray(rows["split"].to_pylist())
@@ -165,6 +166,21 @@ def run_augmentation(config: AugmentJobConfig, progress: Callable[[str], None] =
                                progress, provenance)
     return AugmentOutcome(target, generated.prefix if generated else None, manifest.augmentation.train_rows,
                           manifest.rows, time.perf_counter() - started)
+
+
+def check_provenance_free(source, label: str, pseudo_label: bool) -> None:
+    """Refuse, before anything is generated, an input feature named like a provenance column of the new dataset
+    (prepare's writer refuses it too, but only once the generated rows are committed as samples)."""
+    import pandas as pd
+
+    from pipelines.datasets.preparation import check_user_columns
+    from pipelines.datasets.sources import SourceTable
+
+    manifest, none = source.manifest, np.empty(0, bool)
+    check_user_columns(SourceTable(
+        manifest.kind, source.uri, np.empty(0, object), label_name=label, synthetic=none,
+        label_from_model=none if pseudo_label else None,
+        table=pd.DataFrame(columns=manifest.feature_columns) if manifest.kind == "tabular" else None))
 
 
 def pseudo_labels(root: str, reference: str, trained, rows, unlabelled: np.ndarray, threshold: float,

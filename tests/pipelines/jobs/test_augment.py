@@ -204,3 +204,31 @@ def test_pseudo_labels_fill_the_unlabelled_train_rows_the_classifier_is_sure_of(
     alone = json.loads((store / "datasets" / "digits-pseudo" / "_manifest.json").read_text())["augmentation"]
     assert alone["samples"] is None and all(c["synthetic"] == 0 for c in alone["train_rows"].values())
     assert alone["train_rows"] == {level: {**c, "synthetic": 0} for level, c in record["train_rows"].items()}
+
+
+@pytest.mark.parametrize("column", ["is_synthetic", "label_from_model"])
+def test_an_input_feature_named_like_a_provenance_column_is_refused_never_overwritten(tmp_path, capsys, column):
+    """The augmented dataset's shards gain `is_synthetic` (and `label_from_model` with --pseudo-label); an input
+    feature of either name would be overwritten in every shard, so augment refuses it by name, writing nothing."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame.iloc[:, :4].copy()
+    frame[column] = (data.target.to_numpy() + np.arange(len(frame))) % 2  # a feature of the user's own
+    frame["diagnosis"] = np.where(data.target == 1, "benign", "malignant")
+    if column == "label_from_model":  # self-training needs unlabelled train rows
+        frame.loc[frame.index[::3], "diagnosis"] = None
+    source = tmp_path / "cancer.csv"
+    frame.to_csv(source, index=False)
+    store = tmp_path / "store"
+    assert main(["prepare", str(source), "--name", "cancer", "--label-column", "diagnosis", "--storage",
+                 str(store)]) == 0
+    assert main(["train", str(ROOT / "configs" / "fair.yaml"), "--storage", str(store), "--engine", "local",
+                 "--set", "name=cancer-cvae", "--set", "dataset=cancer", "--set", "model.condition_on=[diagnosis]",
+                 "--set", "train.epochs=30"]) == 0
+    capsys.readouterr()
+    flags = ("--balance", "--pseudo-label", "0.5") if column == "label_from_model" else ("--balance",)
+    assert augment(store, "--model", "cancer-cvae@1", "--input", "cancer", "--name", "augmented", *flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and f"column {column!r}" in err[0], err
+    assert not (store / "datasets" / "augmented").exists() and not (store / "samples").exists()  # nor generated
