@@ -42,6 +42,10 @@ class WarmRayError(UserError, RuntimeError):
     """The warm local Ray did not start (the message points at its log)."""
 
 
+class _ExitedBeforeReady(WarmRayError):
+    """`ray start` exited before every port it was given answered."""
+
+
 @dataclass(frozen=True)
 class WarmRayInfo:
     address: str          # the GCS address jobs attach to
@@ -111,13 +115,26 @@ class WarmRay:
         port = int(info.address.rsplit(":", 1)[1])
         return info if _alive(info.pid) and _port_answers(port) else None
 
-    def up(self, num_cpus: float, env: Optional[dict[str, str]] = None, timeout_s: float = 120) -> WarmRayInfo:
+    def up(self, num_cpus: float, env: Optional[dict[str, str]] = None, timeout_s: float = 120,
+           attempts: int = 3) -> WarmRayInfo:
         """Start the warm Ray (or return the running one) with `num_cpus` logical CPUs; its processes get this
-        process's environment plus `env`."""
+        process's environment plus `env`. A start whose `ray start` exits before it is ready is retried on other
+        ports, `attempts` times in all: a port chosen free can be taken before Ray's process binds it (by
+        another process's bind to port 0, Ray's own included), and `ray start --block` then stops every process."""
         running = self.status()
         if running is not None:
             return running
         self.root.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, attempts):
+            try:
+                return self._start(num_cpus, env, timeout_s)
+            except _ExitedBeforeReady:
+                with open(self.log_file, "a") as log:
+                    log.write(f"vaepipe: `ray start` exited before it was ready (attempt {attempt} of {attempts}); "
+                              "starting again on other ports\n")
+        return self._start(num_cpus, env, timeout_s)
+
+    def _start(self, num_cpus: float, env: Optional[dict[str, str]], timeout_s: float) -> WarmRayInfo:
         # short: Ray's unix socket paths live under it and are capped at 107 bytes
         temp_dir = tempfile.mkdtemp(prefix="vaepipe-ray-", dir="/tmp")
         gcs_port, dashboard_port, client_port, agent_port, node_port, object_port, metrics_port = free_ports(7)
@@ -140,11 +157,16 @@ class WarmRay:
                            pid=process.pid, temp_dir=temp_dir, num_cpus=num_cpus,
                            storage_endpoint=process_env.get("AWS_ENDPOINT_URL"))
         deadline = time.monotonic() + timeout_s
-        # ready when the GCS, the dashboard and the raylet all answer: `ray start` launches the raylet after the
-        # dashboard, and the dashboard answered up to a second before the raylet here (1 start in 3)
-        while not all(_port_answers(port) for port in (gcs_port, dashboard_port, node_port)):
-            if process.poll() is not None or time.monotonic() > deadline:
+        # ready when the GCS, the dashboard, the client server and the raylet's two ports answer: `ray start`
+        # launches the raylet after the dashboard, which answered up to a second before the raylet here (1 start
+        # in 3)
+        while not all(_port_answers(port) for port in (gcs_port, dashboard_port, client_port, node_port, object_port)):
+            exited = process.poll() is not None
+            if exited or time.monotonic() > deadline:
                 self._stop_processes(process.pid, temp_dir)
+                shutil.rmtree(temp_dir, ignore_errors=True)
+                if exited:
+                    raise _ExitedBeforeReady(f"the local Ray exited before it was ready; see {self.log_file}")
                 raise WarmRayError(f"the local Ray did not start within {timeout_s:.0f} s; see {self.log_file}")
             time.sleep(0.2)
         self.state_file.write_text(json.dumps(info.__dict__, indent=2) + "\n")

@@ -79,3 +79,39 @@ def test_ray_up_status_down_and_a_job_attaches_to_it(tmp_path, s3_store):
     after = vaepipe(env, "ray", "status")
     assert after.returncode == 3 and "not running" in after.stdout
     assert vaepipe(env, "ray", "down").stdout.strip() == "no local Ray was running"
+
+
+def test_a_start_whose_port_was_taken_before_ray_bound_it_starts_again_on_other_ports(tmp_path, monkeypatch):
+    """The race is injected (a port chosen free, then taken before `ray start` binds it: by another process's
+    bind to port 0, which cannot be timed for real); the start that follows is real."""
+    import socket
+
+    from pipelines.runtime import warm_ray
+    from pipelines.runtime.ports import free_ports
+
+    for name in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    taken = socket.socket()
+    taken.bind(("", 0))
+    taken.listen()
+    chosen: list[list[int]] = []
+
+    def first_with_a_taken_dashboard_port(count: int) -> list[int]:
+        ports = free_ports(count)
+        if not chosen:  # (GCS, dashboard, …): a dashboard that cannot bind ends `ray start` in ~2 s, the GCS ~40 s
+            ports[1] = taken.getsockname()[1]
+        chosen.append(ports)
+        return ports
+
+    monkeypatch.setattr(warm_ray, "free_ports", first_with_a_taken_dashboard_port)
+    ray = warm_ray.WarmRay(tmp_path / "ray")
+    try:
+        info = ray.up(2)
+        assert len(chosen) == 2 and info.address == f"127.0.0.1:{chosen[1][0]}"
+        assert "exited before it was ready (attempt 1 of 3); starting again on other ports" in \
+            ray.log_file.read_text()
+        assert ray.status() == info
+    finally:
+        ray.down()
+        taken.close()
