@@ -148,3 +148,35 @@ def node_processes(table: dict[int, tuple[int, str]], root_pid: int, temp_dir: s
     """A `ray start` node's processes: the `ray start` process, its descendants, and anything running from the
     node's temp dir (workers and drivers run in process groups of their own)."""
     return descendants(table, {root_pid}) | {pid for pid, (_, cmd) in table.items() if str(temp_dir) in cmd}
+
+
+
+def tcp_listeners() -> dict[int, set[str]]:
+    """Every TCP port something on this host listens on (any address, IPv4 or IPv6) → the socket inodes
+    listening on it, from /proc/net."""
+    listeners: dict[int, set[str]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as lines:
+                next(lines)
+                for line in lines:
+                    fields = line.split()
+                    if fields[3] == "0A":  # LISTEN
+                        listeners.setdefault(int(fields[1].rsplit(":", 1)[1], 16), set()).add(fields[9])
+        except OSError:  # no IPv6
+            continue
+    return listeners
+
+
+def socket_inodes(pids: set[int]) -> set[str]:
+    """The inodes of the sockets these processes hold open (those gone or not ours are skipped)."""
+    inodes: set[str] = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    return inodes

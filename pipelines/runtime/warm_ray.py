@@ -33,7 +33,8 @@ from typing import Optional
 from pipelines.errors import UserError
 from pipelines.runtime.ports import free_ports
 from pipelines.runtime.processes import (DAEMON_SCRIPTS, DAEMON_TITLES, descendants, idle_priority_for_daemons,
-                                         node_processes, process_table)
+                                         node_processes, process_table, socket_inodes,
+                                         tcp_listeners)
 
 HOST = "127.0.0.1"
 
@@ -42,8 +43,8 @@ class WarmRayError(UserError, RuntimeError):
     """The warm local Ray did not start (the message points at its log)."""
 
 
-class _ExitedBeforeReady(WarmRayError):
-    """`ray start` exited before every port it was given answered."""
+class _NotStarted(WarmRayError):
+    """A start that cannot succeed on the ports chosen for it: `ray start` exited, or another process took one."""
 
 
 @dataclass(frozen=True)
@@ -118,9 +119,9 @@ class WarmRay:
     def up(self, num_cpus: float, env: Optional[dict[str, str]] = None, timeout_s: float = 120,
            attempts: int = 3) -> WarmRayInfo:
         """Start the warm Ray (or return the running one) with `num_cpus` logical CPUs; its processes get this
-        process's environment plus `env`. A start whose `ray start` exits before it is ready is retried on other
-        ports, `attempts` times in all: a port chosen free can be taken before Ray's process binds it (by
-        another process's bind to port 0, Ray's own included), and `ray start --block` then stops every process."""
+        process's environment plus `env`. A start that cannot succeed on the ports chosen for it is tried again on
+        others, `attempts` times in all: a port chosen free can be taken before Ray's process binds it (by another
+        process's bind to port 0, Ray's own included), and `ray start --block` then stops every process."""
         running = self.status()
         if running is not None:
             return running
@@ -128,10 +129,9 @@ class WarmRay:
         for attempt in range(1, attempts):
             try:
                 return self._start(num_cpus, env, timeout_s)
-            except _ExitedBeforeReady:
+            except _NotStarted as err:
                 with open(self.log_file, "a") as log:
-                    log.write(f"vaepipe: `ray start` exited before it was ready (attempt {attempt} of {attempts}); "
-                              "starting again on other ports\n")
+                    log.write(f"vaepipe: {err} (attempt {attempt} of {attempts}); starting again on other ports\n")
         return self._start(num_cpus, env, timeout_s)
 
     def _start(self, num_cpus: float, env: Optional[dict[str, str]], timeout_s: float) -> WarmRayInfo:
@@ -157,16 +157,24 @@ class WarmRay:
                            pid=process.pid, temp_dir=temp_dir, num_cpus=num_cpus,
                            storage_endpoint=process_env.get("AWS_ENDPOINT_URL"))
         deadline = time.monotonic() + timeout_s
-        # ready when the GCS, the dashboard, the client server and the raylet's two ports answer: `ray start`
-        # launches the raylet after the dashboard, which answered up to a second before the raylet here (1 start
-        # in 3)
-        while not all(_port_answers(port) for port in (gcs_port, dashboard_port, client_port, node_port, object_port)):
-            exited = process.poll() is not None
-            if exited or time.monotonic() > deadline:
+        # ready when its own processes listen on the GCS's, the dashboard's, the client server's and the raylet's
+        # two ports (`ray start` launches the raylet after the dashboard, which answered up to a second before the
+        # raylet here, 1 start in 3); a port chosen for it that another process listens on was taken before Ray
+        # bound it, and this start cannot succeed (Ray's own exit takes ~40 s for the GCS's or the raylet's)
+        ports = (gcs_port, dashboard_port, client_port, node_port, object_port)
+        while True:
+            listeners = tcp_listeners()  # before the processes: a socket listed here is in a process found after
+            ours = socket_inodes(node_processes(process_table(), process.pid, temp_dir))
+            if all(listeners.get(port, set()) & ours for port in ports):
+                break
+            taken = [port for port in ports if listeners.get(port, set()) - ours]
+            if taken or process.poll() is not None or time.monotonic() > deadline:
                 self._stop_processes(process.pid, temp_dir)
                 shutil.rmtree(temp_dir, ignore_errors=True)
-                if exited:
-                    raise _ExitedBeforeReady(f"the local Ray exited before it was ready; see {self.log_file}")
+                if taken:
+                    raise _NotStarted(f"port(s) {taken} chosen for the local Ray were taken by another process")
+                if process.poll() is not None:
+                    raise _NotStarted(f"the local Ray exited before it was ready; see {self.log_file}")
                 raise WarmRayError(f"the local Ray did not start within {timeout_s:.0f} s; see {self.log_file}")
             time.sleep(0.2)
         self.state_file.write_text(json.dumps(info.__dict__, indent=2) + "\n")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pipelines.runtime.processes import descendants, process_table
+from pipelines.runtime.processes import descendants, process_table, socket_inodes, tcp_listeners
 from tests.scheduler_policies import scheduler_policies
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
@@ -82,3 +82,21 @@ def test_a_daemon_starting_threads_and_processes_is_left_with_none_at_normal_pri
             except OSError:
                 pass
         daemon.wait()
+
+
+@pytest.mark.parametrize("family, address", [("AF_INET", "127.0.0.1"), ("AF_INET6", "::")])
+def test_a_listening_socket_is_found_by_its_port_and_owned_by_this_process_until_closed(family, address):
+    import socket
+
+    if family == "AF_INET6" and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    listener = socket.socket(getattr(socket, family))
+    listener.bind((address, 0))
+    port = listener.getsockname()[1]
+    assert port not in tcp_listeners()  # bound, not listening
+    listener.listen()
+    (inode,) = tcp_listeners()[port]
+    assert inode in socket_inodes({os.getpid()})
+    assert inode not in socket_inodes({os.getppid()})
+    listener.close()
+    assert port not in tcp_listeners()

@@ -99,7 +99,7 @@ def test_a_start_whose_port_was_taken_before_ray_bound_it_starts_again_on_other_
 
     def first_with_a_taken_dashboard_port(count: int) -> list[int]:
         ports = free_ports(count)
-        if not chosen:  # (GCS, dashboard, …): a dashboard that cannot bind ends `ray start` in ~2 s, the GCS ~40 s
+        if not chosen:  # (GCS, dashboard, …)
             ports[1] = taken.getsockname()[1]
         chosen.append(ports)
         return ports
@@ -109,8 +109,8 @@ def test_a_start_whose_port_was_taken_before_ray_bound_it_starts_again_on_other_
     try:
         info = ray.up(2)
         assert len(chosen) == 2 and info.address == f"127.0.0.1:{chosen[1][0]}"
-        assert "exited before it was ready (attempt 1 of 3); starting again on other ports" in \
-            ray.log_file.read_text()
+        assert (f"port(s) [{chosen[0][1]}] chosen for the local Ray were taken by another process (attempt 1 of 3); "
+                "starting again on other ports") in ray.log_file.read_text()
         assert ray.status() == info
     finally:
         ray.down()
