@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 # How long a job waits for the GCS it attaches to to accept a connection. Ray's own `ray.init` to an address where
 # nothing answers retries for longer than 10 minutes here, then raises from inside Ray.
 GCS_ANSWER_WAIT_S = 5.0
+# Starts of a job's own local Ray, each on a newly chosen GCS port
+LOCAL_START_ATTEMPTS = 3
 
 # Quiet, predictable Ray for batch jobs. Set by `configure_ray_environment` when a job starts its Ray
 # session (never at import), before `ray.init` starts the processes that read them; a value already in
@@ -143,15 +145,24 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
 
     from pipelines.runtime.cluster_capacity import forget_started_here, remember_started_here
 
-    (port,) = free_ports(1)
-    address = f"{ray_private.node_ip_address()}:{port}"
+    runtime = job_runtime_env(daemon_priority, trains, init_kwargs.pop("runtime_env", None))
     saved = {name: os.environ.get(name) for name in ADDRESS_VARIABLES}
-    os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))
     try:
-        with ray_console.connecting():
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=trains,
-                     **job_runtime_env(daemon_priority, trains, init_kwargs.pop("runtime_env", None)),
-                     **init_kwargs)
+        for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+            (port,) = free_ports(1)
+            address = f"{ray_private.node_ip_address()}:{port}"
+            os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))
+            try:
+                with ray_console.connecting():
+                    ray.init(address="local", num_cpus=num_cpus, include_dashboard=trains, **runtime, **init_kwargs)
+                break
+            except RuntimeError as err:
+                # the port was taken between its choice and the GCS's bind (by another process's bind to port 0)
+                if not str(err).startswith("Failed to start GCS") or attempt == LOCAL_START_ATTEMPTS:
+                    raise
+                ray.shutdown()
+                logger.warning("the local Ray's GCS could not start on port %s (attempt %s of %s); starting it on "
+                               "another", port, attempt, LOCAL_START_ATTEMPTS)
         remember_started_here(ray.get_runtime_context().gcs_address)  # fixed in size: cluster_capacity
         if daemon_priority == "idle":
             idle_priority_for_daemons(partial(_local_daemons, ray_private.local_node()))

@@ -83,3 +83,33 @@ def test_a_callers_runtime_environment_is_kept_beside_the_idle_hook():
     assert job_runtime_env("idle", True, {"worker_process_setup_hook": "mine.hook"}) == {
         "runtime_env": {"worker_process_setup_hook": "mine.hook"}}
     assert job_runtime_env("normal", False) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_job_started_ray_whose_gcs_port_was_taken_starts_on_another():
+    """The race is injected (the port chosen free is taken before the GCS binds it: another process's bind to port
+    0, which cannot be timed for real); the failed start (Ray waits ~40 s for the GCS that never comes) and the
+    one after it are real."""
+    code = ("import socket\n"
+            "import ray\n"
+            "from pipelines.runtime import ray_session\n"
+            "from pipelines.runtime.ports import free_ports\n"
+            "taken = socket.socket()\n"
+            "taken.bind(('', 0))\n"
+            "taken.listen()\n"
+            "chosen = []\n"
+            "def first_taken(count):\n"
+            "    chosen.append([taken.getsockname()[1]] if not chosen else free_ports(count))\n"
+            "    return chosen[-1]\n"
+            "ray_session.free_ports = first_taken\n"
+            "with ray_session.local_ray(1, trains=False) as address:\n"
+            "    print('chosen', *[ports[0] for ports in chosen])\n"
+            "    print('gcs', ray.get_runtime_context().gcs_address, address)\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=200,
+                         env={**outside_session_ray(), "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    (taken, port) = [int(p) for line in run.stdout.splitlines() if line.startswith("chosen ") for p in line.split()[1:]]
+    (gcs, address) = [line.split()[1:] for line in run.stdout.splitlines() if line.startswith("gcs ")][0]
+    assert gcs == address and gcs.endswith(f":{port}") and port != taken
+    assert f"could not start on port {taken} (attempt 1 of 3); starting it on another" in run.stderr
