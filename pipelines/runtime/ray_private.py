@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -30,6 +32,30 @@ def dialled_address(address: str) -> str:
     from ray._private.services import canonicalize_bootstrap_address
 
     return canonicalize_bootstrap_address(address)
+
+
+def answers_as_gcs(address: str, timeout_s: float) -> bool:
+    """Whether a Ray GCS answers Ray's own client at `address` (host:port) within about `timeout_s` (Ray's client
+    adds ~10 s to a timeout it is given when nothing answers). Something else listening there (the dashboard's
+    port, another service) accepts the connection, and `ray.init` then waits for many minutes. Ray's C++ client
+    logs each failed attempt to the process's stderr; those lines are dropped."""
+    from ray._raylet import InnerGcsClient
+    from ray.exceptions import AuthenticationError, RpcError
+
+    sys.stderr.flush()
+    console, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        InnerGcsClient.standalone(address, None, int(timeout_s * 1000))
+        return True
+    except AuthenticationError:  # a GCS, asking for a token: `ray.init` says so
+        return True
+    except RpcError:
+        return False
+    finally:
+        os.dup2(console, 2)
+        os.close(console)
+        os.close(devnull)
 
 
 def local_node():

@@ -204,10 +204,8 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None,
     # a cluster named by the config or the environment, else the warm local Ray of `vaepipe ray up`
     address = config.address or os.environ.get("RAY_ADDRESS")
     warm = None if address else _answering_warm_ray()
-    if address and not _gcs_answers(address):
-        named_by = "ray.address" if config.address else "RAY_ADDRESS"
-        raise UserError(f"no Ray cluster answers at {address} (given by {named_by}) within "
-                        f"{GCS_ANSWER_WAIT_S:g} s: start it, or unset {named_by} to run on a local Ray")
+    if address:
+        _check_cluster_address(address, "ray.address" if config.address else "RAY_ADDRESS")
     if address or warm:
         # a cluster given by address is never touched; the warm Ray is one vaepipe started
         runtime = job_runtime_env(config.daemon_priority, trains) if warm else {}
@@ -244,6 +242,18 @@ def _gcs_answers(address: str) -> bool:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.25)
+
+
+def _check_cluster_address(address: str, named_by: str) -> None:
+    """A cluster address a job is given must answer, and as a Ray GCS, before `ray.init` is handed it."""
+    if not _gcs_answers(address):
+        raise UserError(f"no Ray cluster answers at {address} (given by {named_by}) within {GCS_ANSWER_WAIT_S:g} s: "
+                        f"start it, or unset {named_by} to run on a local Ray")
+    if "://" not in address and address not in ("auto", "local") and \
+            not ray_private.answers_as_gcs(ray_private.dialled_address(address), GCS_ANSWER_WAIT_S):
+        raise UserError(f"{address} (given by {named_by}) answers, but not as a Ray cluster's GCS: a job attaches to "
+                        "the GCS address, host:6379 unless the head was started with another --port (not the "
+                        "dashboard's host:8265, which `ray job submit` takes)")
 
 
 def _answering_warm_ray() -> Optional[str]:

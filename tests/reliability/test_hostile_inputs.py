@@ -429,14 +429,25 @@ def test_an_error_inside_a_commit_block_is_not_replaced_by_the_lease_cleanup(s3_
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("named_by", ["RAY_ADDRESS", "ray.address"])
-def test_a_ray_address_where_nothing_answers_is_refused_by_name_not_waited_on(digits_zero_model, named_by):
-    """Ray's own `ray.init` to such an address retried for over 10 minutes here and then raised from inside Ray;
-    the job names the address and where it came from, and writes nothing."""
+@pytest.mark.parametrize("named_by, listening", [("RAY_ADDRESS", False), ("ray.address", False),
+                                                 ("RAY_ADDRESS", True)],
+                         ids=["nothing-RAY_ADDRESS", "nothing-ray.address", "not-a-gcs-RAY_ADDRESS"])
+def test_a_ray_address_where_no_gcs_answers_is_refused_by_name_not_waited_on(digits_zero_model, named_by, listening):
+    """Ray's own `ray.init` to an address where nothing listens retried for over 10 minutes here, and to one where
+    something else listens (the dashboard's port, a common mix-up) for over 2.5 minutes, then raised from inside
+    Ray or not at all; the job names the address and where it came from, and writes nothing."""
+    import socket
+
     from pipelines.runtime.ports import free_ports
 
     model = digits_zero_model
-    (port,) = free_ports(1)  # nothing listens on it
+    listener = socket.socket()
+    if listening:
+        listener.bind(("", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+    else:
+        (port,) = free_ports(1)  # nothing listens on it
     address = f"127.0.0.1:{port}"
     env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
     env["PYTHONPATH"] = os.getcwd()
@@ -446,9 +457,13 @@ def test_a_ray_address_where_nothing_answers_is_refused_by_name_not_waited_on(di
         env["RAY_ADDRESS"] = address
     else:
         command += ["--set", f"ray.address={address}"]
-    job = subprocess.run(command, env=env, capture_output=True, text=True, timeout=100)
+    with listener:
+        job = subprocess.run(command, env=env, capture_output=True, text=True, timeout=100)
     assert job.returncode == 2, job.stderr[-3000:]
     assert job.stderr.strip().splitlines() == [
+        f"error: {address} (given by {named_by}) answers, but not as a Ray cluster's GCS: a job attaches to the GCS "
+        "address, host:6379 unless the head was started with another --port (not the dashboard's host:8265, which "
+        "`ray job submit` takes)" if listening else
         f"error: no Ray cluster answers at {address} (given by {named_by}) within 5 s: start it, or unset "
         f"{named_by} to run on a local Ray"], job.stderr[-3000:]
     prefix = f"{model['storage']}/scores/{model['name']}-v{model['model'].split('@')[1]}/digits/2026-10-18"

@@ -20,6 +20,10 @@ def test_a_loopback_gcs_address_is_dialled_at_the_node_address_and_others_as_giv
     assert ray_private.dialled_address("10.1.2.3:6379") == "10.1.2.3:6379"
 
 
+def test_a_running_gcs_answers_as_one(ray_cluster):
+    assert ray_private.answers_as_gcs(ray_private.dialled_address(ray_cluster), timeout_s=5)
+
+
 def test_the_local_node_records_its_processes(ray_cluster):
     node = ray_private.local_node()
     assert node is not None
