@@ -150,7 +150,6 @@ def node_processes(table: dict[int, tuple[int, str]], root_pid: int, temp_dir: s
     return descendants(table, {root_pid}) | {pid for pid, (_, cmd) in table.items() if str(temp_dir) in cmd}
 
 
-
 def tcp_listeners() -> dict[int, set[str]]:
     """Every TCP port something on this host listens on (any address, IPv4 or IPv6) → the socket inodes
     listening on it, from /proc/net."""

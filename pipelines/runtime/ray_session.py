@@ -227,10 +227,15 @@ def ray_session(config: RayConfig, environment: Optional[dict[str, str]] = None,
         yield
 
 
+def _resolved_by_ray(address: str) -> bool:
+    """`auto`, `local` or a client address (`ray://`): Ray finds what to dial itself."""
+    return address in ("auto", "local") or "://" in address
+
+
 def _gcs_answers(address: str) -> bool:
     """Whether a GCS `address` (host:port) accepts a connection where `ray.init` dials it, within
-    `GCS_ANSWER_WAIT_S`; True for what Ray resolves itself (`auto`, `local`, a `ray://` client address)."""
-    if address in ("auto", "local") or "://" in address:
+    `GCS_ANSWER_WAIT_S`; True for an address Ray resolves itself."""
+    if _resolved_by_ray(address):
         return True
     host, _, port = ray_private.dialled_address(address).rpartition(":")
     deadline = time.monotonic() + GCS_ANSWER_WAIT_S
@@ -249,7 +254,7 @@ def _check_cluster_address(address: str, named_by: str) -> None:
     if not _gcs_answers(address):
         raise UserError(f"no Ray cluster answers at {address} (given by {named_by}) within {GCS_ANSWER_WAIT_S:g} s: "
                         f"start it, or unset {named_by} to run on a local Ray")
-    if "://" not in address and address not in ("auto", "local") and \
+    if not _resolved_by_ray(address) and \
             not ray_private.answers_as_gcs(ray_private.dialled_address(address), GCS_ANSWER_WAIT_S):
         raise UserError(f"{address} (given by {named_by}) answers, but not as a Ray cluster's GCS: a job attaches to "
                         "the GCS address, host:6379 unless the head was started with another --port (not the "
