@@ -116,6 +116,18 @@ def test_a_model_not_conditioned_on_the_label_is_refused_with_nothing_written(st
         augment(store, "--model", "digits-cvae@1", "--input", "digits", "--name", "two", "--balance", "--ratio", "1")
 
 
+def cancer_model(tmp_path: Path, frame: pd.DataFrame, epochs: int) -> Path:
+    """A store with `frame` prepared as `cancer` (label `diagnosis`) and `cancer-cvae@1` trained on it."""
+    source, store = tmp_path / "cancer.csv", tmp_path / "store"
+    frame.to_csv(source, index=False)
+    assert main(["prepare", str(source), "--name", "cancer", "--label-column", "diagnosis", "--storage",
+                 str(store)]) == 0
+    assert main(["train", str(ROOT / "configs" / "fair.yaml"), "--storage", str(store), "--engine", "local",
+                 "--set", "name=cancer-cvae", "--set", "dataset=cancer", "--set", "model.condition_on=[diagnosis]",
+                 "--set", f"train.epochs={epochs}"]) == 0
+    return store
+
+
 def test_an_imbalanced_table_is_balanced_in_its_own_schema(tmp_path, capsys):
     from sklearn.datasets import load_breast_cancer
 
@@ -123,14 +135,7 @@ def test_an_imbalanced_table_is_balanced_in_its_own_schema(tmp_path, capsys):
     frame = data.frame.iloc[:, :8].copy()
     frame["diagnosis"] = np.where(data.target == 1, "benign", "malignant")
     frame = pd.concat([frame[frame.diagnosis == "benign"], frame[frame.diagnosis == "malignant"].head(30)])
-    source = tmp_path / "cancer.csv"
-    frame.to_csv(source, index=False)
-    store = tmp_path / "store"
-    assert main(["prepare", str(source), "--name", "cancer", "--label-column", "diagnosis", "--storage",
-                 str(store)]) == 0
-    assert main(["train", str(ROOT / "configs" / "fair.yaml"), "--storage", str(store), "--engine", "local",
-                 "--set", "name=cancer-cvae", "--set", "dataset=cancer", "--set", "model.condition_on=[diagnosis]",
-                 "--set", "train.epochs=50"]) == 0
+    store = cancer_model(tmp_path, frame, epochs=50)
     assert augment(store, "--model", "cancer-cvae@1", "--input", "cancer", "--name", "cancer-balanced",
                    "--balance") == 0
     after = rows_of(store / "datasets" / "cancer-balanced").to_pandas()
@@ -218,14 +223,7 @@ def test_an_input_feature_named_like_a_provenance_column_is_refused_never_overwr
     frame["diagnosis"] = np.where(data.target == 1, "benign", "malignant")
     if column == "label_from_model":  # self-training needs unlabelled train rows
         frame.loc[frame.index[::3], "diagnosis"] = None
-    source = tmp_path / "cancer.csv"
-    frame.to_csv(source, index=False)
-    store = tmp_path / "store"
-    assert main(["prepare", str(source), "--name", "cancer", "--label-column", "diagnosis", "--storage",
-                 str(store)]) == 0
-    assert main(["train", str(ROOT / "configs" / "fair.yaml"), "--storage", str(store), "--engine", "local",
-                 "--set", "name=cancer-cvae", "--set", "dataset=cancer", "--set", "model.condition_on=[diagnosis]",
-                 "--set", "train.epochs=30"]) == 0
+    store = cancer_model(tmp_path, frame, epochs=30)
     capsys.readouterr()
     flags = ("--balance", "--pseudo-label", "0.5") if column == "label_from_model" else ("--balance",)
     assert augment(store, "--model", "cancer-cvae@1", "--input", "cancer", "--name", "augmented", *flags) == 2

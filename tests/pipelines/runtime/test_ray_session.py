@@ -48,6 +48,14 @@ def test_a_local_rays_daemons_and_non_training_workers_run_at_idle_priority_and_
         assert os.SCHED_IDLE not in policies[pid], processes[pid]
 
 
+def in_a_fresh_process(code: str) -> subprocess.CompletedProcess:
+    """`code` run by a new Python outside the session's Ray (this process has it running); it must succeed."""
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=200,
+                         env={**outside_session_ray(), "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
 @pytest.mark.slow
 def test_a_job_started_ray_gets_the_object_store_its_config_asks_for():
     # a fresh process: the session's Ray is running in this one, and a job attaching to it keeps that store
@@ -55,9 +63,7 @@ def test_a_job_started_ray_gets_the_object_store_its_config_asks_for():
             "from pipelines.runtime.ray_session import RayConfig, ray_session\n"
             "with ray_session(RayConfig(num_cpus=1, object_store_mb=150), trains=False):\n"
             "    print('store', ray.cluster_resources()['object_store_memory'])\n")
-    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180,
-                         env={**outside_session_ray(), "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"})
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = in_a_fresh_process(code)
     (line,) = [line for line in run.stdout.splitlines() if line.startswith("store ")]
     assert float(line.split()[1]) == pytest.approx(150 * 2**20, rel=0.01)
 
@@ -106,9 +112,7 @@ def test_a_job_started_ray_whose_gcs_port_was_taken_starts_on_another():
             "with ray_session.local_ray(1, trains=False) as address:\n"
             "    print('chosen', *[ports[0] for ports in chosen])\n"
             "    print('gcs', ray.get_runtime_context().gcs_address, address)\n")
-    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=200,
-                         env={**outside_session_ray(), "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"})
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = in_a_fresh_process(code)
     (taken, port) = [int(p) for line in run.stdout.splitlines() if line.startswith("chosen ") for p in line.split()[1:]]
     (gcs, address) = [line.split()[1:] for line in run.stdout.splitlines() if line.startswith("gcs ")][0]
     assert gcs == address and gcs.endswith(f":{port}") and port != taken
