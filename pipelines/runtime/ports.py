@@ -1,4 +1,4 @@
-"""Ports for the Ray processes vaepipe starts, chosen before they start.
+"""Ports for the Ray processes vaepipe starts, chosen before they start, and whether one answers.
 
 Ray's servers (the GCS, the raylet, the agents) listen on every address of the host, whatever node address they
 are given, so a port is free for them only if nothing listens on it at any address. A probe bound to loopback
@@ -34,3 +34,12 @@ def free_ports(count: int) -> list[int]:
     with contextlib.ExitStack() as stack:
         sockets = [stack.enter_context(_wildcard_socket()) for _ in range(count)]
         return [sock.getsockname()[1] for sock in sockets]
+
+
+def answers(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """Whether something accepts a TCP connection at host:port within `timeout_s`."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False

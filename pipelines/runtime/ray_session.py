@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ from pydantic import Field
 from pipelines.config import StrictModel
 from pipelines.errors import UserError
 from pipelines.runtime import ray_console, ray_private
-from pipelines.runtime.ports import free_ports
+from pipelines.runtime.ports import answers, free_ports
 from pipelines.runtime.processes import (DAEMON_TITLES, IDLE_UNLESS_TRAINING_HOOK, descendants,
                                          idle_priority_for_daemons)
 from pipelines.runtime.warm_ray import WarmRay, warm_ray_address
@@ -239,14 +238,11 @@ def _gcs_answers(address: str) -> bool:
         return True
     host, _, port = ray_private.dialled_address(address).rpartition(":")
     deadline = time.monotonic() + GCS_ANSWER_WAIT_S
-    while True:
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
-                return True
-        except OSError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.25)
+    while not answers(host.strip("[]"), int(port), timeout_s=1.0):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+    return True
 
 
 def _check_cluster_address(address: str, named_by: str) -> None:

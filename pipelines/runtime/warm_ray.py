@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Optional
 
 from pipelines.errors import UserError
-from pipelines.runtime.ports import free_ports
+from pipelines.runtime.ports import answers, free_ports
 from pipelines.runtime.processes import (DAEMON_SCRIPTS, DAEMON_TITLES, descendants, idle_priority_for_daemons,
                                          node_processes, process_table, socket_inodes,
                                          tcp_listeners)
@@ -65,14 +64,6 @@ def default_root() -> Path:
     """`$VAEPIPE_HOME/ray`, else `.vaepipe/ray` under the current directory (beside the embedded store's)."""
     home = os.environ.get("VAEPIPE_HOME")
     return (Path(home) if home else Path.cwd() / ".vaepipe") / "ray"
-
-
-def _port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _alive(pid: int) -> bool:
@@ -114,7 +105,7 @@ class WarmRay:
         except (OSError, ValueError, TypeError):
             return None
         port = int(info.address.rsplit(":", 1)[1])
-        return info if _alive(info.pid) and _port_answers(port) else None
+        return info if _alive(info.pid) and answers(HOST, port) else None
 
     def up(self, num_cpus: float, env: Optional[dict[str, str]] = None, timeout_s: float = 120,
            attempts: int = 3) -> WarmRayInfo:

@@ -7,7 +7,7 @@ import socket
 
 import psutil
 
-from pipelines.runtime.ports import free_ports
+from pipelines.runtime.ports import answers, free_ports
 
 
 def _wildcard_bindable(port: int) -> None:
@@ -46,3 +46,13 @@ def test_a_port_listened_on_at_the_hosts_outward_address_is_never_chosen():
     finally:
         for sock in listeners:
             sock.close()
+
+
+def test_a_port_answers_while_something_listens_and_not_after():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    assert answers("127.0.0.1", port)
+    listener.close()
+    assert not answers("127.0.0.1", port)
