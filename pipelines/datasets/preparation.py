@@ -35,8 +35,6 @@ MISSING_LEVEL = "__missing__"
 NumericTransform = Literal["auto", "identity", "log1p", "quantile"]
 
 
-
-
 class PrepareConfig(StrictModel):
     """What `vaepipe prepare` does; every field has a CLI flag of the same name."""
 

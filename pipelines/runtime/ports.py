@@ -27,6 +27,11 @@ def _wildcard_socket() -> socket.socket:
     return sock
 
 
+# Starts of a Ray vaepipe starts itself (a job's own, `vaepipe ray up`'s), each on newly chosen ports: a port chosen
+# free can be taken by another process's bind to port 0 before Ray's process binds it
+START_ATTEMPTS = 3
+
+
 def free_ports(count: int) -> list[int]:
     """`count` distinct ports nothing listens on at any address. Every socket stays bound until all are chosen:
     ports picked one at a time can come back twice (the kernel hands out a just-closed port again), and

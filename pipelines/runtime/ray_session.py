@@ -14,7 +14,7 @@ from pydantic import Field
 from pipelines.config import StrictModel
 from pipelines.errors import UserError
 from pipelines.runtime import ray_console, ray_private
-from pipelines.runtime.ports import answers, free_ports
+from pipelines.runtime.ports import START_ATTEMPTS, answers, free_ports
 from pipelines.runtime.processes import (DAEMON_TITLES, IDLE_UNLESS_TRAINING_HOOK, descendants,
                                          idle_priority_for_daemons)
 from pipelines.runtime.warm_ray import WarmRay, warm_ray_address
@@ -24,8 +24,6 @@ logger = logging.getLogger(__name__)
 # How long a job waits for the GCS it attaches to to accept a connection. Ray's own `ray.init` to an address where
 # nothing answers retries for longer than 10 minutes here, then raises from inside Ray.
 GCS_ANSWER_WAIT_S = 5.0
-# Starts of a job's own local Ray, each on a newly chosen GCS port
-LOCAL_START_ATTEMPTS = 3
 
 # Quiet, predictable Ray for batch jobs. Set by `configure_ray_environment` when a job starts its Ray
 # session (never at import), before `ray.init` starts the processes that read them; a value already in
@@ -147,7 +145,7 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
     runtime = job_runtime_env(daemon_priority, trains, init_kwargs.pop("runtime_env", None))
     saved = {name: os.environ.get(name) for name in ADDRESS_VARIABLES}
     try:
-        for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        for attempt in range(1, START_ATTEMPTS + 1):
             (port,) = free_ports(1)
             address = f"{ray_private.node_ip_address()}:{port}"
             os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))
@@ -157,11 +155,11 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
                 break
             except RuntimeError as err:
                 # the port was taken between its choice and the GCS's bind (by another process's bind to port 0)
-                if not str(err).startswith("Failed to start GCS") or attempt == LOCAL_START_ATTEMPTS:
+                if not str(err).startswith("Failed to start GCS") or attempt == START_ATTEMPTS:
                     raise
                 ray.shutdown()
                 logger.warning("the local Ray's GCS could not start on port %s (attempt %s of %s); starting it on "
-                               "another", port, attempt, LOCAL_START_ATTEMPTS)
+                               "another", port, attempt, START_ATTEMPTS)
         remember_started_here(ray.get_runtime_context().gcs_address)  # fixed in size: cluster_capacity
         if daemon_priority == "idle":
             idle_priority_for_daemons(partial(_local_daemons, ray_private.local_node()))

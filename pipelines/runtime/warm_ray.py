@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Optional
 
 from pipelines.errors import UserError
-from pipelines.runtime.ports import answers, free_ports
+from pipelines.runtime.ports import START_ATTEMPTS, answers, free_ports
 from pipelines.runtime.processes import (DAEMON_SCRIPTS, DAEMON_TITLES, descendants, idle_priority_for_daemons,
                                          node_processes, process_table, socket_inodes,
                                          tcp_listeners)
@@ -107,22 +107,21 @@ class WarmRay:
         port = int(info.address.rsplit(":", 1)[1])
         return info if _alive(info.pid) and answers(HOST, port) else None
 
-    def up(self, num_cpus: float, env: Optional[dict[str, str]] = None, timeout_s: float = 120,
-           attempts: int = 3) -> WarmRayInfo:
+    def up(self, num_cpus: float, env: Optional[dict[str, str]] = None, timeout_s: float = 120) -> WarmRayInfo:
         """Start the warm Ray (or return the running one) with `num_cpus` logical CPUs; its processes get this
         process's environment plus `env`. A start that cannot succeed on the ports chosen for it is tried again on
-        others, `attempts` times in all: a port chosen free can be taken before Ray's process binds it (by another
-        process's bind to port 0, Ray's own included), and `ray start --block` then stops every process."""
+        others, `START_ATTEMPTS` times in all: a port chosen free can be taken before Ray's process binds it (by
+        another process's bind to port 0, Ray's own included), and `ray start --block` then stops every process."""
         running = self.status()
         if running is not None:
             return running
         self.root.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, attempts):
+        for attempt in range(1, START_ATTEMPTS):
             try:
                 return self._start(num_cpus, env, timeout_s)
             except _NotStarted as err:
                 with open(self.log_file, "a") as log:
-                    log.write(f"vaepipe: {err} (attempt {attempt} of {attempts}); starting again on other ports\n")
+                    log.write(f"vaepipe: {err} (attempt {attempt} of {START_ATTEMPTS}); starting again on other ports\n")
         return self._start(num_cpus, env, timeout_s)
 
     def _start(self, num_cpus: float, env: Optional[dict[str, str]], timeout_s: float) -> WarmRayInfo:
