@@ -121,7 +121,8 @@ class WarmRay:
                 return self._start(num_cpus, env, timeout_s)
             except _NotStarted as err:
                 with open(self.log_file, "a") as log:
-                    log.write(f"vaepipe: {err} (attempt {attempt} of {START_ATTEMPTS}); starting again on other ports\n")
+                    log.write(f"vaepipe: {err} (attempt {attempt} of {START_ATTEMPTS}); "
+                              "starting again on other ports\n")
         return self._start(num_cpus, env, timeout_s)
 
     def _start(self, num_cpus: float, env: Optional[dict[str, str]], timeout_s: float) -> WarmRayInfo:
