@@ -81,7 +81,11 @@ def register(commands) -> None:
                     "compute preprocessing statistics on train, and write datasets/<name>/part-*.parquet + "
                     "_manifest.json. CSV/Parquet files are read in batches, in three passes (profile, "
                     "statistics, write), so a source larger than memory prepares in bounded memory; the whole "
-                    "source is checked before anything is written.",
+                    "source is checked before anything is written. Column roles: numbers are numeric; text is "
+                    "categorical (refused when it looks like an identifier or free text: more than 1,000 distinct "
+                    "values, or more than half the rows distinct from 50 values on — name it with --id-column, --columns or "
+                    "--categorical); booleans are categories of two levels; timestamps, dates and durations are "
+                    "modelled as numbers and generated back as such.",
         epilog="Examples:\n  vaepipe prepare digits\n  vaepipe prepare mnist5k --rows-per-shard 1000\n"
                "  vaepipe prepare data/customers.csv --name customers --id-column customer_id --categorical plan,region\n"
                "  vaepipe prepare data/claims.csv --name claims --split train=0.9,val=0.1,test=0 --transform amount=quantile\n"
@@ -100,7 +104,8 @@ def register(commands) -> None:
     prepare.add_argument("--storage", help="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")
     prepare.add_argument("--rows-per-shard", type=int, help="rows per Parquet shard (default: about 8 shards)")
     prepare.add_argument("--columns", help="comma-separated feature columns to keep (tabular; default all)")
-    prepare.add_argument("--categorical", help="comma-separated columns to treat as categorical")
+    prepare.add_argument("--categorical", help="comma-separated columns to treat as categorical (also text columns "
+                                               "refused as identifier-like)")
     prepare.add_argument("--numeric", help="comma-separated columns that must be numeric")
     prepare.add_argument("--id-column", help="column with a unique row id (default: row number)")
     prepare.add_argument("--label-column", help="column kept as a label, not a feature")

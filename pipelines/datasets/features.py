@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.datasets.column_values import is_temporal_dtype, numbers, numbers_as
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.errors import UserError
 
@@ -56,7 +57,7 @@ def table_features(manifest: DatasetManifest, batch: Mapping[str, np.ndarray]) -
     out = np.empty((n, manifest.feature_dim), dtype=np.float32)
     offset = 0
     for column in manifest.numeric_in_model_order:
-        values = np.asarray(batch[column.name], dtype=np.float64)
+        values = column_numbers(batch[column.name])
         if not np.all(np.isfinite(values)):
             raise FeatureError(f"column {column.name!r} has NaN/inf values")
         if column.transform == "log1p" and (values <= -1).any():
@@ -77,6 +78,29 @@ def table_features(manifest: DatasetManifest, batch: Mapping[str, np.ndarray]) -
     return out
 
 
+def column_numbers(values) -> np.ndarray:
+    """A numeric column of a batch as float64: numbers as they are, timestamps in any unit as
+    `column_values.numbers` gives them (what the model was trained on)."""
+    array = np.asarray(values)
+    if array.dtype.kind in "mM" or array.dtype == object:
+        return numbers(pd.Series(values))
+    return array.astype(np.float64, copy=False)
+
+
+def as_stored(manifest: DatasetManifest, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the source's schema (`features_to_table`'s) in the form a prepared dataset stores them, to
+    compare them with its rows: numeric columns as float64 (timestamps as `column_numbers`), categories as the
+    text of their level."""
+    out = frame.copy()
+    for column in manifest.numeric:
+        if column.name in out:
+            out[column.name] = column_numbers(out[column.name])
+    for column in manifest.categorical:
+        if column.name in out:
+            out[column.name] = out[column.name].astype(object).astype(str)
+    return out
+
+
 def _numpy_dtype(dtype: str) -> np.dtype | None:
     """The numpy dtype a manifest's dtype string names, or None (text, pandas-only dtypes)."""
     try:
@@ -90,7 +114,9 @@ def levels_as_source(levels: list[str], dtype: str) -> np.ndarray:
     True for a boolean one, text otherwise."""
     target = _numpy_dtype(dtype)
     if target is not None and target.kind == "b":
-        return np.asarray([level == "True" for level in levels])
+        if set(levels) <= {"True", "False"}:
+            return np.asarray([level == "True" for level in levels])
+        return np.asarray([{"True": True, "False": False}.get(level) for level in levels], dtype=object)
     if target is not None and target.kind in "iuf":
         return np.asarray(levels, dtype=np.float64).astype(target)
     return np.asarray(levels, dtype=object)
@@ -105,6 +131,10 @@ def features_to_table(manifest: DatasetManifest, features: np.ndarray) -> pd.Dat
     for column in manifest.numeric_in_model_order:
         values = column.from_model(features[:, offset:offset + column.width].astype(np.float64))
         values = np.rint(values) if column.integer else values
+        if is_temporal_dtype(column.dtype):
+            columns[column.name] = numbers_as(values, column.dtype)
+            offset += column.width
+            continue
         target = _numpy_dtype(column.dtype)
         if target is None or target.kind not in "iuf":  # manifests from before dtypes were recorded ('str')
             target = np.dtype(np.int64) if column.integer else np.dtype(np.float64)

@@ -15,11 +15,13 @@ from typing import Literal, Optional
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field, field_validator, model_validator
 
 from pipelines.config import StrictModel
 from pipelines.datasets.column_stats import NumericSummary
+from pipelines.datasets.column_values import (
+    MAX_MAGNITUDE, ValueKind, looks_like_dates, merge_kinds, numbers, temporal_dtype, value_kind,
+)
 from pipelines.datasets.manifest import (
     PSEUDO_LABEL_COLUMN, SPLITS, SYNTHETIC_COLUMN, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec,
     NumericColumn, SplitRule,
@@ -131,15 +133,13 @@ def check_unique_ids(row_ids: np.ndarray, source: str) -> None:
                           f"({len(duplicated)} duplicate ids); ids must be unique")
 
 
-def parse_numbers(series: pd.Series) -> np.ndarray:
-    """float64 per value, NaN where it is missing or not a number: `pd.to_numeric(errors="coerce")`, by Arrow's
-    cast when every value parses (text columns read from CSV: ~20x faster), else by pandas."""
-    if pd.api.types.is_string_dtype(series) and not pd.api.types.is_numeric_dtype(series):
-        try:
-            return pc.cast(pa.array(series, from_pandas=True), pa.float64()).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            pass  # a value Arrow does not parse (text, spaces around a number): pandas decides each value
-    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+# an inferred categorical column is refused with more distinct values than this (one one-hot input and
+# output per level: an id or free-text column of a million rows would be a million-wide model) ...
+MAX_INFERRED_LEVELS = 1000
+# ... or with more than this share of its values distinct, from IDENTIFIER_MIN_LEVELS levels: an identifier,
+# whose values a generator would copy into its rows
+IDENTIFIER_SHARE = 0.5
+IDENTIFIER_MIN_LEVELS = 50
 
 
 @dataclass
@@ -148,22 +148,42 @@ class ColumnProfile:
 
     present: int = 0  # values that are not missing
     numbers: int = 0  # of those, values that parse as numbers
-    typed_numeric: bool = True  # the source typed it as numbers (Parquet, a DataFrame), not as text
+    typed_numeric: bool = True  # the source typed it as numbers or timestamps (Parquet, a DataFrame), not as text
     dtype: str = ""  # its pandas dtype, as the whole column would have it
+    kind: ValueKind = "number"  # column_values.value_kind
+    # distinct values of the blocks that read as text, at most MAX_INFERRED_LEVELS + 1 of them
+    levels: frozenset = frozenset()
 
     @classmethod
     def of(cls, series: pd.Series) -> ColumnProfile:
-        typed = bool(pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series))
+        kind = value_kind(series)
+        typed = kind == "temporal" or bool(pd.api.types.is_numeric_dtype(series)
+                                           and not pd.api.types.is_bool_dtype(series))
         present = series.dropna()
-        numbers = len(present) if typed else int((~np.isnan(parse_numbers(present))).sum())
-        return cls(len(present), numbers, typed, str(series.dtype))
+        parsed = len(present) if typed or kind in ("nested", "bytes") else int((~np.isnan(numbers(present))).sum())
+        levels = frozenset()
+        if kind == "text" and parsed < 0.9 * len(present):  # numbers as text (CSV) need no levels
+            levels = frozenset(pd.unique(present.astype(str).to_numpy())[:MAX_INFERRED_LEVELS + 1].tolist())
+        dtype = temporal_dtype(series) if kind == "temporal" else "bool" if kind == "boolean" else str(series.dtype)
+        return cls(len(present), parsed, typed, dtype, kind, levels)
 
     def merge(self, other: ColumnProfile) -> ColumnProfile:
         # the dtype pandas gives the concatenation of the two (int64 and float64 make float64)
-        dtype = self.dtype if self.dtype == other.dtype else str(pd.concat(
-            [pd.Series([], dtype=self.dtype), pd.Series([], dtype=other.dtype)]).dtype)
+        if self.dtype == other.dtype or not other.present:
+            dtype = self.dtype
+        elif not self.present:
+            dtype = other.dtype
+        else:
+            try:
+                dtype = str(pd.concat([pd.Series([], dtype=self.dtype), pd.Series([], dtype=other.dtype)]).dtype)
+            except TypeError:  # a dtype of our own (column_values.DATE_DTYPE) beside another
+                dtype = "object"
+        levels = self.levels | other.levels
+        if len(levels) > MAX_INFERRED_LEVELS + 1:
+            levels = frozenset(sorted(levels)[:MAX_INFERRED_LEVELS + 1])
         return ColumnProfile(self.present + other.present, self.numbers + other.numbers,
-                             self.typed_numeric and other.typed_numeric, dtype)
+                             self.typed_numeric and other.typed_numeric, dtype, merge_kinds(self.kind, other.kind),
+                             levels)
 
     @property
     def looks_numeric(self) -> bool:
@@ -177,7 +197,10 @@ def column_roles(table: pd.DataFrame, config: PrepareConfig) -> tuple[list[str],
 
 
 def column_roles_from(profiles: dict[str, ColumnProfile], config: PrepareConfig) -> tuple[list[str], list[str]]:
-    """`column_roles` from the profiles of a source's columns (in source order)."""
+    """`column_roles` from the profiles of a source's columns (in source order). Booleans are categories of
+    two levels; timestamps are numeric. Refused, naming the column: nested values and bytes, and a text column
+    nobody declared categorical whose values look like an identifier (`MAX_INFERRED_LEVELS`,
+    `IDENTIFIER_SHARE`) — unless declared with --categorical, or left out."""
     names = list(profiles)
     columns = list(config.columns) if config.columns else names
     unknown = [c for c in columns + config.categorical + config.numeric if c not in profiles]
@@ -190,11 +213,34 @@ def column_roles_from(profiles: dict[str, ColumnProfile], config: PrepareConfig)
         profile = profiles[column]
         if column in config.categorical:
             categorical.append(column)
+        elif profile.kind in ("nested", "bytes"):
+            what = "nested values (lists, maps or arrays)" if profile.kind == "nested" else "bytes"
+            raise SourceError(f"{config.source}: column {column!r} holds {what}; vaepipe models numbers, "
+                              "categories and timestamps: flatten it into such columns, leave it out with --columns, "
+                              f"or pass --categorical {column} to model each distinct value's text as a category")
+        elif profile.kind == "boolean" and column not in config.numeric:
+            categorical.append(column)
         elif column in config.numeric or profile.typed_numeric or profile.looks_numeric:
             numeric.append(column)
         else:
+            _check_inferred_levels(column, profile, config)
             categorical.append(column)
     return numeric, categorical
+
+
+def _check_inferred_levels(column: str, profile: ColumnProfile, config: PrepareConfig) -> None:
+    levels = len(profile.levels)
+    many = levels > MAX_INFERRED_LEVELS
+    if not many and not (levels >= IDENTIFIER_MIN_LEVELS and levels > IDENTIFIER_SHARE * profile.present):
+        return
+    count = f"more than {MAX_INFERRED_LEVELS:,}" if many else f"{levels:,}"
+    hint = (" Its values read as dates or times: store it as a timestamp (a Parquet timestamp or date column "
+            "is modelled as one) or as a number, e.g. days since a date." if looks_like_dates(profile.levels) else "")
+    raise SourceError(f"{config.source}: column {column!r} has {count} distinct text values in "
+                      f"{profile.present:,} rows — an identifier or free text, not a category (one model input "
+                      f"per value, and generated rows would copy its values).{hint} Pass --id-column {column} if "
+                      f"it identifies rows, leave it out with --columns, or declare it with --categorical "
+                      f"{column} to model it as a category anyway")
 
 
 def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str], splits: np.ndarray,
@@ -213,10 +259,13 @@ def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str
     train = splits == "train"
     for column in numeric:
         series = source.table[column]
-        values = parse_numbers(series)
+        values = numbers(series)
         not_numeric = np.isnan(values) & series.notna().to_numpy() & (
             series.astype(str).str.strip().str.lower() != "nan").to_numpy()
         _note(found, ("not numeric", column), not_numeric, source.row_ids, series)
+        with np.errstate(invalid="ignore"):  # NaN: not too large (NaN/inf follow as "invalid")
+            too_large = np.isfinite(values) & (np.abs(values) > MAX_MAGNITUDE)
+        _note(found, ("too large", column), too_large, source.row_ids, series)
         invalid = ~np.isfinite(values)
         if invalid.any():
             if impute == "error":
@@ -264,8 +313,8 @@ def add_problems(into: dict, more: dict) -> None:
 
 def raise_problems(problems: dict, description: str) -> None:
     """The first problem `clean_tabular` found, as the error a person acts on (none: nothing happens).
-    A value that is not a number comes first, then NaN/inf, then missing categories, column by column."""
-    for kind in ("not numeric", "invalid", "missing"):
+    A value that is not a number comes first, then one too large, NaN/inf, missing categories, column by column."""
+    for kind in ("not numeric", "too large", "invalid", "missing"):
         for (found, column), problem in problems.items():
             if found != kind:
                 continue
@@ -274,6 +323,11 @@ def raise_problems(problems: dict, description: str) -> None:
                 raise SourceError(f"{description}: column {column!r} row {row!r} has non-numeric value "
                                   f"{problem['value']!r} ({count} such rows); fix the data or declare the "
                                   "column categorical")
+            if kind == "too large":
+                raise SourceError(f"{description}: column {column!r} row {row!r} has value {problem['value']}, "
+                                  f"beyond ±{MAX_MAGNITUDE:g}, the range vaepipe models ({count} such rows; its "
+                                  "statistics would overflow); rescale the column, e.g. divide it by a power of ten, "
+                                  "or leave it out with --columns")
             if kind == "invalid":
                 raise SourceError(f"{description}: column {column!r} has {count} NaN/inf value(s), first at row "
                                   f"{row!r}; clean the data or pass --impute mean|median|drop")
@@ -337,7 +391,10 @@ def numeric_stats_from(name: str, summary: NumericSummary, dtype: str, transform
 
 def numeric_dtype(series: pd.Series, values: np.ndarray) -> str:
     """The dtype a numeric column has in its source: its own when the source typed it (Parquet, a
-    DataFrame), else (CSV text) int64 when every value is a whole number, float64 otherwise."""
+    DataFrame; timestamps: `column_values.temporal_dtype`), else (CSV text) int64 when every value is a whole
+    number, float64 otherwise."""
+    if value_kind(series) == "temporal":
+        return temporal_dtype(series)
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         return str(series.dtype)
     finite = values[np.isfinite(values)]
@@ -469,12 +526,14 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig,
         train = (splits == "train") & keep
         if not train.any():
             raise SourceError(f"{source.description}: no rows left in the train split")
+        dtypes = source.dtypes or {}
         fields["numeric"] = [numeric_stats(c, table[c].to_numpy()[train],
-                                           numeric_dtype(source.table[c], table[c].to_numpy()),
+                                           dtypes.get(c) or numeric_dtype(source.table[c], table[c].to_numpy()),
                                            **numeric_options.get(c, {}))
                              for c in numeric]
         fields["categorical"] = [categorical_stats(c, table[c].to_numpy()[keep], train[keep],
-                                                   str(source.table[c].dtype)) for c in categorical]
+                                                   dtypes.get(c) or ColumnProfile.of(source.table[c]).dtype)
+                                 for c in categorical]
         fields["column_order"] = [c for c in source.table.columns if c in set(numeric) | set(categorical)]
     if not keep.any():
         raise SourceError(f"{source.description}: no rows left after dropping rows with missing values")

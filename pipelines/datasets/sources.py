@@ -56,6 +56,9 @@ class SourceTable:
     splits: Optional[np.ndarray] = None
     synthetic: Optional[np.ndarray] = None
     label_from_model: Optional[np.ndarray] = None  # whether each row's label is a pseudo-label (`augment`)
+    # the source schema's dtype of each feature column, when `table` holds the rows as a dataset stores them
+    # (numbers as float64, categories as text; `augment`) rather than as the source had them
+    dtypes: Optional[dict[str, str]] = None
 
     @property
     def rows(self) -> int:

@@ -278,6 +278,7 @@ def write_augmented(config: AugmentJobConfig, root: str, source, rows, generated
     import pandas as pd
     import pyarrow as pa
 
+    from pipelines.datasets.features import as_stored
     from pipelines.datasets.local_rows import images
     from pipelines.datasets.manifest import Augmentation
     from pipelines.datasets.preparation import PrepareConfig
@@ -312,8 +313,12 @@ def write_augmented(config: AugmentJobConfig, root: str, source, rows, generated
         table = SourceTable(images=np.concatenate([images(manifest, rows), generated_images]), **common)
     else:
         order = manifest.column_order or manifest.feature_columns
-        frame = pd.concat([rows.select(order).to_pandas(), synthetic.select(order).to_pandas()], ignore_index=True)
-        table = SourceTable(table=frame, **common)
+        # the generated rows (the source's schema: timestamps, booleans, ints) as the real rows are stored, and
+        # the source's dtypes kept, so that the new dataset generates what the input would
+        frame = pd.concat([rows.select(order).to_pandas(), as_stored(manifest, synthetic.select(order).to_pandas())],
+                          ignore_index=True)
+        table = SourceTable(table=frame, dtypes={c.name: c.dtype for c in [*manifest.numeric, *manifest.categorical]},
+                            **common)
         options = {"categorical": [c.name for c in manifest.categorical], "numeric": [c.name for c in manifest.numeric],
                    # the input's transforms; zero-inflation is re-decided by auto on the new train rows
                    "column_transforms": {c.name: c.transform for c in manifest.numeric if not c.zero_inflated}}

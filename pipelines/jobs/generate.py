@@ -425,6 +425,7 @@ def synthesis_quality(model, synthetic) -> dict:
     """How close the generated rows are to real rows the model did not train on (the dataset's test split, or
     val when test is empty): SDMetrics' column shapes, column-pair trends and overall, and DCR — the share of
     generated rows closer to a training row than to a holdout row (about 0.5: no sign of copying)."""
+    from pipelines.datasets.features import as_stored
     from pipelines.datasets.local_rows import read_rows
     from pipelines.metrics.synthesis_quality import dcr_closer_to_training_share, quality_scores
 
@@ -437,8 +438,10 @@ def synthesis_quality(model, synthetic) -> dict:
     train = read_rows(dataset, manifest, "train", limit=QUALITY_ROWS).to_pandas()[columns]
     if holdout.empty:
         return {"quality": None, "quality_note": "the dataset has no test or val rows to compare with"}
+    synthetic = as_stored(manifest, synthetic[columns])
     scores = quality_scores(holdout, synthetic[columns], categorical)
-    return {"quality": {**{name: round(value, 4) for name, value in scores.items()},
+    # NaN (no related pair) is stored as null: JSON has no NaN, and readers other than Python's refuse it
+    return {"quality": {**{name: None if np.isnan(value) else round(value, 4) for name, value in scores.items()},
                         "dcr_closer_to_training": round(dcr_closer_to_training_share(
                             synthetic[columns], train, holdout, categorical), 4),
                         "compared_with": f"{holdout_split} split, {len(holdout)} rows",
@@ -556,9 +559,11 @@ def run_generation(config: GenerateJobConfig, progress: Callable[[str], None] = 
             summary.update(synthesis_quality(model, synthetic))
             quality = summary["quality"]
             if quality:
+                from pipelines.metrics.synthesis_quality import pair_trends_text
                 progress(f"quality against the {quality['compared_with']}: overall {quality['overall']:.3f} "
                          f"(column shapes {quality['column_shapes']:.3f}, pair trends "
-                         f"{quality['column_pair_trends']:.3f}); {quality['dcr_closer_to_training']:.0%} of "
+                         f"{pair_trends_text(quality['column_pair_trends'])}); "
+                         f"{quality['dcr_closer_to_training']:.0%} of "
                          "rows closer to a training row than to a holdout row")
         write_json(f"{commit.prefix_uri}/{SUMMARY_FILE}", summary)
         return {"summary": summary}

@@ -21,7 +21,7 @@ named in `categorical`, otherwise numerical. Missing values are dropped per colu
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -117,6 +117,12 @@ def column_pair_trend_scores(real: pd.DataFrame, synthetic: pd.DataFrame, catego
             scores[(a, b)] = contingency_similarity(real_discrete[[a, b]], synthetic_discrete[[a, b]],
                                                     association_threshold)
     return scores
+
+
+def pair_trends_text(value: Optional[float]) -> str:
+    """A stored column-pair trends score as a person reads it: None (stored for NaN, which JSON has no word for)
+    means no column pair of the real rows is related over the thresholds, as SDMetrics leaves it."""
+    return "none (no column pair of the real rows is related)" if value is None else f"{value:.3f}"
 
 
 def quality_scores(real: pd.DataFrame, synthetic: pd.DataFrame, categorical: Sequence[str],

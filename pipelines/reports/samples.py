@@ -111,9 +111,11 @@ def build_samples_report(root: str, prefix: str) -> Report:
                                                  if summary.get("mixture_components") else "")
     quality = summary.get("quality")
     if quality:
+        from pipelines.metrics.synthesis_quality import pair_trends_text
+
         facts["quality (SDMetrics)"] = (f"overall {quality['overall']:.3f}: column shapes "
                                         f"{quality['column_shapes']:.3f}, column-pair trends "
-                                        f"{quality['column_pair_trends']:.3f} (against the "
+                                        f"{pair_trends_text(quality['column_pair_trends'])} (against the "
                                         f"{quality['compared_with']})")
         facts["DCR closer to training"] = (f"{quality['dcr_closer_to_training']:.3f} of rows (about 0.5: no sign "
                                            "of copied training rows)")

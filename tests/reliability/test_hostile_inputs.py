@@ -469,3 +469,53 @@ def test_a_ray_address_where_no_gcs_answers_is_refused_by_name_not_waited_on(dig
     prefix = f"{model['storage']}/scores/{model['name']}-v{model['model'].split('@')[1]}/digits/2026-10-18"
     # the output's lease was taken and given back: at most pyarrow's directory marker is left
     assert [key for key in objects(prefix) if not key.endswith("/")] == []
+
+
+# --- 11. columns the model cannot represent faithfully ---------------------------------------------------------
+
+def _columns_case(kind: str, rows: int) -> pd.DataFrame:
+    """A table of `rows` with one column of `kind` beside the small table's plain ones."""
+    rng = np.random.default_rng(1)
+    column = {
+        "email": [f"user{i}@example.com" for i in range(rows)],  # an identifier: every value differs
+        "free_text": [f"note {i} " + "x" * (i % 7) for i in range(rows)],
+        "date_text": pd.date_range("2024-01-01", periods=rows, freq="h").strftime("%Y-%m-%d %H:%M"),
+        "huge": rng.normal(size=rows) * 1e200,  # its cubes overflow float64: statistics would be inf
+        "nested": [[i, i + 1] for i in range(rows)],
+        "bytes": [bytes([i % 256]) * 3 for i in range(rows)],
+    }[kind]
+    return small_table(rows, **{kind: column})
+
+
+UNREPRESENTABLE = [("email", 80, "80 distinct text values in 80 rows"),
+                   ("free_text", 1500, "more than 1,000 distinct text values"),
+                   ("date_text", 1500, "read as dates or times"),
+                   ("huge", 60, "beyond ±1e+90"),
+                   ("nested", 60, "holds nested values"),
+                   ("bytes", 60, "holds bytes")]
+
+
+@pytest.mark.parametrize("kind, rows, fragment, fmt", [
+    (*case, fmt) for case in UNREPRESENTABLE for fmt in ("csv", "parquet")
+    if fmt == "parquet" or case[0] not in ("nested", "bytes")])  # CSV holds only text
+def test_a_column_the_model_cannot_represent_is_refused_by_name(s3_prefix, tmp_path, capsys, kind, rows, fragment,
+                                                                  fmt):
+    """Identifiers, free text and dates written as text (one model input per distinct value, generated rows
+    copying real identifiers), values whose statistics overflow float64 (were std inf, generated as NaN or the
+    mean), nested values and bytes (were modelled as the text of a Python list): refused by prepare naming the
+    column, with what to do — in a CSV and in a Parquet file."""
+    frame = _columns_case(kind, rows)
+    path = tmp_path / f"t.{fmt}"
+    frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
+    assert_refused(s3_prefix, ["prepare", str(path), "--name", f"{kind}-{fmt}", "--storage", s3_prefix], capsys,
+                   f"column {kind!r}", fragment, "--columns")
+
+
+def test_a_refused_text_column_prepares_when_declared_or_left_out(s3_prefix, tmp_path, capsys):
+    """Each way out the error names works: the column declared categorical, named as the id, or left out."""
+    path = csv(tmp_path, _columns_case("email", 80))
+    for name, flags in (("declared", ["--categorical", "email"]), ("as-id", ["--id-column", "email"]),
+                        ("left-out", ["--columns", "a,b,kind"])):
+        assert main(["prepare", path, "--name", name, "--storage", s3_prefix, *flags]) == 0, capsys.readouterr().err
+        manifest = load_manifest(dataset_uri(s3_prefix, name))
+        assert ("email" in manifest.feature_columns) == (name == "declared")

@@ -3,10 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.datasets.features import features_to_table, table_features
+from pipelines.datasets.features import as_stored, features_to_table, table_features
 from pipelines.datasets.manifest import DatasetManifest, SplitRule, quantile_normal, quantile_normal_inverse
 from pipelines.datasets.preparation import PrepareConfig, build_arrow_table, numeric_dtype, numeric_stats
-from pipelines.datasets.sources import SourceTable
+from pipelines.datasets.sources import SourceError, SourceTable
 
 
 def test_quantile_transform_maps_any_shape_to_a_standard_normal():
@@ -47,3 +47,57 @@ def test_rows_come_back_in_the_source_order_with_its_dtypes():
     assert list(back.columns) == list(frame.columns)
     assert back.dtypes.astype(str).to_dict() == frame.dtypes.astype(str).to_dict()
     pd.testing.assert_frame_equal(back, frame, check_exact=False, rtol=1e-5)
+
+
+def _prepared(frame: pd.DataFrame, **config) -> tuple[DatasetManifest, pd.DataFrame]:
+    """The manifest and the stored rows prepare makes of `frame`."""
+    source = SourceTable("tabular", "test", np.asarray([str(i) for i in range(len(frame))], dtype=object), table=frame)
+    config = PrepareConfig(name="t", source="test", split={"train": 1.0, "val": 0.0, "test": 0.0}, **config)
+    arrow, fields = build_arrow_table(source, config)
+    return DatasetManifest(name="t", kind="tabular", source="test", rows=len(frame),
+                           split=SplitRule(fractions=config.split), arrow_schema={}, shards=[], created_at="now",
+                           **fields), arrow.to_pandas()
+
+
+def _manifest_of(frame: pd.DataFrame, **config) -> DatasetManifest:
+    return _prepared(frame, **config)[0]
+
+
+def test_timestamps_dates_durations_and_booleans_come_back_in_their_own_dtypes():
+    """Were int64 microseconds and int64 0/1 in generated rows. Timestamps (any unit, with or without a time
+    zone), dates and durations are modelled as microseconds and come back in their dtype; booleans, not
+    declared, are a category of two levels and come back as booleans."""
+    n = 40
+    moments = pd.date_range("2024-03-01", periods=n, freq="37min")
+    frame = pd.DataFrame({
+        "at": moments.as_unit("us"),
+        "at_paris": moments.tz_localize("UTC").tz_convert("Europe/Paris").as_unit("ns"),
+        "day": [moment.date() for moment in moments],
+        "took": pd.to_timedelta(np.arange(n) * 90, unit="s").as_unit("ns"),
+        "ok": [True, False, False, True] * (n // 4),
+    })
+    manifest, stored = _prepared(frame)
+    assert [c.name for c in manifest.categorical] == ["ok"]
+    assert {c.name: c.dtype for c in manifest.numeric} == {"at": "datetime64[us]", "at_paris": "datetime64[ns, Europe/Paris]",
+                                                          "day": "date", "took": "timedelta64[ns]"}
+    back = features_to_table(manifest, table_features(manifest, {c: frame[c] for c in frame.columns}))
+    assert back.dtypes.astype(str).to_dict() == frame.dtypes.astype(str).to_dict()
+    assert back["day"].tolist() == frame["day"].tolist()  # datetime.date objects
+    assert back["ok"].tolist() == frame["ok"].tolist()
+    for column in ("at", "at_paris", "took"):  # features are float32: within a few ms over a day's spread
+        assert (back[column] - frame[column]).abs().max() < pd.Timedelta(milliseconds=10), column
+    # generated rows compared with stored ones (generate's quality, augment) are first put in the stored form
+    again = as_stored(manifest, back)
+    assert again["ok"].tolist() == stored["ok"].tolist()
+    for column in ("at", "at_paris", "day", "took"):
+        np.testing.assert_allclose(again[column], stored[column], rtol=0, atol=10_000)  # 10 ms in microseconds
+
+
+def test_a_missing_timestamp_is_missing_not_the_year_1677():
+    """pandas stores NaT as the smallest int64: it was read as a number, -9.2e18 microseconds, and modelled."""
+    frame = pd.DataFrame({"at": pd.to_datetime(["2024-01-01", None, "2024-01-03"] * 10), "a": np.arange(30.0)})
+    with pytest.raises(SourceError, match=r"column 'at' has 10 NaN/inf value\(s\), first at row '1'"):
+        _manifest_of(frame)
+    manifest = _manifest_of(frame, impute="median")
+    at = next(c for c in manifest.numeric if c.name == "at")
+    assert pd.Timestamp(at.min, unit="us") == pd.Timestamp("2024-01-01")

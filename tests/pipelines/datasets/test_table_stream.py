@@ -38,6 +38,22 @@ def _fair() -> pd.DataFrame:
     return raw
 
 
+def _events() -> pd.DataFrame:
+    """A generated table of the column kinds real event tables have: timestamps with a time zone, dates,
+    durations and booleans beside numbers and text."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    moments = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.sort(rng.integers(0, 10**8, n)), unit="s")
+    return pd.DataFrame({"at": moments.tz_convert("America/New_York"), "day": [m.date() for m in moments],
+                         "took": pd.to_timedelta(rng.exponential(300, n).round(), unit="s"),
+                         "paid": rng.random(n) < 0.3, "amount": rng.lognormal(3, 1, n),
+                         "channel": rng.choice(["web", "shop", "phone"], n)})
+
+
+FAIR_FEATURES = ["respondent", "rate_marriage", "age", "yrs_married", "children", "religious", "educ", "occupation",
+                 "occupation_husb"]
+
+
 def _breast_cancer() -> pd.DataFrame:
     from sklearn.datasets import load_breast_cancer
 
@@ -107,8 +123,11 @@ CASES = {
     "fair-csv-median": (_fair, "csv", dict(id_column="respondent", label_column="affairs", impute="median")),
     "fair-parquet-mean-quantile": (_fair, "parquet", dict(id_column="respondent", impute="mean",
                                                           transform="quantile")),
-    "fair-csv-drop": (_fair, "csv", dict(label_column="affairs", impute="drop", categorical=["children"])),
+    # no id column: row numbers are the ids, and the respondent column (an identifier) is left out
+    "fair-csv-drop": (_fair, "csv", dict(label_column="affairs", impute="drop", categorical=["children"],
+                                         columns=[c for c in FAIR_FEATURES if c != "respondent"])),
     "breast_cancer-csv": (_breast_cancer, "csv", dict(label_column="target")),
+    "events-parquet": (_events, "parquet", dict()),
     "breast_cancer-parquet-quantile": (_breast_cancer, "parquet", dict(transform="quantile",
                                                                        columns=["mean_radius", "worst_area"])),
 }
@@ -275,3 +294,22 @@ def test_a_csv_header_wider_than_the_header_probe_is_read_whole(tmp_path, monkey
     (frame,) = table_stream.read_batches(table_stream.FileJob(str(tmp_path), str(path)))
     assert list(frame.columns) == names and len(frame) == 3
     assert frame[names[-1]].tolist() == ["39"] * 3  # CSV columns come as text
+
+
+def test_timestamps_of_files_in_other_units_are_one_column_in_microseconds(tmp_path):
+    """One file stores a timestamp column in microseconds, the next in nanoseconds: the same instants are
+    the same numbers in the dataset (they were each file's own unit, 1000x apart)."""
+    moments = pd.date_range("2024-01-01", periods=200, freq="D")
+    source = tmp_path / "source"
+    source.mkdir()
+    for index, unit in enumerate(("us", "ns")):
+        pd.DataFrame({"at": moments.as_unit(unit), "a": np.arange(200.0)}).to_parquet(source / f"part-{index}.parquet")
+    root = str(tmp_path / "store")
+    manifest = prepare_dataset(PrepareConfig(name="units", source=str(source), storage=root, engine="local"),
+                               progress=lambda _: None)
+    written = _dataset_rows(root, "units").to_pandas()
+    expected = (moments.as_unit("us").asi8.astype(float))
+    for file_rows in (written[written["row_id"].astype(int) < 200], written[written["row_id"].astype(int) >= 200]):
+        assert sorted(file_rows["at"]) == sorted(expected[file_rows["row_id"].astype(int) % 200])
+    at = next(column for column in manifest.numeric if column.name == "at")
+    assert (at.dtype, at.min, at.max) == ("datetime64[ns]", expected.min(), expected.max())

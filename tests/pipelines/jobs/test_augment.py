@@ -116,10 +116,10 @@ def test_a_model_not_conditioned_on_the_label_is_refused_with_nothing_written(st
         augment(store, "--model", "digits-cvae@1", "--input", "digits", "--name", "two", "--balance", "--ratio", "1")
 
 
-def cancer_model(tmp_path: Path, frame: pd.DataFrame, epochs: int) -> Path:
+def cancer_model(tmp_path: Path, frame: pd.DataFrame, epochs: int, fmt: str = "csv") -> Path:
     """A store with `frame` prepared as `cancer` (label `diagnosis`) and `cancer-cvae@1` trained on it."""
-    source, store = tmp_path / "cancer.csv", tmp_path / "store"
-    frame.to_csv(source, index=False)
+    source, store = tmp_path / f"cancer.{fmt}", tmp_path / "store"
+    frame.to_csv(source, index=False) if fmt == "csv" else frame.to_parquet(source)
     assert main(["prepare", str(source), "--name", "cancer", "--label-column", "diagnosis", "--storage",
                  str(store)]) == 0
     assert main(["train", str(ROOT / "configs" / "fair.yaml"), "--storage", str(store), "--engine", "local",
@@ -157,6 +157,34 @@ def test_an_imbalanced_table_is_balanced_in_its_own_schema(tmp_path, capsys):
                    "--temperature", "0.8") == 2
     assert "pass --sampler prior or gmm with --temperature" in capsys.readouterr().err
     assert not (store / "datasets" / "warm").exists()
+
+
+def test_an_augmented_table_keeps_the_source_dtypes_of_timestamps_booleans_and_whole_numbers(tmp_path):
+    """Generated rows (timestamps, booleans, int64) were joined to the real rows as stored (float64 numbers,
+    text levels) and the new dataset's dtypes were inferred from that mix: it would generate floats and text."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame.iloc[:, :3].copy()
+    rng = np.random.default_rng(0)
+    frame["seen_at"] = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 10**7, len(frame)), unit="s")
+    frame["smoker"] = rng.random(len(frame)) < 0.3
+    frame["visits"] = rng.poisson(3, len(frame)).astype(np.int64)
+    frame["diagnosis"] = np.where(data.target == 1, "benign", "malignant")
+    frame = pd.concat([frame[frame.diagnosis == "benign"], frame[frame.diagnosis == "malignant"].head(30)])
+    store = cancer_model(tmp_path, frame, epochs=5, fmt="parquet")
+    assert augment(store, "--model", "cancer-cvae@1", "--input", "cancer", "--name", "cancer-balanced",
+                   "--balance") == 0
+    before, after = (json.loads((store / "datasets" / name / "_manifest.json").read_text())
+                     for name in ("cancer", "cancer-balanced"))
+    dtypes = {column["name"]: column["dtype"] for column in [*before["numeric"], *before["categorical"]]}
+    assert {"seen_at": "datetime64[us, UTC]", "smoker": "bool", "visits": "int64"}.items() <= dtypes.items()
+    assert {column["name"]: column["dtype"] for column in [*after["numeric"], *after["categorical"]]} == dtypes
+    rows = rows_of(store / "datasets" / "cancer-balanced").to_pandas()
+    generated = rows[rows.is_synthetic]
+    assert len(generated) > 0 and set(generated.smoker) <= {"True", "False"}
+    seen = next(column for column in before["numeric"] if column["name"] == "seen_at")
+    assert generated.seen_at.between(seen["min"], seen["max"]).all()  # microseconds, as the real rows
 
 
 def test_pseudo_labels_fill_the_unlabelled_train_rows_the_classifier_is_sure_of(store, capsys):
