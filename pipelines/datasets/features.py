@@ -20,6 +20,13 @@ from pipelines.datasets.manifest import DatasetManifest
 from pipelines.errors import UserError
 
 
+# a standardized numeric feature is clipped to ± this many training standard deviations: a value far beyond
+# (1e45 in a column of ones) overflowed float32 to inf and scored NaN — and NaN is not above any threshold, so the
+# most anomalous row of a nightly run was written as normal. No training row comes near it (a row n standard
+# deviations out needs n² rows), and every row beyond it is an outlier whichever score it gets.
+FEATURE_LIMIT = 1e4
+
+
 class FeatureError(UserError, ValueError):
     """Rows that do not fit the dataset's schema; the message names the column."""
 
@@ -63,7 +70,7 @@ def table_features(manifest: DatasetManifest, batch: Mapping[str, np.ndarray]) -
         if column.transform == "log1p" and (values <= -1).any():
             raise FeatureError(f"column {column.name!r} has value {values[values <= -1][0]:g}, but the model "
                                f"reads it on a log scale (its training values were >= {column.min:g})")
-        out[:, offset:offset + column.width] = column.to_model(values)
+        out[:, offset:offset + column.width] = np.clip(column.to_model(values), -FEATURE_LIMIT, FEATURE_LIMIT)
         offset += column.width
     for column in manifest.categorical:
         codes = level_codes(batch[column.name], column.levels)

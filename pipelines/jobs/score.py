@@ -103,7 +103,8 @@ class ScoreActor(ModelActor):
                   anomaly_scores(self.model, x, iw_samples=self.iw_samples).items()}
         out = {"row_id": batch["row_id"], **scores}
         out["percentile"] = 100.0 * np.interp(scores[self.score], self.quantiles, self.levels)
-        out["is_anomaly"] = scores[self.score] > self.threshold
+        # a score the model could not compute (NaN) is no sign the row is normal: flagged for a person to look at
+        out["is_anomaly"] = (scores[self.score] > self.threshold) | ~np.isfinite(scores[self.score])
         for column in self.passthrough:
             out[column] = batch[column]
         return out

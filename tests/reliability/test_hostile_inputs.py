@@ -519,3 +519,25 @@ def test_a_refused_text_column_prepares_when_declared_or_left_out(s3_prefix, tmp
         assert main(["prepare", path, "--name", name, "--storage", s3_prefix, *flags]) == 0, capsys.readouterr().err
         manifest = load_manifest(dataset_uri(s3_prefix, name))
         assert ("email" in manifest.feature_columns) == (name == "declared")
+
+
+# --- 12. a value far beyond anything the model was trained on -------------------------------------------------
+
+def test_a_row_far_beyond_the_training_range_is_scored_as_an_anomaly_not_nan(tmp_path, capsys):
+    """A nightly table with 1e45 in a column trained on ordinary values: its float32 feature was inf, its
+    scores NaN, and NaN is above no threshold — the most anomalous row was written `is_anomaly: false`, exit 0."""
+    root = str(tmp_path / "store")
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "fair.yaml")
+    frame = small_table(200)
+    assert main(["prepare", csv(tmp_path, frame, "day0.csv"), "--name", "day0", "--storage", root]) == 0
+    assert main(["train", config, "--storage", root, "--engine", "local", "--set", "name=m", "--set", "dataset=day0",
+                 "--set", "train.epochs=3"]) == 0
+    frame.loc[7, "a"] = 1e45
+    assert main(["prepare", csv(tmp_path, frame, "day1.csv"), "--name", "day1", "--storage", root]) == 0
+    capsys.readouterr()
+    assert main(["score", "--model", "m", "--input", "day1", "--storage", root, "--engine", "local"]) == 0, \
+        capsys.readouterr().err
+    scores = pd.concat(pd.read_parquet(path) for path in (tmp_path / "store" / "scores").rglob("part-*.parquet"))
+    assert np.isfinite(scores[["neg_elbo", "recon_nll", "kl", "anomaly_score"]].to_numpy()).all()
+    far = scores[scores.row_id == "7"].iloc[0]
+    assert far.is_anomaly and far.anomaly_score > 1000 * scores[scores.row_id != "7"].anomaly_score.max()
