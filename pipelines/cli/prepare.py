@@ -48,7 +48,8 @@ def prepare_config_from_args(args: argparse.Namespace):
         "numeric": _csv_list(args.numeric), "id_column": args.id_column, "label_column": args.label_column,
         "image_shape": args.image_shape, "impute": args.impute, "overwrite": args.overwrite or None,
         "follow_symlinks": args.follow_symlinks or None, "rows": args.rows, "seed": args.seed, "split": args.split,
-        "engine": args.engine,
+        "engine": args.engine, "delimiter": args.delimiter, "encoding": args.encoding,
+        "decimal": args.decimal,
     }
     data.update({key: value for key, value in flags.items() if value is not None})
     _add_transforms(data, args.transform)
@@ -89,6 +90,7 @@ def register(commands) -> None:
         epilog="Examples:\n  vaepipe prepare digits\n  vaepipe prepare mnist5k --rows-per-shard 1000\n"
                "  vaepipe prepare data/customers.csv --name customers --id-column customer_id --categorical plan,region\n"
                "  vaepipe prepare data/claims.csv --name claims --split train=0.9,val=0.1,test=0 --transform amount=quantile\n"
+               "  vaepipe prepare export.csv.gz --name sales --delimiter ';' --decimal , --encoding cp1252   # a spreadsheet's\n"
                "  vaepipe prepare s3://raw/events/ --name events --id-column event_id --engine ray   # one task per file\n"
                "  vaepipe prepare photos/ --name photos --image-shape 3,32,32\n"
                "  vaepipe prepare shapes --rows 200000 --seed 1          # images with known factors, for "
@@ -118,6 +120,9 @@ def register(commands) -> None:
                               "the best for synthesis); COLUMN=KIND for one column (repeatable)")
     prepare.add_argument("--impute", choices=["error", "mean", "median", "drop"],
                          help="what to do with NaN/inf and missing values (default: error)")
+    prepare.add_argument("--delimiter", help="CSV field separator, e.g. ';' (default: a comma; a tab for .tsv files)")
+    prepare.add_argument("--encoding", help="CSV text encoding, e.g. latin-1 or cp1252 (default utf-8)")
+    prepare.add_argument("--decimal", choices=[".", ","], help="CSV decimal mark (default '.'; ',' reads 0,5 as a half)")
     prepare.add_argument("--follow-symlinks", action="store_true",
                          help="read symlinked files and folders of a local source (refused by default: a link can "
                               "pull in data from outside the folder)")

@@ -124,3 +124,12 @@ def looks_like_dates(levels) -> bool:
     except (ValueError, TypeError):
         return False
     return bool(parsed.notna().all())
+
+
+def looks_like_decimal_commas(levels) -> bool:
+    """Whether text levels read as numbers written with a decimal comma ("0,126")."""
+    sample = [str(level).strip() for level in list(levels)[:20]]
+    if not sample or not any("," in level for level in sample):
+        return False
+    parsed = pd.to_numeric(pd.Series([level.replace(",", ".", 1) for level in sample]), errors="coerce")
+    return bool(parsed.notna().all())

@@ -20,7 +20,8 @@ from pydantic import Field, field_validator, model_validator
 from pipelines.config import StrictModel
 from pipelines.datasets.column_stats import NumericSummary
 from pipelines.datasets.column_values import (
-    MAX_MAGNITUDE, ValueKind, looks_like_dates, merge_kinds, numbers, temporal_dtype, value_kind,
+    MAX_MAGNITUDE, ValueKind, looks_like_dates, looks_like_decimal_commas, merge_kinds, numbers, temporal_dtype,
+    value_kind,
 )
 from pipelines.datasets.manifest import (
     PSEUDO_LABEL_COLUMN, SPLITS, SYNTHETIC_COLUMN, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec,
@@ -66,6 +67,11 @@ class PrepareConfig(StrictModel):
     label_column: Optional[str] = None
     image_shape: Optional[tuple[int, int, int]] = Field(None, description="C,H,W to convert and resize images to")
     impute: Literal["error", "mean", "median", "drop"] = "error"
+    delimiter: Optional[str] = Field(None, min_length=1, max_length=1,
+                                     description="CSV field separator (default: a comma; a tab for .tsv files)")
+    encoding: str = Field("utf-8", description="CSV text encoding (e.g. latin-1, cp1252; Parquet is always UTF-8)")
+    decimal: Literal[".", ","] = Field(".", description="CSV decimal mark: ',' reads 0,5 as a half (with "
+                                                        "--delimiter ';', as spreadsheets write it)")
     follow_symlinks: bool = Field(False, description="read files that are symlinks (or inside linked folders) of a "
                                                      "local source; off: such a link is refused")
     overwrite: bool = False
@@ -79,6 +85,17 @@ class PrepareConfig(StrictModel):
     @classmethod
     def _name_is_safe(cls, value: str) -> str:
         return validate_name(value, "dataset name")
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding_is_known(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r} (e.g. utf-8, latin-1, cp1252)") from None
+        return value
 
     @field_validator("split")
     @classmethod
@@ -234,8 +251,12 @@ def _check_inferred_levels(column: str, profile: ColumnProfile, config: PrepareC
     if not many and not (levels >= IDENTIFIER_MIN_LEVELS and levels > IDENTIFIER_SHARE * profile.present):
         return
     count = f"more than {MAX_INFERRED_LEVELS:,}" if many else f"{levels:,}"
-    hint = (" Its values read as dates or times: store it as a timestamp (a Parquet timestamp or date column "
-            "is modelled as one) or as a number, e.g. days since a date." if looks_like_dates(profile.levels) else "")
+    hint = ""
+    if looks_like_dates(profile.levels):
+        hint = (" Its values read as dates or times: store it as a timestamp (a Parquet timestamp or date column "
+                "is modelled as one) or as a number, e.g. days since a date.")
+    elif config.decimal == "." and looks_like_decimal_commas(profile.levels):
+        hint = " Its values read as numbers with a decimal comma: pass --decimal ','."
     raise SourceError(f"{config.source}: column {column!r} has {count} distinct text values in "
                       f"{profile.present:,} rows — an identifier or free text, not a category (one model input "
                       f"per value, and generated rows would copy its values).{hint} Pass --id-column {column} if "

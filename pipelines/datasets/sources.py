@@ -32,7 +32,28 @@ DEFAULT_GENERATED_ROWS = 10_000
 # what prepare holds in memory at once: 2M rows of 64 x 64 images are 8 GiB before Arrow's copy
 MAX_GENERATED_ROWS = 2_000_000
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
+# table files by name: CSV (a .tsv is tab-separated), also compressed (pyarrow decompresses by the suffix), and
+# Parquet
+CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+TABLE_SUFFIXES = {*CSV_SUFFIXES, *(f"{csv}{packed}" for csv in CSV_SUFFIXES for packed in COMPRESSED_SUFFIXES),
+                  *PARQUET_SUFFIXES}
+TABLE_FILES = "CSV (.csv, .tsv, also compressed: .gz, .bz2, .zst) or Parquet (.parquet, .pq)"
+
+
+def table_format(path: str) -> Optional[str]:
+    """"csv" or "parquet" by a file's name (`TABLE_SUFFIXES`); None for any other file."""
+    name = path.lower()
+    if not name.endswith(tuple(TABLE_SUFFIXES)):
+        return None
+    return "parquet" if name.endswith(PARQUET_SUFFIXES) else "csv"
+
+
+def default_delimiter(path: str) -> str:
+    """A CSV file's delimiter by its name: a tab for .tsv (compressed or not), else a comma."""
+    name = path.lower()
+    return "\t" if any(name.endswith(f".tsv{packed}") for packed in ("", *COMPRESSED_SUFFIXES)) else ","
 
 
 class SourceError(UserError, ValueError):
@@ -193,6 +214,8 @@ def table_files(uri: str, follow_symlinks: bool = False) -> list[str]:
     fs, path = location.filesystem, location.path
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.File:
+        if table_format(path) is None:
+            raise SourceError(f"{uri}: not a file prepare reads by its name: {TABLE_FILES}; rename it")
         return [path]
     if info.type == pafs.FileType.NotFound:
         raise SourceError(f"input {uri} does not exist")
@@ -202,11 +225,11 @@ def table_files(uri: str, follow_symlinks: bool = False) -> list[str]:
         selector = pafs.FileSelector(path, recursive=True)
         files = sorted(
             f.path for f in fs.get_file_info(selector)
-            if f.type == pafs.FileType.File and Path(f.path).suffix.lower() in TABLE_SUFFIXES
+            if f.type == pafs.FileType.File and table_format(f.path) is not None
             and not any(part.startswith(("_", ".")) for part in f.path[len(path):].split("/"))
         )
     if not files:
-        raise SourceError(f"input {uri} contains no .csv or .parquet files")
+        raise SourceError(f"input {uri} contains no {TABLE_FILES} files")
     return files
 
 
@@ -224,7 +247,8 @@ def check_column_names(names: list, where: str) -> None:
 # --- image folders ------------------------------------------------------------------
 
 def local_files(folder: str, suffixes: set[str], follow_symlinks: bool = False) -> list[Path]:
-    """Files under the local `folder` whose suffix is in `suffixes`, sorted; hidden names (`.`, `_`) skipped.
+    """Files under the local `folder` whose name ends with one of `suffixes`, sorted; hidden names (`.`, `_`)
+    skipped.
 
     A file or sub-folder that is a symlink is refused unless `follow_symlinks`: it would silently pull
     in data from elsewhere on the machine (or, for a linked folder, silently leave data out)."""
@@ -240,7 +264,7 @@ def local_files(folder: str, suffixes: set[str], follow_symlinks: bool = False) 
                 raise SourceError(f"{path} is a symlink (to {path.resolve()}); vaepipe reads only files inside "
                                   f"{folder}: copy the data in, or pass --follow-symlinks to read linked files")
         subfolders[:] = [d for d in subfolders if not d.startswith((".", "_"))]
-        found += [here / n for n in names if Path(n).suffix.lower() in suffixes and not n.startswith((".", "_"))]
+        found += [here / n for n in names if n.lower().endswith(tuple(suffixes)) and not n.startswith((".", "_"))]
     return sorted(found)
 
 

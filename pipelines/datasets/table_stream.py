@@ -23,7 +23,6 @@ import io
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import numpy as np
@@ -35,7 +34,7 @@ from pipelines.datasets.manifest import SPLITS, ShardInfo
 from pipelines.datasets.preparation import (
     ColumnProfile, PrepareConfig, add_problems, arrow_column, assign_splits, clean_tabular, row_units,
 )
-from pipelines.datasets.sources import SourceError, SourceTable, check_column_names
+from pipelines.datasets.sources import SourceError, SourceTable, check_column_names, default_delimiter, table_format
 
 BATCH_ROWS = 65_536
 CSV_BLOCK_BYTES = 16 << 20
@@ -53,6 +52,13 @@ class FileJob:
     path: str
     offset: int = 0  # rows in the files before this one (known after the first pass)
     version: Optional[tuple] = None  # (size, modified ns) the first pass read (`file_version`); later passes check it
+    delimiter: Optional[str] = None  # a CSV's (default: `sources.default_delimiter`)
+    encoding: str = "utf-8"  # a CSV's
+    decimal: str = "."  # a CSV's decimal mark
+
+    @classmethod
+    def of(cls, config: PrepareConfig, path: str, offset: int = 0, version: Optional[tuple] = None) -> FileJob:
+        return cls(config.source, path, offset, version, config.delimiter, config.encoding, config.decimal)
 
 
 @dataclass
@@ -143,19 +149,21 @@ def _read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
 
     fs = _filesystem(job.source)
     try:
-        if Path(job.path).suffix.lower() == ".csv":
+        if table_format(job.path) == "csv":
             # serial: a file is already the unit of parallelism, a serial read of 1M rows took as long here
             # (0.7 s), and the threaded reader once misread a row across a block boundary of an intact file
             # (30M-row prepare, third pass; not reproduced in 100 reads of that file)
-            options = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False)
-            names = _csv_header(fs, job.path, options)
+            options = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False, encoding=job.encoding)
+            parse = pacsv.ParseOptions(delimiter=job.delimiter or default_delimiter(job.path))
+            names = _csv_header(fs, job.path, options, parse)
+            # the stream decompresses by the file's suffix (.gz, .bz2, .zst)
             with fs.open_input_stream(job.path) as stream:
                 reader = pacsv.open_csv(
-                    stream, read_options=options,
+                    stream, read_options=options, parse_options=parse,
                     convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                          strings_can_be_null=True))
                 for batch in reader:
-                    yield batch.to_pandas()
+                    yield (_decimal_points(batch) if job.decimal == "," else batch).to_pandas()
             return
         with fs.open_input_file(job.path) as handle:
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=BATCH_ROWS):
@@ -164,18 +172,50 @@ def _read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
         if isinstance(err, SourceError):
             raise
         # any parser failure is a property of the user's file: name it, never a traceback
-        raise SourceError(f"cannot read {job.path}: {str(err).strip().splitlines()[0]}") from None
+        why = str(err).strip().splitlines()[0]
+        if "invalid UTF8" in why or isinstance(err, UnicodeDecodeError):
+            why += (f"; the file is not {job.encoding} text: save it as UTF-8, or pass --encoding with its encoding "
+                    "(e.g. latin-1, cp1252)")
+        raise SourceError(f"cannot read {job.path}: {why}") from None
 
 
-def _csv_header(fs, path: str, options) -> list[str]:
+def _decimal_points(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Numbers written with a decimal comma ("-0,126", "3,5e-2") rewritten with a point, by Arrow, in every
+    column; text that is not such a number (a name with a comma in it) is left as it is."""
+    import pyarrow.compute as pc
+
+    return pa.RecordBatch.from_arrays(
+        [pc.replace_substring_regex(column, pattern=r"^\s*([+-]?\d*),(\d+(?:[eE][+-]?\d+)?)\s*$",
+                                    replacement=r"\1.\2") for column in batch.columns],
+        schema=batch.schema)
+
+
+def _check_delimiter(job: FileJob) -> None:
+    """A CSV separated by something else than the delimiter reads as one column named like 'a;b;c' (or fails on
+    the first row with a comma in it): refused naming the separator its header uses — a semicolon is what
+    spreadsheets write where the comma is the decimal mark — instead of modelling each line as one text value."""
+    if job.delimiter is not None or table_format(job.path) != "csv":
+        return
+    with _filesystem(job.source).open_input_stream(job.path) as stream:
+        header = stream.read(CSV_HEADER_PROBE_BYTES).decode(job.encoding, errors="replace").splitlines()
+    expected = default_delimiter(job.path)
+    if not header or expected in header[0]:
+        return
+    for separator in (";", "\t", "|", ","):
+        if separator in header[0]:
+            raise SourceError(f"{job.path}: the header {header[0][:80]!r} has no {expected!r} but {separator!r}: the "
+                              f"file looks separated by {separator!r}; pass --delimiter {separator!r}")
+
+
+def _csv_header(fs, path: str, options, parse) -> list[str]:
     """The CSV's column names, as pyarrow reads them: from a small first block (opening the reader parses one
     block), or from a block as large as the reads when the header does not fit in the small one."""
     import pyarrow.csv as pacsv
 
     def names(block_size: int) -> list[str]:
         with fs.open_input_stream(path) as stream:
-            return pacsv.open_csv(stream, read_options=pacsv.ReadOptions(
-                block_size=block_size, use_threads=False)).schema.names
+            return pacsv.open_csv(stream, parse_options=parse, read_options=pacsv.ReadOptions(
+                block_size=block_size, use_threads=False, encoding=options.encoding)).schema.names
 
     if CSV_HEADER_PROBE_BYTES < options.block_size:
         try:
@@ -197,6 +237,7 @@ def _features(frame: pd.DataFrame, config: PrepareConfig) -> pd.DataFrame:
 
 def profile_file(job: FileJob, config: PrepareConfig) -> FileProfile:
     version = file_version(job)
+    _check_delimiter(job)  # the first pass only: it reads the file's first block once more
     rows, columns, profiles, hashes, label_type = 0, None, {}, [], None
     for frame in read_batches(job):
         if columns is None:

@@ -210,7 +210,7 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
     on_ray = choice.engine == "ray"
     each = partial(_each_file, on_ray=on_ray, progress=progress, prefix=target)
     with ray_session(config.ray, trains=False) if on_ray else nullcontext():
-        jobs = [stream.FileJob(config.source, path) for path in files]
+        jobs = [stream.FileJob.of(config, path) for path in files]
         profiles = each(partial(stream.profile_file, config=config), [(job,) for job in jobs], what="profiled")
         columns = profiles[0].columns
         for path, profile in zip(files, profiles):
@@ -235,7 +235,7 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
         numeric, categorical = column_roles_from(merged, config)
         options = transform_options(numeric, config, config.source)
         offsets = np.concatenate([[0], np.cumsum([p.rows for p in profiles])[:-1]]).astype(int).tolist()
-        jobs = [stream.FileJob(config.source, path, offset, profile.version)
+        jobs = [stream.FileJob.of(config, path, offset, profile.version)
                 for path, offset, profile in zip(files, offsets, profiles)]
         label_types = [p.label_type for p in profiles if p.label_type is not None]
         plan = stream.FilePlan(config, numeric, categorical,

@@ -541,3 +541,29 @@ def test_a_row_far_beyond_the_training_range_is_scored_as_an_anomaly_not_nan(tmp
     assert np.isfinite(scores[["neg_elbo", "recon_nll", "kl", "anomaly_score"]].to_numpy()).all()
     far = scores[scores.row_id == "7"].iloc[0]
     assert far.is_anomaly and far.anomaly_score > 1000 * scores[scores.row_id != "7"].anomaly_score.max()
+
+
+# --- 13. a CSV in another dialect than the one read, a file by another name -------------------------------------
+
+@pytest.mark.parametrize("name, write, fragments", [
+    ("semicolons.csv", lambda f, p: f.to_csv(p, sep=";", index=False), ["looks separated by ';'", "--delimiter ';'"]),
+    ("pipes.csv", lambda f, p: f.to_csv(p, sep="|", index=False), ["looks separated by '|'", "--delimiter '|'"]),
+    ("windows.csv", lambda f, p: f.assign(kind=["Zürich", "Málaga"] * 30).to_csv(p, index=False, encoding="cp1252"),
+     ["invalid UTF8", "--encoding"]),
+    ("export.txt", lambda f, p: f.to_csv(p, index=False), ["not a file prepare reads by its name", ".csv"]),
+], ids=["semicolons", "pipes", "cp1252", "unknown-suffix"])
+def test_a_csv_in_another_dialect_is_refused_naming_the_flag_that_reads_it(s3_prefix, tmp_path, capsys, name, write,
+                                                                            fragments):
+    """A semicolon CSV read as one column named 'a;b;kind' (each whole line one text value: refused as an
+    identifier, or with few lines modelled as one category), a Windows code page, a file whose name says
+    nothing (was read as Parquet: 'Parquet magic bytes not found'): refused, naming the flag or the names."""
+    write(small_table(), tmp_path / name)
+    assert_refused(s3_prefix, ["prepare", str(tmp_path / name), "--name", "t", "--storage", s3_prefix], capsys,
+                   name, *fragments)
+
+
+def test_numbers_with_a_decimal_comma_are_named_as_such(s3_prefix, tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    small_table(200).to_csv(path, sep=";", decimal=",", index=False)
+    assert_refused(s3_prefix, ["prepare", str(path), "--name", "t", "--delimiter", ";", "--storage", s3_prefix],
+                   capsys, "column 'a'", "decimal comma", "--decimal ','")

@@ -296,3 +296,29 @@ def test_changed_shard_fails_verification(s3_prefix):
     assert hashlib.sha256(bytes(data)).hexdigest() != manifest.shards[0].sha256
     with pytest.raises(Exception, match="checksum"):
         verify_shards(uri, manifest, checksums=True)
+
+
+def _dialect_table() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    return pd.DataFrame({"amount": rng.normal(size=200).round(3), "count": rng.integers(0, 9, 200),
+                         "city": rng.choice(["Zürich", "Málaga", "Besançon, Doubs"], 200)})
+
+
+@pytest.mark.parametrize("name, write, flags", [
+    ("semicolons.csv", lambda f, p: f.to_csv(p, sep=";", decimal=",", index=False), ["--delimiter", ";", "--decimal", ","]),
+    ("windows.csv", lambda f, p: f.to_csv(p, index=False, encoding="cp1252"), ["--encoding", "cp1252"]),
+    ("tabs.tsv", lambda f, p: f.to_csv(p, sep="\t", index=False), []),
+    ("packed.csv.gz", lambda f, p: f.to_csv(p, index=False), []),
+    ("packed.tsv.bz2", lambda f, p: f.to_csv(p, sep="\t", index=False), []),
+], ids=["semicolon-decimal-comma", "cp1252", "tsv", "csv-gz", "tsv-bz2"])
+def test_csv_dialects_prepare_into_the_dataset_a_plain_csv_makes(s3_prefix, tmp_path, name, write, flags):
+    """What spreadsheets and exports write — semicolons with decimal commas, a Windows code page, tabs,
+    compressed files — prepares with the flags a pandas user would pass (`sep`, `decimal`, `encoding`) into the
+    same dataset as the plain UTF-8 comma CSV of the same rows (a compressed file or a .tsv needs none)."""
+    frame = _dialect_table()
+    assert main(["prepare", _csv(tmp_path, frame), "--name", "plain", "--storage", s3_prefix]) == 0
+    write(frame, tmp_path / name)
+    assert main(["prepare", str(tmp_path / name), "--name", "dialect", "--storage", s3_prefix, *flags]) == 0
+    plain, dialect = (load_manifest(dataset_uri(s3_prefix, n)) for n in ("plain", "dialect"))
+    assert dialect.numeric == plain.numeric and dialect.categorical == plain.categorical
+    pd.testing.assert_frame_equal(_read_dataset(s3_prefix, "dialect"), _read_dataset(s3_prefix, "plain"))
