@@ -59,10 +59,13 @@ def schema_differences(data: DatasetManifest, trained: DatasetManifest) -> list[
     trained_levels = {c.name: set(c.levels) for c in trained.categorical}
     for column in data.numeric:
         if column.name in trained_levels:
-            problems.append(f"column {column.name!r} is numeric but the model treats it as categorical")
+            problems.append(f"column {column.name!r} is numeric but the model treats it as categorical; prepare the "
+                            f"input with --categorical {column.name}, as the model's dataset was")
     for column in data.categorical:
         if column.name in trained_numeric:
-            problems.append(f"column {column.name!r} is categorical but the model treats it as numeric")
+            problems.append(f"column {column.name!r} is categorical but the model treats it as numeric; prepare the "
+                            f"input with --numeric {column.name}, as the model's dataset was (a boolean column is "
+                            "categorical unless declared numeric)")
         elif column.name in trained_levels:
             unseen = sorted(set(column.levels) - trained_levels[column.name])
             if unseen:

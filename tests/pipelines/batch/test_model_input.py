@@ -52,3 +52,14 @@ def test_wrong_image_shape_is_named():
 
 def test_other_kind_is_named():
     assert "image dataset but the model was trained on tabular data" in schema_differences(images(), table())[0]
+
+
+def test_a_column_of_another_role_names_the_flag_that_prepares_it_as_the_model_read_it():
+    """A nightly input prepared with other roles than the model's dataset (a boolean column is categorical now,
+    numeric in a model trained before): the error says which flag prepares it as the model reads it."""
+    as_category = table(("age",)).model_copy(update={"categorical": [
+        *table().categorical, CategoricalColumn(name="income", dtype="bool", levels=["False", "True"],
+                                                train_counts=[5, 5])]})
+    assert "column 'income' is categorical but the model treats it as numeric; prepare the input with --numeric " \
+           "income" in schema_differences(as_category, table())[0]
+    assert "prepare the input with --categorical income" in schema_differences(table(), as_category)[0]
