@@ -68,6 +68,8 @@ def model_input(manifest: DatasetManifest, x) -> dict[str, np.ndarray]:
     from pipelines.datasets.preparation import clean_tabular
     from pipelines.datasets.reader import featurize_batch
 
+    if manifest.kind != "image" and not isinstance(x, pd.DataFrame) and np.ndim(x) == 2:
+        x = _named_by_position(manifest, np.asarray(x))
     source = source_table(x)
     if manifest.kind == "image":
         if source.kind != "image" or tuple(source.images.shape[1:]) != tuple(manifest.image.shape):
@@ -81,12 +83,26 @@ def model_input(manifest: DatasetManifest, x) -> dict[str, np.ndarray]:
         if missing:
             raise SourceError(f"columns {missing} the model was fitted to are missing (columns: "
                               f"{list(source.table.columns)})")
+        extra = [c for c in source.table.columns if c not in manifest.feature_columns]
+        if extra:
+            # scikit-learn refuses other feature names too: a column left in (the label) is no feature
+            raise SourceError(f"X has column(s) {extra} the model was not fitted to; pass "
+                              f"X[model.feature_names_in_] (the columns {manifest.column_order or manifest.feature_columns})")
         numeric = [c.name for c in manifest.numeric]
         categorical = [c.name for c in manifest.categorical]
         table, _ = clean_tabular(source, numeric, categorical, np.full(source.rows, "train", dtype=object), "error")
         batch = {name: table[name].to_numpy() for name in manifest.feature_columns}
     batch["row_id"] = source.row_ids
     return featurize_batch(batch, manifest, ("row_id",))
+
+
+def _named_by_position(manifest: DatasetManifest, array: np.ndarray) -> pd.DataFrame:
+    """A 2-D array's columns as the fitted frame's, by position (scikit-learn reads an array given to a model
+    fitted on a DataFrame the same way); another width is refused: its extra columns were silently ignored."""
+    names = manifest.column_order or manifest.feature_columns
+    if array.shape[1] != len(names):
+        raise SourceError(f"X has {array.shape[1]} columns, but the model was fitted to {len(names)}: {names}")
+    return pd.DataFrame(array, columns=names)
 
 
 def restore_dtypes(frame: pd.DataFrame, manifest: DatasetManifest) -> pd.DataFrame:

@@ -211,6 +211,20 @@ class VAEModel:
         self._require_fitted()
         return DatasetManifest.model_validate(self.card_["dataset"]["manifest"])
 
+    @property
+    def feature_names_in_(self) -> np.ndarray:
+        """The fitted table's feature columns in its order (scikit-learn's name); a 2-D array is read by them."""
+        manifest = self.manifest_
+        if manifest.kind == "image":
+            raise AttributeError("a model fitted to images has no feature names")
+        return np.asarray(manifest.column_order or manifest.feature_columns, dtype=object)
+
+    @property
+    def n_features_in_(self) -> int:
+        """How many columns X has (scikit-learn's name); for images, the pixels of one."""
+        manifest = self.manifest_
+        return int(np.prod(manifest.image.shape)) if manifest.kind == "image" else len(self.feature_names_in_)
+
     def _run_actor(self, actor_class, X, **kwargs) -> dict[str, np.ndarray]:
         """`actor_class` (a batch job's model actor) over the rows of X, in batches as a scoring job makes them."""
         self._require_fitted()

@@ -70,6 +70,19 @@ def test_decision_scores_equal_what_vaepipe_score_writes_for_the_saved_model(sav
     assert scores["anomaly_score"][~benign].median() > scores["anomaly_score"][benign].median()
 
 
+def test_an_array_is_read_by_position_and_other_columns_or_widths_are_refused(saved_detector):
+    """As scikit-learn reads X: an array by the fitted columns' positions; another width, or a DataFrame with a
+    column the model was not fitted to (a label left in), is refused — an extra column was silently ignored."""
+    detector, frame = saved_detector["detector"], saved_detector["frame"]
+    assert list(detector.feature_names_in_) == list(frame.columns) and detector.n_features_in_ == 30
+    np.testing.assert_allclose(detector.decision_function(frame.to_numpy()[:20]),
+                               detector.decision_function(frame.head(20)), rtol=1e-6)
+    with pytest.raises(UserError, match="X has 31 columns, but the model was fitted to 30"):
+        detector.decision_function(np.hstack([frame.to_numpy()[:5], np.zeros((5, 1))]))
+    with pytest.raises(UserError, match=r"X has column\(s\) \['diagnosis'\] the model was not fitted to"):
+        detector.decision_function(frame.head(5).assign(diagnosis=1))
+
+
 def test_a_saved_model_loads_back_by_reference_and_by_folder_with_the_same_numbers(saved_detector):
     detector, frame, root, reference = (saved_detector[key] for key in ("detector", "frame", "root", "reference"))
     name, version = reference.split("@")
