@@ -99,7 +99,7 @@ class VAEModel:
 
     def fit(self, X, y=None, *, categorical: Sequence[str] = (), numeric: Sequence[str] = (),
             transform: Optional[str] = None, column_transforms: Optional[dict[str, str]] = None,
-            split: Optional[dict[str, float]] = None) -> "VAEModel":
+            split: Optional[dict[str, float]] = None, impute: str = "error") -> "VAEModel":
         """Fit to the rows of `X` (the normal data, for a detector). Column roles are inferred as `vaepipe prepare`
         infers them; `categorical` / `numeric` override them by name. `transform` is how numeric columns are
         modelled, `vaepipe prepare --transform`'s choice: auto (log1p for skewed non-negative columns, else as
@@ -107,7 +107,9 @@ class VAEModel:
         default is the class's `TRANSFORM`. `column_transforms` overrides it per column ({"income": "quantile"}).
         `split` is prepare's `split`: the share of rows that train, pick the best epoch (and calibrate a detector's
         threshold) and are held out, by a hash of each row's position ({"train": 0.9, "val": 0.1, "test": 0.0});
-        the default is prepare's, 0.8 / 0.1 / 0.1. `y` (labels) is kept in the card's dataset, never trained on."""
+        the default is prepare's, 0.8 / 0.1 / 0.1. `impute` is what NaN/inf and missing values become, prepare's
+        `--impute`: error (the default), mean, median or drop (the row). `y` (labels) is kept in the card's
+        dataset, never trained on."""
         from pipelines.config import build_config
         from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
         from pipelines.jobs.train import local_blocker
@@ -118,6 +120,7 @@ class VAEModel:
         prepare = build_config(PrepareConfig, {
             "name": config.name, "source": "notebook", "categorical": list(categorical), "numeric": list(numeric),
             "transform": transform or self.TRANSFORM, "column_transforms": dict(column_transforms or {}),
+            "impute": impute,
             **({"split": dict(split)} if split is not None else {})}, source="fit arguments")
         if prepare.split["val"] == 0:  # known before any row is prepared
             from pipelines.errors import TrainingError
@@ -131,7 +134,7 @@ class VAEModel:
             self._fit_in_process(config, manifest, rows, source.description)
         else:
             self._fit_on_ray(config, source, prepare)
-        self._fitted(X)
+        self._fitted(X, rows)
         return self
 
     def _fit_in_process(self, config: TrainJobConfig, manifest, rows, where: str) -> None:
@@ -193,8 +196,9 @@ class VAEModel:
         self.model_, self.card_ = load_registered(root, outcome.model)
         self.reference_, self.storage_ = outcome.model, root
 
-    def _fitted(self, X) -> None:
-        """What a subclass computes on the training rows once the model is fitted."""
+    def _fitted(self, X, rows) -> None:
+        """What a subclass computes on the training rows once the model is fitted (`rows`: prepare's of X, cleaned
+        and imputed as `fit(impute=...)` says)."""
 
     # --- the fitted model ------------------------------------------------------------------------
 
@@ -314,6 +318,15 @@ class VAEDetector(VAEModel):
     def __init__(self, *, contamination: float = 0.01, **options):
         super().__init__(contamination=contamination, **options)
 
+    def fit(self, X, y=None, **options) -> "VAEDetector":
+        if options.get("impute", "error") != "error":
+            from pipelines.datasets.sources import SourceError
+
+            # its training rows are scored as given (decision_scores_), and so is every row after: as PyOD's
+            raise SourceError(f"fit(impute={options['impute']!r}): a detector scores rows as they are; clean X "
+                              "first (impute is VAESynthesizer's)")
+        return super().fit(X, y, **options)
+
     @property
     def threshold_(self) -> float:
         from pipelines.metrics.anomaly import anomaly_threshold
@@ -321,7 +334,7 @@ class VAEDetector(VAEModel):
         self._require_fitted()
         return float(anomaly_threshold(self.card_["calibration"], None, None))
 
-    def _fitted(self, X) -> None:
+    def _fitted(self, X, rows) -> None:
         self.decision_scores_ = self.decision_function(X)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
 
@@ -369,15 +382,19 @@ class VAESynthesizer(VAEModel):
 
     TRANSFORM = "quantile"
 
-    def _fitted(self, X) -> None:
+    def _fitted(self, X, rows) -> None:
+        from pipelines.datasets.reader import featurize_batch, numpy_batch
         from pipelines.jobs.generate import MIXTURE_ROWS
         from pipelines.training.tabular_synthesis import fit_latent_mixture
 
         self.latent_mixture_ = None
-        if self.manifest_.kind != "image":
+        manifest = self.manifest_
+        if manifest.kind != "image":
             import torch
 
-            x = model_input(self.manifest_, X.iloc[:MIXTURE_ROWS] if hasattr(X, "iloc") else X[:MIXTURE_ROWS])["x"]
+            # prepare's rows, not X: with fit(impute=...) X has the gaps prepare filled or dropped
+            x = featurize_batch(numpy_batch(rows.slice(0, MIXTURE_ROWS).select(manifest.feature_columns)), manifest,
+                                ())["x"]
             self.latent_mixture_ = fit_latent_mixture(self.model_, torch.from_numpy(np.asarray(x, np.float32)),
                                                       seed=self.seed or 0)
 

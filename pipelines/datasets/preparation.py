@@ -253,8 +253,8 @@ def _check_inferred_levels(column: str, profile: ColumnProfile, config: PrepareC
     count = f"more than {MAX_INFERRED_LEVELS:,}" if many else f"{levels:,}"
     hint = ""
     if looks_like_dates(profile.levels):
-        hint = (" Its values read as dates or times: store it as a timestamp (a Parquet timestamp or date column "
-                "is modelled as one) or as a number, e.g. days since a date.")
+        hint = (" Its values read as dates or times: store it as a timestamp (a Parquet timestamp or date column, "
+                "or pandas.to_datetime in a notebook, is modelled as one) or as a number, e.g. days since a date.")
     elif config.decimal == "." and looks_like_decimal_commas(profile.levels):
         hint = " Its values read as numbers with a decimal comma: pass --decimal ','."
     raise SourceError(f"{config.source}: column {column!r} has {count} distinct text values in "
@@ -351,9 +351,11 @@ def raise_problems(problems: dict, description: str) -> None:
                                   "or leave it out with --columns")
             if kind == "invalid":
                 raise SourceError(f"{description}: column {column!r} has {count} NaN/inf value(s), first at row "
-                                  f"{row!r}; clean the data or pass --impute mean|median|drop")
+                                  f"{row!r}; clean the data or pass --impute mean|median|drop (fit(impute=...) in "
+                                  "a notebook)")
             raise SourceError(f"{description}: categorical column {column!r} has {count} missing value(s), first "
-                              f"at row {row!r}; clean the data or pass --impute mean|median|drop")
+                              f"at row {row!r}; clean the data or pass --impute mean|median|drop (fit(impute=...) in "
+                              "a notebook)")
 
 
 # skewness above which a non-negative column is modelled on the log1p scale (an exponential has 2)

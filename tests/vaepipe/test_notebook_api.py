@@ -129,6 +129,17 @@ def fair_frame() -> pd.DataFrame:
     return frame
 
 
+def test_a_frame_with_gaps_fits_with_prepares_impute_and_the_error_says_so(fair_frame):
+    holed = fair_frame.copy()
+    holed.loc[::7, "age"] = np.nan
+    with pytest.raises(UserError, match=r"column 'age' has 910 NaN/inf value\(s\).*fit\(impute=\.\.\.\)"):
+        VAESynthesizer(epochs=1, seed=0, engine="local").fit(holed)
+    rows = VAESynthesizer(epochs=1, seed=0, engine="local").fit(holed, impute="median").sample(50, seed=0)
+    assert list(rows.columns) == list(holed.columns) and rows["age"].notna().all()
+    with pytest.raises(UserError, match="a detector scores rows as they are"):
+        VAEDetector(epochs=1, engine="local").fit(holed, impute="median")
+
+
 def test_sample_returns_the_fitted_frames_columns_dtypes_and_levels(fair_frame):
     synthesizer = VAESynthesizer(epochs=2, seed=0, engine="local").fit(fair_frame)
     rows = synthesizer.sample(300, seed=1)
