@@ -196,8 +196,11 @@ def _check_delimiter(job: FileJob) -> None:
     spreadsheets write where the comma is the decimal mark — instead of modelling each line as one text value."""
     if job.delimiter is not None or table_format(job.path) != "csv":
         return
-    with _filesystem(job.source).open_input_stream(job.path) as stream:
-        header = stream.read(CSV_HEADER_PROBE_BYTES).decode(job.encoding, errors="replace").splitlines()
+    try:
+        with _filesystem(job.source).open_input_stream(job.path) as stream:
+            header = stream.read(CSV_HEADER_PROBE_BYTES).decode(job.encoding, errors="replace").splitlines()
+    except (pa.ArrowException, OSError) as err:  # not the compression its name says (the reads name it as such)
+        raise SourceError(f"cannot read {job.path}: {str(err).strip().splitlines()[0]}") from None
     expected = default_delimiter(job.path)
     if not header or expected in header[0]:
         return

@@ -179,6 +179,8 @@ def test_a_decompression_bomb_image_is_refused_by_prepare(s3_prefix, tmp_path, c
 
 @pytest.mark.parametrize("content, name", [(b"PAR1garbage-not-parquetPAR1", "broken.parquet"),
                                            (b"a,b\n\xff\xfe,1\n", "latin.csv"),
+                                           (b"a,b\n1,2\n", "not-gzip.csv.gz"),
+                                           (b"\x1f\x8b\x08\x00cut", "truncated.csv.gz"),
                                            (b"\x89PNG\r\n\x1a\nxx", "truncated.png")])
 def test_a_file_no_parser_can_read_is_named(s3_prefix, tmp_path, capsys, content, name):
     folder = tmp_path / "src"
