@@ -2,7 +2,8 @@
 
 A source column is numbers, booleans, text, timestamps (a datetime64 or timedelta64 dtype, with or without a
 time zone; dates), or something vaepipe cannot model faithfully: nested values (lists, maps, arrays) and bytes.
-Timestamps are modelled as numbers in their own unit since the epoch and come back in their own dtype; booleans
+Timestamps are modelled as microseconds since the epoch (durations: microseconds) whatever unit a file stores
+them in, and come back in their own dtype; booleans
 are a category of two levels and come back as booleans; a missing timestamp is missing (NaN), never the
 smallest integer pandas stores NaT as.
 """
