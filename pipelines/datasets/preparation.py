@@ -120,6 +120,8 @@ class PrepareConfig(StrictModel):
         both = set(self.categorical) & set(self.numeric)
         if both:
             raise ValueError(f"columns {sorted(both)} are declared both numeric and categorical")
+        if self.decimal == "," and (self.delimiter or ",") == ",":
+            raise ValueError("decimal ',' needs another delimiter than the comma (spreadsheets write --delimiter ';')")
         return self
 
 

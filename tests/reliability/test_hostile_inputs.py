@@ -569,3 +569,6 @@ def test_numbers_with_a_decimal_comma_are_named_as_such(s3_prefix, tmp_path, cap
     small_table(200).to_csv(path, sep=";", decimal=",", index=False)
     assert_refused(s3_prefix, ["prepare", str(path), "--name", "t", "--delimiter", ";", "--storage", s3_prefix],
                    capsys, "column 'a'", "decimal comma", "--decimal ','")
+    # a decimal comma in a comma-separated file cannot be told from the next field
+    assert_refused(s3_prefix, ["prepare", str(path), "--name", "t", "--decimal", ",", "--storage", s3_prefix],
+                   capsys, "decimal ',' needs another delimiter")
