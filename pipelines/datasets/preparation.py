@@ -263,7 +263,8 @@ def _check_inferred_levels(column: str, profile: ColumnProfile, config: PrepareC
                       f"{profile.present:,} rows — an identifier or free text, not a category (one model input "
                       f"per value, and generated rows would copy its values).{hint} Pass --id-column {column} if "
                       f"it identifies rows, leave it out with --columns, or declare it with --categorical "
-                      f"{column} to model it as a category anyway")
+                      f"{column} to model it as a category anyway (in a notebook: drop it from X, or "
+                      f"fit(categorical=[{column!r}]))")
 
 
 def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str], splits: np.ndarray,
