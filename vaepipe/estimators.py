@@ -335,23 +335,31 @@ class VAEDetector(VAEModel):
         return float(anomaly_threshold(self.card_["calibration"], None, None))
 
     def _fitted(self, X, rows) -> None:
-        self.decision_scores_ = self.decision_function(X)
-        self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+        scores = self._scores(X)
+        self.decision_scores_, self.labels_ = self._score_of(scores), self._flags_of(scores)
 
     def _scores(self, X) -> dict[str, np.ndarray]:
         from pipelines.jobs.score import ScoreActor
 
         return self._run_actor(ScoreActor, X, threshold=self.threshold_, iw_samples=0, passthrough=())
 
-    def decision_function(self, X) -> np.ndarray:
-        """The anomaly score of every row of X (`vaepipe score`'s anomaly_score; higher = more anomalous)."""
+    def _score_of(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         from pipelines.metrics.anomaly import score_column
 
-        return self._scores(X).get(score_column(self.card_["calibration"]), np.zeros(0, np.float32))
+        return scores.get(score_column(self.card_["calibration"]), np.zeros(0, np.float32))
+
+    @staticmethod
+    def _flags_of(scores: dict[str, np.ndarray]) -> np.ndarray:
+        # the scoring actor's is_anomaly: one rule for the CLI and the notebook (a NaN score is flagged too)
+        return scores.get("is_anomaly", np.zeros(0, bool)).astype(int)
+
+    def decision_function(self, X) -> np.ndarray:
+        """The anomaly score of every row of X (`vaepipe score`'s anomaly_score; higher = more anomalous)."""
+        return self._score_of(self._scores(X))
 
     def predict(self, X) -> np.ndarray:
         """1 for rows scored above `threshold_` (outliers), 0 for the others."""
-        return (self.decision_function(X) > self.threshold_).astype(int)
+        return self._flags_of(self._scores(X))
 
     def predict_proba(self, X) -> np.ndarray:
         """[N, 2]: the probability of normal and of outlier — the score's percentile among the validation scores."""

@@ -20,6 +20,7 @@ ValueKind = Literal["", "number", "boolean", "temporal", "text", "nested", "byte
 
 # the unit temporal values are modelled in: float64 holds every microsecond from 1685 to 2255 exactly
 TEMPORAL_UNIT = "us"
+US_PER_DAY = 86_400_000_000
 # the dtype a manifest records for a column of `datetime.date` values (pandas holds them as objects)
 DATE_DTYPE = "date"
 # the largest magnitude a numeric value may have: the statistics sum the cubes of a column's values, which
@@ -103,8 +104,8 @@ def numbers_as(values: np.ndarray, dtype: str):
     """A temporal column's numbers (`numbers`' microseconds) back in the column's dtype, to the microsecond:
     datetime64 / timedelta64 with its unit and time zone, or `datetime.date` objects."""
     if dtype == DATE_DTYPE:  # to the nearest day: a value a float32 feature puts just before midnight is that day
-        days = np.rint(np.asarray(values, dtype=np.float64) / np.timedelta64(1, "D").astype(f"timedelta64[{TEMPORAL_UNIT}]").astype(np.int64))
-        return days.astype(np.int64).astype("datetime64[D]").astype(object)
+        days = np.rint(np.asarray(values, dtype=np.float64) / US_PER_DAY).astype(np.int64)
+        return days.astype("datetime64[D]").astype(object)
     ints = np.rint(values).astype(np.int64)
     if dtype.startswith("timedelta64"):
         return ints.astype(f"timedelta64[{TEMPORAL_UNIT}]").astype(dtype)

@@ -210,13 +210,9 @@ class ColumnProfile:
         return self.present > 0 and self.numbers / self.present >= 0.9
 
 
-def column_roles(table: pd.DataFrame, config: PrepareConfig) -> tuple[list[str], list[str]]:
-    """(numeric, categorical) feature columns: declared roles first, then inferred from the values."""
-    return column_roles_from({c: ColumnProfile.of(table[c]) for c in table.columns}, config)
-
-
 def column_roles_from(profiles: dict[str, ColumnProfile], config: PrepareConfig) -> tuple[list[str], list[str]]:
-    """`column_roles` from the profiles of a source's columns (in source order). Booleans are categories of
+    """(numeric, categorical) feature columns from the profiles of a source's columns (in source order):
+    declared roles first, then inferred from the values. Booleans are categories of
     two levels; timestamps are numeric. Refused, naming the column: nested values and bytes, and a text column
     nobody declared categorical whose values look like an identifier (`MAX_INFERRED_LEVELS`,
     `IDENTIFIER_SHARE`) — unless declared with --categorical, or left out."""
@@ -546,7 +542,9 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig,
                               f"image_shape {tuple(config.image_shape)} was requested; built-in samples are not resized")
         fields["image"] = ImageSpec(shape=tuple(int(s) for s in images.shape[1:]))
     else:
-        numeric, categorical = column_roles(source.table, config)
+        # profiled once: the roles, and the dtype a categorical column is generated back in
+        profiles = {c: ColumnProfile.of(source.table[c]) for c in source.table.columns}
+        numeric, categorical = column_roles_from(profiles, config)
         numeric_options = numeric_options or transform_options(numeric, config, source.description)
         table, keep = clean_tabular(source, numeric, categorical, splits, config.impute)
         train = (splits == "train") & keep
@@ -558,7 +556,7 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig,
                                            **numeric_options.get(c, {}))
                              for c in numeric]
         fields["categorical"] = [categorical_stats(c, table[c].to_numpy()[keep], train[keep],
-                                                   dtypes.get(c) or ColumnProfile.of(source.table[c]).dtype)
+                                                   dtypes.get(c) or profiles[c].dtype)
                                  for c in categorical]
         fields["column_order"] = [c for c in source.table.columns if c in set(numeric) | set(categorical)]
     if not keep.any():

@@ -439,11 +439,11 @@ def synthesis_quality(model, synthetic) -> dict:
     if holdout.empty:
         return {"quality": None, "quality_note": "the dataset has no test or val rows to compare with"}
     synthetic = as_stored(manifest, synthetic[columns])
-    scores = quality_scores(holdout, synthetic[columns], categorical)
+    scores = quality_scores(holdout, synthetic, categorical)
     # NaN (no related pair) is stored as null: JSON has no NaN, and readers other than Python's refuse it
     return {"quality": {**{name: None if np.isnan(value) else round(value, 4) for name, value in scores.items()},
                         "dcr_closer_to_training": round(dcr_closer_to_training_share(
-                            synthetic[columns], train, holdout, categorical), 4),
+                            synthetic, train, holdout, categorical), 4),
                         "compared_with": f"{holdout_split} split, {len(holdout)} rows",
                         "synthetic_rows": len(synthetic)}}
 
