@@ -7,10 +7,11 @@ the input are raised here as `SourceError` naming the file, column or row.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,9 @@ GENERATED_SOURCES = ("shapes", "factor_table")
 DEFAULT_GENERATED_ROWS = 10_000
 # what prepare holds in memory at once: 2M rows of 64 x 64 images are 8 GiB before Arrow's copy
 MAX_GENERATED_ROWS = 2_000_000
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+# the image files torchvision's ImageFolder reads, all decoded by Pillow
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+IMAGE_FILES = "images (" + ", ".join(IMAGE_SUFFIXES) + ")"
 # table files by name: CSV (a .tsv is tab-separated), also compressed (pyarrow decompresses by the suffix), and
 # Parquet
 CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
@@ -220,17 +223,66 @@ def table_files(uri: str, follow_symlinks: bool = False) -> list[str]:
     if info.type == pafs.FileType.NotFound:
         raise SourceError(f"input {uri} does not exist")
     if not location.is_s3:
-        files = [str(p) for p in local_files(path, TABLE_SUFFIXES, follow_symlinks)]
+        files = [str(p) for p in local_files(path, TABLE_SUFFIXES, TABLE_FILES, follow_symlinks)]
     else:
         selector = pafs.FileSelector(path, recursive=True)
-        files = sorted(
-            f.path for f in fs.get_file_info(selector)
-            if f.type == pafs.FileType.File and table_format(f.path) is not None
-            and not any(part.startswith(("_", ".")) for part in f.path[len(path):].split("/"))
-        )
+        files = []
+        for found in fs.get_file_info(selector):
+            if found.type != pafs.FileType.File or any(map(skipped_name, found.path[len(path):].split("/"))):
+                continue
+            if table_format(found.path) is None:
+                raise unread_file(f"s3://{found.path}", TABLE_FILES)
+            files.append(found.path)
+        files.sort()
     if not files:
         raise SourceError(f"input {uri} contains no {TABLE_FILES} files")
     return files
+
+
+# --- Hive-style partition folders ---------------------------------------------------
+
+# the folder name Hive, Spark and pyarrow give rows whose partition value is null
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+Partition = tuple[tuple[str, object], ...]  # a file's (column, value) pairs from its folders
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def hive_partitions(uri: str, files: list[str]) -> list[Partition]:
+    """The columns each file's folders give in Hive's layout (`year=2024/region=north/part-0.parquet`), as
+    Spark, pyarrow, pandas and Ray Data read them: a (name, value) per `name=value` folder below `uri`, values
+    URL-decoded and typed per name over all files (whole numbers int64, other numbers float64 — also whole
+    numbers with a null folder —, else text; `HIVE_NULL` is missing). Every file must sit under the same names,
+    in the same order: a file outside them would have no value for the column."""
+    from urllib.parse import unquote
+
+    from pipelines.storage.objects import resolve
+
+    root = resolve(uri).path.rstrip("/")
+    pairs_of = [[tuple(unquote(part) for part in folder.split("=", 1))
+                 for folder in path[len(root):].strip("/").split("/")[:-1] if "=" in folder] for path in files]
+    names = [name for name, _ in pairs_of[0]] if files else []
+    for path, pairs in zip(files, pairs_of):
+        theirs = [name for name, _ in pairs]
+        if theirs != names:
+            raise SourceError(f"{path} sits in the partition folders {theirs} but {files[0]} in {names}; every file "
+                              "of one dataset must sit under the same name=value folders")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SourceError(f"{files[0]}: the partition folder name(s) {repeated} appear more than once in its path")
+    typed = {name: _partition_type([pairs[i][1] for pairs in pairs_of]) for i, name in enumerate(names)}
+    missing = {int: None, float: float("nan"), str: None}
+    return [tuple((name, missing[typed[name]] if value == HIVE_NULL else typed[name](value)) for name, value in pairs)
+            for pairs in pairs_of]
+
+
+def _partition_type(values: list[str]) -> type:
+    present = [value for value in values if value != HIVE_NULL]
+    if present and len(present) == len(values) and all(_INTEGER.fullmatch(value) for value in present):
+        return int
+    if present and all(_DECIMAL.fullmatch(value) for value in present):
+        return float
+    return str
 
 
 def check_column_names(names: list, where: str) -> None:
@@ -246,9 +298,21 @@ def check_column_names(names: list, where: str) -> None:
 
 # --- image folders ------------------------------------------------------------------
 
-def local_files(folder: str, suffixes: set[str], follow_symlinks: bool = False) -> list[Path]:
+def skipped_name(name: str) -> bool:
+    """Names every reader skips, as Spark, Hadoop and pyarrow do: hidden (`.`) and bookkeeping (`_`) files and
+    folders (`_SUCCESS`, `.crc`, `_delta_log/`)."""
+    return name.startswith((".", "_"))
+
+
+def unread_file(path: str, kinds: str) -> SourceError:
+    """A file in a source folder that prepare would not read: skipping it would leave its rows out unseen."""
+    return SourceError(f"{path} is not one of the files prepare reads ({kinds}), so it would be left out: move "
+                       "it out of the source, or start its name with '_' or '.' to have it skipped")
+
+
+def local_files(folder: str, suffixes: Iterable[str], kinds: str, follow_symlinks: bool = False) -> list[Path]:
     """Files under the local `folder` whose name ends with one of `suffixes`, sorted; hidden names (`.`, `_`)
-    skipped.
+    skipped, any other file refused (`unread_file`, naming `kinds`).
 
     A file or sub-folder that is a symlink is refused unless `follow_symlinks`: it would silently pull
     in data from elsewhere on the machine (or, for a linked folder, silently leave data out)."""
@@ -263,18 +327,23 @@ def local_files(folder: str, suffixes: set[str], follow_symlinks: bool = False) 
             if path.is_symlink() and not follow_symlinks:
                 raise SourceError(f"{path} is a symlink (to {path.resolve()}); vaepipe reads only files inside "
                                   f"{folder}: copy the data in, or pass --follow-symlinks to read linked files")
-        subfolders[:] = [d for d in subfolders if not d.startswith((".", "_"))]
-        found += [here / n for n in names if n.lower().endswith(tuple(suffixes)) and not n.startswith((".", "_"))]
+        subfolders[:] = [d for d in subfolders if not skipped_name(d)]
+        for name in names:
+            if skipped_name(name):
+                continue
+            if not name.lower().endswith(tuple(suffixes)):
+                raise unread_file(str(here / name), kinds)
+            found.append(here / name)
     return sorted(found)
 
 
 def image_files(folder: str, follow_symlinks: bool = False) -> list[Path]:
-    """The PNG/JPEG files under `folder`, sorted (see `local_files` for symlinks)."""
+    """The image files under `folder`, sorted (see `local_files` for symlinks and other files)."""
     if not Path(folder).is_dir():
         raise SourceError(f"image folder {folder} does not exist")
-    files = local_files(folder, IMAGE_SUFFIXES, follow_symlinks)
+    files = local_files(folder, IMAGE_SUFFIXES, IMAGE_FILES, follow_symlinks)
     if not files:
-        raise SourceError(f"image folder {folder} contains no .png, .jpg or .jpeg files")
+        raise SourceError(f"image folder {folder} contains no {IMAGE_FILES}")
     return files
 
 
@@ -291,6 +360,7 @@ def read_image(path: Path, shape: Optional[tuple[int, int, int]]) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
+                img = _eight_bit(img, path)
                 if shape is not None:
                     img = img.convert({1: "L", 3: "RGB"}[shape[0]]).resize((shape[2], shape[1]),
                                                                          Image.Resampling.BILINEAR)
@@ -305,18 +375,50 @@ def read_image(path: Path, shape: Optional[tuple[int, int, int]]) -> np.ndarray:
     return array[None, :, :] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
+# Pillow's modes of more than 8 bits a channel: its own conversions to "L" and "RGB" clip them at 255 (a
+# 16-bit scan came out 99.6 % white), so they are scaled here
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_WIDE_MAX = 65535
+
+
+def _eight_bit(img, path: Path):
+    """`img` with 8 bits a channel: 16-bit (and 32-bit integer) grey scaled from 0..65535 to 0..255, the
+    range the file format gives, the same for every file so that brightness keeps its meaning across images;
+    float pixels, which have no such range, are refused."""
+    from PIL import Image
+
+    if img.mode == "F":
+        raise SourceError(f"cannot read image {path}: its pixels are 32-bit floats, which have no fixed range to "
+                          "scale to 8 bits; save it with 8 or 16 bits a channel")
+    if img.mode not in _WIDE_MODES:
+        return img
+    pixels = np.asarray(img).astype(np.int64)
+    if pixels.size and (pixels.min() < 0 or pixels.max() > _WIDE_MAX):
+        raise SourceError(f"cannot read image {path}: its {img.mode} pixels range over {pixels.min()}..{pixels.max()}, "
+                          f"outside 0..{_WIDE_MAX}; save it with 8 or 16 bits a channel")
+    return Image.fromarray(((pixels * 255 + _WIDE_MAX // 2) // _WIDE_MAX).astype(np.uint8), mode="L")
+
+
 @dataclass(frozen=True)
 class ImageFolder:
-    """The PNG/JPEG files under a folder, with the row ids and labels their paths give (a file's parent folder
-    name is its label when images sit in class folders). Pixels are read on demand, some rows at a time, so
-    a folder larger than memory can be checked and prepared a shard at a time."""
+    """The image files under a folder, with the row ids and labels their paths give. As torchvision's
+    `ImageFolder`: when images sit in class folders, the folder right under the root is the label of every image
+    anywhere below it (`cat/a.png` and `cat/indoor/b.png` are both "cat"); images beside the class folders would
+    have no class and are refused. Pixels are read on demand, some rows at a time, so a folder larger than
+    memory can be checked and prepared a shard at a time."""
 
     root: Path
     files: list[Path]
 
     @classmethod
     def scan(cls, folder: str, follow_symlinks: bool = False) -> ImageFolder:
-        return cls(Path(folder), image_files(folder, follow_symlinks))
+        found = cls(Path(folder), image_files(folder, follow_symlinks))
+        loose = [p for p in found.files if p.parent == found.root]
+        if found.label_name and loose:
+            more = f" (and {len(loose) - 1} more images)" if len(loose) > 1 else ""
+            raise SourceError(f"image {loose[0]}{more} sits beside the class folders of {folder}, so it has no "
+                              f"class: move it into its class folder, or out of {folder}")
+        return found
 
     @property
     def rows(self) -> int:
@@ -325,6 +427,9 @@ class ImageFolder:
     @cached_property
     def label_name(self) -> Optional[str]:
         return "label" if any(p.parent != self.root for p in self.files) else None
+
+    def label(self, path: Path) -> str:
+        return path.relative_to(self.root).parts[0]
 
     def read(self, rows: slice, shape: Optional[tuple[int, int, int]],
              first: Optional[tuple[Path, tuple]] = None) -> tuple[np.ndarray, tuple[Path, tuple]]:
@@ -347,7 +452,7 @@ class ImageFolder:
     def source(self, rows: slice, images: np.ndarray) -> SourceTable:
         """The rows `rows` (their `images` read) as a SourceTable."""
         files = self.files[rows]
-        labels = np.array([p.parent.name for p in files], dtype=object) if self.label_name else None
+        labels = np.array([self.label(p) for p in files], dtype=object) if self.label_name else None
         row_ids = np.array([str(p.relative_to(self.root)) for p in files], dtype=object)
         return SourceTable("image", str(self.root), row_ids, labels=labels, images=images, label_name=self.label_name)
 

@@ -34,7 +34,9 @@ from pipelines.datasets.manifest import SPLITS, ShardInfo
 from pipelines.datasets.preparation import (
     ColumnProfile, PrepareConfig, add_problems, arrow_column, assign_splits, clean_tabular, row_units,
 )
-from pipelines.datasets.sources import SourceError, SourceTable, check_column_names, default_delimiter, table_format
+from pipelines.datasets.sources import (
+    Partition, SourceError, SourceTable, check_column_names, default_delimiter, table_format,
+)
 
 BATCH_ROWS = 65_536
 CSV_BLOCK_BYTES = 16 << 20
@@ -55,10 +57,13 @@ class FileJob:
     delimiter: Optional[str] = None  # a CSV's (default: `sources.default_delimiter`)
     encoding: str = "utf-8"  # a CSV's
     decimal: str = "."  # a CSV's decimal mark
+    partition: Partition = ()  # the columns its Hive-style folders give (`sources.hive_partitions`)
 
     @classmethod
-    def of(cls, config: PrepareConfig, path: str, offset: int = 0, version: Optional[tuple] = None) -> FileJob:
-        return cls(config.source, path, offset, version, config.delimiter, config.encoding, config.decimal)
+    def of(cls, config: PrepareConfig, path: str, offset: int = 0, version: Optional[tuple] = None,
+           partition: Partition = ()) -> FileJob:
+        return cls(config.source, path, offset, version, config.delimiter, config.encoding, config.decimal,
+                   partition)
 
 
 @dataclass
@@ -139,8 +144,20 @@ def read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
     `clean_tabular`, so that an error names its row), Parquet columns as typed. A job that carries the
     `version` an earlier pass read fails with SourceError if the file is another one now, before or after."""
     _check_unchanged(job)
-    yield from _read_batches(job)
+    for frame in _read_batches(job):
+        yield _with_partition(frame, job)
     _check_unchanged(job)
+
+
+def _with_partition(frame: pd.DataFrame, job: FileJob) -> pd.DataFrame:
+    """The batch with its file's partition columns after the file's own, as pyarrow and Ray Data add them."""
+    for name, value in job.partition:
+        if name in frame.columns:
+            raise SourceError(f"{job.path}: column {name!r} is both in the file and in its partition folder "
+                              f"{name}=…; rename one of them")
+        frame[name] = pd.Series(value, index=frame.index, dtype=object if value is None or isinstance(value, str)
+                                else type(value))
+    return frame
 
 
 def _read_batches(job: FileJob) -> Iterator[pd.DataFrame]:

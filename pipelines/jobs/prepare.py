@@ -23,7 +23,7 @@ from pipelines.datasets.preparation import (
     PrepareConfig, build_arrow_table, categorical_stats_from, check_user_columns, column_roles_from,
     default_rows_per_shard, is_builtin_source, load_source, numeric_stats_from, raise_problems, reads_table_files, transform_options,
 )
-from pipelines.datasets.sources import ImageFolder, SourceError, SourceTable, table_files
+from pipelines.datasets.sources import ImageFolder, SourceError, SourceTable, hive_partitions, table_files
 from pipelines.datasets import table_stream as stream
 from pipelines.runtime.engine import EngineChoice, attached_cluster
 from pipelines.storage.layout import MANIFEST_FILE, dataset_uri, storage_root
@@ -202,6 +202,7 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
     from pipelines.storage.objects import write_json
 
     files = table_files(config.source, config.follow_symlinks)
+    partitions = hive_partitions(config.source, files)
     if config.id_column is not None and config.id_column == config.label_column:
         raise SourceError(f"column {config.id_column!r} is given as both the id column and the label column; "
                           "a row id cannot also be what the row is labelled with")
@@ -210,7 +211,7 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
     on_ray = choice.engine == "ray"
     each = partial(_each_file, on_ray=on_ray, progress=progress, prefix=target)
     with ray_session(config.ray, trains=False) if on_ray else nullcontext():
-        jobs = [stream.FileJob.of(config, path) for path in files]
+        jobs = [stream.FileJob.of(config, path, partition=partition) for path, partition in zip(files, partitions)]
         profiles = each(partial(stream.profile_file, config=config), [(job,) for job in jobs], what="profiled")
         columns = profiles[0].columns
         for path, profile in zip(files, profiles):
@@ -235,8 +236,8 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
         numeric, categorical = column_roles_from(merged, config)
         options = transform_options(numeric, config, config.source)
         offsets = np.concatenate([[0], np.cumsum([p.rows for p in profiles])[:-1]]).astype(int).tolist()
-        jobs = [stream.FileJob.of(config, path, offset, profile.version)
-                for path, offset, profile in zip(files, offsets, profiles)]
+        jobs = [stream.FileJob.of(config, path, offset, profile.version, partition)
+                for path, offset, profile, partition in zip(files, offsets, profiles, partitions)]
         label_types = [p.label_type for p in profiles if p.label_type is not None]
         plan = stream.FilePlan(config, numeric, categorical,
                                label_type=pa.unify_schemas([pa.schema([("label", t)]) for t in label_types],

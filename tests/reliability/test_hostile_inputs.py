@@ -572,3 +572,79 @@ def test_numbers_with_a_decimal_comma_are_named_as_such(s3_prefix, tmp_path, cap
     # a decimal comma in a comma-separated file cannot be told from the next field
     assert_refused(s3_prefix, ["prepare", str(path), "--name", "t", "--decimal", ",", "--storage", s3_prefix],
                    capsys, "decimal ',' needs another delimiter")
+
+
+# --- 14. files a folder holds that prepare would leave out, misread or mislabel ---------------------------------
+
+def _grey_png(path: Path, value: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (8, 8), color=value).save(path)
+
+
+def _unread_in_images(folder: Path) -> str:
+    for i in range(4):
+        _grey_png(folder / f"{i}.png", 40 * i)
+    Image.new("L", (8, 8)).save(folder / "frames.gif")
+    return "frames.gif"
+
+
+def _unread_in_tables(folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    small_table().to_csv(folder / "2024.csv", index=False)
+    small_table().to_json(folder / "2025.json")
+    return "2025.json"
+
+
+def _loose_image(folder: Path) -> str:
+    for label in ("cat", "dog"):
+        _grey_png(folder / label / "0.png")
+    _grey_png(folder / "stray.png")
+    return "stray.png"
+
+
+def _float_pixels(folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(folder / "depth.tif")
+    return "depth.tif"
+
+
+def _partition_missing(folder: Path) -> str:
+    for year in (2024, 2025):
+        (folder / f"year={year}").mkdir(parents=True)
+        small_table().to_csv(folder / f"year={year}" / "part-0.csv", index=False)
+    small_table().to_csv(folder / "late.csv", index=False)
+    return "late.csv"
+
+
+def _partition_and_column(folder: Path) -> str:
+    (folder / "kind=x").mkdir(parents=True)
+    small_table().to_csv(folder / "kind=x" / "part-0.csv", index=False)
+    return "'kind'"
+
+
+@pytest.mark.parametrize("make, fragments", [
+    (_unread_in_images, ["is not one of the files prepare reads", "'_' or '.'"]),
+    (_unread_in_tables, ["is not one of the files prepare reads", ".csv"]),
+    (_loose_image, ["beside the class folders", "class folder"]),
+    (_float_pixels, ["32-bit floats", "8 or 16 bits"]),
+    (_partition_missing, ["partition folders ['year']", "in []"]),
+    (_partition_and_column, ["both in the file and in its partition folder"]),
+], ids=["a-gif-among-images", "json-among-csvs", "an-image-beside-class-folders", "float-pixels",
+        "a-file-outside-the-partition-folders", "a-column-also-a-partition-folder"])
+def test_a_file_prepare_would_leave_out_misread_or_mislabel_is_refused_by_name(s3_prefix, tmp_path, capsys, make,
+                                                                                fragments):
+    """Each exited 0 before: a .bmp/.gif/.json beside the files read was skipped unseen (5 of 15 images
+    prepared), an image beside class folders was labelled with the root folder's name, a file outside the
+    partition folders had no value for their column (and every partition column was dropped)."""
+    name = make(tmp_path / "src")
+    assert_refused(s3_prefix, ["prepare", str(tmp_path / "src"), "--name", "t", "--storage", s3_prefix], capsys,
+                   name, *fragments)
+
+
+def test_a_file_under_an_s3_prefix_prepare_would_not_read_is_named_and_hidden_ones_are_skipped(s3_prefix, capsys):
+    for name in ("part-0.csv", "_SUCCESS", ".part-0.csv.crc", "_delta_log/0.json"):
+        write_bytes(f"{s3_prefix}/raw/{name}", small_table().to_csv(index=False).encode())
+    assert main(["prepare", f"{s3_prefix}/raw", "--name", "kept", "--storage", s3_prefix]) == 0
+    write_bytes(f"{s3_prefix}/raw/part-1.csv.xz", b"\xfd7zXZ\x00")
+    assert_refused(s3_prefix, ["prepare", f"{s3_prefix}/raw", "--name", "t", "--storage", s3_prefix], capsys,
+                   f"{s3_prefix}/raw/part-1.csv.xz", "is not one of the files prepare reads")

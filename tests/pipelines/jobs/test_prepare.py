@@ -198,6 +198,78 @@ def test_a_bad_image_late_in_a_folder_leaves_the_dataset_it_would_overwrite_as_i
     assert {(f.uri, f.size) for f in list_files(target, include_hidden=True)} == before
 
 
+def test_images_in_folders_below_a_class_folder_take_its_label_as_torchvision_reads_them(s3_prefix, tmp_path):
+    """`cat/indoor/a.png` is a cat (torchvision's ImageFolder); was labelled "indoor", merging the sub-folders
+    of every class into one class of their name."""
+    for label in ("cat", "dog"):
+        for i in range(3):
+            _png(tmp_path / "pets" / label / f"{i}.png", value=10 * i)
+            _png(tmp_path / "pets" / label / "indoor" / f"{i}.png", value=10 * i + 5)
+    prepare_dataset(PrepareConfig(name="pets", source=str(tmp_path / "pets"), storage=s3_prefix))
+    rows = _read_dataset(s3_prefix, "pets")
+    assert sorted(zip(rows["row_id"], rows["label"])) == sorted(
+        (f"{label}/{folder}{i}.png", label) for label in ("cat", "dog") for folder in ("", "indoor/") for i in range(3))
+
+
+def test_sixteen_bit_images_are_scaled_to_eight_bits_not_clipped_white(s3_prefix, tmp_path):
+    """Pillow's own conversion clips 16-bit grey at 255 (a 16-bit scan was 99.6 % white): each pixel is its
+    value scaled from 0..65535 to 0..255, the same for every file."""
+    rng = np.random.default_rng(0)
+    scans = {f"{i}.png": rng.integers(0, 65536, size=(6, 7)).astype(np.uint16) for i in range(4)}
+    scans["dark.png"] = np.full((6, 7), 1000, dtype=np.uint16)
+    for name, pixels in scans.items():
+        _png_array(tmp_path / "scans" / name, pixels)
+    assert Image.open(tmp_path / "scans" / "0.png").mode == "I;16"
+    prepare_dataset(PrepareConfig(name="scans", source=str(tmp_path / "scans"), storage=s3_prefix))
+    rows = _read_dataset(s3_prefix, "scans")
+    for row_id, image in zip(rows["row_id"], rows["image"]):
+        expected = np.rint(scans[row_id] / 257.0).astype(np.uint8)
+        assert np.array_equal(np.asarray(image).reshape(6, 7), expected), row_id
+
+
+def test_every_image_format_torchvision_reads_is_read(s3_prefix, tmp_path):
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 3
+    for suffix in (".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".PNG"):
+        Image.fromarray(pixels).save(tmp_path / f"img{suffix}", **({"lossless": True} if suffix == ".webp" else {}))
+    # WebP has no grey mode: its file is RGB, so every image is read as grey
+    manifest = prepare_dataset(PrepareConfig(name="formats", source=str(tmp_path), storage=s3_prefix,
+                                             image_shape=(1, 8, 8)))
+    assert manifest.rows == 7
+    assert all(np.array_equal(np.asarray(image).reshape(8, 8), pixels)
+               for image in _read_dataset(s3_prefix, "formats")["image"])
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_hive_partition_folders_are_columns_as_pyarrow_and_ray_data_read_them(s3_prefix, tmp_path, fmt):
+    """`year=2024/region=north/part-0.parquet` (Spark's, pyarrow's and Ray Data's layout) holds rows whose
+    year and region are in the folder names: they were dropped silently. Read as pyarrow.dataset reads them
+    (values URL-decoded; whole numbers as numbers), from the store."""
+    import pyarrow.dataset as ds
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=240), "year": np.repeat([2023, 2024, 2025], 80),
+                          "region": np.tile(["north", "south west"], 120)})
+    local = tmp_path / "events"
+    if fmt == "parquet":
+        pq.write_to_dataset(pa.Table.from_pandas(frame), local, partition_cols=["year", "region"])
+    else:
+        for (year, region), part in frame.groupby(["year", "region"]):
+            folder = local / f"year={year}" / f"region={region.replace(' ', '%20')}"
+            folder.mkdir(parents=True)
+            part[["x"]].to_csv(folder / "part-0.csv", index=False)
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        write_bytes(f"{s3_prefix}/raw/{path.relative_to(local).as_posix()}", path.read_bytes())
+    manifest = prepare_dataset(PrepareConfig(name="events", source=f"{s3_prefix}/raw", storage=s3_prefix))
+    assert manifest.feature_columns == ["x", "year", "region"]
+    rows = _read_dataset(s3_prefix, "events").sort_values("x", ignore_index=True)
+    expected = ds.dataset(local, format=fmt, partitioning="hive").to_table().to_pandas().sort_values(
+        "x", ignore_index=True)
+    assert {column.name: column.dtype for column in manifest.numeric}["year"] == "int64"
+    assert rows["year"].tolist() == expected["year"].tolist()
+    assert rows["region"].tolist() == expected["region"].tolist() == frame.sort_values("x")["region"].tolist()
+    assert np.allclose(rows["x"], expected["x"])
+
+
 def test_prepare_cli_prints_where_the_dataset_lives(s3_prefix, capsys):
     assert main(["prepare", "digits", "--storage", s3_prefix, "--rows-per-shard", "900"]) == 0
     out = capsys.readouterr().out
