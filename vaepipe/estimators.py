@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from pipelines.errors import UserError
 from pipelines.runtime.engine import EngineChoice
@@ -54,9 +55,14 @@ def _training_config(name: str, config: Any, overrides: dict) -> TrainJobConfig:
     return build_config(TrainJobConfig, data, source="vaepipe arguments")
 
 
-class VAEModel:
+class VAEModel(TransformerMixin, BaseEstimator):
     """A VAE fitted to rows (DataFrame, 2-D array) or images ([N, H, W] / [N, C, H, W], uint8 or floats in [0, 1]);
-    `transform(X)` gives their embeddings (latent means).
+    `transform(X)` gives their embeddings (latent means), `score_samples(X)` each row's ELBO.
+
+    A scikit-learn estimator: `get_params` / `set_params`, `clone`, a step of a `Pipeline` (after a scaler, say),
+    `fit_transform` and `set_output(transform="pandas")` (columns mu_0 …), and `score(X)` — the mean ELBO, higher
+    is better — so that `GridSearchCV(VAEDetector(), {"latent_dim": [4, 8]})` selects on held-out rows as it does
+    for GaussianMixture.
 
     Every argument is a `vaepipe train` config field (`config`: a YAML file such as configs/digits.yaml or a dict
     of its sections; the others override it, None keeps the config's or vae_core's default):
@@ -202,8 +208,11 @@ class VAEModel:
 
     # --- the fitted model ------------------------------------------------------------------------
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return getattr(self, "model_", None) is not None
+
     def _require_fitted(self) -> None:
-        if getattr(self, "model_", None) is None:
+        if not self.__sklearn_is_fitted__():
             raise NotFittedError(f"this {type(self).__name__} is not fitted: call fit(X) or {type(self).__name__}"
                                  ".load(...) first")
 
@@ -246,6 +255,33 @@ class VAEModel:
         out = self._run_actor(EmbedActor, X, passthrough=())
         latent = int(self.card_["spec"]["latent_dim"])
         return np.stack([out[f"mu_{i}"] for i in range(latent)], axis=1) if out else np.zeros((0, latent), np.float32)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """`transform`'s column names, mu_0 … (`vaepipe embed`'s), for `set_output` and ColumnTransformer."""
+        self._require_fitted()
+        return np.asarray([f"mu_{i}" for i in range(int(self.card_["spec"]["latent_dim"]))], dtype=object)
+
+    def _threshold(self) -> float:
+        from pipelines.metrics.anomaly import anomaly_threshold
+
+        self._require_fitted()
+        return float(anomaly_threshold(self.card_["calibration"], None, None))
+
+    def _scores(self, X) -> dict[str, np.ndarray]:
+        """`vaepipe score`'s columns for every row of X."""
+        from pipelines.jobs.score import ScoreActor
+
+        return self._run_actor(ScoreActor, X, threshold=self._threshold(), iw_samples=0, passthrough=())
+
+    def score_samples(self, X) -> np.ndarray:
+        """The ELBO of every row of X in nats, higher = more typical, as scikit-learn's density models
+        (GaussianMixture, KernelDensity) give log-likelihoods: `vaepipe score`'s −neg_elbo (β = 1, the
+        reconstruction at the posterior mean, so the same rows give the same numbers)."""
+        return -self._scores(X).get("neg_elbo", np.zeros(0, np.float32))
+
+    def score(self, X, y=None) -> float:
+        """The mean ELBO per row of X (nats): what GridSearchCV and cross_val_score maximise by default."""
+        return float(np.mean(self.score_samples(X)))
 
     def inverse_transform(self, Z):
         """Rows decoded from latents Z [N, latent_dim] (the decoder's mean), in the fitted data's form: a
@@ -313,10 +349,8 @@ class VAEDetector(VAEModel):
     the (1 − contamination) quantile of the validation split's scores, the threshold `vaepipe score` flags by
     (PyOD takes it over the training rows; here they are held out, so it does not flatter the model).
     `predict_proba` is the score's percentile among the validation scores (`vaepipe score`'s `percentile`).
+    `contamination` (the expected share of outliers) defaults to `vaepipe train`'s, 0.01.
     """
-
-    def __init__(self, *, contamination: float = 0.01, **options):
-        super().__init__(contamination=contamination, **options)
 
     def fit(self, X, y=None, **options) -> "VAEDetector":
         if options.get("impute", "error") != "error":
@@ -329,19 +363,11 @@ class VAEDetector(VAEModel):
 
     @property
     def threshold_(self) -> float:
-        from pipelines.metrics.anomaly import anomaly_threshold
-
-        self._require_fitted()
-        return float(anomaly_threshold(self.card_["calibration"], None, None))
+        return self._threshold()
 
     def _fitted(self, X, rows) -> None:
         scores = self._scores(X)
         self.decision_scores_, self.labels_ = self._score_of(scores), self._flags_of(scores)
-
-    def _scores(self, X) -> dict[str, np.ndarray]:
-        from pipelines.jobs.score import ScoreActor
-
-        return self._run_actor(ScoreActor, X, threshold=self.threshold_, iw_samples=0, passthrough=())
 
     def _score_of(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         from pipelines.metrics.anomaly import score_column

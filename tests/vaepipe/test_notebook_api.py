@@ -115,6 +115,59 @@ def test_inverse_transform_decodes_latents_back_into_the_frames_columns(saved_de
         detector.inverse_transform(np.zeros((2, 99)))
 
 
+def test_score_samples_are_the_elbo_vaepipe_score_writes_and_score_their_mean(saved_detector):
+    detector, frame, scores = (saved_detector[key] for key in ("detector", "frame", "scores"))
+    np.testing.assert_allclose(detector.score_samples(frame), -scores["neg_elbo"].to_numpy(), rtol=1e-5, atol=1e-4)
+    assert detector.score(frame) == pytest.approx(float(np.mean(detector.score_samples(frame))))
+
+
+def test_a_model_is_a_scikit_learn_estimator_cloned_and_checked_as_one(saved_detector):
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError as SklearnNotFitted
+    from sklearn.utils.validation import check_is_fitted
+
+    detector = saved_detector["detector"]
+    params = detector.get_params()
+    assert params["epochs"] == 3 and params["contamination"] == 0.05 and params["latent_dim"] is None
+    twin = clone(detector).set_params(latent_dim=4)
+    assert twin.get_params() == {**params, "latent_dim": 4} and detector.get_params() == params
+    check_is_fitted(detector)
+    with pytest.raises(SklearnNotFitted):
+        check_is_fitted(twin)
+    assert VAEDetector().get_params()["contamination"] is None  # the train config's 0.01 at fit
+
+
+def test_a_detector_in_a_pipeline_scores_as_one_fitted_on_the_scaled_rows(saved_detector):
+    """PyOD users put a scaler before the detector; the Pipeline's scores are the detector's on the scaled rows."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame, benign = saved_detector["frame"], saved_detector["benign"]
+    pipeline = make_pipeline(StandardScaler(), VAEDetector(epochs=2, seed=0, engine="local")).fit(frame[benign])
+    scaled = pipeline[0].transform(frame)
+    alone = VAEDetector(epochs=2, seed=0, engine="local").fit(pipeline[0].transform(frame[benign]))
+    np.testing.assert_allclose(pipeline.decision_function(frame), alone.decision_function(scaled), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_grid_search_picks_the_setting_with_the_highest_held_out_elbo(saved_detector):
+    from sklearn.model_selection import GridSearchCV
+
+    frame = saved_detector["frame"][saved_detector["benign"]]
+    search = GridSearchCV(VAEDetector(epochs=2, seed=0, engine="local"), {"latent_dim": [2, 8]}, cv=2).fit(frame)
+    means = search.cv_results_["mean_test_score"]
+    assert np.isfinite(means).all() and search.best_params_ == {"latent_dim": [2, 8][int(np.argmax(means))]}
+    assert search.best_estimator_.latent_dim == search.best_params_["latent_dim"]
+    assert search.best_estimator_.transform(frame).shape == (len(frame), search.best_params_["latent_dim"])
+
+
+def test_embeddings_come_out_as_a_frame_with_set_output(fair_frame):
+    model = VAESynthesizer(epochs=2, seed=0, latent_dim=3, engine="local").set_output(transform="pandas")
+    embedded = model.fit_transform(fair_frame)
+    assert list(embedded.columns) == ["mu_0", "mu_1", "mu_2"] and len(embedded) == len(fair_frame)
+    np.testing.assert_allclose(embedded.to_numpy(), model.set_output(transform="default").transform(fair_frame))
+
+
 def test_an_unfitted_model_says_to_fit_it_first():
     with pytest.raises(NotFittedError, match=r"not fitted: call fit\(X\)"):
         VAEDetector().decision_function(np.zeros((2, 3)))
