@@ -395,7 +395,7 @@ class VAEDetector(VAEModel):
 
 class VAESynthesizer(VAEModel):
     """A synthesizer shaped like SDV's: `fit(df)` (column roles as `vaepipe prepare` infers them, `categorical=` /
-    `numeric=` to override), then `sample(n, seed=..., temperature=..., sampler=...)`: a DataFrame with the fitted
+    `numeric=` to override), then `sample(num_rows, seed=..., temperature=..., sampler=...)`: a DataFrame with the fitted
     frame's column names, order, dtypes and categorical levels — the rows `vaepipe generate` writes for the same
     model, seed, temperature and sampler. Fitted to images, `sample` returns uint8 images [n, C, H, W].
 
@@ -432,15 +432,15 @@ class VAESynthesizer(VAEModel):
             self.latent_mixture_ = fit_latent_mixture(self.model_, torch.from_numpy(np.asarray(x, np.float32)),
                                                       seed=self.seed or 0)
 
-    def sample(self, n: int, seed: int = 0, temperature: float = 1.0, sampler: str = "auto"):
-        """`n` new rows; z from the mixture fitted to the training rows' latents (tables fitted here: sampler auto
+    def sample(self, num_rows: int, seed: int = 0, temperature: float = 1.0, sampler: str = "auto"):
+        """`num_rows` new rows (SDV's name); z from the mixture fitted to the training rows' latents (tables fitted here: sampler auto
         or gmm) or from the prior N(0, temperature² I) (images, loaded models, sampler prior); the same seed gives
         the same rows."""
         from pipelines.jobs.generate import SAMPLE_ID, GenerateActor, GenerateJobConfig, sample_blocks
 
         self._require_fitted()
-        if n < 1:
-            raise UserError(f"sample(n={n}): n must be at least 1")
+        if num_rows < 1:
+            raise UserError(f"sample(num_rows={num_rows}): num_rows must be at least 1")
         mixture = getattr(self, "latent_mixture_", None)
         if sampler not in ("auto", "prior", "gmm"):
             raise UserError(f"sample(sampler={sampler!r}): use 'auto', 'prior' or 'gmm'")
@@ -450,7 +450,7 @@ class VAESynthesizer(VAEModel):
         actor = GenerateActor(None, None, False, seed=seed, temperature=temperature, loaded=(self.model_, self.card_),
                               mixture=None if sampler == "prior" else mixture)
         block_rows = GenerateJobConfig.model_fields["block_rows"].default
-        parts = [actor.generate(b["block"], b["start"], b["rows"]) for b in sample_blocks(n, block_rows)]
+        parts = [actor.generate(b["block"], b["start"], b["rows"]) for b in sample_blocks(num_rows, block_rows)]
         manifest = self.manifest_
         if manifest.kind == "image":
             images = np.concatenate([part[manifest.image.column] for part in parts])

@@ -202,7 +202,8 @@ def test_sample_returns_the_fitted_frames_columns_dtypes_and_levels(fair_frame):
     assert list(rows["religious"].cat.categories) == list(fair_frame["religious"].cat.categories)
     for column in ("rate_marriage", "educ", "occupation", "occupation_husb"):
         assert set(rows[column]) <= set(fair_frame[column]), column
-    pd.testing.assert_frame_equal(synthesizer.sample(300, seed=1), rows)  # a seed gives the same rows
+    # a seed gives the same rows; SDV's keyword
+    pd.testing.assert_frame_equal(synthesizer.sample(num_rows=300, seed=1), rows)
     assert not synthesizer.sample(300, seed=2).equals(rows)
 
 
