@@ -49,7 +49,7 @@ def prepare_config_from_args(args: argparse.Namespace):
         "image_shape": args.image_shape, "impute": args.impute, "overwrite": args.overwrite or None,
         "follow_symlinks": args.follow_symlinks or None, "rows": args.rows, "seed": args.seed, "split": args.split,
         "engine": args.engine, "delimiter": args.delimiter, "encoding": args.encoding,
-        "decimal": args.decimal,
+        "decimal": args.decimal, "thousands": args.thousands, "missing": [part for part in args.missing.split(",") if part] if args.missing else None,
     }
     data.update({key: value for key, value in flags.items() if value is not None})
     _add_transforms(data, args.transform)
@@ -129,6 +129,12 @@ def register(commands) -> None:
     prepare.add_argument("--delimiter", help="CSV field separator, e.g. ';' (default: a comma; a tab for .tsv files)")
     prepare.add_argument("--encoding", help="CSV text encoding, e.g. latin-1 or cp1252 (default utf-8)")
     prepare.add_argument("--decimal", choices=[".", ","], help="CSV decimal mark (default '.'; ',' reads 0,5 as a half)")
+    prepare.add_argument("--thousands", choices=[",", ".", " ", "'"],
+                         help="CSV thousands separator: ',' reads 1,234.5 as 1234.5 (default none; with --decimal ',' "
+                              "usually '.')")
+    prepare.add_argument("--missing", help="comma-separated CSV texts that mean a missing value, e.g. '?' (UCI's) or "
+                                           "'?,-', taken as written (' ?' with its space); the empty field, NA, "
+                                           "N/A, NaN, null and #N/A always do; --impute says what a gap becomes")
     prepare.add_argument("--follow-symlinks", action="store_true",
                          help="read symlinked files and folders of a local source (refused by default: a link can "
                               "pull in data from outside the folder)")

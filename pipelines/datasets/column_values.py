@@ -9,7 +9,8 @@ smallest integer pandas stores NaT as.
 """
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Literal, Optional
 
 import numpy as np
 import pandas as pd
@@ -135,3 +136,49 @@ def looks_like_decimal_commas(levels) -> bool:
         return False
     parsed = pd.to_numeric(pd.Series([level.replace(",", ".", 1) for level in sample]), errors="coerce")
     return bool(parsed.notna().all())
+
+
+# texts that mark a missing value in tables nobody here wrote ("?" in UCI's), besides those pyarrow reads as null
+MISSING_WORDS = frozenset({"?", "-", "--", ".", "na", "n/a", "nan", "null", "none", "missing", "unknown"})
+
+
+def grouped_number_pattern(separator: str, decimal: str = ".") -> str:
+    """A regular expression (Python's and Arrow's RE2 alike) of a number whose digits `separator` groups by threes,
+    "1,234,567.25"; a leading group of 0 ("0,126") is a decimal comma, not a thousands separator."""
+    sep, dec = f"[{separator}]", f"[{decimal}]"
+    return rf"^\s*[+-]?[1-9][0-9]{{0,2}}({sep}[0-9]{{3}})+({dec}[0-9]+)?([eE][+-]?[0-9]+)?\s*$"
+
+
+def thousands_separator(text: str) -> Optional[str]:
+    """The separator that groups `text`'s digits by threes ("1,234.5" → ",", "1.234,5" → "."), else None."""
+    for separator, decimal in ((",", "."), (".", ","), ("'", "."), (" ", ".")):
+        if re.fullmatch(grouped_number_pattern(separator, decimal), text):
+            return separator
+    return None
+
+
+def thousands_in(levels) -> Optional[str]:
+    """The thousands separator text levels are written with, when they read as such numbers (a hint for an
+    error about the column), else None."""
+    sample = [str(level) for level in list(levels)[:20]]
+    separators = {thousands_separator(level) for level in sample}
+    if not all(separator or _is_number(level) for separator, level in zip(map(thousands_separator, sample), sample)):
+        return None
+    separators.discard(None)
+    return separators.pop() if len(separators) == 1 else None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def missing_markers_in(levels) -> list[str]:
+    """The texts among levels that are not numbers, when each is a mark for a missing value ("?", "n/a") and the
+    others numbers: a numeric column with gaps written as a word (a hint for an error about the column)."""
+    others = [str(level) for level in levels if not _is_number(str(level))]
+    marks = all(not any(c.isalnum() for c in text) or text.strip().lower() in MISSING_WORDS for text in others)
+    return sorted(others) if others and marks and len(others) < len(levels) else []

@@ -20,8 +20,8 @@ from pydantic import Field, field_validator, model_validator
 from pipelines.config import StrictModel
 from pipelines.datasets.column_stats import NumericSummary
 from pipelines.datasets.column_values import (
-    MAX_MAGNITUDE, ValueKind, looks_like_dates, looks_like_decimal_commas, merge_kinds, numbers, temporal_dtype,
-    value_kind,
+    MAX_MAGNITUDE, MISSING_WORDS, ValueKind, looks_like_dates, looks_like_decimal_commas, merge_kinds,
+    missing_markers_in, numbers, temporal_dtype, thousands_in, thousands_separator, value_kind,
 )
 from pipelines.datasets.manifest import (
     PSEUDO_LABEL_COLUMN, SPLITS, SYNTHETIC_COLUMN, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec,
@@ -72,6 +72,13 @@ class PrepareConfig(StrictModel):
     encoding: str = Field("utf-8", description="CSV text encoding (e.g. latin-1, cp1252; Parquet is always UTF-8)")
     decimal: Literal[".", ","] = Field(".", description="CSV decimal mark: ',' reads 0,5 as a half (with "
                                                         "--delimiter ';', as spreadsheets write it)")
+    thousands: Optional[Literal[",", ".", " ", "'"]] = Field(
+        None, description="CSV thousands separator, as pandas' thousands: ',' reads 1,234.5 as 1234.5 (only "
+                          "numbers grouped by threes lose it; other text is left as it is)")
+    missing: list[str] = Field(default_factory=list,
+                               description="CSV texts that mean a missing value, as pandas' na_values (e.g. ['?'], "
+                                           "as UCI tables write it), besides the empty field and NA, N/A, NaN, "
+                                           "null, #N/A; then --impute says what a gap becomes")
     follow_symlinks: bool = Field(False, description="read files that are symlinks (or inside linked folders) of a "
                                                      "local source; off: such a link is refused")
     overwrite: bool = False
@@ -122,6 +129,9 @@ class PrepareConfig(StrictModel):
             raise ValueError(f"columns {sorted(both)} are declared both numeric and categorical")
         if self.decimal == "," and (self.delimiter or ",") == ",":
             raise ValueError("decimal ',' needs another delimiter than the comma (spreadsheets write --delimiter ';')")
+        if self.thousands == self.decimal:
+            raise ValueError(f"thousands {self.thousands!r} is also the decimal mark: 1{self.thousands}234 would "
+                             "read two ways (pass --decimal ',' with --thousands '.')")
         return self
 
 
@@ -253,6 +263,12 @@ def _check_inferred_levels(column: str, profile: ColumnProfile, config: PrepareC
     if looks_like_dates(profile.levels):
         hint = (" Its values read as dates or times: store it as a timestamp (a Parquet timestamp or date column, "
                 "or pandas.to_datetime in a notebook, is modelled as one) or as a number, e.g. days since a date.")
+    elif missing_markers_in(profile.levels):
+        marks = missing_markers_in(profile.levels)
+        hint = (f" Its values are numbers but for {', '.join(map(repr, marks))}: if that marks a missing value, pass "
+                f"--missing '{','.join(marks)}' (then --impute says what a gap becomes).")
+    elif config.thousands is None and thousands_in(profile.levels):
+        hint = f" Its values read as numbers with thousands separators: pass --thousands '{thousands_in(profile.levels)}'."
     elif config.decimal == "." and looks_like_decimal_commas(profile.levels):
         hint = " Its values read as numbers with a decimal comma: pass --decimal ','."
     raise SourceError(f"{config.source}: column {column!r} has {count} distinct text values in "
@@ -331,6 +347,17 @@ def add_problems(into: dict, more: dict) -> None:
             into[key] = problem
 
 
+def _not_numeric_hint(value) -> str:
+    """What a text in a numeric column most likely is, and the flag that reads it."""
+    text = str(value).strip()
+    separator = thousands_separator(text)
+    if separator:
+        return f"it reads as a number with thousands separators: pass --thousands '{separator}'; or "
+    if not any(c.isalnum() for c in text) or text.lower() in MISSING_WORDS:
+        return f"if it marks a missing value, pass --missing '{value}' (then --impute says what it becomes); or "
+    return ""
+
+
 def raise_problems(problems: dict, description: str) -> None:
     """The first problem `clean_tabular` found, as the error a person acts on (none: nothing happens).
     A value that is not a number comes first, then one too large, NaN/inf, missing categories, column by column."""
@@ -341,8 +368,8 @@ def raise_problems(problems: dict, description: str) -> None:
             count, row = problem["count"], problem["row"]
             if kind == "not numeric":
                 raise SourceError(f"{description}: column {column!r} row {row!r} has non-numeric value "
-                                  f"{problem['value']!r} ({count} such rows); fix the data or declare the "
-                                  "column categorical")
+                                  f"{problem['value']!r} ({count} such rows); {_not_numeric_hint(problem['value'])}"
+                                  "fix the data or declare the column categorical")
             if kind == "too large":
                 raise SourceError(f"{description}: column {column!r} row {row!r} has value {problem['value']}, "
                                   f"beyond ±{MAX_MAGNITUDE:g}, the range vaepipe models ({count} such rows; its "

@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines.datasets.column_stats import SAMPLE_ROWS, NumericSummary
+from pipelines.datasets.column_values import grouped_number_pattern
 from pipelines.datasets.manifest import SPLITS, ShardInfo
 from pipelines.datasets.preparation import (
     ColumnProfile, PrepareConfig, add_problems, arrow_column, assign_splits, clean_tabular, row_units,
@@ -57,13 +58,15 @@ class FileJob:
     delimiter: Optional[str] = None  # a CSV's (default: `sources.default_delimiter`)
     encoding: str = "utf-8"  # a CSV's
     decimal: str = "."  # a CSV's decimal mark
+    thousands: Optional[str] = None  # a CSV's thousands separator
+    missing: tuple[str, ...] = ()  # a CSV's texts for a missing value, besides pyarrow's
     partition: Partition = ()  # the columns its Hive-style folders give (`sources.hive_partitions`)
 
     @classmethod
     def of(cls, config: PrepareConfig, path: str, offset: int = 0, version: Optional[tuple] = None,
            partition: Partition = ()) -> FileJob:
         return cls(config.source, path, offset, version, config.delimiter, config.encoding, config.decimal,
-                   partition)
+                   config.thousands, tuple(config.missing), partition)
 
 
 @dataclass
@@ -175,11 +178,12 @@ def _read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
             names = _csv_header(fs, job.path, options, parse)
             # the stream decompresses by the file's suffix (.gz, .bz2, .zst)
             with fs.open_input_stream(job.path) as stream:
-                reader = pacsv.open_csv(
-                    stream, read_options=options, parse_options=parse,
-                    convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                         strings_can_be_null=True))
+                convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True)
+                convert.null_values = [*convert.null_values, *job.missing]
+                reader = pacsv.open_csv(stream, read_options=options, parse_options=parse, convert_options=convert)
                 for batch in reader:
+                    if job.thousands:
+                        batch = _without_thousands(batch, job.thousands, job.decimal)
                     yield (_decimal_points(batch) if job.decimal == "," else batch).to_pandas()
             return
         with fs.open_input_file(job.path) as handle:
@@ -194,6 +198,17 @@ def _read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
             why += (f"; the file is not {job.encoding} text: save it as UTF-8, or pass --encoding with its encoding "
                     "(e.g. latin-1, cp1252)")
         raise SourceError(f"cannot read {job.path}: {why}") from None
+
+
+def _without_thousands(batch: pa.RecordBatch, separator: str, decimal: str) -> pa.RecordBatch:
+    """Numbers grouped by `separator` ("1,234,567.5") without it, by Arrow, in every column; other text (a
+    name with a comma, "0,126") is left as it is."""
+    import pyarrow.compute as pc
+
+    pattern = grouped_number_pattern(separator, decimal)
+    return pa.RecordBatch.from_arrays(
+        [pc.if_else(pc.match_substring_regex(column, pattern), pc.replace_substring(column, separator, ""), column)
+         for column in batch.columns], schema=batch.schema)
 
 
 def _decimal_points(batch: pa.RecordBatch) -> pa.RecordBatch:

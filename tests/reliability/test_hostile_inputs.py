@@ -553,7 +553,13 @@ def test_a_row_far_beyond_the_training_range_is_scored_as_an_anomaly_not_nan(tmp
     ("windows.csv", lambda f, p: f.assign(kind=["Zürich", "Málaga"] * 30).to_csv(p, index=False, encoding="cp1252"),
      ["invalid UTF8", "--encoding"]),
     ("export.txt", lambda f, p: f.to_csv(p, index=False), ["not a file prepare reads by its name", ".csv"]),
-], ids=["semicolons", "pipes", "cp1252", "unknown-suffix"])
+    ("uci.csv", lambda f, p: f.assign(a=f["a"].where(f.index % 9 > 0)).to_csv(p, index=False, na_rep="?"),
+     ["numbers but for '?'", "--missing '?'"]),
+    ("uci-few.csv", lambda f, p: f.assign(a=f["a"].where(f.index % 30 > 0)).to_csv(p, index=False, na_rep="?"),
+     ["non-numeric value '?'", "--missing '?'"]),
+    ("grouped.csv", lambda f, p: f.assign(a=(f["a"] * 1e6).map("{:,.2f}".format)).to_csv(p, index=False),
+     ["thousands separators", "--thousands ','"]),
+], ids=["semicolons", "pipes", "cp1252", "unknown-suffix", "question-marks", "a-few-question-marks", "thousands"])
 def test_a_csv_in_another_dialect_is_refused_naming_the_flag_that_reads_it(s3_prefix, tmp_path, capsys, name, write,
                                                                             fragments):
     """A semicolon CSV read as one column named 'a;b;kind' (each whole line one text value: refused as an

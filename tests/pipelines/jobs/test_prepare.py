@@ -373,7 +373,15 @@ def test_changed_shard_fails_verification(s3_prefix):
 def _dialect_table() -> pd.DataFrame:
     rng = np.random.default_rng(3)
     return pd.DataFrame({"amount": rng.normal(size=200).round(3), "count": rng.integers(0, 9, 200),
-                         "city": rng.choice(["Zürich", "Málaga", "Besançon, Doubs"], 200)})
+                         "city": rng.choice(["Zürich", "Málaga", "Besançon, Doubs"], 200),
+                         "price": np.exp(rng.uniform(0, 15, 200)).round(2)})
+
+
+def _grouped(frame: pd.DataFrame, thousands: str = ",", decimal: str = ".") -> pd.DataFrame:
+    """`price` as a spreadsheet formats it: 1,234,567.89 (or 1.234.567,89)."""
+    text = frame["price"].map("{:,.2f}".format).str.replace(",", "\0").str.replace(".", decimal).str.replace(
+        "\0", thousands)
+    return frame.assign(price=text)
 
 
 @pytest.mark.parametrize("name, write, flags", [
@@ -382,7 +390,10 @@ def _dialect_table() -> pd.DataFrame:
     ("tabs.tsv", lambda f, p: f.to_csv(p, sep="\t", index=False), []),
     ("packed.csv.gz", lambda f, p: f.to_csv(p, index=False), []),
     ("packed.tsv.bz2", lambda f, p: f.to_csv(p, sep="\t", index=False), []),
-], ids=["semicolon-decimal-comma", "cp1252", "tsv", "csv-gz", "tsv-bz2"])
+    ("grouped.csv", lambda f, p: _grouped(f).to_csv(p, index=False), ["--thousands", ","]),
+    ("european.csv", lambda f, p: _grouped(f, ".", ",").to_csv(p, sep=";", decimal=",", index=False),
+     ["--delimiter", ";", "--decimal", ",", "--thousands", "."]),
+], ids=["semicolon-decimal-comma", "cp1252", "tsv", "csv-gz", "tsv-bz2", "thousands", "thousands-decimal-comma"])
 def test_csv_dialects_prepare_into_the_dataset_a_plain_csv_makes(s3_prefix, tmp_path, name, write, flags):
     """What spreadsheets and exports write — semicolons with decimal commas, a Windows code page, tabs,
     compressed files — prepares with the flags a pandas user would pass (`sep`, `decimal`, `encoding`) into the
@@ -394,3 +405,18 @@ def test_csv_dialects_prepare_into_the_dataset_a_plain_csv_makes(s3_prefix, tmp_
     plain, dialect = (load_manifest(dataset_uri(s3_prefix, n)) for n in ("plain", "dialect"))
     assert dialect.numeric == plain.numeric and dialect.categorical == plain.categorical
     pd.testing.assert_frame_equal(_read_dataset(s3_prefix, "dialect"), _read_dataset(s3_prefix, "plain"))
+
+
+def test_a_csv_that_marks_gaps_with_a_question_mark_prepares_as_one_with_empty_fields(s3_prefix, tmp_path):
+    """UCI's tables write '?' where a value is missing: `--missing '?'` reads it as pandas' na_values does."""
+    frame = _dialect_table()
+    frame.loc[::7, "amount"] = np.nan
+    frame.loc[::11, "city"] = None
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    frame.to_csv(tmp_path / "uci.csv", index=False, na_rep="?")
+    for name, flags in (("plain", []), ("uci", ["--missing", "?"])):
+        assert main(["prepare", str(tmp_path / f"{name}.csv"), "--name", name, "--impute", "median",
+                     "--storage", s3_prefix, *flags]) == 0
+    plain, uci = (load_manifest(dataset_uri(s3_prefix, n)) for n in ("plain", "uci"))
+    assert uci.numeric == plain.numeric and uci.categorical == plain.categorical
+    pd.testing.assert_frame_equal(_read_dataset(s3_prefix, "uci"), _read_dataset(s3_prefix, "plain"))
