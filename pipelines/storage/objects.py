@@ -14,7 +14,6 @@ This module must not import ray.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -662,18 +661,32 @@ def _local_version(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+# How long a compare-and-replace of a local object waits for another process's lock on it. The lock is held
+# for one read and one rename, but a process frozen inside that (SIGSTOP, a paused VM, a stalled disk) holds it
+# until it runs again, and every job waiting on it — a lease's taker included — waited that long, or forever.
+LOCAL_LOCK_SECONDS = 60.0
+
+
 def _replace_local_if(path: Path, data: bytes, version: str) -> str | None:
-    # Every compare-and-replace of this object holds the lock, so two cannot both see `version`.
-    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            current = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        if _local_version(current) != version:
-            return None
-        _write_local_atomically(path, data)
-        return _local_version(data)
+    from filelock import FileLock, Timeout
+
+    # Every compare-and-replace of this object holds the lock (flock), so two cannot both see `version`.
+    lock = path.with_name(f".{path.name}.lock")
+    try:
+        with FileLock(lock, timeout=LOCAL_LOCK_SECONDS):
+            try:
+                current = path.read_bytes()
+            except FileNotFoundError:
+                return None
+            if _local_version(current) != version:
+                return None
+            _write_local_atomically(path, data)
+            return _local_version(data)
+    except Timeout:
+        raise StorageError(f"cannot replace {path}: another process has held its lock {lock.name} for "
+                           f"{LOCAL_LOCK_SECONDS:g} s, in a step that takes milliseconds — a job frozen or stopped "
+                           "while writing it (a paused VM, SIGSTOP, a stalled disk); resume or stop that process, "
+                           "then run this again") from None
 
 
 def _conditional_put_local(path: Path, data: bytes) -> bool:

@@ -51,6 +51,36 @@ def test_put_if_replaces_only_the_version_it_names(out_prefix):
     assert storage.put_if(storage.join_uri(out_prefix, "_MISSING"), b"x", version=second) is None
 
 
+FROZEN_LOCKER = """
+import fcntl, os, signal, sys
+lock = open(sys.argv[1], "a")
+fcntl.flock(lock, fcntl.LOCK_EX)
+print("locked", flush=True)
+os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+@pytest.mark.reliability("process fault")
+def test_a_process_frozen_inside_a_local_replace_makes_it_fail_by_name_not_wait_forever(tmp_path, monkeypatch):
+    """A job stopped (SIGSTOP) while it held the lock of a local compare-and-replace — its lease's heartbeat,
+    say — made every other writer of that object wait until it ran again; the lease's taker waited forever."""
+    uri = str(tmp_path / "out" / "_OBJECT")
+    version = storage.put_if(uri, b"0")
+    frozen = subprocess.Popen([sys.executable, "-c", FROZEN_LOCKER, str(tmp_path / "out" / "._OBJECT.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert frozen.stdout.readline().strip() == "locked"
+        monkeypatch.setattr(storage, "LOCAL_LOCK_SECONDS", 1.0)
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"\._OBJECT\.lock for 1 s.*frozen or stopped"):
+            storage.put_if(uri, b"1", version=version)
+        assert 1.0 <= time.monotonic() - started < 5
+    finally:
+        frozen.kill()
+        frozen.wait()
+    assert storage.put_if(uri, b"1", version=version) is not None  # its lock went with it
+
+
 def test_of_concurrent_replacements_of_one_version_exactly_one_wins(out_prefix):
     uri = storage.join_uri(out_prefix, "_OBJECT")
     version = storage.put_if(uri, b"0")
@@ -167,11 +197,36 @@ def test_a_killed_holder_on_another_host_is_taken_over_at_its_expiry_by_exactly_
     assert [e.uri for e in storage.list_files(out_prefix)] == [taker.part_uri(0)]  # the dead one's part is gone
 
 
+def freeze_between_heartbeats(holder: subprocess.Popen, prefix: str) -> None:
+    """SIGSTOP the holder, but not inside a heartbeat's compare-and-replace of a local lease: frozen there it
+    holds the lease file's lock, and the taker fails by name after `LOCAL_LOCK_SECONDS` (the test above) —
+    the other fault, hit here about one run in a hundred."""
+    import fcntl
+
+    lock = os.path.join(prefix, f".{LEASE}.lock")
+    for _ in range(50):
+        holder.send_signal(signal.SIGSTOP)
+        while open(f"/proc/{holder.pid}/stat").read().rpartition(")")[2].split()[0] != "T":
+            time.sleep(0.001)  # a signal is delivered, not at once: stopped now
+        if "://" in prefix or not os.path.exists(lock):
+            return
+        with open(lock, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder.send_signal(signal.SIGCONT)
+                time.sleep(0.01)
+                continue
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+    raise AssertionError("the holder was inside its lock at each of 50 tries")
+
+
 @pytest.mark.reliability("process fault")
 def test_a_holder_frozen_past_its_expiry_loses_the_lease_and_cannot_commit(out_prefix, monkeypatch):
     monkeypatch.setenv(ENV_LEASE_HOST, "retry-host")
     holder, _ = start_holder(out_prefix, lease_seconds=1.5, host="frozen-host")
-    holder.send_signal(signal.SIGSTOP)  # a stalled process: no heartbeat, no exit
+    freeze_between_heartbeats(holder, out_prefix)  # a stalled process: no heartbeat, no exit
     try:
         with OutputCommit(out_prefix, job="score", wait_for_expiry=True) as taker:
             write_part(taker, 0, 3)
