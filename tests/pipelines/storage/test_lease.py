@@ -200,7 +200,7 @@ def test_a_killed_holder_on_another_host_is_taken_over_at_its_expiry_by_exactly_
 def freeze_between_heartbeats(holder: subprocess.Popen, prefix: str) -> None:
     """SIGSTOP the holder, but not inside a heartbeat's compare-and-replace of a local lease: frozen there it
     holds the lease file's lock, and the taker fails by name after `LOCAL_LOCK_SECONDS` (the test above) —
-    the other fault, hit here about one run in a hundred."""
+    the other fault, which this test once hit by chance (it hung to its timeout)."""
     import fcntl
 
     lock = os.path.join(prefix, f".{LEASE}.lock")
