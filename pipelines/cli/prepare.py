@@ -106,7 +106,7 @@ def register(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     prepare.add_argument("source", nargs="?", help="built-in sample (digits, mnist5k, breast_cancer, fair; generated: "
                                                    "shapes, factor_table), a CSV or Parquet file or prefix (local "
-                                                   "path or s3://), or an image folder")
+                                                   "path or s3://), or an image folder (local or an s3:// prefix)")
     prepare.add_argument("--name", help="dataset name (default: the built-in sample's name)")
     prepare.add_argument("--config", help="YAML file with the same fields (flags override it)")
     prepare.add_argument("--storage", help="storage root URI (default $VAEPIPE_STORAGE or s3://vaepipe)")

@@ -28,7 +28,7 @@ from pipelines.datasets.manifest import (
     NumericColumn, SplitRule,
 )
 from pipelines.datasets.sources import (
-    BUILTIN_SOURCES, GENERATED_SOURCES, IMAGE_SUFFIXES, SourceError, SourceTable, load_builtin,
+    BUILTIN_SOURCES, GENERATED_SOURCES, SourceError, SourceTable, holds_images, load_builtin,
 )
 from pipelines.naming import validate_name
 from pipelines.runtime.engine import Engine
@@ -488,8 +488,7 @@ def reads_table_files(config: PrepareConfig) -> bool:
     if spec.startswith("builtin:"):
         raise SourceError(f"unknown built-in sample {builtin!r}; choose one of: {', '.join(BUILTIN_SOURCES)}")
     local = Path(spec)
-    if "://" not in spec and local.is_dir() and any(
-            p.suffix.lower() in IMAGE_SUFFIXES for p in local.rglob("*")):
+    if holds_images(spec):
         return False
     if "://" not in spec and not local.exists():
         raise SourceError(f"input {spec} does not exist (nor is it a built-in sample: "

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 import pandas as pd
@@ -225,15 +225,7 @@ def table_files(uri: str, follow_symlinks: bool = False) -> list[str]:
     if not location.is_s3:
         files = [str(p) for p in local_files(path, TABLE_SUFFIXES, TABLE_FILES, follow_symlinks)]
     else:
-        selector = pafs.FileSelector(path, recursive=True)
-        files = []
-        for found in fs.get_file_info(selector):
-            if found.type != pafs.FileType.File or any(map(skipped_name, found.path[len(path):].split("/"))):
-                continue
-            if table_format(found.path) is None:
-                raise unread_file(f"s3://{found.path}", TABLE_FILES)
-            files.append(found.path)
-        files.sort()
+        files = s3_files(location, TABLE_SUFFIXES, TABLE_FILES)
     if not files:
         raise SourceError(f"input {uri} contains no {TABLE_FILES} files")
     return files
@@ -310,6 +302,21 @@ def unread_file(path: str, kinds: str) -> SourceError:
                        "it out of the source, or start its name with '_' or '.' to have it skipped")
 
 
+def s3_files(location, suffixes: Iterable[str], kinds: str) -> list[str]:
+    """Files under an S3 prefix (`objects.Location`) whose name ends with one of `suffixes`, as paths of its
+    filesystem, sorted; names under `_` or `.` skipped, any other file refused (`unread_file`, naming `kinds`)."""
+    import pyarrow.fs as pafs
+
+    files = []
+    for found in location.filesystem.get_file_info(pafs.FileSelector(location.path, recursive=True)):
+        if found.type != pafs.FileType.File or any(map(skipped_name, found.path[len(location.path):].split("/"))):
+            continue
+        if not found.path.lower().endswith(tuple(suffixes)):
+            raise unread_file(f"s3://{found.path}", kinds)
+        files.append(found.path)
+    return sorted(files)
+
+
 def local_files(folder: str, suffixes: Iterable[str], kinds: str, follow_symlinks: bool = False) -> list[Path]:
     """Files under the local `folder` whose name ends with one of `suffixes`, sorted; hidden names (`.`, `_`)
     skipped, any other file refused (`unread_file`, naming `kinds`).
@@ -337,19 +344,41 @@ def local_files(folder: str, suffixes: Iterable[str], kinds: str, follow_symlink
     return sorted(found)
 
 
-def image_files(folder: str, follow_symlinks: bool = False) -> list[Path]:
-    """The image files under `folder`, sorted (see `local_files` for symlinks and other files)."""
-    if not Path(folder).is_dir():
+def image_files(folder: str, follow_symlinks: bool = False) -> list[str]:
+    """The image files under `folder` — a local folder or an s3:// prefix —, as paths of its filesystem, sorted
+    (see `local_files` and `s3_files` for symlinks and other files)."""
+    from pipelines.storage.objects import resolve
+
+    location = resolve(folder)
+    if location.is_s3:
+        files = s3_files(location, IMAGE_SUFFIXES, IMAGE_FILES)
+    elif not Path(location.path).is_dir():
         raise SourceError(f"image folder {folder} does not exist")
-    files = local_files(folder, IMAGE_SUFFIXES, IMAGE_FILES, follow_symlinks)
+    else:
+        files = [str(p) for p in local_files(location.path, IMAGE_SUFFIXES, IMAGE_FILES, follow_symlinks)]
     if not files:
         raise SourceError(f"image folder {folder} contains no {IMAGE_FILES}")
     return files
 
 
-def read_image(path: Path, shape: Optional[tuple[int, int, int]]) -> np.ndarray:
-    """One image as uint8 [C, H, W], converted and resized to `shape` when given. Any failure of the
-    decoder — a damaged file, a decompression bomb, an unsupported mode — is a SourceError naming it."""
+def holds_images(folder: str) -> bool:
+    """Whether a local folder or an s3:// prefix holds image files (it is then read as an image folder)."""
+    import pyarrow.fs as pafs
+
+    from pipelines.storage.objects import resolve
+
+    location = resolve(folder)
+    if not location.is_s3:
+        return Path(folder).is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in Path(folder).rglob("*"))
+    found = location.filesystem.get_file_info(pafs.FileSelector(location.path, recursive=True, allow_not_found=True))
+    return any(f.type == pafs.FileType.File and f.path.lower().endswith(IMAGE_SUFFIXES) for f in found)
+
+
+def read_image(path: str, shape: Optional[tuple[int, int, int]], filesystem=None) -> np.ndarray:
+    """One image (a path of `filesystem`, default local) as uint8 [C, H, W], converted and resized to `shape`
+    when given. Any failure of the decoder — a damaged file, a decompression bomb, an unsupported mode — is a
+    SourceError naming it."""
+    import io
     import warnings
 
     from PIL import Image
@@ -358,7 +387,11 @@ def read_image(path: Path, shape: Optional[tuple[int, int, int]]) -> np.ndarray:
         with warnings.catch_warnings():
             # PIL only warns between its pixel limit and twice that; both are bombs for a training set
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            opened = path
+            if filesystem is not None:
+                with filesystem.open_input_file(path) as stream:
+                    opened = io.BytesIO(stream.read())
+            with Image.open(opened) as img:
                 img.load()
                 img = _eight_bit(img, path)
                 if shape is not None:
@@ -401,35 +434,47 @@ def _eight_bit(img, path: Path):
 
 @dataclass(frozen=True)
 class ImageFolder:
-    """The image files under a folder, with the row ids and labels their paths give. As torchvision's
-    `ImageFolder`: when images sit in class folders, the folder right under the root is the label of every image
-    anywhere below it (`cat/a.png` and `cat/indoor/b.png` are both "cat"); images beside the class folders would
-    have no class and are refused. Pixels are read on demand, some rows at a time, so a folder larger than
-    memory can be checked and prepared a shard at a time."""
+    """The image files under a local folder or an s3:// prefix, with the row ids (paths below it) and labels
+    their paths give. As torchvision's `ImageFolder`: when images sit in class folders, the folder right under
+    the root is the label of every image anywhere below it (`cat/a.png` and `cat/indoor/b.png` are both "cat");
+    images beside the class folders would have no class and are refused. Pixels are read on demand, some rows at
+    a time, so a folder larger than memory can be checked and prepared a shard at a time."""
 
-    root: Path
-    files: list[Path]
+    uri: str  # as given
+    location: Any  # `objects.Location` of the folder
+    files: list[str]  # paths of its filesystem
 
     @classmethod
     def scan(cls, folder: str, follow_symlinks: bool = False) -> ImageFolder:
-        found = cls(Path(folder), image_files(folder, follow_symlinks))
-        loose = [p for p in found.files if p.parent == found.root]
+        from pipelines.storage.objects import resolve
+
+        found = cls(folder, resolve(folder), image_files(folder, follow_symlinks))
+        loose = [p for p in found.files if "/" not in found.below(p)]
         if found.label_name and loose:
             more = f" (and {len(loose) - 1} more images)" if len(loose) > 1 else ""
-            raise SourceError(f"image {loose[0]}{more} sits beside the class folders of {folder}, so it has no "
-                              f"class: move it into its class folder, or out of {folder}")
+            raise SourceError(f"image {found.shown(loose[0])}{more} sits beside the class folders of {folder}, so "
+                              f"it has no class: move it into its class folder, or out of {folder}")
         return found
 
     @property
     def rows(self) -> int:
         return len(self.files)
 
+    def below(self, path: str) -> str:
+        """`path` below the folder, with '/' between its parts: the row id."""
+        return Path(path).relative_to(self.location.path).as_posix() if not self.location.is_s3 else \
+            path[len(self.location.path):].lstrip("/")
+
+    def shown(self, path: str) -> str:
+        """`path` as a person names it in an error: the folder as given, then the path below it."""
+        return f"{self.uri.rstrip('/')}/{self.below(path)}"
+
     @cached_property
     def label_name(self) -> Optional[str]:
-        return "label" if any(p.parent != self.root for p in self.files) else None
+        return "label" if any("/" in self.below(p) for p in self.files) else None
 
-    def label(self, path: Path) -> str:
-        return path.relative_to(self.root).parts[0]
+    def label(self, path: str) -> str:
+        return self.below(path).split("/", 1)[0]
 
     def read(self, rows: slice, shape: Optional[tuple[int, int, int]],
              first: Optional[tuple[Path, tuple]] = None) -> tuple[np.ndarray, tuple[Path, tuple]]:
@@ -439,12 +484,15 @@ class ImageFolder:
             raise SourceError(f"image shape {shape}: channels must be 1 or 3")
         arrays = []
         for path in self.files[rows]:
-            array = read_image(path, shape)
+            try:
+                array = read_image(path, shape, self.location.filesystem)
+            except SourceError as err:
+                raise SourceError(str(err).replace(str(path), self.shown(path), 1)) from None
             if first is None:
-                first = (path, array.shape)
+                first = (self.shown(path), array.shape)
             elif array.shape != first[1]:
                 raise SourceError(
-                    f"image {path} has shape {array.shape} (C,H,W) but {first[0]} has {first[1]}; "
+                    f"image {self.shown(path)} has shape {array.shape} (C,H,W) but {first[0]} has {first[1]}; "
                     "declare --image-shape C,H,W to resize them all")
             arrays.append(array)
         return np.stack(arrays), first
@@ -453,8 +501,8 @@ class ImageFolder:
         """The rows `rows` (their `images` read) as a SourceTable."""
         files = self.files[rows]
         labels = np.array([self.label(p) for p in files], dtype=object) if self.label_name else None
-        row_ids = np.array([str(p.relative_to(self.root)) for p in files], dtype=object)
-        return SourceTable("image", str(self.root), row_ids, labels=labels, images=images, label_name=self.label_name)
+        row_ids = np.array([self.below(p) for p in files], dtype=object)
+        return SourceTable("image", self.uri, row_ids, labels=labels, images=images, label_name=self.label_name)
 
 
 def load_image_folder(folder: str, shape: Optional[tuple[int, int, int]], follow_symlinks: bool = False

@@ -118,7 +118,7 @@ def prepare_image_folder(config: PrepareConfig, target: str, progress: Callable[
             fields.update(shard_fields)
             yield table
 
-    return commit_shards(config, target, "image", str(folder.root), shards(),
+    return commit_shards(config, target, "image", folder.uri, shards(),
                          lambda: {**fields, "split_rows": {split: split_rows[split] for split in SPLITS}}, progress)
 
 

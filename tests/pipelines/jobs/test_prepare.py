@@ -211,6 +211,20 @@ def test_images_in_folders_below_a_class_folder_take_its_label_as_torchvision_re
         (f"{label}/{folder}{i}.png", label) for label in ("cat", "dog") for folder in ("", "indoor/") for i in range(3))
 
 
+def test_an_image_folder_under_an_s3_prefix_prepares_as_the_same_folder_on_disk(s3_prefix, tmp_path, capsys):
+    """Images kept in a bucket (class folders under a prefix) were read as table files: refused."""
+    _digit_folder(tmp_path / "digits", 120)
+    for path in sorted((tmp_path / "digits").rglob("*.png")):
+        write_bytes(f"{s3_prefix}/raw/digits/{path.relative_to(tmp_path / 'digits').as_posix()}", path.read_bytes())
+    local = prepare_dataset(PrepareConfig(name="local", source=str(tmp_path / "digits"), storage=s3_prefix))
+    remote = prepare_dataset(PrepareConfig(name="remote", source=f"{s3_prefix}/raw/digits/", storage=s3_prefix))
+    assert remote.label_column == "label" and remote.split_rows == local.split_rows and remote.rows == 120
+    pd.testing.assert_frame_equal(_read_dataset(s3_prefix, "remote"), _read_dataset(s3_prefix, "local"))
+    write_bytes(f"{s3_prefix}/raw/digits/3/broken.png", b"\x89PNG\r\n\x1a\nxx")
+    assert main(["prepare", f"{s3_prefix}/raw/digits", "--name", "broken", "--storage", s3_prefix]) == 2
+    assert f"cannot read image {s3_prefix}/raw/digits/3/broken.png" in capsys.readouterr().err
+
+
 def test_sixteen_bit_images_are_scaled_to_eight_bits_not_clipped_white(s3_prefix, tmp_path):
     """Pillow's own conversion clips 16-bit grey at 255 (a 16-bit scan was 99.6 % white): each pixel is its
     value scaled from 0..65535 to 0..255, the same for every file."""
