@@ -132,7 +132,7 @@ def register(commands) -> None:
     prepare.add_argument("--thousands", choices=[",", ".", " ", "'"],
                          help="CSV thousands separator: ',' reads 1,234.5 as 1234.5 (default none; with --decimal ',' "
                               "usually '.')")
-    prepare.add_argument("--missing", help="comma-separated CSV texts that mean a missing value, e.g. '?' (UCI's) or "
+    prepare.add_argument("--missing", help="comma-separated texts that mean a missing value (CSV fields, Parquet text), e.g. '?' (UCI's) or "
                                            "'?,-', taken as written (' ?' with its space); the empty field, NA, "
                                            "N/A, NaN, null and #N/A always do; --impute says what a gap becomes")
     prepare.add_argument("--follow-symlinks", action="store_true",

@@ -76,7 +76,7 @@ class PrepareConfig(StrictModel):
         None, description="CSV thousands separator, as pandas' thousands: ',' reads 1,234.5 as 1234.5 (only "
                           "numbers grouped by threes lose it; other text is left as it is)")
     missing: list[str] = Field(default_factory=list,
-                               description="CSV texts that mean a missing value, as pandas' na_values (e.g. ['?'], "
+                               description="texts that mean a missing value (CSV fields, Parquet text values), as pandas' na_values (e.g. ['?'], "
                                            "as UCI tables write it), besides the empty field and NA, N/A, NaN, "
                                            "null, #N/A; then --impute says what a gap becomes")
     follow_symlinks: bool = Field(False, description="read files that are symlinks (or inside linked folders) of a "

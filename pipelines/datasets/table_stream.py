@@ -188,7 +188,7 @@ def _read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
             return
         with fs.open_input_file(job.path) as handle:
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=BATCH_ROWS):
-                yield batch.to_pandas()
+                yield (_missing_as_null(batch, job.missing) if job.missing else batch).to_pandas()
     except (pa.ArrowException, OSError, ValueError) as err:
         if isinstance(err, SourceError):
             raise
@@ -198,6 +198,18 @@ def _read_batches(job: FileJob) -> Iterator[pd.DataFrame]:
             why += (f"; the file is not {job.encoding} text: save it as UTF-8, or pass --encoding with its encoding "
                     "(e.g. latin-1, cp1252)")
         raise SourceError(f"cannot read {job.path}: {why}") from None
+
+
+def _missing_as_null(batch: pa.RecordBatch, missing: tuple[str, ...]) -> pa.RecordBatch:
+    """A Parquet batch's text values that are one of `missing` as nulls, as the CSV reader's null_values reads
+    them: --missing means the same for both."""
+    import pyarrow.compute as pc
+
+    marks = pa.array(missing, pa.string())
+    return pa.RecordBatch.from_arrays(
+        [pc.if_else(pc.is_in(column, value_set=marks.cast(column.type)), pa.scalar(None, column.type), column)
+         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) else column
+         for column in batch.columns], schema=batch.schema)
 
 
 def _without_thousands(batch: pa.RecordBatch, separator: str, decimal: str) -> pa.RecordBatch:
