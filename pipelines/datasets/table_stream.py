@@ -4,8 +4,8 @@
    all files' profiles), and a 128-bit hash of each id (ids must be unique across files);
 2. `summarize_file`: each batch cleaned as `clean_tabular` cleans a whole table, and the train split's
    statistics as summaries that merge (`column_stats`), with what is wrong with the data (first row, count);
-3. `write_file`: each batch cleaned again, now with the imputed values, and the file's rows written as Parquet
-   shards of `rows_per_shard` rows under the commit's attempt.
+3. `write_files`: each batch cleaned again, now with the imputed values, and the rows of a run of files written
+   as Parquet shards of `rows_per_shard` rows under the commit's attempt (small files share a shard).
 
 Each pass is a function of one file (`FileJob`) whose result is small (counts, summaries, shard records), so a
 job runs the files on Ray tasks or one after another in this process (`jobs.prepare`), and memory stays at a
@@ -23,7 +23,7 @@ import io
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -390,7 +390,7 @@ def summarize_file(job: FileJob, plan: FilePlan, count: Optional[Callable[[int],
 @dataclass(frozen=True)
 class ShardTarget:
     prefix: str  # the dataset's URI
-    names: tuple[str, ...]  # the shard names this file writes, in order
+    names: tuple[str, ...]  # the shard names a run of files writes, in order
     rows_per_shard: int
 
 
@@ -429,35 +429,52 @@ def _shard(table: pa.Table, prefix: str, name: str) -> ShardInfo:
     return shard
 
 
-def write_file(job: FileJob, target: ShardTarget, plan: FilePlan, fill: dict[str, float],
-               count: Optional[Callable[[int], None]] = None) -> list[ShardInfo]:
+def write_files(jobs: Sequence[FileJob], target: ShardTarget, plan: FilePlan, fill: dict[str, float],
+                count: Optional[Callable[[int], None]] = None) -> list[ShardInfo]:
+    """The rows of consecutive files (`shard_groups`) written as the shards `target` names, in order."""
     config, pending, shards = plan.config, [], []
-    for ids, splits, frame, block in _blocks(job, plan, count):
-        table, keep = clean_tabular(block, plan.numeric, plan.categorical, splits, config.impute, fill=fill,
-                                    problems={})
-        columns = {"row_id": pa.array(ids[keep].astype(str).tolist(), type=pa.string()),
-                   "split": pa.array(splits[keep].tolist(), type=pa.string())}
-        if config.label_column:
-            columns[config.label_column] = arrow_column(
-                frame[config.label_column].to_numpy()[keep]).cast(plan.label_type)
-        for column in table.columns:
-            columns[column] = arrow_column(table[column].to_numpy()[keep])
-        pending.append(pa.table(columns))
-        while sum(t.num_rows for t in pending) >= target.rows_per_shard:
-            rows = pa.concat_tables(pending)
-            shards.append(_shard(rows.slice(0, target.rows_per_shard), target.prefix, target.names[len(shards)]))
-            pending = [rows.slice(target.rows_per_shard)]
+    for job in jobs:
+        for ids, splits, frame, block in _blocks(job, plan, count):
+            table, keep = clean_tabular(block, plan.numeric, plan.categorical, splits, config.impute, fill=fill,
+                                        problems={})
+            columns = {"row_id": pa.array(ids[keep].astype(str).tolist(), type=pa.string()),
+                       "split": pa.array(splits[keep].tolist(), type=pa.string())}
+            if config.label_column:
+                columns[config.label_column] = arrow_column(
+                    frame[config.label_column].to_numpy()[keep]).cast(plan.label_type)
+            for column in table.columns:
+                columns[column] = arrow_column(table[column].to_numpy()[keep])
+            pending.append(pa.table(columns))
+            while sum(t.num_rows for t in pending) >= target.rows_per_shard:
+                rows = pa.concat_tables(pending)
+                shards.append(_shard(rows.slice(0, target.rows_per_shard), target.prefix,
+                                     target.names[len(shards)]))
+                pending = [rows.slice(target.rows_per_shard)]
     rest = pa.concat_tables(pending) if pending else None
     if rest is not None and rest.num_rows:
         shards.append(_shard(rest, target.prefix, target.names[len(shards)]))
-    if len(shards) != len(target.names):  # the rows kept changed between the passes: the file changed
-        raise SourceError(f"{job.path} changed while it was being prepared ({len(shards)} shards written, "
+    if len(shards) != len(target.names):  # the rows kept changed between the passes: a file changed
+        paths = jobs[0].path + (f" (or one of the {len(jobs) - 1} files after it)" if len(jobs) > 1 else "")
+        raise SourceError(f"{paths} changed while it was being prepared ({len(shards)} shards written, "
                           f"{len(target.names)} expected); prepare it again")
     return shards
 
 
-def shard_counts(kept: list[int], rows_per_shard: int) -> list[int]:
-    return [math.ceil(rows / rows_per_shard) for rows in kept]
+def shard_groups(kept: list[int], rows_per_shard: int) -> list[tuple[list[int], int]]:
+    """The write pass's work: runs of consecutive files (their indexes), each with the shards it writes. Small
+    files share one shard, as many as fit in it; a file of a shard or more is a run of its own. A source of
+    thousands of small files (a streaming sink's) was a shard per file, and every read of the dataset paid for
+    each."""
+    groups, run, rows = [], [], 0
+    for index, kept_rows in enumerate(kept):
+        if run and rows + kept_rows > rows_per_shard:
+            groups.append((run, math.ceil(rows / rows_per_shard)))
+            run, rows = [], 0
+        run.append(index)
+        rows += kept_rows
+    if run:
+        groups.append((run, math.ceil(rows / rows_per_shard)))
+    return groups
 
 
 def sample_rate(train_rows: int) -> float:

@@ -277,12 +277,12 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
             schema[config.label_column] = str(plan.label_type)
         schema.update({c: "double" for c in numeric} | {c: "string" for c in categorical})
         with OutputCommit(target, job="prepare", overwrite=config.overwrite) as commit:
-            counts = stream.shard_counts([s.kept for s in summaries], rows_per_shard)
-            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
-            targets = [stream.ShardTarget(target, tuple(commit.part_name(start + k) for k in range(count)),
-                                          rows_per_shard) for start, count in zip(starts, counts)]
-            written = each(partial(stream.write_file, plan=plan, fill=fill), list(zip(jobs, targets)),
-                           what="written", rows=rows)
+            groups = stream.shard_groups([s.kept for s in summaries], rows_per_shard)
+            starts = np.concatenate([[0], np.cumsum([count for _, count in groups])[:-1]]).astype(int).tolist()
+            calls = [([jobs[i] for i in run], stream.ShardTarget(
+                target, tuple(commit.part_name(start + k) for k in range(count)), rows_per_shard))
+                for (run, count), start in zip(groups, starts)]
+            written = each(partial(stream.write_files, plan=plan, fill=fill), calls, what="written", rows=rows)
             shards = [shard for file_shards in written for shard in file_shards]
             commit.record([s.key for s in shards], [s.size for s in shards])
             manifest = DatasetManifest(

@@ -163,6 +163,25 @@ def test_a_prefix_prepared_block_by_block_matches_the_in_memory_dataset(case, tm
     assert math.ceil(streamed.rows / 1000) <= len(streamed.shards) <= math.ceil(streamed.rows / 1000) + 2
 
 
+def test_a_source_of_many_small_files_shares_full_shards_and_holds_the_same_rows(tmp_path):
+    """300 files of 7 rows (a streaming sink's output) made 300 shards of 7 rows; now 9, as 3 files make."""
+    frame = _fair().iloc[:2100]
+    sink = tmp_path / "sink"
+    sink.mkdir()
+    for index, part in enumerate(np.array_split(np.arange(len(frame)), 300)):
+        frame.iloc[part].to_csv(sink / f"part-{index:04d}.csv", index=False)
+    root = str(tmp_path / "store")
+    made = {name: prepare_dataset(PrepareConfig(name=name, source=source, storage=root, rows_per_shard=256,
+                                                engine="local", id_column="respondent"), progress=lambda _: None)
+            for name, source in (("sink", str(sink)), ("three", _write(frame, tmp_path / "three", "csv")))}
+    shards = [shard.rows for shard in made["sink"].shards]
+    assert len(shards) == math.ceil(2100 / 256) and min(shards[:-1]) >= 256 - 7 and max(shards) <= 256
+    ignore = {"shards", "created_at", "fingerprint", "source", "name"}
+    _same(made["sink"].model_dump(mode="json", exclude=ignore), made["three"].model_dump(mode="json", exclude=ignore))
+    sink_rows, three_rows = (_dataset_rows(root, name).sort_by("row_id") for name in ("sink", "three"))
+    assert sink_rows.equals(three_rows)
+
+
 @pytest.mark.parametrize("fault", ["duplicate id", "not a number", "missing value"])
 def test_a_bad_row_in_a_later_file_is_named_with_the_whole_source_count(fault, tmp_path, small_batches):
     frame = _fair().iloc[:3000].copy()
@@ -189,7 +208,7 @@ def test_a_bad_row_in_a_later_file_is_named_with_the_whole_source_count(fault, t
 
 @pytest.mark.reliability("concurrency")
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-@pytest.mark.parametrize("rewritten_before", ["summarize_file", "write_file"])
+@pytest.mark.parametrize("rewritten_before", ["summarize_file", "write_files"])
 def test_a_file_rewritten_between_passes_with_as_many_rows_is_refused_and_nothing_is_committed(
         fmt, rewritten_before, tmp_path, monkeypatch):
     # another job overwrites a file of the source while prepare reads it three times: same rows, other values
@@ -202,7 +221,8 @@ def test_a_file_rewritten_between_passes_with_as_many_rows_is_refused_and_nothin
 
     def rewrite_then(original):
         def run(job, *args, **kwargs):
-            if job.path.endswith(changed.name) and not rewritten:
+            paths = [one.path for one in (job if isinstance(job, list) else [job])]
+            if any(path.endswith(changed.name) for path in paths) and not rewritten:
                 rewritten.append(changed)
                 if fmt == "csv":
                     edited.to_csv(changed, index=False)
