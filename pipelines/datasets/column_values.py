@@ -182,3 +182,13 @@ def missing_markers_in(levels) -> list[str]:
     others = [str(level) for level in levels if not _is_number(str(level))]
     marks = all(not any(c.isalnum() for c in text) or text.strip().lower() in MISSING_WORDS for text in others)
     return sorted(others) if others and marks and len(others) < len(levels) else []
+
+
+_TIME_OF_DAY = re.compile(r"\s*([01]?[0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?\s*([aApP][mM])?\s*")
+
+
+def looks_like_times_of_day(levels) -> bool:
+    """Whether text levels are clock times without a date ("13:45", "07:30:05.25"): a time64 Parquet column or
+    a CSV column of them (a hint for an error about the column)."""
+    sample = [str(level) for level in list(levels)[:20]]
+    return bool(sample) and all(_TIME_OF_DAY.fullmatch(level) for level in sample)

@@ -20,8 +20,8 @@ from pydantic import Field, field_validator, model_validator
 from pipelines.config import StrictModel
 from pipelines.datasets.column_stats import NumericSummary
 from pipelines.datasets.column_values import (
-    MAX_MAGNITUDE, MISSING_WORDS, ValueKind, looks_like_dates, looks_like_decimal_commas, merge_kinds,
-    missing_markers_in, numbers, temporal_dtype, thousands_in, thousands_separator, value_kind,
+    MAX_MAGNITUDE, MISSING_WORDS, ValueKind, looks_like_dates, looks_like_decimal_commas, looks_like_times_of_day,
+    merge_kinds, missing_markers_in, numbers, temporal_dtype, thousands_in, thousands_separator, value_kind,
 )
 from pipelines.datasets.manifest import (
     PSEUDO_LABEL_COLUMN, SPLITS, SYNTHETIC_COLUMN, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec,
@@ -260,7 +260,10 @@ def _check_inferred_levels(column: str, profile: ColumnProfile, config: PrepareC
         return
     count = f"more than {MAX_INFERRED_LEVELS:,}" if many else f"{levels:,}"
     hint = ""
-    if looks_like_dates(profile.levels):
+    if looks_like_times_of_day(profile.levels):
+        hint = (" Its values are times of day: store them as a number, e.g. seconds since midnight, or as a "
+                "duration (a timedelta or Parquet duration column is modelled as one).")
+    elif looks_like_dates(profile.levels):
         hint = (" Its values read as dates or times: store it as a timestamp (a Parquet timestamp or date column, "
                 "or pandas.to_datetime in a notebook, is modelled as one) or as a number, e.g. days since a date.")
     elif missing_markers_in(profile.levels):

@@ -482,6 +482,8 @@ def _columns_case(kind: str, rows: int) -> pd.DataFrame:
         "email": [f"user{i}@example.com" for i in range(rows)],  # an identifier: every value differs
         "free_text": [f"note {i} " + "x" * (i % 7) for i in range(rows)],
         "date_text": pd.date_range("2024-01-01", periods=rows, freq="h").strftime("%Y-%m-%d %H:%M"),
+        # a Parquet time64 column (pandas holds datetime.time), "13:45:00" in a CSV
+        "time_of_day": pd.date_range("2024-01-01", periods=rows, freq="37s").time,
         "huge": rng.normal(size=rows) * 1e200,  # its cubes overflow float64: statistics would be inf
         "nested": [[i, i + 1] for i in range(rows)],
         "bytes": [bytes([i % 256]) * 3 for i in range(rows)],
@@ -492,6 +494,7 @@ def _columns_case(kind: str, rows: int) -> pd.DataFrame:
 UNREPRESENTABLE = [("email", 80, "80 distinct text values in 80 rows"),
                    ("free_text", 1500, "more than 1,000 distinct text values"),
                    ("date_text", 1500, "read as dates or times"),
+                   ("time_of_day", 1500, "times of day"),
                    ("huge", 60, "beyond ±1e+90"),
                    ("nested", 60, "holds nested values"),
                    ("bytes", 60, "holds bytes")]
