@@ -182,6 +182,29 @@ def test_a_source_of_many_small_files_shares_full_shards_and_holds_the_same_rows
     assert sink_rows.equals(three_rows)
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_files_with_the_same_columns_in_another_order_are_read_by_name(tmp_path, fmt):
+    """Two exports of one table with their columns in another order were refused; read by name, as
+    pandas.concat and pyarrow.dataset read them, they make the dataset one order makes."""
+    frame = _fair().iloc[:1200]
+    source = _write(frame, tmp_path / "source", fmt, files=2)
+    part = next(Path(source).glob("part-1.*"))
+    shuffled = frame.iloc[600:][list(reversed(frame.columns))]
+    shuffled.to_csv(part, index=False) if fmt == "csv" else shuffled.to_parquet(part, index=False)
+    root = str(tmp_path / "store")
+    made = {name: prepare_dataset(PrepareConfig(name=name, source=folder, storage=root, engine="local",
+                                                id_column="respondent"), progress=lambda _: None)
+            for name, folder in (("mixed", source), ("plain", _write(frame, tmp_path / "plain", fmt, files=2)))}
+    ignore = {"shards", "created_at", "fingerprint", "source", "name"}
+    _same(made["mixed"].model_dump(mode="json", exclude=ignore), made["plain"].model_dump(mode="json", exclude=ignore))
+    assert _dataset_rows(root, "mixed").equals(_dataset_rows(root, "plain"))
+    frame.iloc[600:].drop(columns=["age"]).to_csv(part, index=False) if fmt == "csv" else \
+        frame.iloc[600:].drop(columns=["age"]).to_parquet(part, index=False)
+    with pytest.raises(SourceError, match=r"part-1.*it lacks \['age'\]"):
+        prepare_dataset(PrepareConfig(name="short", source=source, storage=root, engine="local",
+                                      id_column="respondent"))
+
+
 @pytest.mark.parametrize("fault", ["duplicate id", "not a number", "missing value"])
 def test_a_bad_row_in_a_later_file_is_named_with_the_whole_source_count(fault, tmp_path, small_batches):
     frame = _fair().iloc[:3000].copy()
