@@ -6,6 +6,7 @@ YAML file or an override is reported with the field's dotted path, before Ray st
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Hashable
 from typing import Any, Iterable, TypeVar
 
 import yaml
@@ -25,15 +26,48 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the last one silently, so a
+    second `train:` block at the end of a config dropped every field of the first (YAML itself forbids it)."""
+
+    def construct_mapping(self, node, deep=False):
+        first: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be given again here
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):  # PyYAML's own error names it
+                continue
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (first on line {first[key] + 1}); give "
+                    "it once", key_node.start_mark)
+            first.setdefault(key, key_node.start_mark.line)
+        return super().construct_mapping(node, deep)
+
+
+def safe_load(text: str) -> Any:
+    """`yaml.safe_load`, with every key of a mapping once (`_UniqueKeyLoader`)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 -- a SafeLoader
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error as one line: where (line, column) and what, without PyYAML's echo of the source."""
+    mark = getattr(err, "problem_mark", None)
+    if not isinstance(err, yaml.MarkedYAMLError) or mark is None:
+        return str(err)
+    return f"line {mark.line + 1}, column {mark.column + 1}: " + "; ".join(filter(None, [err.context, err.problem]))
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`train.epochs=50` → (["train", "epochs"], 50); the value is parsed as YAML."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} must look like key.path=value (e.g. train.epochs=50)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({yaml_problem(err)})") from None
     return key.strip().split("."), value
 
 
@@ -89,9 +123,9 @@ def resolve_config_path(path: str | Path) -> Path:
 def load_yaml(path: str | Path) -> dict:
     path = resolve_config_path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must contain a mapping at the top level")
     return data

@@ -657,3 +657,22 @@ def test_a_file_under_an_s3_prefix_prepare_would_not_read_is_named_and_hidden_on
     write_bytes(f"{s3_prefix}/raw/part-1.csv.xz", b"\xfd7zXZ\x00")
     assert_refused(s3_prefix, ["prepare", f"{s3_prefix}/raw", "--name", "t", "--storage", s3_prefix], capsys,
                    f"{s3_prefix}/raw/part-1.csv.xz", "is not one of the files prepare reads")
+
+
+# --- 15. a config file that says one thing twice ----------------------------------------------------------------
+
+@pytest.mark.parametrize("verb, text, key, line", [
+    ("train", "name: twice\ndataset: digits\ntrain:\n  epochs: 3\nmodel:\n  latent_dim: 4\ntrain:\n  lr: 0.01\n",
+     "train", 7),
+    ("train", "name: twice\ndataset: digits\ntrain:\n  epochs: 3\n  lr: 0.1\n  epochs: 30\n", "epochs", 6),
+    ("prepare", "source: digits\nname: twice\nsplit: {train: 0.8, val: 0.1, test: 0.1, val: 0.2}\n", "val", 3),
+], ids=["a-second-section", "a-field-twice", "a-flow-mapping"])
+def test_a_key_given_twice_in_a_config_is_refused_naming_it_and_its_line(s3_prefix, tmp_path, capsys, verb, text,
+                                                                         key, line):
+    """PyYAML keeps the last of two equal keys silently: a second `train:` block at the end of a config
+    dropped `epochs: 3` (the job trained the default budget), a field given twice kept the other value."""
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    assert_refused(s3_prefix, [verb, str(path), "--storage", s3_prefix] if verb == "train" else
+                   [verb, "--config", str(path), "--storage", s3_prefix], capsys,
+                   f"{path} is not valid YAML: line {line}, column ", f"key {key!r} appears twice")
