@@ -49,7 +49,7 @@ def source_table(x, labels=None, name: str = DESCRIPTION) -> SourceTable:
         elif array.ndim in (3, 4):
             frame, kind = None, "image"
         else:
-            raise SourceError(f"fit takes a DataFrame, a 2-D array of rows or an image array [N, (C,) H, W]; got "
+            raise SourceError(f"X must be a DataFrame, a 2-D array of rows or an image array [N, (C,) H, W]; got "
                               f"an array of shape {array.shape}")
     rows = len(frame) if frame is not None else len(array)
     if label_values is not None and len(label_values) != rows:

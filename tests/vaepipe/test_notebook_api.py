@@ -81,6 +81,8 @@ def test_an_array_is_read_by_position_and_other_columns_or_widths_are_refused(sa
         detector.decision_function(np.hstack([frame.to_numpy()[:5], np.zeros((5, 1))]))
     with pytest.raises(UserError, match=r"X has column\(s\) \['diagnosis'\] the model was not fitted to"):
         detector.decision_function(frame.head(5).assign(diagnosis=1))
+    with pytest.raises(UserError, match=r"X must be a DataFrame, a 2-D array .* got an array of shape \(30,\)"):
+        detector.decision_function(frame.to_numpy()[0])  # one row, not as a row of rows
 
 
 def test_a_saved_model_loads_back_by_reference_and_by_folder_with_the_same_numbers(saved_detector):
