@@ -5,8 +5,8 @@ YAML file or an override is reported with the field's dotted path, before Ray st
 """
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
 import yaml

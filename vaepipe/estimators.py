@@ -395,8 +395,8 @@ class VAEDetector(VAEModel):
 
 class VAESynthesizer(VAEModel):
     """A synthesizer shaped like SDV's: `fit(df)` (column roles as `vaepipe prepare` infers them, `categorical=` /
-    `numeric=` to override), then `sample(num_rows, seed=..., temperature=..., sampler=...)`: a DataFrame with the fitted
-    frame's column names, order, dtypes and categorical levels — the rows `vaepipe generate` writes for the same
+    `numeric=` to override), then `sample(num_rows, seed=..., temperature=..., sampler=...)`: a DataFrame with the
+    fitted frame's column names, order, dtypes and categorical levels — the rows `vaepipe generate` writes for the same
     model, seed, temperature and sampler. Fitted to images, `sample` returns uint8 images [n, C, H, W].
 
     Like `vaepipe generate`, a table fitted here samples by default from a Gaussian mixture fitted to the
@@ -433,9 +433,9 @@ class VAESynthesizer(VAEModel):
                                                       seed=self.seed or 0)
 
     def sample(self, num_rows: int, seed: int = 0, temperature: float = 1.0, sampler: str = "auto"):
-        """`num_rows` new rows (SDV's name); z from the mixture fitted to the training rows' latents (tables fitted here: sampler auto
-        or gmm) or from the prior N(0, temperature² I) (images, loaded models, sampler prior); the same seed gives
-        the same rows."""
+        """`num_rows` new rows (SDV's name); z from the mixture fitted to the training rows' latents (tables fitted
+        here: sampler auto or gmm) or from the prior N(0, temperature² I) (images, loaded models, sampler prior); the
+        same seed gives the same rows."""
         from pipelines.jobs.generate import SAMPLE_ID, GenerateActor, GenerateJobConfig, sample_blocks
 
         self._require_fitted()

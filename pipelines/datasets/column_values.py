@@ -161,10 +161,10 @@ def thousands_in(levels) -> Optional[str]:
     """The thousands separator text levels are written with, when they read as such numbers (a hint for an
     error about the column), else None."""
     sample = [str(level) for level in list(levels)[:20]]
-    separators = {thousands_separator(level) for level in sample}
-    if not all(separator or _is_number(level) for separator, level in zip(map(thousands_separator, sample), sample)):
+    found = [thousands_separator(level) for level in sample]
+    if not all(separator or _is_number(level) for separator, level in zip(found, sample)):
         return None
-    separators.discard(None)
+    separators = set(found) - {None}
     return separators.pop() if len(separators) == 1 else None
 
 

@@ -76,9 +76,10 @@ class PrepareConfig(StrictModel):
         None, description="CSV thousands separator, as pandas' thousands: ',' reads 1,234.5 as 1234.5 (only "
                           "numbers grouped by threes lose it; other text is left as it is)")
     missing: list[str] = Field(default_factory=list,
-                               description="texts that mean a missing value (CSV fields, Parquet text values), as pandas' na_values (e.g. ['?'], "
-                                           "as UCI tables write it), besides the empty field and NA, N/A, NaN, "
-                                           "null, #N/A; then --impute says what a gap becomes")
+                               description="texts that mean a missing value (CSV fields, Parquet text values), as "
+                                           "pandas' na_values (e.g. ['?'], as UCI tables write it), besides the "
+                                           "empty field and NA, N/A, NaN, null, #N/A; then --impute says what a gap "
+                                           "becomes")
     follow_symlinks: bool = Field(False, description="read files that are symlinks (or inside linked folders) of a "
                                                      "local source; off: such a link is refused")
     overwrite: bool = False
@@ -271,7 +272,8 @@ def _check_inferred_levels(column: str, profile: ColumnProfile, config: PrepareC
         hint = (f" Its values are numbers but for {', '.join(map(repr, marks))}: if that marks a missing value, pass "
                 f"--missing '{','.join(marks)}' (then --impute says what a gap becomes).")
     elif config.thousands is None and thousands_in(profile.levels):
-        hint = f" Its values read as numbers with thousands separators: pass --thousands '{thousands_in(profile.levels)}'."
+        hint = (" Its values read as numbers with thousands separators: pass --thousands "
+                f"'{thousands_in(profile.levels)}'.")
     elif config.decimal == "." and looks_like_decimal_commas(profile.levels):
         hint = " Its values read as numbers with a decimal comma: pass --decimal ','."
     raise SourceError(f"{config.source}: column {column!r} has {count} distinct text values in "

@@ -217,10 +217,10 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
         for path, profile in zip(files, profiles):
             # by name, in any order, as pandas.concat, pyarrow.dataset and Ray Data read files together
             if set(profile.columns) != set(columns):
-                lacks, extra = sorted(set(columns) - set(profile.columns)), sorted(set(profile.columns) - set(columns))
-                raise SourceError(f"{path} has columns {profile.columns} but {files[0]} has {columns} ("
-                                  + "; ".join(filter(None, [lacks and f"it lacks {lacks}", extra and f"it adds {extra}"]))
-                                  + "); every file of one dataset must have the same columns")
+                lacks, adds = sorted(set(columns) - set(profile.columns)), sorted(set(profile.columns) - set(columns))
+                differs = "; ".join(filter(None, [lacks and f"it lacks {lacks}", adds and f"it adds {adds}"]))
+                raise SourceError(f"{path} has columns {profile.columns} but {files[0]} has {columns} ({differs}); "
+                                  "every file of one dataset must have the same columns")
         for column, role in ((config.id_column, "id"), (config.label_column, "label")):
             if column is not None and column not in columns:
                 raise SourceError(f"{role} column {column!r} is not in {config.source} (columns: {columns})")
