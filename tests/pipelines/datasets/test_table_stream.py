@@ -164,18 +164,19 @@ def test_a_prefix_prepared_block_by_block_matches_the_in_memory_dataset(case, tm
 
 
 def test_a_source_of_many_small_files_shares_full_shards_and_holds_the_same_rows(tmp_path):
-    """300 files of 7 rows (a streaming sink's output) made 300 shards of 7 rows; now 9, as 3 files make."""
-    frame = _fair().iloc[:2100]
+    """90 files of 6 rows (a streaming sink's output) made 90 shards of 6 rows; now 9 of 60 rows each."""
+    frame = _fair().iloc[:540]
     sink = tmp_path / "sink"
     sink.mkdir()
-    for index, part in enumerate(np.array_split(np.arange(len(frame)), 300)):
+    for index, part in enumerate(np.array_split(np.arange(len(frame)), 90)):
         frame.iloc[part].to_csv(sink / f"part-{index:04d}.csv", index=False)
     root = str(tmp_path / "store")
-    made = {name: prepare_dataset(PrepareConfig(name=name, source=source, storage=root, rows_per_shard=256,
+    made = {name: prepare_dataset(PrepareConfig(name=name, source=source, storage=root, rows_per_shard=64,
                                                 engine="local", id_column="respondent"), progress=lambda _: None)
             for name, source in (("sink", str(sink)), ("three", _write(frame, tmp_path / "three", "csv")))}
     shards = [shard.rows for shard in made["sink"].shards]
-    assert len(shards) == math.ceil(2100 / 256) and min(shards[:-1]) >= 256 - 7 and max(shards) <= 256
+    # as many 6-row files as fit in 64 rows share a shard: 10 files, 60 rows
+    assert shards == [60] * 9
     ignore = {"shards", "created_at", "fingerprint", "source", "name"}
     _same(made["sink"].model_dump(mode="json", exclude=ignore), made["three"].model_dump(mode="json", exclude=ignore))
     sink_rows, three_rows = (_dataset_rows(root, name).sort_by("row_id") for name in ("sink", "three"))
