@@ -267,13 +267,11 @@ def _check_inferred_levels(column: str, profile: ColumnProfile, config: PrepareC
     elif looks_like_dates(profile.levels):
         hint = (" Its values read as dates or times: store it as a timestamp (a Parquet timestamp or date column, "
                 "or pandas.to_datetime in a notebook, is modelled as one) or as a number, e.g. days since a date.")
-    elif missing_markers_in(profile.levels):
-        marks = missing_markers_in(profile.levels)
+    elif marks := missing_markers_in(profile.levels):
         hint = (f" Its values are numbers but for {', '.join(map(repr, marks))}: if that marks a missing value, pass "
                 f"--missing '{','.join(marks)}' (then --impute says what a gap becomes).")
-    elif config.thousands is None and thousands_in(profile.levels):
-        hint = (" Its values read as numbers with thousands separators: pass --thousands "
-                f"'{thousands_in(profile.levels)}'.")
+    elif config.thousands is None and (separator := thousands_in(profile.levels)):
+        hint = f" Its values read as numbers with thousands separators: pass --thousands '{separator}'."
     elif config.decimal == "." and looks_like_decimal_commas(profile.levels):
         hint = " Its values read as numbers with a decimal comma: pass --decimal ','."
     raise SourceError(f"{config.source}: column {column!r} has {count} distinct text values in "

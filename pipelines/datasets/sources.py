@@ -496,7 +496,8 @@ class ImageFolder:
 
     def _read_one(self, path: str, shape: Optional[tuple[int, int, int]]) -> np.ndarray:
         try:
-            return read_image(path, shape, self.location.filesystem)
+            # a local file is opened by Pillow itself; an S3 object is fetched whole first
+            return read_image(path, shape, self.location.filesystem if self.location.is_s3 else None)
         except SourceError as err:
             raise SourceError(str(err).replace(str(path), self.shown(path), 1)) from None
 
