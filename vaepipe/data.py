@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.datasets.manifest import DatasetManifest
+from pipelines.datasets.manifest import MISSING_LEVEL, DatasetManifest
 from pipelines.datasets.sources import SourceError, SourceTable
 
 DESCRIPTION = "notebook"
@@ -65,6 +65,7 @@ def model_input(manifest: DatasetManifest, x) -> dict[str, np.ndarray]:
     """Rows in a fitted model's schema as a numpy batch with the model input `x` and `row_id` (0..N-1), cleaned and
     featurized as `prepare` and the scoring actors do: numeric columns parsed as numbers, categorical ones as
     text; a missing column, a NaN or an unseen level is an error naming the column."""
+    from pipelines.datasets.features import level_text
     from pipelines.datasets.preparation import clean_tabular
     from pipelines.datasets.reader import featurize_batch
 
@@ -89,9 +90,13 @@ def model_input(manifest: DatasetManifest, x) -> dict[str, np.ndarray]:
             raise SourceError(f"X has column(s) {extra} the model was not fitted to; pass "
                               f"X[model.feature_names_in_] (the columns {manifest.column_order or manifest.feature_columns})")
         numeric = [c.name for c in manifest.numeric]
-        categorical = [c.name for c in manifest.categorical]
+        # a column whose missing values were kept as a level of their own (fit(impute=...)) reads them as that
+        # level; anywhere else a missing value is refused by name, as the detector scores rows as they are
+        with_gaps = [c.name for c in manifest.categorical if MISSING_LEVEL in c.levels]
+        categorical = [c.name for c in manifest.categorical if c.name not in with_gaps]
         table, _ = clean_tabular(source, numeric, categorical, np.full(source.rows, "train", dtype=object), "error")
-        batch = {name: table[name].to_numpy() for name in manifest.feature_columns}
+        batch = {name: table[name].to_numpy() if name in table else level_text(source.table[name])
+                 for name in manifest.feature_columns}
     batch["row_id"] = source.row_ids
     return featurize_batch(batch, manifest, ("row_id",))
 
@@ -107,11 +112,21 @@ def _named_by_position(manifest: DatasetManifest, array: np.ndarray) -> pd.DataF
 
 def restore_dtypes(frame: pd.DataFrame, manifest: DatasetManifest) -> pd.DataFrame:
     """Generated rows with each column in the dtype the fitted frame had where numpy has none (pandas' `str`,
-    `category` with the fitted levels); numpy dtypes are already the source's (`features_to_table`)."""
+    `category` with the fitted levels, the nullable `Int64` and `boolean`); numpy dtypes are already the source's
+    (`features_to_table`)."""
     out = frame.copy()
-    for column in manifest.categorical:
+    for column in [*manifest.numeric, *manifest.categorical]:
         if column.dtype == "category":
-            out[column.name] = pd.Categorical(out[column.name], categories=column.levels)
-        elif column.dtype in ("str", "string"):
+            levels = [level for level in column.levels if level != MISSING_LEVEL]  # a missing value is no level
+            out[column.name] = pd.Categorical(out[column.name], categories=levels)
+        elif _pandas_only(column.dtype):
             out[column.name] = out[column.name].astype(column.dtype)
     return out
+
+
+def _pandas_only(dtype: str) -> bool:
+    """Whether `dtype` names one of pandas' own dtypes (str, Int64, boolean, ...) rather than numpy's."""
+    try:
+        return isinstance(pd.api.types.pandas_dtype(dtype), pd.api.extensions.ExtensionDtype)
+    except TypeError:
+        return False

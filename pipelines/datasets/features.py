@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.datasets.column_values import is_temporal_dtype, numbers, numbers_as
-from pipelines.datasets.manifest import DatasetManifest
+from pipelines.datasets.manifest import MISSING_LEVEL, DatasetManifest
 from pipelines.errors import UserError
 
 
@@ -38,12 +38,19 @@ def image_features(manifest: DatasetManifest, images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) * np.float32(1.0 / manifest.image.max_value)
 
 
+def level_text(values) -> np.ndarray:
+    """Categorical values as the text prepare stores for their level (an object array of str): 3 → "3", True →
+    "True", 2.5 → "2.5"; a missing value (None, NaN, NaT, pandas' NA) → MISSING_LEVEL."""
+    series = pd.Series(np.asarray(values, dtype=object), dtype=object)
+    return series.where(series.notna(), MISSING_LEVEL).astype(str).to_numpy(dtype=object)
+
+
 def level_codes(values, levels: list[str]) -> np.ndarray:
     """Each value's index in `levels` (the level names as text), -1 where it is none of them.
 
     Text columns, what Parquet and Ray Data's numpy batches give, are looked up by Arrow as they are. Anything
-    else is compared by its text (3 → "3", True → "True", NaN → "nan"), as prepare stored the levels; so is a
-    text column with nulls, whose text ("None") the Arrow lookup would not give."""
+    else is compared by its `level_text` (3 → "3", True → "True", a missing value → MISSING_LEVEL), as prepare
+    stored the levels."""
     array = np.asarray(values)
     if array.dtype.kind in "OU":
         try:
@@ -53,7 +60,9 @@ def level_codes(values, levels: list[str]) -> np.ndarray:
         if text is not None and pa.types.is_string(text.type) and not text.null_count:
             found = pc.index_in(text, value_set=pa.array(levels, type=pa.string()))
             return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    return pd.Index(levels).get_indexer(array.astype(str)).astype(np.int64, copy=False)
+    if array.dtype.kind in "iub" or array.dtype.kind == "U":  # nothing can be missing: numpy's own text
+        return pd.Index(levels).get_indexer(array.astype(str)).astype(np.int64, copy=False)
+    return pd.Index(levels).get_indexer(level_text(array)).astype(np.int64, copy=False)
 
 
 def table_features(manifest: DatasetManifest, batch: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -104,7 +113,7 @@ def as_stored(manifest: DatasetManifest, frame: pd.DataFrame) -> pd.DataFrame:
             out[column.name] = column_numbers(out[column.name])
     for column in manifest.categorical:
         if column.name in out:
-            out[column.name] = out[column.name].astype(object).astype(str)
+            out[column.name] = level_text(out[column.name])
     return out
 
 
@@ -116,17 +125,29 @@ def _numpy_dtype(dtype: str) -> np.dtype | None:
         return None
 
 
-def levels_as_source(levels: list[str], dtype: str) -> np.ndarray:
+def levels_as_source(levels: list[str], dtype: str):
     """Level names (stored as text) back in the column's source dtype: 3.0 for a float code column,
-    True for a boolean one, text otherwise."""
-    target = _numpy_dtype(dtype)
-    if target is not None and target.kind == "b":
-        if set(levels) <= {"True", "False"}:
-            return np.asarray([level == "True" for level in levels])
-        return np.asarray([{"True": True, "False": False}.get(level) for level in levels], dtype=object)
-    if target is not None and target.kind in "iuf":
-        return np.asarray(levels, dtype=np.float64).astype(target)
-    return np.asarray(levels, dtype=object)
+    True for a boolean one, text otherwise; MISSING_LEVEL as a missing value: None, NaN, or pandas' NA where
+    numpy's dtype cannot hold one (an integer column becomes its nullable kind, int64 → Int64)."""
+    gap = np.asarray([level == MISSING_LEVEL for level in levels], dtype=bool)
+    try:
+        target = pd.api.types.pandas_dtype(dtype)
+    except TypeError:  # a dtype name pandas does not know: the levels as text
+        target = np.dtype(object)
+    extension = isinstance(target, pd.api.extensions.ExtensionDtype)
+    if target.kind == "b":
+        values = [None if missing else {"True": True, "False": False}.get(level) for level, missing in zip(levels, gap)]
+        if extension:
+            return pd.array(values, dtype=target)
+        return np.asarray(values, dtype=bool if not gap.any() and set(levels) <= {"True", "False"} else object)
+    if target.kind in "iuf":
+        numbers = np.asarray([np.nan if missing else float(level) for level, missing in zip(levels, gap)])
+        if extension:
+            return pd.array(numbers, dtype=target)
+        if target.kind == "f" or not gap.any():
+            return numbers.astype(target)
+        return pd.array(numbers, dtype=f"{'U' if target.kind == 'u' else ''}Int{8 * target.itemsize}")
+    return np.asarray([None if missing else level for level, missing in zip(levels, gap)], dtype=object)
 
 
 def features_to_table(manifest: DatasetManifest, features: np.ndarray) -> pd.DataFrame:

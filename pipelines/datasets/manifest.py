@@ -18,6 +18,10 @@ from pipelines.naming import validate_name
 SPLITS = ("train", "val", "test")
 # columns prepare writes into every shard beside the features and the label
 SYSTEM_COLUMNS = ("row_id", "split")
+# the level a categorical column's missing values are stored as when `--impute` keeps them (mean, median): the
+# model learns how often a value is missing like any other level, and the rows it gives back have a missing value
+# there again (`features.levels_as_source`), never this text
+MISSING_LEVEL = "__missing__"
 
 
 class _Frozen(BaseModel):

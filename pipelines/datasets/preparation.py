@@ -23,6 +23,7 @@ from pipelines.datasets.column_values import (
     MAX_MAGNITUDE, MISSING_WORDS, ValueKind, looks_like_dates, looks_like_decimal_commas, looks_like_times_of_day,
     merge_kinds, missing_markers_in, numbers, temporal_dtype, thousands_in, thousands_separator, value_kind,
 )
+from pipelines.datasets.features import level_text
 from pipelines.datasets.manifest import (
     PSEUDO_LABEL_COLUMN, SPLITS, SYNTHETIC_COLUMN, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec,
     NumericColumn, SplitRule,
@@ -34,7 +35,6 @@ from pipelines.naming import validate_name
 from pipelines.runtime.engine import Engine
 from pipelines.runtime.ray_session import RayConfig
 
-MISSING_LEVEL = "__missing__"
 NumericTransform = Literal["auto", "identity", "log1p", "quantile"]
 
 
@@ -194,7 +194,11 @@ class ColumnProfile:
         levels = frozenset()
         if kind == "text" and parsed < 0.9 * len(present):  # numbers as text (CSV) need no levels
             levels = frozenset(pd.unique(present.astype(str).to_numpy())[:MAX_INFERRED_LEVELS + 1].tolist())
-        dtype = temporal_dtype(series) if kind == "temporal" else "bool" if kind == "boolean" else str(series.dtype)
+        dtype = str(series.dtype)
+        if kind == "temporal":
+            dtype = temporal_dtype(series)
+        elif kind == "boolean" and dtype != "boolean":  # True/False in an object column; pandas' nullable one stays
+            dtype = "bool"
         return cls(len(present), parsed, typed, dtype, kind, levels)
 
     def merge(self, other: ColumnProfile) -> ColumnProfile:
@@ -327,7 +331,7 @@ def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str
                 _note(found, ("missing", column), missing, source.row_ids, series)
             if impute == "drop":
                 keep &= ~missing
-        table[column] = series.astype(object).where(~missing, MISSING_LEVEL).astype(str).to_numpy()
+        table[column] = level_text(series)
     if problems is None:
         raise_problems(found, source.description)
     else:

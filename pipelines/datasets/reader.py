@@ -30,8 +30,9 @@ def arrow_table(batch: dict):
     columns = {}
     for name, values in batch.items():
         values = np.asarray(values)
+        # in an object column (text), NaN and pandas' NA are how pandas marks a missing value: null in Arrow
         columns[name] = (pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(values))
-                         if values.ndim > 1 else pa.array(values))
+                         if values.ndim > 1 else pa.array(values, from_pandas=values.dtype == object))
     return pa.table(columns)
 
 

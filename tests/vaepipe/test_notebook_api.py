@@ -195,6 +195,32 @@ def test_a_frame_with_gaps_fits_with_prepares_impute_and_the_error_says_so(fair_
         VAEDetector(epochs=1, engine="local").fit(holed, impute="median")
 
 
+def test_missing_categories_come_back_as_missing_values_in_the_source_dtype_not_as_a_level_name(fair_frame):
+    # a gap in a categorical column is a level of its own for the model (fit(impute=...)); what `sample` gives
+    # back there is a missing value of the column's dtype — it gave the text '__missing__', and a float code
+    # column made `sample` raise
+    rng = np.random.default_rng(0)
+    holed = fair_frame.copy()
+    holed["married_band"] = (holed["yrs_married"] // 5).astype("float64")  # a float code column
+    holed["children_known"] = pd.array(holed["children"].round(), dtype="Int64")
+    holed["young"] = pd.array(holed["age"] < 30, dtype="boolean")
+    categorical = ["occupation", "married_band", "religious", "children_known", "young"]
+    for column in categorical:
+        holed.loc[rng.random(len(holed)) < 0.3, column] = None
+    synthesizer = VAESynthesizer(epochs=2, seed=0, engine="local").fit(holed, categorical=categorical,
+                                                                       impute="median")
+    rows = synthesizer.sample(500, seed=0)
+
+    assert rows.dtypes.to_dict() == holed.dtypes.to_dict()
+    assert list(rows["religious"].cat.categories) == list(holed["religious"].cat.categories)
+    for column in categorical:
+        gaps = rows[column].isna()
+        assert 0 < gaps.mean() < 0.7, column  # the source's 30 %, as the model learned it in two epochs
+        assert set(rows[column][~gaps]) <= set(holed[column].dropna()), column
+    # the rows it was fitted to, gaps and all, score as rows of the model
+    assert np.isfinite(synthesizer.score_samples(holed.head(200))).all()
+
+
 def test_sample_returns_the_fitted_frames_columns_dtypes_and_levels(fair_frame):
     synthesizer = VAESynthesizer(epochs=2, seed=0, engine="local").fit(fair_frame)
     rows = synthesizer.sample(300, seed=1)

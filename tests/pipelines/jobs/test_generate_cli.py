@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -55,3 +56,34 @@ def test_a_transform_for_a_column_that_is_not_numeric_is_refused_naming_it(tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error:") and "occupation" in err[-1]
     assert not (tmp_path / "datasets" / "fair").exists()
+
+
+def test_gaps_in_categorical_columns_are_generated_as_nulls_in_their_share(tmp_path):
+    # a CSV as users have them: a quarter of two categorical columns empty, prepared with --impute median. The
+    # generated Parquet has nulls there in about the source's share — it had the text '__missing__' — and the
+    # summary's quality compares them with the held-out rows' gaps as one level
+    rng = np.random.default_rng(0)
+    source = load_builtin("fair").table
+    source = source.assign(occupation=source["occupation"].astype(object),
+                           band=(source["yrs_married"] // 5).astype("float64"))  # a float code column
+    gaps = {"occupation": rng.random(len(source)) < 0.25, "band": rng.random(len(source)) < 0.25}
+    for column, rows in gaps.items():
+        source.loc[rows, column] = None
+    source.drop(columns=["had_affair"], errors="ignore").to_csv(tmp_path / "holed.csv", index=False)
+    store = tmp_path / "store"
+    store.mkdir()
+    assert main(["prepare", str(tmp_path / "holed.csv"), "--name", "holed", "--storage", str(store),
+                 "--categorical", "band", "--impute", "median"]) == 0
+    (tmp_path / "holed.yaml").write_text("name: holed\ndataset: holed\ntrain:\n  epochs: 4\n")
+    assert main(["train", str(tmp_path / "holed.yaml"), "--storage", str(store), "--engine", "local"]) == 0
+    out = tmp_path / "out"
+    assert main(["generate", "--model", "holed@latest", "--num-samples", "3000", "--storage", str(store),
+                 "--engine", "local", "--local-dir", str(out), "--run", "gaps"]) == 0
+    rows = pd.read_parquet(out / "gaps.parquet")
+    for column in gaps:
+        share = rows[column].isna().mean()
+        assert 0.1 < share < 0.4, (column, share)
+        assert "__missing__" not in set(rows[column].dropna().astype(str)), column
+        assert set(rows[column].dropna().astype(str)) <= set(source[column].dropna().astype(str)), column
+    summary = json.loads((store / "samples" / "holed-v1" / "gaps" / "_summary.json").read_text())
+    assert summary["quality"]["column_shapes"] > 0.8
