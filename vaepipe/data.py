@@ -65,7 +65,6 @@ def model_input(manifest: DatasetManifest, x) -> dict[str, np.ndarray]:
     """Rows in a fitted model's schema as a numpy batch with the model input `x` and `row_id` (0..N-1), cleaned and
     featurized as `prepare` and the scoring actors do: numeric columns parsed as numbers, categorical ones as
     text; a missing column, a NaN or an unseen level is an error naming the column."""
-    from pipelines.datasets.features import level_text
     from pipelines.datasets.preparation import clean_tabular
     from pipelines.datasets.reader import featurize_batch
 
@@ -89,14 +88,17 @@ def model_input(manifest: DatasetManifest, x) -> dict[str, np.ndarray]:
             # scikit-learn refuses other feature names too: a column left in (the label) is no feature
             raise SourceError(f"X has column(s) {extra} the model was not fitted to; pass "
                               f"X[model.feature_names_in_] (the columns {manifest.column_order or manifest.feature_columns})")
-        numeric = [c.name for c in manifest.numeric]
-        # a column whose missing values were kept as a level of their own (fit(impute=...)) reads them as that
-        # level; anywhere else a missing value is refused by name, as the detector scores rows as they are
-        with_gaps = [c.name for c in manifest.categorical if MISSING_LEVEL in c.levels]
-        categorical = [c.name for c in manifest.categorical if c.name not in with_gaps]
-        table, _ = clean_tabular(source, numeric, categorical, np.full(source.rows, "train", dtype=object), "error")
-        batch = {name: table[name].to_numpy() if name in table else level_text(source.table[name])
-                 for name in manifest.feature_columns}
+        # a column whose missing values the model learned (fit(impute=...) kept them: a categorical level, a
+        # numeric gap) reads them as such; anywhere else a missing value is refused by name, as the detector
+        # scores rows as they are
+        learned = {c.name for c in manifest.numeric if c.gaps} | {
+            c.name for c in manifest.categorical if MISSING_LEVEL in c.levels}
+        splits = np.full(source.rows, "train", dtype=object)
+        tables = [clean_tabular(source, [c.name for c in manifest.numeric if (c.name in learned) == gaps],
+                                [c.name for c in manifest.categorical if (c.name in learned) == gaps], splits,
+                                "keep" if gaps else "error")[0] for gaps in (False, True)]
+        table = pd.concat(tables, axis=1)
+        batch = {name: table[name].to_numpy() for name in manifest.feature_columns}
     batch["row_id"] = source.row_ids
     return featurize_batch(batch, manifest, ("row_id",))
 

@@ -114,7 +114,8 @@ class VAEModel(TransformerMixin, BaseEstimator):
         `split` is prepare's `split`: the share of rows that train, pick the best epoch (and calibrate a detector's
         threshold) and are held out, by a hash of each row's position ({"train": 0.9, "val": 0.1, "test": 0.0});
         the default is prepare's, 0.8 / 0.1 / 0.1. `impute` is what NaN/inf and missing values become, prepare's
-        `--impute`: error (the default), mean, median or drop (the row). `y` (labels) is kept in the card's
+        `--impute`: error (the default), mean, median, drop (the row) or keep (the model learns where values are
+        missing: `sample` gives rows with gaps in X's share, and rows with gaps score as they are). `y` (labels) is kept in the card's
         dataset, never trained on."""
         from pipelines.config import build_config
         from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
@@ -353,12 +354,14 @@ class VAEDetector(VAEModel):
     """
 
     def fit(self, X, y=None, **options) -> "VAEDetector":
-        if options.get("impute", "error") != "error":
+        if options.get("impute", "error") not in ("error", "keep"):
             from pipelines.datasets.sources import SourceError
 
-            # its training rows are scored as given (decision_scores_), and so is every row after: as PyOD's
+            # its training rows are scored as given (decision_scores_), and so is every row after: as PyOD's.
+            # keep scores them as given too: a gap is part of the row the model learned
             raise SourceError(f"fit(impute={options['impute']!r}): a detector scores rows as they are; clean X "
-                              "first (impute is VAESynthesizer's)")
+                              "first, or pass impute='keep' to learn where values are missing (mean, median and "
+                              "drop are VAESynthesizer's)")
         return super().fit(X, y, **options)
 
     @property

@@ -124,8 +124,10 @@ def register(commands) -> None:
                          help="how numeric columns are modelled, KIND one of auto (default: log1p for skewed "
                               "non-negative columns), identity, log1p, quantile (any shape, outliers bounded; "
                               "the best for synthesis); COLUMN=KIND for one column (repeatable)")
-    prepare.add_argument("--impute", choices=["error", "mean", "median", "drop"],
-                         help="what to do with NaN/inf and missing values (default: error)")
+    prepare.add_argument("--impute", choices=["error", "mean", "median", "drop", "keep"],
+                         help="what a missing value (NaN/inf, an empty field) becomes: error (the default), the train "
+                              "split's mean or median, drop (the row), or keep (a gap the model learns; generated "
+                              "rows have gaps in the source's share, as SDV's do)")
     prepare.add_argument("--delimiter", help="CSV field separator, e.g. ';' (default: a comma; a tab for .tsv files)")
     prepare.add_argument("--encoding", help="CSV text encoding, e.g. latin-1 or cp1252 (default utf-8)")
     prepare.add_argument("--decimal", choices=[".", ","], help="CSV decimal mark (default '.'; ',' reads 0,5 as a half)")

@@ -105,9 +105,11 @@ def numbers_as(values: np.ndarray, dtype: str):
     """A temporal column's numbers (`numbers`' microseconds) back in the column's dtype, to the microsecond:
     datetime64 / timedelta64 with its unit and time zone, or `datetime.date` objects."""
     if dtype == DATE_DTYPE:  # to the nearest day: a value a float32 feature puts just before midnight is that day
-        days = np.rint(np.asarray(values, dtype=np.float64) / US_PER_DAY).astype(np.int64)
+        days = np.rint(np.asarray(values, dtype=np.float64) / US_PER_DAY)
+        days = np.where(np.isnan(days), np.iinfo(np.int64).min, days).astype(np.int64)  # NaN: NaT
         return days.astype("datetime64[D]").astype(object)
-    ints = np.rint(values).astype(np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    ints = np.where(np.isnan(values), np.iinfo(np.int64).min, np.rint(values)).astype(np.int64)  # NaN: NaT
     if dtype.startswith("timedelta64"):
         return ints.astype(f"timedelta64[{TEMPORAL_UNIT}]").astype(dtype)
     moments = ints.astype(f"datetime64[{TEMPORAL_UNIT}]")

@@ -74,8 +74,8 @@ def table_features(manifest: DatasetManifest, batch: Mapping[str, np.ndarray]) -
     offset = 0
     for column in manifest.numeric_in_model_order:
         values = column_numbers(batch[column.name])
-        if not np.all(np.isfinite(values)):
-            raise FeatureError(f"column {column.name!r} has NaN/inf values")
+        if not column.gaps and not np.all(np.isfinite(values)):
+            raise FeatureError(f"column {column.name!r} has NaN/inf values")  # the model never saw one missing
         if column.transform == "log1p" and (values <= -1).any():
             raise FeatureError(f"column {column.name!r} has value {values[values <= -1][0]:g}, but the model "
                                f"reads it on a log scale (its training values were >= {column.min:g})")
@@ -125,6 +125,11 @@ def _numpy_dtype(dtype: str) -> np.dtype | None:
         return None
 
 
+def nullable_int(target: np.dtype) -> str:
+    """pandas' nullable kind of a numpy integer dtype (int64 → Int64, uint8 → UInt8): it holds a missing value."""
+    return f"{'U' if target.kind == 'u' else ''}Int{8 * target.itemsize}"
+
+
 def levels_as_source(levels: list[str], dtype: str):
     """Level names (stored as text) back in the column's source dtype: 3.0 for a float code column,
     True for a boolean one, text otherwise; MISSING_LEVEL as a missing value: None, NaN, or pandas' NA where
@@ -146,7 +151,7 @@ def levels_as_source(levels: list[str], dtype: str):
             return pd.array(numbers, dtype=target)
         if target.kind == "f" or not gap.any():
             return numbers.astype(target)
-        return pd.array(numbers, dtype=f"{'U' if target.kind == 'u' else ''}Int{8 * target.itemsize}")
+        return pd.array(numbers, dtype=nullable_int(target))
     return np.asarray([None if missing else level for level, missing in zip(levels, gap)], dtype=object)
 
 
@@ -166,7 +171,10 @@ def features_to_table(manifest: DatasetManifest, features: np.ndarray) -> pd.Dat
         target = _numpy_dtype(column.dtype)
         if target is None or target.kind not in "iuf":  # manifests from before dtypes were recorded ('str')
             target = np.dtype(np.int64) if column.integer else np.dtype(np.float64)
-        columns[column.name] = values.astype(target)
+        if target.kind in "iu" and np.isnan(values).any():  # gaps: numpy's int holds none, pandas' nullable kind does
+            columns[column.name] = pd.array(values, dtype=nullable_int(target))
+        else:
+            columns[column.name] = values.astype(target)
         offset += column.width
     for column in manifest.categorical:
         width = len(column.levels)

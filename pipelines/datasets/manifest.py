@@ -33,7 +33,9 @@ class NumericColumn(_Frozen):
     the model. A non-negative, strongly right-skewed column (counts, amounts, durations) is modelled
     as log1p(value): a Gaussian fits that far better, and samples keep the long tail. A column that
     is exactly zero in a large share of rows is `zero_inflated`: two features, [nonzero, value], where
-    the value's transform and standardization come from its nonzero rows only."""
+    the value's transform and standardization come from its nonzero rows only. A column with `gaps`
+    (missing values kept: prepare --impute keep) is two features the same way, [present, value]: the
+    model learns where a value is missing, and rows it generates are missing there again."""
 
     name: str
     dtype: str
@@ -44,6 +46,7 @@ class NumericColumn(_Frozen):
     integer: bool = False
     transform: Literal["identity", "log1p", "quantile"] = "identity"
     zero_inflated: bool = False
+    gaps: bool = False  # never with zero_inflated: one indicator per column
     # standardization of the transformed values (None: the original mean/std, i.e. no transform)
     center: Optional[float] = None
     scale: Optional[float] = None
@@ -54,22 +57,29 @@ class NumericColumn(_Frozen):
     @property
     def width(self) -> int:
         """How many model features this column takes."""
-        return 2 if self.zero_inflated else 1
+        return 2 if self.zero_inflated or self.gaps else 1
 
     def to_model(self, values: np.ndarray) -> np.ndarray:
-        """Original values [n] → the feature(s) the model sees: [n, width]."""
-        if self.transform == "quantile":
-            scaled = quantile_normal(values, np.asarray(self.quantiles))
-        else:
-            scaled = ((np.log1p(values) if self.transform == "log1p" else values) - self._center) / self._scale
+        """Original values [n] → the feature(s) the model sees: [n, width]. With `gaps`, NaN marks a missing value."""
+        if self.gaps:
+            present = np.isfinite(values)
+            scaled = self._scaled(np.where(present, values, self.min))  # any value in range: it is masked out
+            return np.stack([present, np.where(present, scaled, 0.0)], axis=1)
+        scaled = self._scaled(values)
         if not self.zero_inflated:
             return scaled[:, None]
         nonzero = values != 0
         return np.stack([nonzero, np.where(nonzero, scaled, 0.0)], axis=1)
 
+    def _scaled(self, values: np.ndarray) -> np.ndarray:
+        if self.transform == "quantile":
+            return quantile_normal(values, np.asarray(self.quantiles))
+        return ((np.log1p(values) if self.transform == "log1p" else values) - self._center) / self._scale
+
     def from_model(self, features: np.ndarray) -> np.ndarray:
         """Model features [n, width] → values on the original scale, clipped to the range seen in
-        training (a zero-inflated column is 0 where its indicator is below one half)."""
+        training (a zero-inflated column is 0 where its indicator is below one half; a column with gaps
+        is NaN there)."""
         if self.transform == "quantile":
             values = quantile_normal_inverse(features[:, -1], np.asarray(self.quantiles))
         else:
@@ -77,7 +87,9 @@ class NumericColumn(_Frozen):
         if self.transform == "log1p":
             values = np.expm1(values)
         values = np.clip(values, self.min, self.max)
-        return np.where(features[:, 0] >= 0.5, values, 0.0) if self.zero_inflated else values
+        if self.zero_inflated or self.gaps:
+            return np.where(features[:, 0] >= 0.5, values, np.nan if self.gaps else 0.0)
+        return values
 
     @property
     def _center(self) -> float:
@@ -214,8 +226,8 @@ class DatasetManifest(_Frozen):
     @property
     def numeric_in_model_order(self) -> list[NumericColumn]:
         """Numeric columns as laid out in the model's features: plain Gaussian ones first, then the
-        zero-inflated pairs (the order `vae_core.ModelSpec.for_table` expects)."""
-        return [c for c in self.numeric if not c.zero_inflated] + [c for c in self.numeric if c.zero_inflated]
+        [indicator, value] pairs, zero-inflated or with gaps (the order `vae_core.ModelSpec.for_table` expects)."""
+        return [c for c in self.numeric if c.width == 1] + [c for c in self.numeric if c.width == 2]
 
     @property
     def condition_dim(self) -> int:

@@ -66,7 +66,11 @@ class PrepareConfig(StrictModel):
     id_column: Optional[str] = None
     label_column: Optional[str] = None
     image_shape: Optional[tuple[int, int, int]] = Field(None, description="C,H,W to convert and resize images to")
-    impute: Literal["error", "mean", "median", "drop"] = "error"
+    impute: Literal["error", "mean", "median", "drop", "keep"] = Field(
+        "error", description="what a missing value (NaN/inf, an empty field, --missing's texts) becomes: error, the "
+                             "train split's mean or median, drop (the row), or keep (a gap the model learns: a numeric "
+                             "column gets an is-present feature, a categorical one a level; generated rows have gaps "
+                             "in the same share). mean and median also keep a categorical gap as a level")
     delimiter: Optional[str] = Field(None, min_length=1, max_length=1,
                                      description="CSV field separator (default: a comma; a tab for .tsv files)")
     encoding: str = Field("utf-8", description="CSV text encoding (e.g. latin-1, cp1252; Parquet is always UTF-8)")
@@ -315,6 +319,8 @@ def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str
                 _note(found, ("invalid", column), invalid, source.row_ids, series)
             elif impute == "drop":
                 keep &= ~invalid
+            elif impute == "keep":
+                values = np.where(invalid, np.nan, values)  # inf too: a gap, as mean and median fill it
             elif fill is None:
                 reference = values[train & ~invalid]
                 if reference.size == 0:
@@ -384,10 +390,10 @@ def raise_problems(problems: dict, description: str) -> None:
                                   "or leave it out with --columns")
             if kind == "invalid":
                 raise SourceError(f"{description}: column {column!r} has {count} NaN/inf value(s), first at row "
-                                  f"{row!r}; clean the data or pass --impute mean|median|drop (fit(impute=...) in "
+                                  f"{row!r}; clean the data or pass --impute mean|median|drop|keep (fit(impute=...) in "
                                   "a notebook)")
             raise SourceError(f"{description}: categorical column {column!r} has {count} missing value(s), first "
-                              f"at row {row!r}; clean the data or pass --impute mean|median|drop (fit(impute=...) in "
+                              f"at row {row!r}; clean the data or pass --impute mean|median|drop|keep (fit(impute=...) in "
                               "a notebook)")
 
 
@@ -400,19 +406,22 @@ QUANTILE_POINTS = 1001
 
 
 def numeric_stats(name: str, values: np.ndarray, dtype: str, transform: str = "auto",
-                  zero_inflated: Optional[bool] = None) -> NumericColumn:
+                  zero_inflated: Optional[bool] = None, gaps: bool = False) -> NumericColumn:
     """Train-split statistics of one numeric column, and how the model sees it (see NumericColumn).
 
     `transform` "auto" chooses identity / log1p (skewed, non-negative) and zero-inflation by the
     rules below; "identity", "log1p" or "quantile" is taken as given (log1p needs values > -1).
-    `zero_inflated` overrides the zero-share rule (None: the rule decides)."""
-    return numeric_stats_from(name, NumericSummary.of(values), dtype, transform, zero_inflated)
+    `zero_inflated` overrides the zero-share rule (None: the rule decides). `gaps`: the column has missing values
+    kept (`values` are its present ones); it is then never zero-inflated, its indicator says present or not."""
+    return numeric_stats_from(name, NumericSummary.of(values), dtype, transform, zero_inflated, gaps)
 
 
 def numeric_stats_from(name: str, summary: NumericSummary, dtype: str, transform: str = "auto",
-                       zero_inflated: Optional[bool] = None) -> NumericColumn:
+                       zero_inflated: Optional[bool] = None, gaps: bool = False) -> NumericColumn:
     """`numeric_stats` from a summary of the train values: of a whole column, or merged from its blocks."""
-    varies = len(summary.distinct_nonzero) > 1
+    if gaps:
+        zero_inflated = False  # one indicator per column: with gaps it says whether a value is present
+    varies = len(summary.distinct_nonzero) > 1 and not gaps
     if transform != "auto":
         if transform == "log1p" and summary.min <= -1:
             raise SourceError(f"column {name!r} has value {summary.min:g}; transform log1p needs values > -1")
@@ -441,6 +450,8 @@ def numeric_stats_from(name: str, summary: NumericSummary, dtype: str, transform
                 modelled = logged
             if scaling:
                 scaling.update(center=modelled.mean, scale=modelled.std())
+    if gaps:
+        scaling["gaps"] = True
     return NumericColumn(name=name, dtype=dtype, mean=summary.values.mean, std=summary.values.std(),
                          min=summary.min, max=summary.max, integer=summary.integer, **scaling)
 
@@ -584,10 +595,15 @@ def build_arrow_table(source: SourceTable, config: PrepareConfig,
         if not train.any():
             raise SourceError(f"{source.description}: no rows left in the train split")
         dtypes = source.dtypes or {}
-        fields["numeric"] = [numeric_stats(c, table[c].to_numpy()[train],
-                                           dtypes.get(c) or numeric_dtype(source.table[c], table[c].to_numpy()),
-                                           **numeric_options.get(c, {}))
-                             for c in numeric]
+        fields["numeric"] = []
+        for c in numeric:
+            values = table[c].to_numpy()
+            present = np.isfinite(values)  # all but the gaps --impute keep leaves
+            if not (train & present).any():
+                raise SourceError(f"{source.description}: column {c!r} has no valid train values")
+            fields["numeric"].append(numeric_stats(
+                c, values[train & present], dtypes.get(c) or numeric_dtype(source.table[c], values),
+                gaps=bool((keep & ~present).any()), **numeric_options.get(c, {})))
         fields["categorical"] = [categorical_stats(c, table[c].to_numpy()[keep], train[keep],
                                                    dtypes.get(c) or profiles[c].dtype)
                                  for c in categorical]

@@ -271,7 +271,10 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
                 whole = total.whole[column] and (column not in fill or float(fill[column]).is_integer())
                 finite = total.finite[column] + (total.invalid[column] if column in fill else 0)
                 dtype = "int64" if finite and whole else "float64"
-            numeric_columns.append(numeric_stats_from(column, summary, dtype, **options[column]))
+            if summary.count == 0:
+                raise SourceError(f"{config.source}: column {column!r} has no valid train values")
+            gaps = config.impute == "keep" and bool(total.invalid[column])
+            numeric_columns.append(numeric_stats_from(column, summary, dtype, gaps=gaps, **options[column]))
         categorical_columns = [categorical_stats_from(c, total.levels[c], total.train_counts[c], merged[c].dtype)
                                for c in categorical]
         rows_per_shard = config.rows_per_shard or default_rows_per_shard(total.kept)

@@ -21,6 +21,7 @@ named in `categorical`, otherwise numerical. Missing values are dropped per colu
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Optional, Sequence
 
 import numpy as np
@@ -148,13 +149,17 @@ def distance_to_closest_record(rows: pd.DataFrame, reference: pd.DataFrame, cate
     """For each row of `rows`, the distance to its closest row of `reference`: the mean over columns
     of |a − b| / (range of the column in `reference`), capped at 1, for numerical columns (a column
     constant in `reference`: 0 if equal, else 1) and of 0 (same level) / 1 (another level) for
-    categorical ones — sdmetrics' DCR. Values in [0, 1]; [len(rows)]."""
+    categorical ones — sdmetrics' DCR. A missing value is as sdmetrics counts it: 0 from another missing value,
+    1 from any value (a missing level is a level). Values in [0, 1]; [len(rows)]."""
     columns = list(reference.columns)
     numeric = [c for c in columns if c not in categorical]
     cats = [c for c in columns if c in categorical]
     ref_num = reference[numeric].to_numpy(dtype=float)
-    ranges = ref_num.max(axis=0) - ref_num.min(axis=0) if numeric else np.zeros(0)
     row_num = rows[numeric].to_numpy(dtype=float)
+    gaps = bool(np.isnan(ref_num).any() or np.isnan(row_num).any())
+    with warnings.catch_warnings():  # a column missing throughout: its range is NaN, and every distance 0 or 1
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ranges = np.nanmax(ref_num, axis=0) - np.nanmin(ref_num, axis=0) if numeric else np.zeros(0)
     # categorical levels as shared integer codes, so equality is one vectorized comparison
     codes = [pd.Categorical(pd.concat([reference[c], rows[c]]).astype(str)).codes for c in cats]
     ref_cat = np.stack([code[:len(reference)] for code in codes], axis=1) if cats else np.zeros((len(reference), 0))
@@ -165,6 +170,9 @@ def distance_to_closest_record(rows: pd.DataFrame, reference: pd.DataFrame, cate
         diff = np.abs(row_num[start:stop, None, :] - ref_num[None, :, :])
         constant = ranges == 0
         scaled = np.where(constant, (diff > 0).astype(float), np.minimum(diff / np.where(constant, 1.0, ranges), 1.0))
+        if gaps:
+            row_gap, ref_gap = np.isnan(row_num[start:stop, None, :]), np.isnan(ref_num[None, :, :])
+            scaled = np.where(row_gap | ref_gap, (row_gap != ref_gap).astype(float), scaled)
         total = scaled.sum(axis=2) + (row_cat[start:stop, None, :] != ref_cat[None, :, :]).sum(axis=2)
         out[start:stop] = total.min(axis=1) / len(columns)
     return out

@@ -25,6 +25,7 @@ def model_spec_for(manifest: DatasetManifest, config: ModelConfig) -> ModelSpec:
         return ModelSpec.for_images(shape=tuple(manifest.image.shape), pixels=config.image_likelihood, **options)
     if config.architecture == "conv":
         raise TrainingError("model.architecture 'conv' needs an image dataset; tables use 'mlp' (or 'auto')")
-    zero_inflated = sum(c.zero_inflated for c in manifest.numeric)
-    return ModelSpec.for_table(num_numeric=len(manifest.numeric) - zero_inflated, num_zero_inflated=zero_inflated,
+    # a column with gaps is the same [indicator, value] pair as a zero-inflated one (NumericColumn.gaps)
+    pairs = sum(c.width == 2 for c in manifest.numeric)
+    return ModelSpec.for_table(num_numeric=len(manifest.numeric) - pairs, num_zero_inflated=pairs,
                                categorical_levels=[len(c.levels) for c in manifest.categorical], **options)

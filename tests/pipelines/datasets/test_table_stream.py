@@ -16,6 +16,7 @@ import pytest
 
 from pipelines.datasets import column_stats, table_stream
 from pipelines.datasets.column_stats import Moments, NumericSummary
+from pipelines.datasets.manifest import MISSING_LEVEL
 from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
 from pipelines.datasets.sources import SourceError, SourceTable
 from pipelines.jobs.prepare import prepare_dataset
@@ -99,7 +100,7 @@ def _in_memory(config: PrepareConfig, fmt: str):
 def _same(streamed, expected, path=""):
     """Equal, floats to 1e-9 relative (sums merged in another order differ in the last bits)."""
     if isinstance(expected, float) and isinstance(streamed, float):
-        assert streamed == pytest.approx(expected, rel=1e-9, abs=1e-12), path
+        assert streamed == pytest.approx(expected, rel=1e-9, abs=1e-12, nan_ok=True), path
     elif isinstance(expected, dict):
         assert set(streamed) == set(expected), path
         for key in expected:
@@ -124,6 +125,8 @@ CASES = {
     "fair-parquet-mean-quantile": (_fair, "parquet", dict(id_column="respondent", impute="mean",
                                                           transform="quantile")),
     # no id column: row numbers are the ids, and the respondent column (an identifier) is left out
+    "fair-parquet-keep-quantile": (_fair, "parquet", dict(id_column="respondent", impute="keep", transform="quantile")),
+    "fair-csv-keep": (_fair, "csv", dict(id_column="respondent", impute="keep")),
     "fair-csv-drop": (_fair, "csv", dict(label_column="affairs", impute="drop", categorical=["children"],
                                          columns=[c for c in FAIR_FEATURES if c != "respondent"])),
     "breast_cancer-csv": (_breast_cancer, "csv", dict(label_column="target")),
@@ -137,7 +140,7 @@ CASES = {
 def test_a_prefix_prepared_block_by_block_matches_the_in_memory_dataset(case, tmp_path, small_batches):
     load, fmt, options = CASES[case]
     frame = load()
-    if options.get("impute") in ("mean", "median", "drop"):
+    if options.get("impute") in ("mean", "median", "drop", "keep"):
         rng = np.random.default_rng(0)
         for column in ("age", "yrs_married", "occupation"):
             frame[column] = frame[column].astype(object)
@@ -155,6 +158,10 @@ def test_a_prefix_prepared_block_by_block_matches_the_in_memory_dataset(case, tm
     assert written.num_rows == rows.num_rows == streamed.rows
     assert written.schema.names == rows.schema.names
     expected_rows = rows.sort_by("row_id")
+    if options.get("impute") == "keep":  # the holes stay: NaN in the numeric columns, the gap's level in the other
+        assert [c.name for c in streamed.numeric if c.gaps] == ["age", "yrs_married"]
+        assert np.isnan(written.column("age").to_numpy()).sum() == 40
+        assert written.column("occupation").to_pylist().count(MISSING_LEVEL) == 40
     for column in written.schema.names:
         # an imputed mean is a merged sum: equal to the last bits
         _same(written.column(column).to_pylist(), expected_rows.column(column).to_pylist(), column)

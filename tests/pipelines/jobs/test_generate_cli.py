@@ -87,3 +87,32 @@ def test_gaps_in_categorical_columns_are_generated_as_nulls_in_their_share(tmp_p
         assert set(rows[column].dropna().astype(str)) <= set(source[column].dropna().astype(str)), column
     summary = json.loads((store / "samples" / "holed-v1" / "gaps" / "_summary.json").read_text())
     assert summary["quality"]["column_shapes"] > 0.8
+
+
+def test_with_impute_keep_generated_rows_have_gaps_in_the_sources_share_and_the_summary_scores_them(tmp_path):
+    # SDV's synthesizers learn and generate missing values; so does --impute keep, through the default sampler
+    # and training budget. The summary's figures count a gap as sdmetrics does (its DCR gave 0 % with them)
+    rng = np.random.default_rng(1)
+    source = load_builtin("fair").table.drop(columns=["had_affair"], errors="ignore")
+    source = source.assign(children=source["children"].round().astype("int64")).astype({"children": object,
+                                                                                        "occupation": object})
+    for column in ("age", "children", "affairs", "occupation"):
+        source.loc[rng.random(len(source)) < 0.2, column] = None
+    source.to_csv(tmp_path / "holed.csv", index=False)
+    store = tmp_path / "store"
+    store.mkdir()
+    assert main(["prepare", str(tmp_path / "holed.csv"), "--name", "holed", "--storage", str(store),
+                 "--impute", "keep", "--transform", "quantile"]) == 0
+    manifest = json.loads((store / "datasets" / "holed" / "_manifest.json").read_text())
+    assert {c["name"] for c in manifest["numeric"] if c["gaps"]} == {"age", "children", "affairs"}
+    (tmp_path / "holed.yaml").write_text("name: holed\ndataset: holed\n")
+    assert main(["train", str(tmp_path / "holed.yaml"), "--storage", str(store), "--engine", "local"]) == 0
+    out = tmp_path / "out"
+    assert main(["generate", "--model", "holed@latest", "--num-samples", "4000", "--storage", str(store),
+                 "--engine", "local", "--local-dir", str(out), "--run", "keep"]) == 0
+    rows = pd.read_parquet(out / "keep.parquet")
+    for column in ("age", "children", "affairs", "occupation"):
+        assert rows[column].isna().mean() == pytest.approx(source[column].isna().mean(), abs=0.06), column
+    assert rows["yrs_married"].notna().all()
+    quality = json.loads((store / "samples" / "holed-v1" / "keep" / "_summary.json").read_text())["quality"]
+    assert quality["overall"] > 0.9 and 0.3 < quality["dcr_closer_to_training"] < 0.7, quality

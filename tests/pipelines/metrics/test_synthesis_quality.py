@@ -78,6 +78,19 @@ def test_distance_to_closest_record_is_the_range_scaled_mean_over_columns():
     assert distance_to_closest_record(rows, reference, ["c"]) == pytest.approx([0.45, 0.0, 1.0])
 
 
+def test_a_missing_value_is_0_from_another_missing_value_and_1_from_any_value_as_sdmetrics_counts_it():
+    # gaps made every distance NaN, and the share of rows closer to training 0 % (NaN < NaN is false); the
+    # column's range is its present values' (sdmetrics' calculate_dcr, checked equal on a holed table)
+    reference = pd.DataFrame({"n": [0.0, np.nan, 10.0], "c": ["a", None, "b"]})
+    rows = pd.DataFrame({"n": [np.nan, np.nan, 5.0], "c": [None, "a", "a"]})
+    # row 0 equals reference row 1; row 1: (1 + 0)/2 to (0, a); row 2: (0.5 + 0)/2 to (0, a)
+    assert distance_to_closest_record(rows, reference, ["c"]) == pytest.approx([0.0, 0.5, 0.25])
+    table = related_table(600)
+    table.loc[::4, "x"] = np.nan
+    training, holdout = table.iloc[:300], table.iloc[300:]
+    assert dcr_closer_to_training_share(training, training, holdout, ["level"]) == 1.0
+
+
 def test_dcr_share_is_one_for_copies_of_training_rows_and_zero_for_copies_of_holdout_rows():
     table = related_table(600)
     training, holdout = table.iloc[:300], table.iloc[300:]
