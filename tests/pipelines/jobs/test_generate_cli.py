@@ -58,61 +58,56 @@ def test_a_transform_for_a_column_that_is_not_numeric_is_refused_naming_it(tmp_p
     assert not (tmp_path / "datasets" / "fair").exists()
 
 
+def holed_fair_through_the_cli(tmp_path: Path, holes: dict[str, float], prepare_flags: list[str], train_yaml: str,
+                               num_samples: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """`fair` (plus a float code column, `band`) with a share of some columns' values missing, written as a CSV,
+    then prepare (with `prepare_flags`), train --engine local and generate --local-dir, as a user runs them:
+    (the source frame, the generated rows, the storage root)."""
+    rng = np.random.default_rng(seed)
+    source = load_builtin("fair").table.drop(columns=["had_affair"], errors="ignore")
+    source = source.assign(children=source["children"].round().astype("int64"),
+                           band=(source["yrs_married"] // 5).astype("float64"))
+    source = source.astype({column: object for column in holes})
+    for column, share in holes.items():
+        source.loc[rng.random(len(source)) < share, column] = None
+    source.to_csv(tmp_path / "holed.csv", index=False)
+    store = tmp_path / "store"
+    store.mkdir()
+    assert main(["prepare", str(tmp_path / "holed.csv"), "--name", "holed", "--storage", str(store),
+                 *prepare_flags]) == 0
+    (tmp_path / "holed.yaml").write_text(f"name: holed\ndataset: holed\n{train_yaml}")
+    assert main(["train", str(tmp_path / "holed.yaml"), "--storage", str(store), "--engine", "local"]) == 0
+    assert main(["generate", "--model", "holed@latest", "--num-samples", str(num_samples), "--storage", str(store),
+                 "--engine", "local", "--local-dir", str(tmp_path / "out"), "--run", "holed"]) == 0
+    return source, pd.read_parquet(tmp_path / "out" / "holed.parquet"), store
+
+
 def test_gaps_in_categorical_columns_are_generated_as_nulls_in_their_share(tmp_path):
     # a CSV as users have them: a quarter of two categorical columns empty, prepared with --impute median. The
     # generated Parquet has nulls there in about the source's share — it had the text '__missing__' — and the
     # summary's quality compares them with the held-out rows' gaps as one level
-    rng = np.random.default_rng(0)
-    source = load_builtin("fair").table
-    source = source.assign(occupation=source["occupation"].astype(object),
-                           band=(source["yrs_married"] // 5).astype("float64"))  # a float code column
-    gaps = {"occupation": rng.random(len(source)) < 0.25, "band": rng.random(len(source)) < 0.25}
-    for column, rows in gaps.items():
-        source.loc[rows, column] = None
-    source.drop(columns=["had_affair"], errors="ignore").to_csv(tmp_path / "holed.csv", index=False)
-    store = tmp_path / "store"
-    store.mkdir()
-    assert main(["prepare", str(tmp_path / "holed.csv"), "--name", "holed", "--storage", str(store),
-                 "--categorical", "band", "--impute", "median"]) == 0
-    (tmp_path / "holed.yaml").write_text("name: holed\ndataset: holed\ntrain:\n  epochs: 4\n")
-    assert main(["train", str(tmp_path / "holed.yaml"), "--storage", str(store), "--engine", "local"]) == 0
-    out = tmp_path / "out"
-    assert main(["generate", "--model", "holed@latest", "--num-samples", "3000", "--storage", str(store),
-                 "--engine", "local", "--local-dir", str(out), "--run", "gaps"]) == 0
-    rows = pd.read_parquet(out / "gaps.parquet")
-    for column in gaps:
+    source, rows, store = holed_fair_through_the_cli(
+        tmp_path, {"occupation": 0.25, "band": 0.25}, ["--categorical", "band", "--impute", "median"],
+        "train:\n  epochs: 4\n", 3000)
+    for column in ("occupation", "band"):
         share = rows[column].isna().mean()
         assert 0.1 < share < 0.4, (column, share)
         assert "__missing__" not in set(rows[column].dropna().astype(str)), column
         assert set(rows[column].dropna().astype(str)) <= set(source[column].dropna().astype(str)), column
-    summary = json.loads((store / "samples" / "holed-v1" / "gaps" / "_summary.json").read_text())
+    summary = json.loads((store / "samples" / "holed-v1" / "holed" / "_summary.json").read_text())
     assert summary["quality"]["column_shapes"] > 0.8
 
 
 def test_with_impute_keep_generated_rows_have_gaps_in_the_sources_share_and_the_summary_scores_them(tmp_path):
     # SDV's synthesizers learn and generate missing values; so does --impute keep, through the default sampler
     # and training budget. The summary's figures count a gap as sdmetrics does (its DCR gave 0 % with them)
-    rng = np.random.default_rng(1)
-    source = load_builtin("fair").table.drop(columns=["had_affair"], errors="ignore")
-    source = source.assign(children=source["children"].round().astype("int64")).astype({"children": object,
-                                                                                        "occupation": object})
-    for column in ("age", "children", "affairs", "occupation"):
-        source.loc[rng.random(len(source)) < 0.2, column] = None
-    source.to_csv(tmp_path / "holed.csv", index=False)
-    store = tmp_path / "store"
-    store.mkdir()
-    assert main(["prepare", str(tmp_path / "holed.csv"), "--name", "holed", "--storage", str(store),
-                 "--impute", "keep", "--transform", "quantile"]) == 0
+    holes = {"age": 0.2, "children": 0.2, "affairs": 0.2, "occupation": 0.2}
+    source, rows, store = holed_fair_through_the_cli(tmp_path, holes, ["--impute", "keep", "--transform", "quantile"],
+                                                     "", 4000, seed=1)
     manifest = json.loads((store / "datasets" / "holed" / "_manifest.json").read_text())
     assert {c["name"] for c in manifest["numeric"] if c["gaps"]} == {"age", "children", "affairs"}
-    (tmp_path / "holed.yaml").write_text("name: holed\ndataset: holed\n")
-    assert main(["train", str(tmp_path / "holed.yaml"), "--storage", str(store), "--engine", "local"]) == 0
-    out = tmp_path / "out"
-    assert main(["generate", "--model", "holed@latest", "--num-samples", "4000", "--storage", str(store),
-                 "--engine", "local", "--local-dir", str(out), "--run", "keep"]) == 0
-    rows = pd.read_parquet(out / "keep.parquet")
-    for column in ("age", "children", "affairs", "occupation"):
+    for column in holes:
         assert rows[column].isna().mean() == pytest.approx(source[column].isna().mean(), abs=0.06), column
     assert rows["yrs_married"].notna().all()
-    quality = json.loads((store / "samples" / "holed-v1" / "keep" / "_summary.json").read_text())["quality"]
+    quality = json.loads((store / "samples" / "holed-v1" / "holed" / "_summary.json").read_text())["quality"]
     assert quality["overall"] > 0.9 and 0.3 < quality["dcr_closer_to_training"] < 0.7, quality
