@@ -115,8 +115,8 @@ class VAEModel(TransformerMixin, BaseEstimator):
         threshold) and are held out, by a hash of each row's position ({"train": 0.9, "val": 0.1, "test": 0.0});
         the default is prepare's, 0.8 / 0.1 / 0.1. `impute` is what NaN/inf and missing values become, prepare's
         `--impute`: error (the default), mean, median, drop (the row) or keep (the model learns where values are
-        missing: `sample` gives rows with gaps in X's share, and rows with gaps score as they are). `y` (labels) is kept in the card's
-        dataset, never trained on."""
+        missing: `sample` gives rows with gaps in X's share, and rows with gaps score as they are). `y` (labels)
+        is kept in the card's dataset, never trained on."""
         from pipelines.config import build_config
         from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
         from pipelines.jobs.train import local_blocker

@@ -390,11 +390,11 @@ def raise_problems(problems: dict, description: str) -> None:
                                   "or leave it out with --columns")
             if kind == "invalid":
                 raise SourceError(f"{description}: column {column!r} has {count} NaN/inf value(s), first at row "
-                                  f"{row!r}; clean the data or pass --impute mean|median|drop|keep (fit(impute=...) in "
-                                  "a notebook)")
+                                  f"{row!r}; clean the data or pass --impute mean|median|drop|keep "
+                                  "(fit(impute=...) in a notebook)")
             raise SourceError(f"{description}: categorical column {column!r} has {count} missing value(s), first "
-                              f"at row {row!r}; clean the data or pass --impute mean|median|drop|keep (fit(impute=...) in "
-                              "a notebook)")
+                              f"at row {row!r}; clean the data or pass --impute mean|median|drop|keep "
+                              "(fit(impute=...) in a notebook)")
 
 
 # skewness above which a non-negative column is modelled on the log1p scale (an exponential has 2)
