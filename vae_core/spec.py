@@ -31,8 +31,9 @@ class LikelihoodBlock:
     (not predicted by the decoder), "shared" one learned log-std for all the
     block's features, either starting at `init_std`; "fixed" uses `fixed_std`
     for every feature.
-    For "zero_inflated", `size` is 2: one column as [is-nonzero indicator,
-    standardized value (0 where the value is zero)].
+    For "zero_inflated", `size` is 2 per column: each column as [is-nonzero (or
+    is-present) indicator, standardized value (0 where the value is zero or
+    missing)], the columns' pairs side by side.
     """
 
     kind: str
@@ -49,8 +50,8 @@ class LikelihoodBlock:
             raise ValueError(f"likelihood kind {self.kind!r} is unknown; use one of {LIKELIHOOD_KINDS}")
         if not isinstance(self.size, int) or self.size < 1:
             raise ValueError(f"likelihood block size must be a positive int; got {self.size!r}")
-        if self.kind == "zero_inflated" and self.size != 2:
-            raise ValueError(f"a zero_inflated block covers one column as 2 features; got size {self.size}")
+        if self.kind == "zero_inflated" and self.size % 2:
+            raise ValueError(f"a zero_inflated block covers each column as 2 features; got size {self.size}")
         if self.variance not in VARIANCE_KINDS:
             raise ValueError(f"likelihood variance {self.variance!r} is unknown; use one of {VARIANCE_KINDS}")
         for name in ("fixed_std", "init_std"):
@@ -174,7 +175,8 @@ class ModelSpec:
         """MLP VAE over rows laid out as [standardized numerics..., zero-inflated (indicator, value)
         pairs..., one-hot group 1..., group 2...]."""
         blocks = [LikelihoodBlock("gaussian", num_numeric, variance=variance)] if num_numeric > 0 else []
-        blocks += [LikelihoodBlock("zero_inflated", 2, variance=variance) for _ in range(num_zero_inflated)]
+        if num_zero_inflated > 0:  # one block for every pair: a step's cost does not grow with their number
+            blocks.append(LikelihoodBlock("zero_inflated", 2 * num_zero_inflated, variance=variance))
         blocks += [LikelihoodBlock("categorical", levels) for levels in categorical_levels]
         feature_dim = num_numeric + 2 * num_zero_inflated + sum(categorical_levels)
         return cls("mlp", (feature_dim,), latent_dim, tuple(hidden), likelihood=tuple(blocks),

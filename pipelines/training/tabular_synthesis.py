@@ -144,8 +144,10 @@ def table_manifest(frame: pd.DataFrame, categorical: Sequence[str], config: Synt
     source = SourceTable("tabular", "in-memory DataFrame", np.asarray([str(i) for i in range(len(frame))], dtype=object),
                          table=frame.reset_index(drop=True))
     val = config.validation_fraction
+    # missing values are learned and generated (prepare's keep), as SDV's synthesizers do; a table without any
+    # is prepared exactly as with the default
     prepare = PrepareConfig(name="in-memory", source="dataframe", categorical=list(categorical),
-                            split={"train": 1 - val, "val": val, "test": 0.0})
+                            split={"train": 1 - val, "val": val, "test": 0.0}, impute="keep")
     numeric_options = {c: {"transform": config.column_transforms.get(c, config.transform),
                            "zero_inflated": config.zero_inflated} for c in frame.columns if c not in categorical}
     manifest, arrow = prepare_in_memory(source, prepare, numeric_options)

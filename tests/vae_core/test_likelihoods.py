@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.distributions import Categorical, Normal
@@ -138,5 +139,27 @@ def test_zero_inflated_samples_are_exact_zeros_in_proportion_and_repeat_for_a_se
 def test_table_spec_lays_out_gaussian_then_zero_inflated_pairs_then_categoricals():
     spec = ModelSpec.for_table(num_numeric=3, categorical_levels=[4, 2], num_zero_inflated=2)
     assert [(b.kind, b.size) for b in spec.likelihood] == [
-        ("gaussian", 3), ("zero_inflated", 2), ("zero_inflated", 2), ("categorical", 4), ("categorical", 2)]
+        ("gaussian", 3), ("zero_inflated", 4), ("categorical", 4), ("categorical", 2)]
     assert spec.feature_dim == 3 + 4 + 6 and ModelSpec.from_json(spec.to_json()) == spec
+
+
+def test_one_block_of_pairs_is_the_blocks_of_one_pair_each_side_by_side():
+    # a table's pairs are one block since 2026-12 (fifty columns with gaps were fifty blocks, ~10 ms a step);
+    # models saved before keep their one-pair blocks, which build and load as they did
+    torch.manual_seed(0)
+    together = build_likelihood([LikelihoodBlock("zero_inflated", 6)])
+    apart = build_likelihood([LikelihoodBlock("zero_inflated", 2) for _ in range(3)])
+    with torch.no_grad():
+        together.blocks[0].value.log_std.copy_(torch.tensor([0.1, -0.4, 0.7]))
+        for block, log_std in zip(apart.blocks, (0.1, -0.4, 0.7)):
+            block.value.log_std.fill_(log_std)
+    params = torch.randn(64, 6)
+    x = torch.stack([torch.rand(64, 3) < 0.6, torch.randn(64, 3)], dim=-1).flatten(-2).float()
+    x[:, 1::2] *= x[:, 0::2]  # a value only where the indicator is 1
+    torch.testing.assert_close(together.log_prob(params, x), apart.log_prob(params, x))
+    torch.testing.assert_close(together.mean(params), apart.mean(params))
+    torch.testing.assert_close(together.saturated_log_prob(x), apart.saturated_log_prob(x))
+    draws = together.sample(params.repeat(500, 1), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(draws[:, 0::2].mean(0), torch.sigmoid(params[:, 0::2]).mean(0), atol=0.02, rtol=0)
+    with pytest.raises(ValueError, match="each column as 2 features"):
+        LikelihoodBlock("zero_inflated", 3)

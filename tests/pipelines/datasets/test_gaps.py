@@ -48,7 +48,7 @@ def test_keep_stores_the_gaps_and_marks_only_the_columns_that_have_them():
     assert numeric["age"].mean == pytest.approx(np.nanmean(train)) and numeric["age"].min == np.nanmin(train)
     # the model's input: the pairs after the plain columns, one block each
     spec = model_spec_for(manifest, ModelConfig())
-    assert [(b.kind, b.size) for b in spec.likelihood][:2] == [("gaussian", 1), ("zero_inflated", 2)]
+    assert [(b.kind, b.size) for b in spec.likelihood][:2] == [("gaussian", 1), ("zero_inflated", 8)]
     assert sum(b.size for b in spec.likelihood) == manifest.feature_dim
 
 
