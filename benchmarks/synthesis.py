@@ -256,10 +256,13 @@ def through_the_product(train: pd.DataFrame, table: Table, seed: int, epochs: Op
 
 
 def score(synthetic: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, table: Table) -> dict:
-    """Our own quality numbers, TSTR and DCR of one generator's rows."""
+    """Our own quality numbers, TSTR and DCR of one generator's rows, and their share of missing cells (the real
+    rows': the training rows', which every generator fits)."""
     assert list(synthetic.columns) == list(train.columns), f"{table.name}: columns {list(synthetic.columns)}"
     return {**quality_scores(test, synthetic, table.categorical), "tstr": tstr(synthetic, test, table),
-            "dcr_closer_to_training": dcr_closer_to_training_share(synthetic, train, test, table.categorical, SEED)}
+            "dcr_closer_to_training": dcr_closer_to_training_share(synthetic, train, test, table.categorical, SEED),
+            "missing_cells": float(synthetic.isna().to_numpy().mean()),
+            "rows_with_gaps": float(synthetic.isna().any(axis=1).mean())}
 
 
 def benchmark_table(table: Table, config: SynthesisConfig, sdv_python: Optional[str], tvae_options: dict,
