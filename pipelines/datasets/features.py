@@ -75,7 +75,9 @@ def table_features(manifest: DatasetManifest, batch: Mapping[str, np.ndarray]) -
     for column in manifest.numeric_in_model_order:
         values = column_numbers(batch[column.name])
         if not column.gaps and not np.all(np.isfinite(values)):
-            raise FeatureError(f"column {column.name!r} has NaN/inf values")  # the model never saw one missing
+            raise FeatureError(f"column {column.name!r} has NaN/inf values, and the model learned no gaps there: "
+                               "fill them (prepare --impute mean|median|drop) or train on data prepared with "
+                               "--impute keep")
         if column.transform == "log1p" and (values <= -1).any():
             raise FeatureError(f"column {column.name!r} has value {values[values <= -1][0]:g}, but the model "
                                f"reads it on a log scale (its training values were >= {column.min:g})")

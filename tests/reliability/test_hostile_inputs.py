@@ -676,3 +676,28 @@ def test_a_key_given_twice_in_a_config_is_refused_naming_it_and_its_line(s3_pref
     assert_refused(s3_prefix, [verb, str(path), "--storage", s3_prefix] if verb == "train" else
                    [verb, "--config", str(path), "--storage", s3_prefix], capsys,
                    f"{path} is not valid YAML: line {line}, column ", f"key {key!r} appears twice")
+
+
+# --- 16. missing values the model never learned -------------------------------------------------------------------
+
+def test_a_gap_where_the_model_learned_none_is_refused_naming_the_column_and_the_flags(tmp_path, capsys):
+    """A day prepared with --impute keep, scored by a model trained on complete rows: the error names the column
+    and both ways out, exit 2, nothing committed; a model trained with keep scores the same day."""
+    root = str(tmp_path / "store")
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "fair.yaml")
+    frame = small_table(200)
+    assert main(["prepare", csv(tmp_path, frame, "day0.csv"), "--name", "day0", "--storage", root]) == 0
+    train = ["train", config, "--storage", root, "--engine", "local", "--set", "train.epochs=2"]
+    assert main([*train, "--set", "name=complete", "--set", "dataset=day0"]) == 0
+    holed = frame.assign(a=frame["a"].where(frame.index % 5 > 0))
+    assert main(["prepare", csv(tmp_path, holed, "day1.csv"), "--name", "day1", "--storage", root,
+                 "--impute", "keep"]) == 0
+    capsys.readouterr()
+    assert main(["score", "--model", "complete", "--input", "day1", "--storage", root, "--engine", "local"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "column 'a' has NaN/inf" in err and "--impute keep" in err, err
+    assert not (tmp_path / "store" / "scores").exists() or not list((tmp_path / "store" / "scores").rglob("*.parquet"))
+    assert main([*train, "--set", "name=holed", "--set", "dataset=day1"]) == 0
+    assert main(["score", "--model", "holed", "--input", "day1", "--storage", root, "--engine", "local"]) == 0
+    scores = pd.concat(pd.read_parquet(path) for path in (tmp_path / "store" / "scores").rglob("part-*.parquet"))
+    assert len(scores) == 200 and np.isfinite(scores["anomaly_score"]).all()
