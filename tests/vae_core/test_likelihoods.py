@@ -163,3 +163,23 @@ def test_one_block_of_pairs_is_the_blocks_of_one_pair_each_side_by_side():
     torch.testing.assert_close(draws[:, 0::2].mean(0), torch.sigmoid(params[:, 0::2]).mean(0), atol=0.02, rtol=0)
     with pytest.raises(ValueError, match="each column as 2 features"):
         LikelihoodBlock("zero_inflated", 3)
+
+
+def test_consecutive_categorical_blocks_score_together_as_each_would_alone():
+    # forty categorical columns were forty blocks in every step; a run of them is one gather and one log_softmax
+    torch.manual_seed(0)
+    sizes = [3, 5, 2, 4]
+    blocks = [LikelihoodBlock("gaussian", 2), *[LikelihoodBlock("categorical", n) for n in sizes],
+              LikelihoodBlock("zero_inflated", 2), LikelihoodBlock("categorical", 3)]
+    composite = build_likelihood(blocks)
+    assert len(composite.runs) == 1 and composite.state_dict().keys() == {
+        "blocks.0.log_std", "blocks.5.value.log_std"}  # nothing of the run in a checkpoint
+    x = torch.cat([torch.randn(16, 2), *[F.one_hot(torch.randint(0, n, (16,)), n).float() for n in sizes],
+                   torch.tensor([[1.0, 0.5]]).repeat(16, 1), F.one_hot(torch.randint(0, 3, (16,)), 3).float()], -1)
+    params = torch.randn(16, composite.param_dim, requires_grad=True)
+    fused = composite.log_prob(params, x)
+    one_by_one = sum(block.log_prob(p, xb) for block, p, xb in composite._split(params, x))
+    torch.testing.assert_close(fused, one_by_one)
+    grad_fused, = torch.autograd.grad(fused.sum(), params)
+    grad_apart, = torch.autograd.grad(one_by_one.sum(), params)
+    torch.testing.assert_close(grad_fused, grad_apart)
