@@ -421,7 +421,7 @@ def numeric_stats_from(name: str, summary: NumericSummary, dtype: str, transform
     """`numeric_stats` from a summary of the train values: of a whole column, or merged from its blocks."""
     if gaps:
         zero_inflated = False  # one indicator per column: with gaps it says whether a value is present
-    varies = len(summary.distinct_nonzero) > 1 and not gaps
+    varies = len(summary.distinct_nonzero) > 1
     if transform != "auto":
         if transform == "log1p" and summary.min <= -1:
             raise SourceError(f"column {name!r} has value {summary.min:g}; transform log1p needs values > -1")
@@ -440,7 +440,7 @@ def numeric_stats_from(name: str, summary: NumericSummary, dtype: str, transform
     else:
         scaling = {}
         if summary.min >= 0:
-            zero_inflated = summary.zero_share >= ZERO_INFLATED_SHARE and varies
+            zero_inflated = not gaps and summary.zero_share >= ZERO_INFLATED_SHARE and varies
             if zero_inflated:
                 scaling["zero_inflated"] = True
             modelled, logged = ((summary.nonzero, summary.log_nonzero) if zero_inflated
