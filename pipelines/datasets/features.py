@@ -60,7 +60,7 @@ def level_codes(values, levels: list[str]) -> np.ndarray:
         if text is not None and pa.types.is_string(text.type) and not text.null_count:
             found = pc.index_in(text, value_set=pa.array(levels, type=pa.string()))
             return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    if array.dtype.kind in "iub" or array.dtype.kind == "U":  # nothing can be missing: numpy's own text
+    if array.dtype.kind in "iubU":  # nothing can be missing: numpy's own text
         return pd.Index(levels).get_indexer(array.astype(str)).astype(np.int64, copy=False)
     return pd.Index(levels).get_indexer(level_text(array)).astype(np.int64, copy=False)
 

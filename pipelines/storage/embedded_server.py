@@ -23,7 +23,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -31,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from pipelines.storage.objects import S3Settings, StorageError, clear_caches, ensure_bucket
+from pipelines.storage.objects import (
+    S3Settings, StorageError, clear_caches, ensure_bucket, write_local_atomically,
+)
 
 DEFAULT_BUCKET = "vaepipe"
 REGION = "us-east-1"
@@ -374,17 +375,10 @@ def running_store(root: Path, stop_timeout: float = 15) -> Iterator[StoreInfo]:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """`text` as the whole of `path`, readable by this user only, replaced in one rename: another process's
-    `vaepipe storage up` or `status` reading it meanwhile sees the old file or the new one, never an empty one
-    (a `status` that read store.json while `up` rewrote it failed on empty JSON)."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """`text` as the whole of `path`, readable by this user only (a temp file's 0600), replaced in one rename:
+    another process's `vaepipe storage up` or `status` reading it meanwhile sees the old file or the new one,
+    never an empty one (a `status` that read store.json while `up` rewrote it failed on empty JSON)."""
+    write_local_atomically(path, text.encode())
 
 
 def _alive(pid: int) -> bool:

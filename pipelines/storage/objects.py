@@ -326,7 +326,7 @@ def write_bytes(uri: str, data: bytes) -> None:
     loc = resolve(uri)
     if not loc.is_s3:
         try:
-            _write_local_atomically(Path(loc.path), data)
+            write_local_atomically(Path(loc.path), data)
         except OSError as err:
             raise _io_error("write", loc, err) from None
         return
@@ -351,7 +351,7 @@ def _temp_file_beside(path: Path, data: bytes) -> str:
     return tmp
 
 
-def _write_local_atomically(path: Path, data: bytes) -> None:
+def write_local_atomically(path: Path, data: bytes) -> None:
     tmp = _temp_file_beside(path, data)
     try:
         os.replace(tmp, path)
@@ -680,7 +680,7 @@ def _replace_local_if(path: Path, data: bytes, version: str) -> str | None:
                 return None
             if _local_version(current) != version:
                 return None
-            _write_local_atomically(path, data)
+            write_local_atomically(path, data)
             return _local_version(data)
     except Timeout:
         raise StorageError(f"cannot replace {path}: another process has held its lock {lock.name} for "
