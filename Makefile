@@ -5,6 +5,10 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# Python may cache compiled modules here even where the environment says not to (PYTHONDONTWRITEBYTECODE=1 on
+# this machine): without the cache each pytest worker rewrites every test module's asserts and each subprocess
+# a test starts compiles our modules again (~3 CPU-s per worker; the caches are ignored by git)
+export PYTHONDONTWRITEBYTECODE :=
 STAMP  := $(VENV)/.vaepipe-installed
 # the benchmarks' peers (PyOD): the suite runs every benchmark's --quick mode with its peers
 BENCH_STAMP := $(VENV)/.vaepipe-bench-installed

@@ -53,6 +53,7 @@ print("OUTCOME " + json.dumps({"engine": outcome.engine, "model": outcome.model,
 """
 
 
+@pytest.mark.slow  # trains digits to its budget: ~4 CPU-s
 def test_auto_trains_digits_in_this_process_and_registers_the_best_epoch(digits_root):
     env = outside_session_ray()
     env["PYTHONPATH"] = str(ROOT)
@@ -77,6 +78,7 @@ def test_auto_trains_digits_in_this_process_and_registers_the_best_epoch(digits_
     assert 3 in kept and 1 <= len(kept) <= 3
 
 
+@pytest.mark.slow  # two local runs: ~3 CPU-s
 def test_a_local_run_resumes_locally_and_refuses_ray(digits_root, capsys):
     first = run_training(config(digits_root, "local", epochs=2), progress=lambda _: None)
     assert main(["train", "--resume", first.run_id, "--storage", digits_root, "--engine", "ray"]) == 2

@@ -49,6 +49,7 @@ def constant_encoder(factors: np.ndarray) -> np.ndarray:
 
 # --- constructed cases: the must-show ---------------------------------------------
 
+@pytest.mark.slow  # fits gradient boosting and random forests: 4-5 CPU-s
 def test_an_encoder_that_copies_the_factors_scores_near_one():
     factors = make_factors()
     codes = copying_encoder(factors)
@@ -60,6 +61,7 @@ def test_an_encoder_that_copies_the_factors_scores_near_one():
     assert sap(codes, factors) > 0.2  # a 1-D linear SVM separates only a few of 10 levels: SAP's ceiling is low
 
 
+@pytest.mark.slow  # 4-5 CPU-s, as above
 def test_a_rotation_that_mixes_every_factor_into_every_code_scores_near_zero():
     factors = make_factors()
     codes = mixing_encoder(factors)
@@ -71,6 +73,7 @@ def test_a_rotation_that_mixes_every_factor_into_every_code_scores_near_zero():
     assert sap(codes, factors) < 0.05
 
 
+@pytest.mark.slow  # eight MIGs on 2,000 rows: ~3 CPU-s
 def test_random_rotations_of_the_factors_score_far_below_the_copy():
     # A Haar-random rotation of 4 dims sometimes leaves a code close to one factor, so the scores vary
     # by seed (MIG 0.08-0.42 over these 8); their mean is low and each is far below the copy's.

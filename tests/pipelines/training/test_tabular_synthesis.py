@@ -57,6 +57,7 @@ def test_a_skewed_column_keeps_its_quantiles(mixed_fit):
         assert generated == pytest.approx(real, rel=0.25), f"income quantile {q}: {generated:.1f} vs {real:.1f}"
 
 
+@pytest.mark.slow  # the full 3,000-step budget: ~4.5 CPU-s
 def test_a_200_row_table_trains_without_collapse_and_keeps_pair_trends():
     table = mixed_table(200, seed=5)
     synthesizer = fit(table, categorical=["region", "grade"], config=SynthesisConfig(threads=1))
