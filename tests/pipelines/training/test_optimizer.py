@@ -85,6 +85,26 @@ def test_step_hooks_run_once_per_step_on_either_path():
     assert optimizer.lean_steps == 2 and len(calls) == 3
 
 
+def test_torchs_global_hooks_and_the_profilers_range_are_there_for_the_lean_step_too():
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    net = model()
+    optimizer = FusedAdam(net.parameters())
+    train(net, optimizer, 1)  # the state exists: the next steps are lean
+    calls = []
+    handle = register_optimizer_step_pre_hook(lambda *_: calls.append(1))
+    try:
+        train(net, optimizer, 2)
+    finally:
+        handle.remove()
+    train(net, optimizer, 1)  # no hook now
+    assert calls == [1, 1] and optimizer.lean_steps == 3
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        train(net, optimizer, 2)
+    names = [event.name for event in profile.events()]
+    assert names.count("Optimizer.step#FusedAdam.step") == 2 and optimizer.lean_steps == 5
+
+
 def test_a_deep_copied_model_and_optimizer_go_on_like_the_originals():
     net = model()
     optimizer = FusedAdam(net.parameters(), lr=3e-3)
