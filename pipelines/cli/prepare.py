@@ -89,7 +89,9 @@ def register(commands) -> None:
                     "modelled as numbers and generated back as such. A folder or prefix is read whole: files "
                     "named '_…' or '.…' are skipped (_SUCCESS, .crc), any other file prepare does not read is "
                     "refused; Hive-style folders (year=2024/region=north/part-0.parquet) add their columns, as "
-                    "pyarrow and Ray Data read them. Image folders hold PNG, JPEG, BMP, WebP, TIFF, PPM or PGM "
+                    "pyarrow and Ray Data read them, except a folder whose values are dates (date=2026-12-01, "
+                    "dt=20261201: the day the rows belong to, which a new day's input lacks) unless named with "
+                    "--columns or --categorical. Image folders hold PNG, JPEG, BMP, WebP, TIFF, PPM or PGM "
                     "files; in class folders, the folder right under the root is the label (torchvision's "
                     "ImageFolder); 16-bit images are scaled to 8 bits.",
         epilog="Examples:\n  vaepipe prepare digits\n  vaepipe prepare mnist5k --rows-per-shard 1000\n"

@@ -268,6 +268,37 @@ def hive_partitions(uri: str, files: list[str]) -> list[Partition]:
             for pairs in pairs_of]
 
 
+def date_partitions(partitions: list[Partition]) -> list[str]:
+    """The partition folder names whose every value is a calendar date or time (`date=2026-12-01`,
+    `dt=20261201`, `ts=2026-12-01T02:00`): the day a file's rows were written, as a scheduled job lays its
+    input out. Each new day is a value training never saw (one level per date, or a number past the training
+    range), so as a feature it would make every new day's rows unscorable or anomalous."""
+    names = [name for name, _ in partitions[0]] if partitions else []
+    return [name for index, name in enumerate(names)
+            if all(value is None or _is_date(value) for value in (pairs[index][1] for pairs in partitions))
+            and any(pairs[index][1] is not None for pairs in partitions)]
+
+
+def _is_date(value: object) -> bool:
+    import datetime
+
+    text = str(value)
+    if isinstance(value, float) or not (len(text) >= 8 and text[:4].isdigit()):
+        return False  # a number like 20261201.5, or text that does not start with a year
+    for parse in (datetime.date.fromisoformat, datetime.datetime.fromisoformat):
+        try:
+            parse(text)
+            return True
+        except ValueError:
+            pass
+    return False
+
+
+def without_partitions(partitions: list[Partition], names: list[str]) -> list[Partition]:
+    """Each file's partition pairs without the columns `names`."""
+    return [tuple((name, value) for name, value in pairs if name not in names) for pairs in partitions]
+
+
 def _partition_type(values: list[str]) -> type:
     present = [value for value in values if value != HIVE_NULL]
     if present and len(present) == len(values) and all(_INTEGER.fullmatch(value) for value in present):

@@ -23,7 +23,8 @@ from pipelines.datasets.preparation import (
     PrepareConfig, build_arrow_table, categorical_stats_from, check_user_columns, column_roles_from,
     default_rows_per_shard, is_builtin_source, load_source, numeric_stats_from, raise_problems, reads_table_files, transform_options,
 )
-from pipelines.datasets.sources import ImageFolder, SourceError, SourceTable, hive_partitions, table_files
+from pipelines.datasets.sources import (ImageFolder, SourceError, SourceTable, date_partitions, hive_partitions,
+                                       table_files, without_partitions)
 from pipelines.datasets import table_stream as stream
 from pipelines.runtime.engine import EngineChoice, attached_cluster
 from pipelines.storage.layout import MANIFEST_FILE, dataset_uri, storage_root
@@ -203,6 +204,14 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
 
     files = table_files(config.source, config.follow_symlinks)
     partitions = hive_partitions(config.source, files)
+    named = {*(config.columns or ()), *config.categorical, *config.numeric, config.id_column, config.label_column}
+    dates = [name for name in date_partitions(partitions) if name not in named]
+    if dates:
+        # a nightly input is one day's folder: prepared alone it has no such column, and a model that learned the
+        # dates as a feature would refuse it (or see every new date as unseen)
+        partitions = without_partitions(partitions, dates)
+        progress(f"partition folder(s) {', '.join(f'{name}=…' for name in dates)}: the date the rows belong to, "
+                 f"not a feature — left out (name {dates[0]!r} with --columns or --categorical to model it)")
     if config.id_column is not None and config.id_column == config.label_column:
         raise SourceError(f"column {config.id_column!r} is given as both the id column and the label column; "
                           "a row id cannot also be what the row is labelled with")
