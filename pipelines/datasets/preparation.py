@@ -10,7 +10,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Iterable, Literal, Optional
 
 import numpy as np
 import pandas as pd
@@ -25,8 +25,8 @@ from pipelines.datasets.column_values import (
 )
 from pipelines.datasets.features import level_text
 from pipelines.datasets.manifest import (
-    PSEUDO_LABEL_COLUMN, SPLITS, SYNTHETIC_COLUMN, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest, ImageSpec,
-    NumericColumn, SplitRule,
+    MISSING_LEVEL, PSEUDO_LABEL_COLUMN, SPLITS, SYNTHETIC_COLUMN, SYSTEM_COLUMNS, CategoricalColumn, DatasetManifest,
+    ImageSpec, NumericColumn, SplitRule,
 )
 from pipelines.datasets.sources import (
     BUILTIN_SOURCES, GENERATED_SOURCES, SourceError, SourceTable, holds_images, load_builtin,
@@ -470,6 +470,27 @@ def numeric_dtype(series: pd.Series, values: np.ndarray) -> str:
 
 def categorical_stats(name: str, values: np.ndarray, train: np.ndarray, dtype: str) -> CategoricalColumn:
     return categorical_stats_from(name, set(values.tolist()), pd.Series(values[train]).value_counts().to_dict(), dtype)
+
+
+def text_levels_dtype(levels: Iterable[str]) -> Optional[str]:
+    """The dtype of a categorical column read as text (CSV) whose levels are all numbers written the way Python
+    writes them, as read_csv would read the column: int64 when each is a whole number ("2", "-3"), float64 when
+    each is a float ("2.0", "0.5"), else None (the column stays text). A level with a leading zero ("007": a
+    code or a zip) or another spelling ("1e3", "2.50", or "2" beside "2.5") keeps the text: its characters are
+    the value, and a generated level must be written back as the same text."""
+    present = [level for level in levels if level != MISSING_LEVEL]
+
+    def canonical(level: str, parse) -> bool:
+        try:
+            value = parse(level)
+        except ValueError:
+            return False
+        return str(value) == level and math.isfinite(value)
+
+    for parse, dtype in ((int, "int64"), (float, "float64")):
+        if present and all(canonical(level, parse) for level in present):
+            return dtype
+    return None
 
 
 def categorical_stats_from(name: str, levels: set, train_counts: dict, dtype: str) -> CategoricalColumn:

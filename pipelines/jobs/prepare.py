@@ -21,7 +21,8 @@ import pyarrow as pa
 from pipelines.datasets.manifest import SPLITS, DatasetManifest, SplitRule
 from pipelines.datasets.preparation import (
     PrepareConfig, build_arrow_table, categorical_stats_from, check_user_columns, column_roles_from,
-    default_rows_per_shard, is_builtin_source, load_source, numeric_stats_from, raise_problems, reads_table_files, transform_options,
+    default_rows_per_shard, is_builtin_source, load_source, numeric_stats_from, raise_problems, reads_table_files,
+    text_levels_dtype, transform_options,
 )
 from pipelines.datasets.sources import (ImageFolder, SourceError, SourceTable, date_partitions, hive_partitions,
                                        table_files, without_partitions)
@@ -284,8 +285,12 @@ def prepare_table_files(config: PrepareConfig, target: str, progress: Callable[[
                 raise SourceError(f"{config.source}: column {column!r} has no valid train values")
             gaps = config.impute == "keep" and bool(total.invalid[column])
             numeric_columns.append(numeric_stats_from(column, summary, dtype, gaps=gaps, **options[column]))
-        categorical_columns = [categorical_stats_from(c, total.levels[c], total.train_counts[c], merged[c].dtype)
-                               for c in categorical]
+        # CSV text: a code column (1, 2, 3) has the dtype read_csv gives it, so generated rows write 2, not "2"
+        categorical_columns = [categorical_stats_from(
+            c, total.levels[c], total.train_counts[c],
+            (not merged[c].typed_numeric and merged[c].kind == "text" and text_levels_dtype(total.levels[c]))
+            or merged[c].dtype)
+            for c in categorical]
         rows_per_shard = config.rows_per_shard or default_rows_per_shard(total.kept)
         schema = {"row_id": "string", "split": "string"}
         if config.label_column:

@@ -60,3 +60,16 @@ def test_a_gaps_level_comes_back_as_a_missing_value_in_the_source_dtype(dtype, l
     assert MISSING_LEVEL not in [str(value) for value in values]
     assert [None if value is pd.NA or (isinstance(value, float) and np.isnan(value)) else value for value in values] \
         == [None if value is pd.NA or (isinstance(value, float) and np.isnan(value)) else value for value in expected]
+
+
+@pytest.mark.parametrize("levels, dtype", [
+    (["1", "2", "10", "-3"], "int64"), (["1.0", "2.5", MISSING_LEVEL], "float64"), (["2", "2.5"], None),
+    (["007", "010"], None), (["1e3", "2"], None), (["2.50"], None), ([" 2", "3"], None), (["nan", "1.0"], None),
+    (["north", "1"], None), ([MISSING_LEVEL], None), ([], None)])
+def test_a_csv_categorical_columns_dtype_is_what_read_csv_gives_numbers_written_plainly(levels, dtype):
+    from pipelines.datasets.preparation import text_levels_dtype
+
+    assert text_levels_dtype(levels) == dtype
+    if dtype is not None:  # and the generated values are those numbers: the text written back is the level's
+        present = [level for level in levels if level != MISSING_LEVEL]
+        assert [str(value) for value in levels_as_source(present, dtype)] == present

@@ -17,7 +17,7 @@ import pytest
 from pipelines.datasets import column_stats, table_stream
 from pipelines.datasets.column_stats import Moments, NumericSummary
 from pipelines.datasets.manifest import MISSING_LEVEL
-from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory
+from pipelines.datasets.preparation import PrepareConfig, prepare_in_memory, text_levels_dtype
 from pipelines.datasets.sources import SourceError, SourceTable
 from pipelines.jobs.prepare import prepare_dataset
 from pipelines.storage.commit import read_success
@@ -151,6 +151,10 @@ def test_a_prefix_prepared_block_by_block_matches_the_in_memory_dataset(case, tm
                            **options)
     streamed = prepare_dataset(config, progress=lambda _: None)
     expected, rows = _in_memory(config, fmt)
+    if fmt == "csv":  # files only: a code column read as CSV text has read_csv's dtype (a DataFrame's text stays)
+        expected = expected.model_copy(update={"categorical": [
+            column.model_copy(update={"dtype": text_levels_dtype(column.levels) or column.dtype})
+            for column in expected.categorical]})
 
     ignore = {"shards", "created_at", "fingerprint"}
     _same(streamed.model_dump(mode="json", exclude=ignore), expected.model_dump(mode="json", exclude=ignore))

@@ -94,6 +94,8 @@ def test_gaps_in_categorical_columns_are_generated_as_nulls_in_their_share(tmp_p
         assert 0.1 < share < 0.4, (column, share)
         assert "__missing__" not in set(rows[column].dropna().astype(str)), column
         assert set(rows[column].dropna().astype(str)) <= set(source[column].dropna().astype(str)), column
+    # float codes in a CSV ("2.0") come back as the floats read_csv reads them as, not as their text
+    assert rows["band"].dtype == pd.read_csv(tmp_path / "holed.csv")["band"].dtype == "float64"
     summary = json.loads((store / "samples" / "holed-v1" / "holed" / "_summary.json").read_text())
     assert summary["quality"]["column_shapes"] > 0.8
 
