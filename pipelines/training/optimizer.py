@@ -19,6 +19,7 @@ checkpoints load either way.
 from __future__ import annotations
 
 import torch
+# torch's registries of global step hooks (private names): a torch that moves them fails this import, loudly
 from torch.optim.optimizer import Optimizer, _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 # torch's private kernel entry, the one torch.optim.adam._fused_adam calls; tests/pipelines/training/
