@@ -74,6 +74,17 @@ def _two_distinct(values: np.ndarray) -> tuple:
     return tuple(sorted({float(values[0]), *([float(others[0])] if len(others) else [])}))
 
 
+# a day, an hour, a minute, a second and a millisecond in microseconds, the unit timestamps are modelled in: a
+# timestamp column of dates (every value at midnight) or of whole seconds is generated at that resolution
+TIME_STEPS = (86_400e6, 3_600e6, 60e6, 1e6, 1e3)
+
+
+def _step(values: np.ndarray) -> float:
+    if not np.all(np.equal(np.mod(values, 1), 0)):
+        return 0.0
+    return next((step for step in TIME_STEPS if np.all(np.equal(np.mod(values, step), 0))), 1.0)
+
+
 @dataclass
 class NumericSummary:
     """A numeric column's train values, as `preparation.numeric_stats` reads them."""
@@ -85,6 +96,8 @@ class NumericSummary:
     min: float = math.inf
     max: float = -math.inf
     integer: bool = True
+    # the largest of TIME_STEPS that every value is a whole multiple of (1: whole numbers only, 0: not even that)
+    step: float = TIME_STEPS[0]
     zeros: int = 0
     # up to two distinct non-zero values: enough to tell whether the non-zero part varies
     distinct_nonzero: tuple = ()
@@ -102,7 +115,8 @@ class NumericSummary:
             log_nonzero=Moments.of(_log1p(nonzero)),
             min=float(np.min(values)) if len(values) else math.inf,
             max=float(np.max(values)) if len(values) else -math.inf,
-            integer=bool(np.all(np.equal(np.mod(values, 1), 0))), zeros=int(len(values) - len(nonzero)),
+            integer=bool(np.all(np.equal(np.mod(values, 1), 0))), step=_step(values),
+            zeros=int(len(values) - len(nonzero)),
             distinct_nonzero=_two_distinct(nonzero),
             sample=values if sample is None else np.asarray(sample, dtype=np.float64), sample_rate=sample_rate)
 
@@ -111,7 +125,7 @@ class NumericSummary:
             values=self.values.merge(other.values), nonzero=self.nonzero.merge(other.nonzero),
             log_values=self.log_values.merge(other.log_values), log_nonzero=self.log_nonzero.merge(other.log_nonzero),
             min=min(self.min, other.min), max=max(self.max, other.max), integer=self.integer and other.integer,
-            zeros=self.zeros + other.zeros,
+            step=min(self.step, other.step), zeros=self.zeros + other.zeros,
             distinct_nonzero=tuple(sorted(set(self.distinct_nonzero) | set(other.distinct_nonzero))[:2]),
             sample=np.concatenate([self.sample, other.sample]), sample_rate=min(self.sample_rate, other.sample_rate))
 

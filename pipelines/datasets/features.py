@@ -167,6 +167,8 @@ def features_to_table(manifest: DatasetManifest, features: np.ndarray) -> pd.Dat
         values = column.from_model(features[:, offset:offset + column.width].astype(np.float64))
         values = np.rint(values) if column.integer else values
         if is_temporal_dtype(column.dtype):
+            if column.resolution:  # dates stay dates: a column of midnights came back with any time of day
+                values = np.rint(values / column.resolution) * column.resolution
             columns[column.name] = numbers_as(values, column.dtype)
             offset += column.width
             continue

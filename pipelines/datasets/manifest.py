@@ -44,6 +44,9 @@ class NumericColumn(_Frozen):
     min: float
     max: float
     integer: bool = False
+    # a timestamp or duration column whose every train value is a whole number of days (hours, minutes, seconds,
+    # milliseconds): that step in microseconds, the unit it is modelled in; generated values are rounded to it
+    resolution: Optional[float] = None
     transform: Literal["identity", "log1p", "quantile"] = "identity"
     zero_inflated: bool = False
     gaps: bool = False  # never with zero_inflated: one indicator per column

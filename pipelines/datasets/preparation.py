@@ -20,8 +20,9 @@ from pydantic import Field, field_validator, model_validator
 from pipelines.config import StrictModel
 from pipelines.datasets.column_stats import NumericSummary
 from pipelines.datasets.column_values import (
-    MAX_MAGNITUDE, MISSING_WORDS, ValueKind, looks_like_dates, looks_like_decimal_commas, looks_like_times_of_day,
-    merge_kinds, missing_markers_in, numbers, temporal_dtype, thousands_in, thousands_separator, value_kind,
+    MAX_MAGNITUDE, MISSING_WORDS, ValueKind, is_temporal_dtype, looks_like_dates, looks_like_decimal_commas,
+    looks_like_times_of_day, merge_kinds, missing_markers_in, numbers, temporal_dtype, thousands_in, thousands_separator,
+    value_kind,
 )
 from pipelines.datasets.features import level_text
 from pipelines.datasets.manifest import (
@@ -452,6 +453,8 @@ def numeric_stats_from(name: str, summary: NumericSummary, dtype: str, transform
                 scaling.update(center=modelled.mean, scale=modelled.std())
     if gaps:
         scaling["gaps"] = True
+    if is_temporal_dtype(dtype) and summary.step > 1:
+        scaling["resolution"] = summary.step
     return NumericColumn(name=name, dtype=dtype, mean=summary.values.mean, std=summary.values.std(),
                          min=summary.min, max=summary.max, integer=summary.integer, **scaling)
 

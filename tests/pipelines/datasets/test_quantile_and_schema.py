@@ -101,3 +101,33 @@ def test_a_missing_timestamp_is_missing_not_the_year_1677():
     manifest = _manifest_of(frame, impute="median")
     at = next(c for c in manifest.numeric if c.name == "at")
     assert pd.Timestamp(at.min, unit="us") == pd.Timestamp("2024-01-01")
+
+
+def test_generated_timestamps_keep_the_resolution_of_the_training_values():
+    """A datetime64 column of dates (every value at midnight) was generated with any time of day, down to the
+    microsecond (2026-02-08 13:09:36.235069); hourly and whole-second columns the same. Each comes back at the
+    coarsest of a day, hour, minute, second or millisecond that every train value is a whole multiple of."""
+    from pipelines.datasets.column_stats import NumericSummary
+    from pipelines.datasets.column_values import numbers
+
+    rng = np.random.default_rng(0)
+    n = 200
+    start = pd.Timestamp("2026-01-01")
+    frame = pd.DataFrame({
+        "day": start + pd.to_timedelta(rng.integers(0, 300, n), unit="D"),
+        "hour": start + pd.to_timedelta(rng.integers(0, 3000, n), unit="h"),
+        "took": pd.to_timedelta(rng.integers(0, 1000, n), unit="s"),
+        "exact": start + pd.to_timedelta(rng.integers(0, 10**9, n), unit="us"),
+    })
+    manifest = _manifest_of(frame)
+    assert {c.name: c.resolution for c in manifest.numeric} == {"day": 86_400e6, "hour": 3_600e6, "took": 1e6,
+                                                                "exact": None}
+    features = table_features(manifest, {c: frame[c] for c in frame.columns})
+    back = features_to_table(manifest, features + rng.normal(scale=0.05, size=features.shape).astype(np.float32))
+    assert (back["day"] == back["day"].dt.normalize()).all() and back["day"].nunique() > 20
+    assert (back["hour"] == back["hour"].dt.floor("h")).all()
+    assert (back["took"] == back["took"].dt.floor("s")).all()
+    assert (back["exact"] != back["exact"].dt.floor("ms")).any()  # no resolution learned: left as generated
+    # the statistics pass merges blocks: the same step as the whole column's
+    values = numbers(frame["hour"])
+    assert NumericSummary.of(values[:77]).merge(NumericSummary.of(values[77:])).step == NumericSummary.of(values).step
