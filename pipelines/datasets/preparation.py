@@ -21,8 +21,8 @@ from pipelines.config import StrictModel
 from pipelines.datasets.column_stats import NumericSummary
 from pipelines.datasets.column_values import (
     MAX_MAGNITUDE, MISSING_WORDS, ValueKind, is_temporal_dtype, looks_like_dates, looks_like_decimal_commas,
-    looks_like_times_of_day, merge_kinds, missing_markers_in, numbers, temporal_dtype, thousands_in, thousands_separator,
-    value_kind,
+    looks_like_times_of_day, merge_kinds, missing_markers_in, numbers, temporal_dtype, thousands_in,
+    thousands_separator, value_kind,
 )
 from pipelines.datasets.features import level_text
 from pipelines.datasets.manifest import (
