@@ -79,8 +79,8 @@ def _two_distinct(values: np.ndarray) -> tuple:
 TIME_STEPS = (86_400e6, 3_600e6, 60e6, 1e6, 1e3)
 
 
-def _step(values: np.ndarray, integer: bool) -> float:
-    if not integer:
+def _step(values: np.ndarray) -> float:
+    if not np.all(np.equal(np.mod(values, 1), 0)):
         return 0.0
     # the first values rule most steps out without a pass over the block (a column of counts: every one)
     return next((step for step in TIME_STEPS if np.all(np.equal(np.mod(values[:64], step), 0))
@@ -97,7 +97,6 @@ class NumericSummary:
     log_nonzero: Moments = field(default_factory=Moments)
     min: float = math.inf
     max: float = -math.inf
-    integer: bool = True
     # the largest of TIME_STEPS that every value is a whole multiple of (1: whole numbers only, 0: not even that)
     step: float = TIME_STEPS[0]
     zeros: int = 0
@@ -112,13 +111,12 @@ class NumericSummary:
         """The summary of `values`; `sample` (default: all of them) is what quantiles will be taken from."""
         values = np.asarray(values, dtype=np.float64)
         nonzero = values[values != 0]
-        integer = bool(np.all(np.equal(np.mod(values, 1), 0)))
         return cls(
             values=Moments.of(values), nonzero=Moments.of(nonzero), log_values=Moments.of(_log1p(values)),
             log_nonzero=Moments.of(_log1p(nonzero)),
             min=float(np.min(values)) if len(values) else math.inf,
             max=float(np.max(values)) if len(values) else -math.inf,
-            integer=integer, step=_step(values, integer), zeros=int(len(values) - len(nonzero)),
+            step=_step(values), zeros=int(len(values) - len(nonzero)),
             distinct_nonzero=_two_distinct(nonzero),
             sample=values if sample is None else np.asarray(sample, dtype=np.float64), sample_rate=sample_rate)
 
@@ -126,7 +124,7 @@ class NumericSummary:
         return NumericSummary(
             values=self.values.merge(other.values), nonzero=self.nonzero.merge(other.nonzero),
             log_values=self.log_values.merge(other.log_values), log_nonzero=self.log_nonzero.merge(other.log_nonzero),
-            min=min(self.min, other.min), max=max(self.max, other.max), integer=self.integer and other.integer,
+            min=min(self.min, other.min), max=max(self.max, other.max),
             step=min(self.step, other.step), zeros=self.zeros + other.zeros,
             distinct_nonzero=tuple(sorted(set(self.distinct_nonzero) | set(other.distinct_nonzero))[:2]),
             sample=np.concatenate([self.sample, other.sample]), sample_rate=min(self.sample_rate, other.sample_rate))
@@ -138,6 +136,11 @@ class NumericSummary:
         copies = np.full(count, value, dtype=np.float64)
         sampled = copies[: int(round(count * self.sample_rate))]
         return self.merge(NumericSummary.of(copies, sample=sampled, sample_rate=self.sample_rate))
+
+    @property
+    def integer(self) -> bool:
+        """Every value is a whole number."""
+        return self.step >= 1
 
     @property
     def count(self) -> int:

@@ -7,6 +7,7 @@ the input are raised here as `SourceError` naming the file, column or row.
 """
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -280,8 +281,6 @@ def date_partitions(partitions: list[Partition]) -> list[str]:
 
 
 def _is_date(value: object) -> bool:
-    import datetime
-
     text = str(value)
     if isinstance(value, float) or not (len(text) >= 8 and text[:4].isdigit()):
         return False  # a number like 20261201.5, or text that does not start with a year
