@@ -2,6 +2,7 @@
 
     python -m tests.reliability.report                 # runs `pytest -m reliability`, prints the table
     python -m tests.reliability.report --junit r.xml   # renders a JUnit XML from an earlier run
+    python -m tests.reliability.report --junit r-fast.xml r-slow.xml   # both of `make test JUNIT=r`'s phases
     python -m tests.reliability.report -- -m "reliability and not slow"   # other pytest arguments
 
 Each test's kind comes from its marker (`@pytest.mark.reliability("bad input")`, copied into the JUnit
@@ -35,9 +36,9 @@ def describe(name: str) -> str:
     return f"{words} ({param})" if param else words
 
 
-def rows(junit: Path) -> list[dict]:
+def rows(*junits: Path) -> list[dict]:
     cases = []
-    for case in ET.parse(junit).getroot().iter("testcase"):
+    for case in (case for junit in junits for case in ET.parse(junit).getroot().iter("testcase")):
         properties = {p.get("name"): p.get("value") for p in case.iter("property")}
         if "kind" not in properties:
             continue
@@ -70,14 +71,15 @@ def render(cases: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--junit", type=Path, help="render this JUnit XML instead of running the suite")
+    parser.add_argument("--junit", type=Path, nargs="+",
+                        help="render these JUnit XML files (one run's phases) instead of running the suite")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
-    junit = args.junit
-    if junit is None:
-        junit = Path(tempfile.mkdtemp(prefix="reliability-")) / "junit.xml"
-        run_suite(args.pytest_args, junit)
-    cases = rows(junit)
+    junits = args.junit
+    if junits is None:
+        junits = [Path(tempfile.mkdtemp(prefix="reliability-")) / "junit.xml"]
+        run_suite(args.pytest_args, junits[0])
+    cases = rows(*junits)
     print(render(cases))
     return 0 if cases and all(c["outcome"] != "failed" for c in cases) else 1
 
