@@ -17,6 +17,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
+from itertools import chain
 from pathlib import Path
 
 KIND_ORDER = ["storage fault", "process fault", "concurrency", "security", "bad input"]
@@ -38,7 +39,7 @@ def describe(name: str) -> str:
 
 def rows(*junits: Path) -> list[dict]:
     cases = []
-    for case in (case for junit in junits for case in ET.parse(junit).getroot().iter("testcase")):
+    for case in chain.from_iterable(ET.parse(junit).getroot().iter("testcase") for junit in junits):
         properties = {p.get("name"): p.get("value") for p in case.iter("property")}
         if "kind" not in properties:
             continue
