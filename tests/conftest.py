@@ -89,7 +89,9 @@ def ray_cluster(s3_store: StoreInfo) -> str:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-# --- trained models (train once per session: a training run costs 30-60 s here) ---
+# --- trained models: once per session, in this process (engine local: ~20 s less each than a job on the
+# session's Ray). The tests using them check what follows training (scoring, generating, reports);
+# training on Ray is tests/pipelines/jobs/test_train.py's, the clusters' and the benchmarks' ---
 
 
 def write_training_report(storage: str, model: str) -> None:
@@ -130,7 +132,7 @@ def digits_zero_model(s3_store: StoreInfo, ray_cluster, tmp_path_factory) -> dic
     outcome = run_training(TrainJobConfig(
         name="zeros", dataset="zeros", storage=storage, model={"latent_dim": 4, "hidden": [16, 32]},
         train={"epochs": 30, "batch_size": 16, "lr": 0.003}, checkpoint={"every_epochs": 5},
-        scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
+        engine="local"), progress=lambda _: None)
     write_training_report(storage, outcome.model)
     return {"storage": storage, "model": outcome.model, "name": "zeros", "dataset": "digits",
             "test_rows": int(np.sum(splits == "test"))}
@@ -153,7 +155,7 @@ def fair_model(s3_store: StoreInfo, ray_cluster) -> dict:
     outcome = run_training(TrainJobConfig(
         name="fair", dataset="fair", storage=storage, model={"latent_dim": 4, "hidden": [64, 32]},
         train={"epochs": 8, "batch_size": 128, "lr": 0.003}, checkpoint={"every_epochs": 4},
-        scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
+        engine="local"), progress=lambda _: None)
     write_training_report(storage, outcome.model)
     source = load_builtin("fair").table
     zero_share = {c.name: float((source[c.name] == 0).mean()) for c in manifest.numeric}

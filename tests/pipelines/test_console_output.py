@@ -46,7 +46,8 @@ def test_make_demo_prints_no_ray_internals_and_each_epoch_once(tmp_path):
 
 @pytest.fixture(scope="module")
 def million_rows(s3_store, ray_cluster, tmp_path_factory) -> dict:
-    """A tiny MLP VAE trained on 2,000 rows of a 4-column table, and 1,000,000 rows of the same table to score."""
+    """A tiny MLP VAE trained in this process on 2,000 rows of a 4-column table, and 1,000,000 rows of the same
+    table to score."""
     from pipelines.jobs.prepare import PrepareConfig, prepare_dataset
     from pipelines.jobs.train import run_training
     from pipelines.training.config import TrainJobConfig
@@ -61,8 +62,7 @@ def million_rows(s3_store, ray_cluster, tmp_path_factory) -> dict:
                                       storage=root, rows_per_shard=125_000))
     trained = run_training(TrainJobConfig(
         name="tiny", dataset="small", storage=root, model={"latent_dim": 2, "hidden": [8]},
-        train={"epochs": 1, "batch_size": 256}, scaling={"num_workers": 1, "cpus_per_worker": 0.5}),
-        progress=lambda _: None)
+        train={"epochs": 1, "batch_size": 256}, engine="local"), progress=lambda _: None)
     return {"root": root, "model": trained.model}
 
 

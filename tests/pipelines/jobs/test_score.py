@@ -58,7 +58,7 @@ def test_a_model_with_gaussian_pixels_scores_by_squared_error_and_ranks_other_di
         name="zeros-gaussian", dataset="zeros", storage=storage,
         model={"latent_dim": 4, "hidden": [16, 32], "image_likelihood": "gaussian"},
         train={"epochs": 15, "batch_size": 16, "lr": 0.003}, checkpoint={"every_epochs": 15},
-        scaling={"num_workers": 1, "cpus_per_worker": 0.5}), progress=lambda _: None)
+        engine="local"), progress=lambda _: None)
     model, _ = load_registered(storage, outcome.model)
     assert model.spec.likelihood == (LikelihoodBlock("gaussian", 64, variance="shared", init_std=0.1),)
 
