@@ -92,7 +92,8 @@ def scores_prefix(fair_model, series: str, date: str) -> str:
 def test_catch_up_scores_each_missing_date_once_oldest_first_and_a_second_run_does_nothing(
         fair_model, fair_days, tmp_path, capsys):
     rows = {day: fair_days(f"events-{day}") for day in ("2026-03-01", "2026-03-02", "2026-03-03")}
-    config = nightly_yaml(tmp_path, "events")
+    # dates and commits are the subject, not the engine: in this process (the other tests here score on Ray)
+    config = nightly_yaml(tmp_path, "events", engine="local")
     storage = ["--storage", fair_model["storage"]]
     assert main(["nightly", config, "--date", "2026-03-02", *storage]) == 0  # one date already scored
     before = read_success(scores_prefix(fair_model, "events", "2026-03-02"))
@@ -199,7 +200,7 @@ def test_a_shifted_day_raises_a_drift_alarm_and_fails_after_committing_and_a_pla
         fair_model, fair_days, tmp_path, capsys):
     fair_days("drifting-2026-05-01")
     fair_days("drifting-2026-05-02", shift=True)
-    config = nightly_yaml(tmp_path, "drifting")
+    config = nightly_yaml(tmp_path, "drifting", engine="local")  # the alarm is the subject, not the engine
     storage = ["--storage", fair_model["storage"], "--fail-on-drift"]
 
     assert main(["nightly", config, "--date", "2026-05-01", *storage]) == 0
