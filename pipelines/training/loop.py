@@ -119,7 +119,7 @@ class CachedSplit:
 
     @classmethod
     def pulled(cls, data_iterator, device: torch.device, rows: slice = slice(None)) -> "CachedSplit":
-        """The rows of a Ray Data shard, pulled once."""
+        """The rows of a Ray Data shard (or a Dataset), pulled once."""
         parts = list(data_iterator.iter_torch_batches(batch_size=4096, collate_fn=x_column_collate(), prefetch_batches=1))
         return cls(torch.cat(parts) if parts else torch.empty(0), device, rows)
 
@@ -226,17 +226,22 @@ class TrainSession(Protocol):
         """A progress line for a person (rank 0 only)."""
 
 
+# The key of a worker's config that holds the splits the driver read for it (`trainer.worker_splits`): train as
+# one Ray Dataset per rank, val whole; empty when the workers take them from Ray Train (`get_dataset_shard`)
+HANDED_SPLITS = "handed_splits"
+
+
 class RayTrainSession:
     """The loop inside a Ray Train worker: the few Ray Train calls."""
 
-    def __init__(self, loop: LoopConfig, manifest: DatasetManifest):
+    def __init__(self, loop: LoopConfig, manifest: DatasetManifest, handed: Optional[dict] = None):
         import ray.train
         import ray.train.torch
 
         context = ray.train.get_context()
         self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
-        self.loop, self.manifest = loop, manifest
+        self.loop, self.manifest, self.handed = loop, manifest, handed or {}
 
     def restore(self) -> Optional[tuple[VAE, dict, dict]]:
         import ray.train
@@ -257,6 +262,9 @@ class RayTrainSession:
     def splits(self, cache: bool) -> tuple:
         import ray.train
 
+        if self.handed:  # read by the driver, cached here (`trainer.worker_splits` hands them only then)
+            return (CachedSplit.pulled(self.handed["train"][self.rank], self.device),
+                    CachedSplit.pulled(self.handed["val"], self.device, rows=slice(self.rank, None, self.world_size)))
         train_iterator = ray.train.get_dataset_shard("train")
         val_iterator = ray.train.get_dataset_shard("val")
         if cache:
@@ -280,8 +288,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
     """What each Ray Train worker runs."""
     # Ray Train logs every report and checkpoint at INFO; the epoch line of `run_loop` says it once
     logging.getLogger("ray.train").setLevel(logging.WARNING)
-    config = WorkerConfig.model_validate(config_dict)
-    run_loop(config, RayTrainSession(config.loop, config.manifest))
+    config = WorkerConfig.model_validate({key: value for key, value in config_dict.items() if key != HANDED_SPLITS})
+    run_loop(config, RayTrainSession(config.loop, config.manifest, config_dict.get(HANDED_SPLITS)))
 
 
 def run_loop(config: WorkerConfig, session: TrainSession) -> None:

@@ -10,7 +10,7 @@ from pipelines.errors import TrainingError
 from pipelines.runtime.cluster_capacity import READ_CPUS
 from pipelines.runtime.processes import TRAINING_WORKER_VARIABLE
 from pipelines.training.config import ScalingConfig, TrainJobConfig
-from pipelines.training.loop import WorkerConfig, should_cache, train_loop_per_worker
+from pipelines.training.loop import HANDED_SPLITS, WorkerConfig, should_cache, train_loop_per_worker
 from vae_core import ModelSpec
 
 if TYPE_CHECKING:
@@ -58,18 +58,23 @@ def failure_message(err: Exception) -> str:
     return str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
 
 
-def worker_splits(dataset: str, manifest: DatasetManifest, config: TrainJobConfig) -> dict:
-    """The train and val splits for the workers. Every worker iterates all of val, so in cache mode it is read
-    once here and kept in the object store (a separate read and decode per worker otherwise — measured
-    15-18 s of a 60 s digits run on 2 cores). The train split is read here too when all of it fits one
-    worker's cache budget: the read then runs in Ray's idle workers before the train workers start, instead
-    of read tasks that wait for new worker processes beside them (digits' first epoch: 4.5 s of split read
-    on 2 cores)."""
+def worker_splits(dataset: str, manifest: DatasetManifest, config: TrainJobConfig) -> tuple[dict, dict]:
+    """(the datasets Ray Train hands out, the splits handed to the workers with their config).
+
+    Every worker iterates all of val, so in cache mode it is read once here and kept in the object store (a
+    separate read and decode per worker otherwise — measured 15-18 s of a 60 s digits run on 2 cores). When all
+    of train fits one worker's cache budget it is read here too, in Ray's idle workers before the train workers
+    start (digits' first epoch: 4.5 s of split read on 2 cores otherwise), and split into equal shares as Ray
+    Train's `streaming_split(equal=True)` would: both go to the workers with their config, so Train starts no
+    split coordinator for them and a worker's first epoch no longer waits for that actor's process (see
+    docs/design.md, "Ray on small machines"). Larger data streams through Ray Train's datasets as before."""
     cached = should_cache(config.train, manifest, config.scaling.num_workers)
     train, val = read_split(dataset, manifest, "train"), read_split(dataset, manifest, "val")
     # all of train within one worker's budget implies the cache mode (each worker's share is smaller)
-    return {"train": train.materialize() if should_cache(config.train, manifest, 1) else train,
-            "val": val.materialize() if cached else val}
+    if should_cache(config.train, manifest, 1):
+        return {}, {"train": train.materialize().split(config.scaling.num_workers, equal=True),
+                    "val": val.materialize()}
+    return {"train": train, "val": val.materialize() if cached else val}, {}
 
 
 def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifest, spec: ModelSpec, run_name: str,
@@ -85,15 +90,18 @@ def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifes
     )
     from ray.train.torch import TorchTrainer
 
+    datasets, handed = worker_splits(dataset, manifest, config)
     resources = {"CPU": config.scaling.cpus_per_worker}
     if config.scaling.use_gpu:
         resources["GPU"] = config.scaling.gpus_per_worker
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=WorkerConfig(loop=config.train, spec=spec.to_dict(), manifest=manifest,
-                                       checkpoint_every=config.checkpoint.every_epochs,
-                                       threads=config.scaling.threads,
-                                       run_uri=f"{storage.uri}/{run_name}").model_dump(mode="json"),
+        train_loop_config={**WorkerConfig(loop=config.train, spec=spec.to_dict(), manifest=manifest,
+                                          checkpoint_every=config.checkpoint.every_epochs,
+                                          threads=config.scaling.threads,
+                                          run_uri=f"{storage.uri}/{run_name}").model_dump(mode="json"),
+                           # Ray serializes the config with the datasets' block references in it
+                           HANDED_SPLITS: handed},
         scaling_config=ScalingConfig(num_workers=config.scaling.num_workers, use_gpu=config.scaling.use_gpu,
                                      resources_per_worker=resources,
                                      placement_strategy=config.scaling.placement_strategy),
@@ -108,7 +116,7 @@ def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifes
             # the marker keeps these workers out of SCHED_IDLE (runtime.processes.idle_unless_training)
             worker_runtime_env={"env_vars": {"RAY_worker_niceness": str(config.scaling.worker_niceness),
                                              TRAINING_WORKER_VARIABLE: "1"}}),
-        datasets=worker_splits(dataset, manifest, config),
+        datasets=datasets,
         # val is not split: each worker evaluates every world_size-th row of the whole split
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        dataset_config=DataConfig(datasets_to_split=["train"] if datasets else []),
     )

@@ -65,6 +65,26 @@ def _val_inputs(root: str) -> tuple[torch.Tensor, DatasetManifest]:
     return torch.from_numpy(image_features(manifest, np.concatenate(images))), manifest
 
 
+@pytest.mark.parametrize(("workers", "data_loading"), [(2, "auto"), (3, "auto"), (2, "stream")])
+def test_a_train_split_that_fits_a_worker_is_handed_to_the_workers_in_equal_shares(digits_root, workers,
+                                                                                   data_loading):
+    # handed with the workers' config, Train starts no split coordinator for it; streamed, Train's datasets
+    from pipelines.training.trainer import worker_splits
+
+    config = _config(digits_root, scaling={"num_workers": workers}, train={"data_loading": data_loading})
+    manifest = load_manifest(dataset_uri(digits_root, "digits"))
+    datasets, handed = worker_splits(dataset_uri(digits_root, "digits"), manifest, config)
+    if data_loading == "stream":
+        assert handed == {} and set(datasets) == {"train", "val"}
+        return
+    assert datasets == {}
+    shares = [share.count() for share in handed["train"]]
+    train_rows = manifest.split_rows["train"]
+    # equal shares, as Ray Train's streaming_split(equal=True): at most workers - 1 rows left out
+    assert len(shares) == workers and len(set(shares)) == 1 and train_rows - workers < sum(shares) <= train_rows
+    assert handed["val"].count() == manifest.split_rows["val"]
+
+
 def test_validation_elbo_improves_over_epochs(trained):
     val = [epoch["val_neg_elbo"] for epoch in trained.history]
     assert [epoch["epoch"] for epoch in trained.history] == [1, 2, 3, 4]
