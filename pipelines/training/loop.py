@@ -103,12 +103,16 @@ def classifier_weight(loop: LoopConfig, manifest: DatasetManifest) -> float:
     return 0.1 * manifest.split_rows["train"] / max(labelled, 1) * inputs
 
 
+def cached_bytes(manifest: DatasetManifest, world_size: int) -> float:
+    """Bytes of one worker's cache: its share of train and all of val (uint8 images, float32 features)."""
+    bytes_per_row = manifest.feature_dim * (1 if manifest.kind == "image" else 4)
+    return (manifest.split_rows["train"] / world_size + manifest.split_rows["val"]) * bytes_per_row
+
+
 def should_cache(loop: LoopConfig, manifest: DatasetManifest, world_size: int) -> bool:
     if loop.data_loading != "auto":
         return loop.data_loading == "cache"
-    bytes_per_row = manifest.feature_dim * (1 if manifest.kind == "image" else 4)
-    rows = manifest.split_rows["train"] / world_size + manifest.split_rows["val"]
-    return rows * bytes_per_row < loop.cache_limit_mb * 2**20
+    return cached_bytes(manifest, world_size) < loop.cache_limit_mb * 2**20
 
 
 class CachedSplit:
@@ -118,8 +122,18 @@ class CachedSplit:
         self.x = x[rows].contiguous().to(device)
 
     @classmethod
+    def fetched(cls, pieces: list[tuple], device: torch.device, rows: slice = slice(None)) -> "CachedSplit":
+        """The rows of the (batch reference, first row, end row) pieces the driver put in the object store
+        (`trainer.worker_splits`)."""
+        import ray
+
+        batches = ray.get([ref for ref, _, _ in pieces])
+        parts = [batch_tensor(x[first:end]) for x, (_, first, end) in zip(batches, pieces)]
+        return cls(torch.cat(parts) if parts else torch.empty(0), device, rows)
+
+    @classmethod
     def pulled(cls, data_iterator, device: torch.device, rows: slice = slice(None)) -> "CachedSplit":
-        """The rows of a Ray Data shard (or a Dataset), pulled once."""
+        """The rows of a Ray Data shard, pulled once."""
         parts = list(data_iterator.iter_torch_batches(batch_size=4096, collate_fn=x_column_collate(), prefetch_batches=1))
         return cls(torch.cat(parts) if parts else torch.empty(0), device, rows)
 
@@ -227,7 +241,7 @@ class TrainSession(Protocol):
 
 
 # The key of a worker's config that holds the splits the driver read for it (`trainer.worker_splits`): train as
-# one Ray Dataset per rank, val whole; empty when the workers take them from Ray Train (`get_dataset_shard`)
+# one list of batch pieces per rank, val whole; empty when the workers take them from Ray Train's datasets
 HANDED_SPLITS = "handed_splits"
 
 
@@ -263,8 +277,8 @@ class RayTrainSession:
         import ray.train
 
         if self.handed:  # read by the driver, cached here (`trainer.worker_splits` hands them only then)
-            return (CachedSplit.pulled(self.handed["train"][self.rank], self.device),
-                    CachedSplit.pulled(self.handed["val"], self.device, rows=slice(self.rank, None, self.world_size)))
+            return (CachedSplit.fetched(self.handed["train"][self.rank], self.device),
+                    CachedSplit.fetched(self.handed["val"], self.device, rows=slice(self.rank, None, self.world_size)))
         train_iterator = ray.train.get_dataset_shard("train")
         val_iterator = ray.train.get_dataset_shard("val")
         if cache:

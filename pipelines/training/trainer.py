@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from pipelines.datasets.manifest import DatasetManifest
-from pipelines.datasets.reader import read_split
+from pipelines.datasets.reader import iter_split_batches, read_split
 from pipelines.errors import TrainingError
 from pipelines.runtime.cluster_capacity import READ_CPUS
 from pipelines.runtime.processes import TRAINING_WORKER_VARIABLE
 from pipelines.training.config import ScalingConfig, TrainJobConfig
-from pipelines.training.loop import HANDED_SPLITS, WorkerConfig, should_cache, train_loop_per_worker
+from pipelines.training.loop import (
+    HANDED_SPLITS,
+    WorkerConfig,
+    cached_bytes,
+    should_cache,
+    train_loop_per_worker,
+)
 from vae_core import ModelSpec
 
 if TYPE_CHECKING:
@@ -58,23 +64,55 @@ def failure_message(err: Exception) -> str:
     return str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
 
 
+# Up to this many bytes of featurized rows the driver reads the splits itself, in one process; above, Ray Data's
+# read tasks read them in parallel, over every node of a cluster
+HANDED_SPLITS_MAX_MB = 256
+
+
 def worker_splits(dataset: str, manifest: DatasetManifest, config: TrainJobConfig) -> tuple[dict, dict]:
     """(the datasets Ray Train hands out, the splits handed to the workers with their config).
 
-    Every worker iterates all of val, so in cache mode it is read once here and kept in the object store (a
-    separate read and decode per worker otherwise — measured 15-18 s of a 60 s digits run on 2 cores). When all
-    of train fits one worker's cache budget it is read here too, in Ray's idle workers before the train workers
-    start (digits' first epoch: 4.5 s of split read on 2 cores otherwise), and split into equal shares as Ray
-    Train's `streaming_split(equal=True)` would: both go to the workers with their config, so Train starts no
-    split coordinator for them and a worker's first epoch no longer waits for that actor's process (see
-    docs/design.md, "Ray on small machines"). Larger data streams through Ray Train's datasets as before."""
+    When all of train fits one worker's cache budget and HANDED_SPLITS_MAX_MB, this process reads both splits
+    with pyarrow, as the local engine does, and puts them in the object store batch by batch: train cut into
+    equal shares, as Ray Train's `streaming_split(equal=True)` cuts it, val whole (every worker evaluates every
+    world_size-th row of it). Neither Ray Data nor Train's split coordinator then runs for the job, and a
+    worker's first epoch waits for no actor's process to start (docs/design.md, "Splits handed to the
+    workers"). Larger data goes through Ray Train's datasets; val, which every worker iterates whole, is then
+    read once here when it is cached."""
+    whole = should_cache(config.train, manifest, 1)  # all of train within one worker's cache budget
+    if whole and cached_bytes(manifest, 1) <= HANDED_SPLITS_MAX_MB * 2**20:
+        train, val = _batches(dataset, manifest, "train"), _batches(dataset, manifest, "val")
+        return {}, {"train": _equal_shares(train, config.scaling.num_workers),
+                    "val": [(ref, 0, rows) for ref, rows in val]}
     cached = should_cache(config.train, manifest, config.scaling.num_workers)
     train, val = read_split(dataset, manifest, "train"), read_split(dataset, manifest, "val")
-    # all of train within one worker's budget implies the cache mode (each worker's share is smaller)
-    if should_cache(config.train, manifest, 1):
-        return {}, {"train": train.materialize().split(config.scaling.num_workers, equal=True),
-                    "val": val.materialize()}
-    return {"train": train, "val": val.materialize() if cached else val}, {}
+    # train that fits one worker is read before the workers start, in Ray's idle workers, instead of by read
+    # tasks that wait for new worker processes beside them (digits' first epoch: 4.5 s of split read on 2 cores)
+    return {"train": train.materialize() if whole else train, "val": val.materialize() if cached else val}, {}
+
+
+def _batches(dataset: str, manifest: DatasetManifest, split: str) -> list[tuple]:
+    """(object reference, rows) of each batch of a split's featurized rows (`x`), read in this process."""
+    import ray
+
+    return [(ray.put(batch["x"]), len(batch["x"])) for batch in iter_split_batches(dataset, manifest, split)]
+
+
+def _equal_shares(batches: list[tuple], workers: int) -> list[list[tuple]]:
+    """The rows of `batches` in `workers` equal shares of consecutive rows, each a list of (reference, first row,
+    end row) pieces; the last `rows % workers` rows are left out, as `streaming_split(equal=True)` leaves them
+    (equal shares are equal numbers of steps: DDP's collectives would wait forever for a worker short of one)."""
+    share = sum(rows for _, rows in batches) // workers
+    shares: list[list[tuple]] = [[] for _ in range(workers)]
+    done = 0  # rows given out
+    for ref, rows in batches:
+        start = 0
+        while share and start < rows and done < share * workers:
+            rank = done // share
+            take = min(rows - start, (rank + 1) * share - done)
+            shares[rank].append((ref, start, start + take))
+            start, done = start + take, done + take
+    return shares
 
 
 def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifest, spec: ModelSpec, run_name: str,

@@ -69,6 +69,7 @@ def _val_inputs(root: str) -> tuple[torch.Tensor, DatasetManifest]:
 def test_a_train_split_that_fits_a_worker_is_handed_to_the_workers_in_equal_shares(digits_root, workers,
                                                                                    data_loading):
     # handed with the workers' config, Train starts no split coordinator for it; streamed, Train's datasets
+    from pipelines.training.loop import CachedSplit
     from pipelines.training.trainer import worker_splits
 
     config = _config(digits_root, scaling={"num_workers": workers}, train={"data_loading": data_loading})
@@ -78,11 +79,26 @@ def test_a_train_split_that_fits_a_worker_is_handed_to_the_workers_in_equal_shar
         assert handed == {} and set(datasets) == {"train", "val"}
         return
     assert datasets == {}
-    shares = [share.count() for share in handed["train"]]
+    shares = [CachedSplit.fetched(pieces, torch.device("cpu")).x for pieces in handed["train"]]
+    train = CachedSplit.fetched([piece for pieces in handed["train"] for piece in pieces], torch.device("cpu")).x
+    # equal shares of distinct rows, as Ray Train's streaming_split(equal=True) cuts: at most workers - 1 rows left out
     train_rows = manifest.split_rows["train"]
-    # equal shares, as Ray Train's streaming_split(equal=True): at most workers - 1 rows left out
-    assert len(shares) == workers and len(set(shares)) == 1 and train_rows - workers < sum(shares) <= train_rows
-    assert handed["val"].count() == manifest.split_rows["val"]
+    assert len(shares) == workers and len({len(share) for share in shares}) == 1
+    assert train_rows - workers < len(train) <= train_rows and torch.equal(torch.cat(shares), train)
+    assert len(torch.unique(train.reshape(len(train), -1), dim=0)) > 0.95 * len(train)  # not one batch repeated
+    val = CachedSplit.fetched(handed["val"], torch.device("cpu")).x
+    assert len(val) == manifest.split_rows["val"] and val.dtype == train.dtype == torch.uint8
+
+
+def test_a_train_split_above_the_handed_size_is_pulled_from_ray_trains_datasets_and_learns(digits_root,
+                                                                                             monkeypatch):
+    # the path of every table larger than HANDED_SPLITS_MAX_MB, which no test table reaches
+    from pipelines.training import trainer
+
+    monkeypatch.setattr(trainer, "HANDED_SPLITS_MAX_MB", 0)
+    outcome = run_training(_config(digits_root, name="pulled"), progress=lambda _: None)
+    val = [epoch["val_neg_elbo"] for epoch in outcome.history]
+    assert len(val) == 4 and val[-1] < val[0] - 2.0
 
 
 def test_validation_elbo_improves_over_epochs(trained):
