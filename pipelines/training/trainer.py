@@ -138,7 +138,7 @@ def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifes
                                           checkpoint_every=config.checkpoint.every_epochs,
                                           threads=config.scaling.threads,
                                           run_uri=f"{storage.uri}/{run_name}").model_dump(mode="json"),
-                           # Ray serializes the config with the datasets' block references in it
+                           # Ray serializes the config with the handed batches' object references in it
                            HANDED_SPLITS: handed},
         scaling_config=ScalingConfig(num_workers=config.scaling.num_workers, use_gpu=config.scaling.use_gpu,
                                      resources_per_worker=resources,
