@@ -302,15 +302,13 @@ def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str
     raising it, so that a source read block by block reports its first bad row and the total
     (`raise_problems`)."""
     found: dict = {}
-    table = pd.DataFrame(index=range(source.rows))
+    columns: dict[str, np.ndarray] = {}  # one DataFrame at the end: a column set at a time copies the frame's blocks
     keep = np.ones(source.rows, dtype=bool)
     train = splits == "train"
     for column in numeric:
         series = source.table[column]
         values = numbers(series)
-        not_numeric = np.isnan(values) & series.notna().to_numpy() & (
-            series.astype(str).str.strip().str.lower() != "nan").to_numpy()
-        _note(found, ("not numeric", column), not_numeric, source.row_ids, series)
+        _note(found, ("not numeric", column), _not_numeric(series, values), source.row_ids, series)
         with np.errstate(invalid="ignore"):  # NaN: not too large (NaN/inf follow as "invalid")
             too_large = np.isfinite(values) & (np.abs(values) > MAX_MAGNITUDE)
         _note(found, ("too large", column), too_large, source.row_ids, series)
@@ -329,7 +327,7 @@ def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str
                 values = np.where(invalid, np.mean(reference) if impute == "mean" else np.median(reference), values)
             elif column in fill:
                 values = np.where(invalid, fill[column], values)
-        table[column] = values
+        columns[column] = values
     for column in categorical:
         series = source.table[column]
         missing = series.isna().to_numpy()
@@ -338,12 +336,22 @@ def clean_tabular(source: SourceTable, numeric: list[str], categorical: list[str
                 _note(found, ("missing", column), missing, source.row_ids, series)
             if impute == "drop":
                 keep &= ~missing
-        table[column] = level_text(series)
+        columns[column] = level_text(series)
     if problems is None:
         raise_problems(found, source.description)
     else:
         add_problems(problems, found)
-    return table, keep
+    return pd.DataFrame(columns, index=range(source.rows)), keep
+
+
+def _not_numeric(series: pd.Series, values: np.ndarray) -> np.ndarray:
+    """Rows whose value `numbers` could not read: NaN there, but neither missing nor the text "nan". Only the
+    rows that came out NaN are looked at as text (every row's text cost a prepare most of its time)."""
+    candidates = np.isnan(values) & series.notna().to_numpy()
+    if candidates.any():
+        rows = np.flatnonzero(candidates)
+        candidates[rows] = (series.iloc[rows].astype(str).str.strip().str.lower() != "nan").to_numpy()
+    return candidates
 
 
 def _note(found: dict, key: tuple[str, str], rows: np.ndarray, row_ids: np.ndarray, series: pd.Series) -> None:
