@@ -133,6 +133,14 @@ def drop_cluster_messages(drop: Callable[[str], bool]) -> None:
     worker.print_to_stdstream = wrapped
 
 
+# Ray's config setting (read by the raylet from its environment) that starts a default worker per logical CPU, up
+# to one per core, when the first driver connects. Those workers have no runtime environment, so a train or tune
+# job's tasks and actors, which carry one (the idle hook: `runtime.ray_session.job_runtime_env`), never run on
+# them: they only wake ~90 times a second each at normal priority beside the training threads.
+# tests/pipelines/runtime/test_ray_session.py starts a Ray with it and finds none.
+NO_PRESTARTED_WORKERS = {"RAY_prestart_worker_first_driver": "0"}
+
+
 RAY_INTERNALS = (
     "ray._private.state:state",  # .get_cluster_config(): the GCS cluster config (source 1)
     "ray.autoscaler._private.kuberay.autoscaling_config:AutoscalingConfigProducer",  # source 2

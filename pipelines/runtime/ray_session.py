@@ -124,6 +124,26 @@ def explicit_address() -> Iterator[None]:
         os.environ.update(saved)
 
 
+def restore_environment(saved: dict[str, Optional[str]]) -> None:
+    """Put variables back as `saved` recorded them (None: unset)."""
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@contextmanager
+def environment_variables(variables: dict[str, str]) -> Iterator[None]:
+    """`variables` in this process's environment meanwhile (for the processes it starts), as they were after."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        restore_environment(saved)
+
+
 @contextmanager
 def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "normal", trains: bool = True,
               **init_kwargs) -> Iterator[str]:
@@ -144,13 +164,15 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
 
     runtime = job_runtime_env(daemon_priority, trains, init_kwargs.pop("runtime_env", None))
     saved = {name: os.environ.get(name) for name in ADDRESS_VARIABLES}
+    # read by the raylet as it starts: only workers of the job's runtime environment could serve its tasks
+    prestart = ray_private.NO_PRESTARTED_WORKERS if runtime else {}
     try:
         for attempt in range(1, START_ATTEMPTS + 1):
             (port,) = free_ports(1)
             address = f"{ray_private.node_ip_address()}:{port}"
             os.environ.update(RAY_ADDRESS=address, RAY_GCS_SERVER_PORT=str(port))
             try:
-                with ray_console.connecting():
+                with ray_console.connecting(), environment_variables(prestart):
                     ray.init(address="local", num_cpus=num_cpus, include_dashboard=trains, **runtime, **init_kwargs)
                 break
             except RuntimeError as err:
@@ -168,11 +190,7 @@ def local_ray(num_cpus: float, daemon_priority: Literal["idle", "normal"] = "nor
         if ray.is_initialized():
             forget_started_here(ray.get_runtime_context().gcs_address)
         ray.shutdown()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environment(saved)
 
 
 @contextmanager
