@@ -32,7 +32,7 @@ class FusedAdam(torch.optim.Adam):
 
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.0, **kwargs):
         super().__init__(params, lr=lr, weight_decay=weight_decay, fused=True, **kwargs)
-        self._lists = None  # per group: (group, params, exp_avgs, exp_avg_sqs, steps), once the state exists
+        self._lists = None  # per group: (group, params, exp_avgs, exp_avg_sqs, steps, counts), once the state exists
         self.lean_steps = 0  # steps that took the lean path (what the test checks)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -70,9 +70,9 @@ class FusedAdam(torch.optim.Adam):
             # Adam's step without torch's hook wrapper (if it has one): ours already ran the hooks
             adam_step = torch.optim.Adam.step
             return (adam_step.__wrapped__ if getattr(adam_step, "hooked", False) else adam_step)(self, closure)
-        for group, params, exp_avgs, exp_avg_sqs, steps in self._lists:
+        for group, params, exp_avgs, exp_avg_sqs, steps, counts in self._lists:
             beta1, beta2 = group["betas"]
-            torch._foreach_add_(steps, 1)
+            counts.add_(1)  # every parameter's step count: `steps` are views of it
             _FUSED_ADAM(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
                         lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
                         eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
@@ -103,6 +103,18 @@ class FusedAdam(torch.optim.Adam):
                     or len({(p.device, p.dtype) for p in params}) != 1 or any(p.is_complex() for p in params)):
                 return None
             state = [self.state[p] for p in params]
+            steps = [s["step"] for s in state]
+            if any(step.dim() != 0 or (step.device, step.dtype) != (steps[0].device, steps[0].dtype)
+                   for step in steps):
+                return None
+            # One tensor holds the group's step counts and each parameter's state holds a view of its own count:
+            # one add per step instead of torch's `_foreach_add_` over a scalar per parameter (on a CPU that is
+            # a kernel call per tensor, 13 of them for a table's MLP). torch's own step (a parameter without a
+            # gradient) adds to the views it needs, so counts that diverge stay each parameter's own; a state dict
+            # keeps the values (torch.save keeps views of one storage as views, a load hands us fresh lists).
+            counts = torch.stack(steps)
+            for index, entry in enumerate(state):
+                entry["step"] = counts[index]
             lists.append((group, params, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
-                          [s["step"] for s in state]))
+                          [s["step"] for s in state], counts))
         return lists

@@ -113,3 +113,25 @@ def test_a_deep_copied_model_and_optimizer_go_on_like_the_originals():
     train(net, optimizer, 5, seed=4)
     train(net_copy, optimizer_copy, 5, seed=4)
     assert optimizer_copy.lean_steps == 5 and same_weights(net, net_copy)
+
+
+def test_a_state_dict_saved_to_bytes_restores_each_parameters_step_count():
+    import io
+
+    ours, theirs = model(), model()
+    lean = FusedAdam(ours.parameters(), lr=3e-3)
+    reference = torch.optim.Adam(theirs.parameters(), lr=3e-3, fused=True)
+    # the last layer misses steps 6-8: its step count falls behind the first layer's, as in torch's state
+    train(ours, lean, 8, skip_last_layer_from=5)
+    train(theirs, reference, 8, skip_last_layer_from=5)
+    buffer = io.BytesIO()
+    torch.save(lean.state_dict(), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer)
+    assert [float(entry["step"]) for entry in saved["state"].values()] == \
+        [float(entry["step"]) for entry in reference.state_dict()["state"].values()] == [8.0, 8.0, 5.0, 5.0]
+    restored = FusedAdam(ours.parameters(), lr=3e-3)
+    restored.load_state_dict(saved)
+    train(ours, restored, 5, seed=5)
+    train(theirs, reference, 5, seed=5)
+    assert restored.lean_steps == 5 and same_weights(ours, theirs)
