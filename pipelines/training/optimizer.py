@@ -6,9 +6,11 @@ the kernel: regrouping the parameters by device and dtype and rebuilding the lis
 the compiler guards, `zero_grad`'s profiler range. Without it the in-process fit of a 309-row table (3,000
 steps, one thread) took 3.70-3.75 s instead of 3.99-4.02 s (three alternating runs each, quiet machine).
 
-`FusedAdam.step` keeps the lists of parameters and their Adam state after the first step and calls the kernels
-`torch.optim.Adam` calls (`torch._foreach_add_` on the step counts, then `torch._fused_adam_`), so the weights
-come out bit for bit the same (tests/pipelines/training/test_optimizer.py). Anything outside the common case (a
+`FusedAdam.step` keeps the lists of parameters and their Adam state after the first step and calls the kernel
+`torch.optim.Adam` calls (`torch._fused_adam_`), so the weights come out bit for bit the same
+(tests/pipelines/training/test_optimizer.py). torch adds 1 to each parameter's step count with `_foreach_add_`,
+one small kernel per parameter on a CPU; here a group's counts live in one tensor, each parameter's state holding
+a view of its own, and one add counts the step for all of them. Anything outside the common case (a
 parameter without a gradient, an AMP grad scaler, a tensor learning rate, amsgrad, decoupled weight decay,
 several devices or dtypes) takes torch's own `step`. Step hooks (an instance's or torch's global ones) and the
 profiler's `Optimizer.step#FusedAdam.step` range are there as for any optimizer whenever there are hooks or a
