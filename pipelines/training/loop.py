@@ -351,7 +351,7 @@ def run_loop(config: WorkerConfig, session: TrainSession) -> None:
         # on the device, read once per epoch: a float() per step would make every step wait for the GPU. Two
         # float64 sums added to in place: two ops a step where a stacked pair took six (a table's step is ~200 ops)
         sums, rows = torch.zeros(2, dtype=torch.float64, device=device), 0
-        loss_sum, neg_elbo_sum = sums[0], sums[1]
+        loss_total, neg_elbo_total = sums.unbind()  # views: adding to them adds to `sums`
         for x in train_split.batches(loop.batch_size, generator):
             x = to_model_input(x.to(device, non_blocking=True), manifest)
             batch_rows = len(x)
@@ -363,8 +363,8 @@ def run_loop(config: WorkerConfig, session: TrainSession) -> None:
             if loop.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), loop.grad_clip)
             optimizer.step()
-            loss_sum.add_(loss.detach(), alpha=batch_rows)
-            neg_elbo_sum.add_(out.neg_elbo.detach().sum())
+            loss_total.add_(loss.detach(), alpha=batch_rows)
+            neg_elbo_total.add_(out.neg_elbo.detach().sum())
             rows += batch_rows
         loss_sum, neg_elbo_sum = sums.tolist()  # waits for the epoch's last step, so `elapsed` counts it
         elapsed = time.perf_counter() - started

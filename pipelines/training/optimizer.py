@@ -115,8 +115,9 @@ class FusedAdam(torch.optim.Adam):
             # gradient) adds to the views it needs, so counts that diverge stay each parameter's own; a state dict
             # keeps the values (torch.save keeps views of one storage as views, a load hands us fresh lists).
             counts = torch.stack(steps)
-            for index, entry in enumerate(state):
-                entry["step"] = counts[index]
-            lists.append((group, params, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
-                          [s["step"] for s in state], counts))
+            steps = list(counts.unbind())
+            for entry, step in zip(state, steps):
+                entry["step"] = step
+            lists.append((group, params, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], steps,
+                          counts))
         return lists
