@@ -149,6 +149,12 @@ RAY_INTERNALS = (
     "ray.autoscaler.v2.utils:is_autoscaler_v2",  # whether the cluster runs autoscaler v2
     # the node type the v1 monitor's read-only provider (a `ray start` cluster: it reports, never adds) gives a node
     "ray.autoscaler._private.util:format_readonly_node_type",
+    # Ray's torch backend, run in Train's workers by `training.process_group` (its controller imports no torch)
+    "ray.train._internal.utils:get_address_and_port",
+    "ray.train.torch.config:TorchConfigContextManager",
+    "ray.train.torch.config:_set_torch_distributed_env_vars",
+    "ray.train.torch.config:_setup_torch_process_group",
+    "ray.train.torch.config:_shutdown_torch",
 )
 
 
@@ -165,4 +171,5 @@ def ray_internal(path: str) -> Any:
         import ray
 
         raise RayInternalsChanged(f"vaepipe reads Ray's private {path}, which Ray {ray.__version__} does not "
-                                  f"have ({err}); update pipelines/runtime/ray_private.py and runtime/cluster_capacity.py") from None
+                                  f"have ({err}); update pipelines/runtime/ray_private.py and the module that "
+                                  "reads it") from None

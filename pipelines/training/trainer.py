@@ -128,12 +128,15 @@ def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifes
     )
     from ray.train.torch import TorchTrainer
 
+    from pipelines.training.process_group import TorchProcessGroup
+
     datasets, handed = worker_splits(dataset, manifest, config)
     resources = {"CPU": config.scaling.cpus_per_worker}
     if config.scaling.use_gpu:
         resources["GPU"] = config.scaling.gpus_per_worker
     return TorchTrainer(
         train_loop_per_worker,
+        torch_config=TorchProcessGroup(),
         train_loop_config={**WorkerConfig(loop=config.train, spec=spec.to_dict(), manifest=manifest,
                                           checkpoint_every=config.checkpoint.every_epochs,
                                           threads=config.scaling.threads,

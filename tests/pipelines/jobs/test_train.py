@@ -45,9 +45,47 @@ def _config(root: str, **overrides) -> TrainJobConfig:
     return TrainJobConfig.model_validate(data)
 
 
+def controller_probe(path: str):
+    """A Ray Train callback that runs in Train's controller: each report appends the controller's pid, whether
+    torch is imported there, and how many workers reported."""
+    from ray.train import UserCallback
+
+    class Probe(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            import os
+            import sys
+
+            with open(path, "a") as out:
+                out.write(f"{os.getpid()} {'torch' in sys.modules} {len(metrics)}\n")
+
+    return Probe()
+
+
 @pytest.fixture(scope="module")
-def trained(digits_root):
-    return run_training(_config(digits_root), progress=lambda _: None)
+def trained_and_probed(digits_root, tmp_path_factory):
+    from pipelines.jobs import train
+
+    probed = tmp_path_factory.mktemp("probe") / "controller.txt"
+    build_trainer = train.build_trainer
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train, "build_trainer", lambda *args: build_trainer(
+            *args[:-1], [*args[-1], controller_probe(str(probed))]))
+        outcome = run_training(_config(digits_root), progress=lambda _: None)
+    return outcome, [line.split() for line in probed.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(trained_and_probed):
+    return trained_and_probed[0]
+
+
+def test_trains_controller_imports_no_torch_while_two_workers_train_in_one_process_group(trained_and_probed):
+    # the process group is set up by training.process_group from the workers; Ray's TorchConfig imported torch in
+    # the controller (2-3 s of CPU and ~300 MiB a run)
+    outcome, reports = trained_and_probed
+    assert len(reports) == outcome.epochs == 4, reports
+    assert {pid for pid, _, _ in reports} != {str(os.getpid())} and len({pid for pid, _, _ in reports}) == 1
+    assert all(torch_imported == "False" and workers == "2" for _, torch_imported, workers in reports), reports
 
 
 def _val_inputs(root: str) -> tuple[torch.Tensor, DatasetManifest]:
