@@ -18,7 +18,7 @@ from pipelines.runtime.engine import EngineChoice, EngineError, choose_engine
 from pipelines.storage.layout import DIVERGED_FILE, run_uri, runs_uri, storage_root
 from pipelines.training.budget import early_best_warning, plan_budget, with_budget
 from pipelines.training.config import TrainJobConfig
-from pipelines.training.loop import should_cache
+from pipelines.training.worker_config import should_cache
 from pipelines.training.model_spec import model_spec_for
 from pipelines.training.registration import export_model, mirror_registration
 from pipelines.training.runs import check_not_diverged, load_training_data, new_run_id, save_job_config

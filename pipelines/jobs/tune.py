@@ -18,19 +18,18 @@ from typing import Any, Callable, Optional
 import numpy as np
 import pandas as pd
 
-from pipelines.errors import SweepError, TrainingError
+from pipelines.errors import SweepError
 from pipelines.runtime import ray_private
 from pipelines.runtime.cluster_capacity import READ_CPUS
 from pipelines.storage.layout import REGISTERED_FILE, run_uri, runs_uri, storage_root, sweep_trials_uri
 from pipelines.training.budget import plan_budget, with_budget
-from pipelines.training.config import TrainJobConfig
-from pipelines.training.model_spec import model_spec_for
 from pipelines.training.registration import export_model, mirror_registration
 from pipelines.training.runs import load_run_config, load_training_data, new_run_id, save_job_config
 from pipelines.training.sweep_config import SEARCHED_FIELDS, SearchConfig, SearchSpace, SweepJobConfig, trial_config
-from pipelines.training.trainer import build_trainer, failure_message, job_cpus
+from pipelines.training.trainer import job_cpus
+from pipelines.training.trial import run_trial
 
-# Each trial's Tune actor only builds a TorchTrainer and waits; Tune refuses 0 CPUs (docs/design.md).
+# Each trial's Tune actor only builds a Ray Train trainer and waits; Tune refuses 0 CPUs (docs/design.md).
 TRIAL_DRIVER_CPUS = 0.01
 # Tune saves its experiment state (which trials finished) at most every 10 s by default; a driver killed in
 # between would re-run trials that had finished. Every 2 s costs a few small writes.
@@ -110,27 +109,6 @@ def search_algorithm(search: SearchConfig, concurrency: int):
     from ray.tune.search import ConcurrencyLimiter
 
     return ConcurrencyLimiter(OptunaSearch(seed=search.seed), max_concurrent=concurrency)
-
-
-def run_trial(params: dict, template: dict, dataset: str, manifest: dict, train_uri: str) -> None:
-    """One trial (runs in a Tune actor): a Ray Train run of the template with the trial's values, whose
-    per-epoch metrics reach Tune (and ASHA) through TuneReportCallback; resumes its run if one exists."""
-    import ray.train
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from pipelines.datasets.manifest import DatasetManifest
-    from pipelines.storage.objects import resolve
-
-    config = trial_config(TrainJobConfig.model_validate(template), params)
-    data_manifest = DatasetManifest.model_validate(manifest)
-    trial_id = tune.get_context().get_trial_id()
-    trainer = build_trainer(config, dataset, data_manifest, model_spec_for(data_manifest, config.model), trial_id,
-                            resolve(train_uri), callbacks=[TuneReportCallback()])
-    try:
-        trainer.fit()
-    except ray.train.TrainingFailedError as err:
-        raise TrainingError(f"trial {trial_id} ({params}) failed: {failure_message(err)}") from None
 
 
 # what a trial's nested MLflow run gets of each of its results

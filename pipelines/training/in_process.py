@@ -22,7 +22,8 @@ from pipelines.training.budget import in_process_threads, torch_threads
 from pipelines.training.checkpoints import STATE_FILE, load_checkpoint
 from pipelines.training.config import TrainJobConfig
 from pipelines.training.epoch_console import EpochEta
-from pipelines.training.loop import CachedSplit, WorkerConfig, run_loop
+from pipelines.training.loop import CachedSplit, run_loop
+from pipelines.training.worker_config import WorkerConfig
 from vae_core import VAE, ModelSpec
 
 

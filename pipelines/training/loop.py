@@ -1,5 +1,5 @@
 """The training loop: a plain PyTorch VAE loop (`run_loop`) and where it runs — a Ray Train worker
-(`RayTrainSession`, `train_loop_per_worker`) or this process (`training.in_process`, engine local).
+(`RayTrainSession`, `run_on_ray_train`) or this process (`training.in_process`, engine local).
 
 Everything the loop needs from where it runs goes through a `TrainSession`: its rank and world size, the
 device, the checkpoint to resume from, the model wrapped for data parallelism, the two splits, and where
@@ -21,35 +21,14 @@ from typing import Iterator, Optional, Protocol
 import numpy as np
 import torch
 
-from pydantic import Field, field_validator
-
-from pipelines.config import StrictModel
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.datasets.reader import batch_tensor, to_model_input
 from pipelines.storage.layout import DIVERGED_FILE
 from pipelines.training.checkpoints import load_checkpoint, save_checkpoint
 from pipelines.training.config import LoopConfig
 from pipelines.training.optimizer import FusedAdam
+from pipelines.training.worker_config import HANDED_SPLITS, WorkerConfig, should_cache
 from vae_core import VAE, ModelSpec, VAEOutput, beta_tc_loss
-
-
-class WorkerConfig(StrictModel):
-    """Everything a worker's loop receives, validated again in the worker (Ray passes it as a plain dict)."""
-
-    loop: LoopConfig
-    spec: dict = Field(description="vae_core.ModelSpec.to_dict() of the model to train")
-    manifest: DatasetManifest
-    checkpoint_every: int = Field(ge=1)
-    threads: int = Field(ge=1, description="torch intra-op threads (ScalingConfig.threads, resolved by the driver)")
-    run_uri: str = Field(description="the run's folder on storage, where a divergence is recorded")
-
-    @field_validator("loop")
-    @classmethod
-    def _budget_resolved(cls, loop: LoopConfig) -> LoopConfig:
-        auto = [name for name in ("epochs", "batch_size", "kl_warmup_epochs") if getattr(loop, name) == "auto"]
-        if auto:  # a driver that forgot `training.budget`: fail before the first step, not inside range("auto")
-            raise ValueError(f"train.{', train.'.join(auto)} still auto: the driver sets them (training.budget)")
-        return loop
 
 
 def x_column_collate():
@@ -101,18 +80,6 @@ def classifier_weight(loop: LoopConfig, manifest: DatasetManifest) -> float:
     labelled = sum(manifest.condition[0].train_counts) if manifest.condition else 0
     inputs = max(1.0, manifest.feature_dim / CLASSIFIER_WEIGHT_FEATURES)
     return 0.1 * manifest.split_rows["train"] / max(labelled, 1) * inputs
-
-
-def cached_bytes(manifest: DatasetManifest, world_size: int) -> float:
-    """Bytes of one worker's cache: its share of train and all of val (uint8 images, float32 features)."""
-    bytes_per_row = manifest.feature_dim * (1 if manifest.kind == "image" else 4)
-    return (manifest.split_rows["train"] / world_size + manifest.split_rows["val"]) * bytes_per_row
-
-
-def should_cache(loop: LoopConfig, manifest: DatasetManifest, world_size: int) -> bool:
-    if loop.data_loading != "auto":
-        return loop.data_loading == "cache"
-    return cached_bytes(manifest, world_size) < loop.cache_limit_mb * 2**20
 
 
 class CachedSplit:
@@ -240,11 +207,6 @@ class TrainSession(Protocol):
         """A progress line for a person (rank 0 only)."""
 
 
-# The key of a worker's config that holds the splits the driver read for it (`trainer.worker_splits`): train as
-# one list of batch pieces per rank, val whole; empty when the workers take them from Ray Train's datasets
-HANDED_SPLITS = "handed_splits"
-
-
 class RayTrainSession:
     """The loop inside a Ray Train worker: the few Ray Train calls."""
 
@@ -298,8 +260,8 @@ class RayTrainSession:
         print(line, flush=True)  # Ray forwards a worker's stdout to the driver
 
 
-def train_loop_per_worker(config_dict: dict) -> None:
-    """What each Ray Train worker runs."""
+def run_on_ray_train(config_dict: dict) -> None:
+    """What each Ray Train worker runs (through `trainer.train_loop_per_worker`)."""
     # Ray Train logs every report and checkpoint at INFO; the epoch line of `run_loop` says it once
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     config = WorkerConfig.model_validate({key: value for key, value in config_dict.items() if key != HANDED_SPLITS})

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 class TorchProcessGroup(BackendConfig):
     """`ray.train.torch.TorchConfig`'s fields and behaviour (env:// rendezvous at rank 0's address)."""
 
-    backend: Optional[str] = None  # TorchTrainer sets "gloo", or "nccl" for a GPU run
+    backend: Optional[str] = None  # "gloo", or "nccl" for a GPU run (`trainer.build_trainer` says which)
     timeout_s: int = 1800
 
     @property

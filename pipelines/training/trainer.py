@@ -10,12 +10,11 @@ from pipelines.errors import TrainingError
 from pipelines.runtime.cluster_capacity import READ_CPUS
 from pipelines.runtime.processes import TRAINING_WORKER_VARIABLE
 from pipelines.training.config import ScalingConfig, TrainJobConfig
-from pipelines.training.loop import (
+from pipelines.training.worker_config import (
     HANDED_SPLITS,
     WorkerConfig,
     cached_bytes,
     should_cache,
-    train_loop_per_worker,
 )
 from vae_core import ModelSpec
 
@@ -115,10 +114,20 @@ def _equal_shares(batches: list[tuple], workers: int) -> list[list[tuple]]:
     return shares
 
 
+def train_loop_per_worker(config_dict: dict) -> None:
+    """What each Ray Train worker runs: `training.loop.run_loop` in a `RayTrainSession`. Ray pickles this function
+    by reference to this module, which imports no torch; the loop's module (torch) is imported by the workers
+    that run it, not by the process that builds the trainer (a Tune trial's actor)."""
+    from pipelines.training.loop import run_on_ray_train
+
+    run_on_ray_train(config_dict)
+
+
 def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifest, spec: ModelSpec, run_name: str,
                   storage: Location, callbacks: Sequence = ()):
-    """The TorchTrainer of one training run: `train_loop_per_worker` on `config.scaling` workers, checkpoints
-    (best kept by validation negative ELBO) under `storage`/`run_name`/; an existing run there is resumed."""
+    """The Ray Train trainer of one training run (what TorchTrainer builds, without importing torch here):
+    `train_loop_per_worker` on `config.scaling` workers in one torch process group, checkpoints (best kept by
+    validation negative ELBO) under `storage`/`run_name`/; an existing run there is resumed."""
     from ray.train import (
         CheckpointConfig,
         DataConfig,
@@ -126,7 +135,9 @@ def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifes
         RunConfig,
         ScalingConfig,
     )
-    from ray.train.torch import TorchTrainer
+    # TorchTrainer is this trainer with Ray's TorchConfig, whose module imports torch in every process that builds
+    # or unpickles it (a Tune trial's actor, Train's controller): the same trainer with our torch-free backend
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     from pipelines.training.process_group import TorchProcessGroup
 
@@ -134,9 +145,9 @@ def build_trainer(config: TrainJobConfig, dataset: str, manifest: DatasetManifes
     resources = {"CPU": config.scaling.cpus_per_worker}
     if config.scaling.use_gpu:
         resources["GPU"] = config.scaling.gpus_per_worker
-    return TorchTrainer(
+    return DataParallelTrainer(
         train_loop_per_worker,
-        torch_config=TorchProcessGroup(),
+        backend_config=TorchProcessGroup(backend="nccl" if config.scaling.use_gpu else "gloo"),
         train_loop_config={**WorkerConfig(loop=config.train, spec=spec.to_dict(), manifest=manifest,
                                           checkpoint_every=config.checkpoint.every_epochs,
                                           threads=config.scaling.threads,

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from pipelines.training.sweep_config import SweepJobConfig
+from tests.ray_processes import TorchInProcesses
 
 REPO = Path(__file__).resolve().parents[3]
 GOOD_LR, BAD_LR = 0.005, 1e-6
@@ -45,14 +46,26 @@ def digits_root(s3_store, ray_cluster) -> str:
 
 
 @pytest.fixture(scope="module")
-def sweep(digits_root):
+def sweep_and_trial_actors(digits_root):
     from pipelines.cli.tune import report_sweep
     from pipelines.jobs.tune import run_sweep
 
-    outcome = run_sweep(SweepJobConfig.model_validate(sweep_settings(digits_root, "digits")), promote=True)
+    with TorchInProcesses("ImplicitFunc") as trial_actors:  # Tune's actor of a function trial
+        outcome = run_sweep(SweepJobConfig.model_validate(sweep_settings(digits_root, "digits")), promote=True)
     report_sweep(outcome, digits_root)  # what `vaepipe tune` leaves beside the sweep
     print(f"sweep wall time {outcome.seconds:.0f} s\n{outcome.trials.to_string()}")  # shown with pytest -s
-    return outcome
+    return outcome, trial_actors.loaded
+
+
+@pytest.fixture(scope="module")
+def sweep(sweep_and_trial_actors):
+    return sweep_and_trial_actors[0]
+
+
+def test_no_trials_actor_imports_torch(sweep_and_trial_actors):
+    # a trial builds and fits a trainer; the workers train (training.trial, docs/design.md)
+    outcome, torch_in_actor = sweep_and_trial_actors
+    assert len(torch_in_actor) >= 2 and not any(torch_in_actor.values()), torch_in_actor
 
 
 # --- the resource rule and config errors (no Ray) ---------------------------

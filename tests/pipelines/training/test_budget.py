@@ -13,7 +13,7 @@ from pipelines.datasets.sources import SourceTable, load_builtin
 from pipelines.training.budget import TABLE_STEPS, early_best_warning, plan_budget, with_budget
 from pipelines.training.config import TrainJobConfig
 from pipelines.training.epoch_console import MAX_EPOCH_LINES, EpochEta
-from pipelines.training.loop import WorkerConfig
+from pipelines.training.worker_config import WorkerConfig
 from pipelines.training.sweep_config import SweepJobConfig
 
 
