@@ -2,7 +2,7 @@
 
 Ray's own `TorchConfig` lives in a module that imports torch, and Train's controller unpickles the backend
 config and runs its `on_start`, so every run's (and every Tune trial's) controller process imported torch:
-2.1-2.7 s of CPU on this project's 2-core machine while the training worker started beside it, and ~300 MiB of
+2.1-2.7 s of CPU on this project's 2-core machine while the training worker started beside it, and ~180 MiB of
 its memory. `TorchProcessGroup` is the same backend, defined here: the controller picks gloo or NCCL from the
 workers' resources and asks rank 0 for an address, and the workers do everything that needs torch, with Ray's
 own functions (`runtime.ray_private.RAY_INTERNALS`), so the process group is the one `TorchConfig` would set up.

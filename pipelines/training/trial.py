@@ -2,7 +2,7 @@
 
 The actor imports this module to unpickle `run_trial`, and nothing here imports torch (the workers' entry point
 and the process group are torch-free too: `training.trainer`, `training.process_group`): the trial only
-builds and fits a trainer, and each trial's actor skipped ~2 s of CPU and ~200 MiB importing it.
+builds and fits a trainer, and each trial's actor skipped ~2 s of CPU and ~185 MiB importing it (417 -> 233 MiB).
 """
 from __future__ import annotations
 

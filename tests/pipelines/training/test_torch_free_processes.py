@@ -1,5 +1,5 @@
 """The modules Ray imports in Train's controller and in a Tune trial's actor import no torch: those processes only
-build, fit and watch a trainer, and torch cost each of them ~2 s of CPU and ~200 MiB (docs/design.md, "Train's
+build, fit and watch a trainer, and torch cost each of them ~2 s of CPU and ~180 MiB (docs/design.md, "Train's
 controller imports no torch"). Those modules import Ray's pieces inside their functions:
 tests/pipelines/jobs/test_train.py and test_tune.py look into a real controller and real trials' actors."""
 from __future__ import annotations
