@@ -3,18 +3,20 @@
 Ray's own `TorchConfig` lives in a module that imports torch, and Train's controller unpickles the backend
 config and runs its `on_start`, so every run's (and every Tune trial's) controller process imported torch:
 2.1-2.7 s of CPU on this project's 2-core machine while the training worker started beside it, and ~180 MiB of
-its memory. `TorchProcessGroup` is the same backend, defined here: the controller picks gloo or NCCL from the
-workers' resources and asks rank 0 for an address, and the workers do everything that needs torch, with Ray's
-own functions (`runtime.ray_private.RAY_INTERNALS`), so the process group is the one `TorchConfig` would set up.
+its memory. `TorchProcessGroup` is the same backend, defined here: the controller asks rank 0 for an address (the
+trainer chose gloo or NCCL), and the workers do everything that needs torch, with Ray's own functions
+(`runtime.ray_private.RAY_INTERNALS`), so the process group is the one `TorchConfig` would set up.
 """
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass
-from typing import Optional
 
+import ray
+from ray.exceptions import GetTimeoutError
 from ray.train.backend import Backend, BackendConfig
+from ray.train.constants import DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S, TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S
 
 from pipelines.runtime.ray_private import ray_internal
 
@@ -25,7 +27,7 @@ logger = logging.getLogger(__name__)
 class TorchProcessGroup(BackendConfig):
     """`ray.train.torch.TorchConfig`'s fields and behaviour (env:// rendezvous at rank 0's address)."""
 
-    backend: Optional[str] = None  # "gloo", or "nccl" for a GPU run (`trainer.build_trainer` says which)
+    backend: str  # "gloo", or "nccl" for a GPU run: `trainer.build_trainer` chooses, as TorchTrainer does
     timeout_s: int = 1800
 
     @property
@@ -52,26 +54,14 @@ class _ProcessGroupBackend(Backend):
     share_cuda_visible_devices: bool = True  # as Ray's torch backend: a node's workers see each other's GPUs
 
     def on_start(self, worker_group, backend_config: TorchProcessGroup) -> None:
-        import ray
-
-        backend = backend_config.backend
-        if backend is None:
-            backend = "nccl" if worker_group.get_resources_per_worker().get("GPU", 0) > 0 else "gloo"
         address, port = worker_group.execute_single(0, _address_and_port)
         worker_group.execute(_set_rendezvous, address=address, port=port)
         size = len(worker_group)
-        ray.get([worker_group.execute_single_async(rank, _join_process_group, backend=backend, world_rank=rank,
-                                                   world_size=size, timeout_s=backend_config.timeout_s)
+        ray.get([worker_group.execute_single_async(rank, _join_process_group, backend=backend_config.backend,
+                                                   world_rank=rank, world_size=size, timeout_s=backend_config.timeout_s)
                  for rank in range(size)])
 
     def on_shutdown(self, worker_group, backend_config: TorchProcessGroup) -> None:
-        import ray
-        from ray.exceptions import GetTimeoutError
-        from ray.train.constants import (
-            DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
-            TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
-        )
-
         timeout_s = float(os.environ.get(TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
                                          DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S))
         futures = worker_group.execute_async(_leave_process_group, destroy=len(worker_group) > 1)
