@@ -59,12 +59,13 @@ def prepare_config_from_args(args: argparse.Namespace):
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from pipelines.jobs.prepare import prepare_dataset
     from pipelines.storage.layout import dataset_uri, storage_root
     from pipelines.storage.embedded_server import apply_store_env
 
     apply_store_env()
     config = prepare_config_from_args(args)
+    from pipelines.jobs.prepare import prepare_dataset  # pandas and pyarrow: after the config is accepted
+
     result(f"preparing dataset {config.name!r} from {config.source}")
     manifest = prepare_dataset(config, progress=progress)
     result(f"dataset {manifest.name}: {manifest.rows} rows ({manifest.split_rows}), {len(manifest.shards)} shards, "

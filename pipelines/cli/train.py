@@ -30,15 +30,17 @@ def config_from_args(args: argparse.Namespace, model, example: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipelines.jobs.train import run_training
-    from pipelines.reports.after_job import attach_report, report_after_job
-    from pipelines.reports.training import build_training_report
     from pipelines.storage.embedded_server import apply_store_env
     from pipelines.storage.layout import storage_root
     from pipelines.training.config import TrainJobConfig
 
     apply_store_env()
     config = config_from_args(args, TrainJobConfig, "configs/digits.yaml")
+    # the job's modules import torch (~2.5 s): a config refused above is answered before they load
+    from pipelines.jobs.train import run_training
+    from pipelines.reports.after_job import attach_report, report_after_job
+    from pipelines.reports.training import build_training_report
+
     outcome = run_training(config, resume=args.resume, progress=progress)
     index = report_after_job(build_training_report, storage_root(config.storage), outcome.model, progress=progress)
     attach_report(outcome.tracked, index)

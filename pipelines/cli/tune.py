@@ -17,16 +17,18 @@ def report_sweep(outcome, root: str) -> None:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from pipelines.cli.train import config_from_args
-    from pipelines.jobs.tune import run_sweep
     from pipelines.storage.embedded_server import apply_store_env
     from pipelines.storage.layout import SWEEP_CSV, SWEEP_FIGURE, SWEEP_TABLE, storage_root
     from pipelines.training.sweep_config import SweepJobConfig
-    from pipelines.training.sweep_table import display_columns
 
     apply_store_env()
     if args.metric:
         args.set = [*(args.set or ()), f"search.metric={args.metric}"]
     config = config_from_args(args, SweepJobConfig, "configs/digits-sweep.yaml")
+    # torch and Ray Tune: after the config is accepted
+    from pipelines.jobs.tune import run_sweep
+    from pipelines.training.sweep_table import display_columns
+
     outcome = run_sweep(config, resume=args.resume, promote=args.promote, progress=progress)
     report_sweep(outcome, storage_root(config.storage))
     columns = [c for c in display_columns() if c in outcome.trials.columns and c not in ("best_epoch",)]
