@@ -44,7 +44,7 @@ def labelled_digits_model():
     x, labels, train, test = digits_with_labels(None)
     torch.manual_seed(0)
     model = VAE(ModelSpec.for_images((1, 8, 8), latent_dim=8, hidden=(16, 32), condition_levels=(10,)))
-    return fit(model, x, train, epochs=15), x, labels, train, test
+    return fit(model, x, train, epochs=10), x, labels, train, test
 
 
 def test_class_conditional_samples_are_classified_as_their_class_far_above_chance(labelled_digits_model):
