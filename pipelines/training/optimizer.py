@@ -17,12 +17,28 @@ profiler's `Optimizer.step#FusedAdam.step` range are there as for any optimizer 
 profiler runs; without either the step skips torch's wrapper around it (its record_function range alone cost
 0.2 s of that 3,000-step fit: 3.45-3.79 s against 3.27-3.29 s, interleaved). The state dict is Adam's, so
 checkpoints load either way.
+
+Nor does a process that trains import torch's compiler: `Optimizer.add_param_group`, `state_dict` and
+`load_state_dict` carry `torch._disable_dynamo`, whose first call imports `torch._dynamo` (~2.5 CPU-s, in every
+process that builds an optimizer: each Ray Train worker, each in-process fit), and torch's step imports it too.
+Nothing here is compiled, so these call the methods under that wrapper, and the first lean step creates Adam's
+state as torch's first step would (`Adam._init_group`). Where `torch._dynamo` is loaded already (a caller who
+compiles), torch's wrapped methods run as they are.
 """
 from __future__ import annotations
+
+import sys
 
 import torch
 # torch's registries of global step hooks (private names): a torch that moves them fails this import, loudly
 from torch.optim.optimizer import Optimizer, _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+
+
+
+def _under_dynamo_guard(method):
+    """`method` without its `torch._disable_dynamo` wrapper unless the compiler is loaded already."""
+    return method if "torch._dynamo" in sys.modules else getattr(method, "__wrapped__", method)
+
 
 # torch's private kernel entry, the one torch.optim.adam._fused_adam calls; tests/pipelines/training/
 # test_optimizer.py fails when a torch version lacks it or changes what it computes
@@ -49,12 +65,15 @@ class FusedAdam(torch.optim.Adam):
         super().__setstate__(state)
         self._lists, self.lean_steps = None, 0
 
+    def state_dict(self):
+        return _under_dynamo_guard(Optimizer.state_dict)(self)
+
     def load_state_dict(self, state_dict) -> None:
-        super().load_state_dict(state_dict)
+        _under_dynamo_guard(Optimizer.load_state_dict)(self, state_dict)
         self._lists = None  # the state's tensors were replaced
 
     def add_param_group(self, param_group) -> None:
-        super().add_param_group(param_group)
+        _under_dynamo_guard(Optimizer.add_param_group)(self, param_group)
         self._lists = None
 
     def step(self, closure=None):
@@ -91,6 +110,9 @@ class FusedAdam(torch.optim.Adam):
                 or getattr(self, "found_inf", None) is not None:
             return False
         if self._lists is None:
+            if not self.state:  # the first step: Adam's state as torch's first step creates it
+                for group in self.param_groups:
+                    self._init_group(group, [], [], [], [], [], [])
             self._lists = self._build_lists()
         return self._lists is not None and all(
             p.grad is not None and not p.grad.is_sparse for _, params, *_ in self._lists for p in params)
