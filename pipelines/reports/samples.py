@@ -8,7 +8,7 @@ import pandas as pd
 
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.reports.page import Figure, Report, Section
-from pipelines.reports.plotting import figure_png, image_grid_png, pyplot
+from pipelines.reports.plotting import figure_png, histogram, image_grid_png, pyplot
 from pipelines.storage.layout import samples_report_id
 
 MAX_ROWS = 20_000  # of each side: enough for smooth histograms and correlations, cheap to read
@@ -27,8 +27,8 @@ def column_distributions_png(manifest: DatasetManifest, real: pd.DataFrame, synt
         if column in manifest.numeric:
             bins = np.histogram_bin_edges(real[column.name].to_numpy(dtype=float), bins=30,
                                           range=(column.min, column.max) if column.max > column.min else None)
-            axis.hist(real[column.name].to_numpy(dtype=float), bins=bins, density=True, alpha=0.5, label="real")
-            axis.hist(synthetic[column.name].to_numpy(dtype=float), bins=bins, density=True, alpha=0.5,
+            histogram(axis, real[column.name].to_numpy(dtype=float), bins, density=True, alpha=0.5, label="real")
+            histogram(axis, synthetic[column.name].to_numpy(dtype=float), bins, density=True, alpha=0.5,
                       label="synthetic")
         else:
             positions = np.arange(len(column.levels))

@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipelines.datasets.manifest import DatasetManifest
 from pipelines.reports.page import Figure, Report, Section, html_table
-from pipelines.reports.plotting import figure_png, image_table_png, pyplot
+from pipelines.reports.plotting import figure_png, histogram, image_table_png, pyplot
 
 TOP_ANOMALIES = 16
 HISTOGRAM_BINS = 60
@@ -42,10 +42,10 @@ def histogram_png(values: np.ndarray, threshold: float, positive: Optional[np.nd
     figure, axis = plt.subplots(figsize=(10, 4), constrained_layout=True)
     bins = np.histogram_bin_edges(np.append(values, threshold), bins=HISTOGRAM_BINS)
     if positive is None:
-        axis.hist(values, bins=bins, color="tab:blue", label="all rows")
+        histogram(axis, values, bins, color="tab:blue", label="all rows")
     else:
-        axis.hist(values[~positive], bins=bins, alpha=0.6, color="tab:blue", label="labelled normal")
-        axis.hist(values[positive], bins=bins, alpha=0.6, color="tab:orange", label="labelled anomaly")
+        histogram(axis, values[~positive], bins, alpha=0.6, color="tab:blue", label="labelled normal")
+        histogram(axis, values[positive], bins, alpha=0.6, color="tab:orange", label="labelled anomaly")
     axis.axvline(threshold, color="tab:red", linestyle="--",
                  label=f"threshold {threshold:.2f} ({int((values > threshold).sum())} rows above)")
     axis.set_xlabel(SCORE_NAMES.get(score, score))
