@@ -16,7 +16,6 @@ from functools import cache
 from pathlib import Path
 
 import jsonschema
-import kubernetes.client.models as k8s_models
 import pytest
 import tomllib
 import yaml
@@ -208,6 +207,8 @@ def model_errors(value, type_name: str, where: str) -> list[str]:
     if type_name in PRIMITIVES:
         ok = isinstance(value, PRIMITIVES[type_name]) and not (type_name != "bool" and isinstance(value, bool))
         return [] if ok else [f"{where}: expected {type_name}, got {value!r}"]
+    import kubernetes.client.models as k8s_models  # here, not at collection: 0.8 s that most workers never use
+
     model = getattr(k8s_models, type_name)
     if not isinstance(value, dict):
         return [f"{where}: expected a {type_name} mapping"]
