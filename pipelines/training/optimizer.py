@@ -34,9 +34,8 @@ import torch
 from torch.optim.optimizer import Optimizer, _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 
-
-def _under_dynamo_guard(method):
-    """`method` without its `torch._disable_dynamo` wrapper unless the compiler is loaded already."""
+def _without_compiler(method):
+    """`method` without its `torch._disable_dynamo` wrapper, unless the compiler is loaded already."""
     return method if "torch._dynamo" in sys.modules else getattr(method, "__wrapped__", method)
 
 
@@ -66,14 +65,14 @@ class FusedAdam(torch.optim.Adam):
         self._lists, self.lean_steps = None, 0
 
     def state_dict(self):
-        return _under_dynamo_guard(Optimizer.state_dict)(self)
+        return _without_compiler(Optimizer.state_dict)(self)
 
     def load_state_dict(self, state_dict) -> None:
-        _under_dynamo_guard(Optimizer.load_state_dict)(self, state_dict)
+        _without_compiler(Optimizer.load_state_dict)(self, state_dict)
         self._lists = None  # the state's tensors were replaced
 
     def add_param_group(self, param_group) -> None:
-        _under_dynamo_guard(Optimizer.add_param_group)(self, param_group)
+        _without_compiler(Optimizer.add_param_group)(self, param_group)
         self._lists = None
 
     def step(self, closure=None):
