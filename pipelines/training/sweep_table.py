@@ -100,14 +100,18 @@ class TrialTable(Callback):
         if result.get(METRIC) is not None and (best is None or result[METRIC] < best[METRIC]):
             self.best[trial.trial_id] = kept
 
-    def rows(self, trials) -> list[dict]:
-        return [trial_row(t.trial_id, t.status, {**self.template_values, **t.config}, self.last.get(t.trial_id, {}),
+    def rows(self, trials, ended: Optional[str] = None) -> list[dict]:
+        """One row per trial; `ended`: the id of a trial that has finished though Tune still says RUNNING."""
+        return [trial_row(t.trial_id, "TERMINATED" if t.trial_id == ended else t.status,
+                          {**self.template_values, **t.config}, self.last.get(t.trial_id, {}),
                           self.best.get(t.trial_id, {}), self.max_epochs,
                           error=_error_line(t) if t.status == "ERROR" else None)
                 for t in trials]
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        write_table(self.sweep_uri, self.rows(trials))
+        # Tune calls this before it marks the trial TERMINATED (`TuneController.stop_trial`): written as Tune has
+        # it, a finished trial read RUNNING until the next one ended, and a sweep killed in between lost it
+        write_table(self.sweep_uri, self.rows(trials, ended=trial.trial_id))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         write_table(self.sweep_uri, self.rows(trials))

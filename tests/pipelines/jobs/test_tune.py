@@ -176,8 +176,10 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(digits_root, t
     from pipelines.training.sweep_table import read_table
     from pipelines.jobs.tune import load_sweep_config, run_sweep
 
-    # three good trials of 2 epochs, one at a time: the kill comes after the first finished, before the last
-    resumed_dims = (2, 4, 16)
+    # four good trials of 2 epochs, one at a time: the kill comes after the first finished, before the last. With
+    # three, on a fast host (a trial ending every ~8 s) all had finished by the kill: the table said a trial had
+    # ended only when the next one did (fixed in sweep_table.TrialTable.on_trial_complete)
+    resumed_dims = (2, 4, 8, 16)
     settings = sweep_settings(digits_root, "digits-resumed")
     settings["train"]["epochs"] = 2
     settings["search"].update(max_concurrent_trials=1, space={"latent_dim": {"grid": list(resumed_dims)}})
