@@ -100,10 +100,9 @@ def test_a_callers_runtime_environment_is_kept_beside_the_idle_hook():
 @pytest.mark.timeout(240)
 def test_a_job_started_ray_whose_gcs_port_was_taken_starts_on_another():
     """The race is injected (the port chosen free is taken before the GCS binds it: another process's bind to port
-    0, which cannot be timed for real); the failed start (Ray waits for a GCS that never answers) and the
-    one after it are real. Ray's client waits 30 s for the GCS to answer (`RAY_py_gcs_connect_timeout_s`) before
-    it calls the start failed, 10 s after two 5-s connection warnings: with 10 the same failure came after 20 s
-    instead of 40, and the start after it took 4 s."""
+    0, which cannot be timed for real); the failed start and the one after it are real. Ray's client gives a GCS
+    that never answers two 5-s connection waits, then `RAY_py_gcs_connect_timeout_s` (30 s) more: with 10, the
+    same failure came after 20 s instead of 40, and the start after it took 4 s."""
     code = ("import os, socket\n"
             "os.environ['RAY_py_gcs_connect_timeout_s'] = '10'\n"  # before Ray is imported, as Ray reads its config
             "import ray\n"
